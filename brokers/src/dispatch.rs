@@ -1,0 +1,141 @@
+//! Dispatchers hand claimable jobs to workers. The store stays the source of truth; a dispatcher
+//! only decides how workers learn about work. `store` (here) claims straight from the store;
+//! message-broker dispatchers deliver ids that the worker then claims with
+//! [`JobStore::claim_ids`], so a duplicate delivery is harmless.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pysaas_jobs::Job;
+use tokio::sync::watch;
+
+use crate::{JobStore, Result};
+
+/// How often an idle store consumer looks for work even without a wake-up: covers jobs made
+/// claimable by another process that cannot wake this one (SQLite shared between processes).
+pub const STORE_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a consumer is for.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The queue to consume.
+    pub queue: String,
+    /// The claiming worker's id (recorded on claimed jobs).
+    pub worker_id: String,
+    /// Lease taken on each claimed job.
+    pub lease: Duration,
+}
+
+/// Confirms a delivery to its transport once the job's outcome is recorded.
+#[async_trait]
+pub trait Ack: Send + Sync + fmt::Debug {
+    /// Acknowledge; the transport forgets the message.
+    async fn ack(self: Box<Self>) -> Result<()>;
+}
+
+/// A claimed job and, for broker transports, the handle that acknowledges its message.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The job, claimed (state `running`, a new attempt).
+    pub job: Job,
+    /// Acknowledge after the outcome is recorded (`None` for the store dispatcher).
+    pub ack: Option<Box<dyn Ack>>,
+}
+
+/// A source of claimed jobs for one queue.
+#[async_trait]
+pub trait JobConsumer: Send + fmt::Debug {
+    /// Waits until at least one job is claimed and returns up to `max` of them.
+    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>>;
+}
+
+/// A job transport.
+#[async_trait]
+pub trait Dispatcher: Send + Sync + fmt::Debug + 'static {
+    /// Transport name (`store`, `amqp`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Announces jobs whose rows were just committed `queued`.
+    async fn dispatch(&self, jobs: &[Job]) -> Result<()>;
+
+    /// Opens a consumer.
+    async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>>;
+}
+
+/// Dispatch straight from the store: `SKIP LOCKED` batch claims woken by `LISTEN/NOTIFY`
+/// (PostgreSQL) or in-process signals (SQLite).
+#[derive(Debug, Clone)]
+pub struct StoreDispatcher {
+    store: Arc<dyn JobStore>,
+    poll_interval: Duration,
+}
+
+impl StoreDispatcher {
+    /// A dispatcher over `store`.
+    pub fn new(store: Arc<dyn JobStore>) -> Self {
+        StoreDispatcher {
+            store,
+            poll_interval: STORE_POLL_INTERVAL,
+        }
+    }
+
+    /// Overrides [`STORE_POLL_INTERVAL`].
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+}
+
+#[async_trait]
+impl Dispatcher for StoreDispatcher {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn dispatch(&self, _jobs: &[Job]) -> Result<()> {
+        // The insert itself woke the consumers (NOTIFY in the same transaction, or in-process).
+        Ok(())
+    }
+
+    async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>> {
+        Ok(Box::new(StoreConsumer {
+            wake: self.store.wakeups(),
+            store: self.store.clone(),
+            spec,
+            poll_interval: self.poll_interval,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct StoreConsumer {
+    store: Arc<dyn JobStore>,
+    spec: ConsumerSpec,
+    wake: watch::Receiver<u64>,
+    poll_interval: Duration,
+}
+
+#[async_trait]
+impl JobConsumer for StoreConsumer {
+    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        loop {
+            // Mark the current wake-up as seen *before* claiming, so one that arrives while the
+            // claim runs is not missed.
+            self.wake.borrow_and_update();
+            let jobs = self
+                .store
+                .claim(&self.spec.queue, max, &self.spec.worker_id, self.spec.lease)
+                .await?;
+            if !jobs.is_empty() {
+                return Ok(jobs
+                    .into_iter()
+                    .map(|job| Delivery { job, ack: None })
+                    .collect());
+            }
+            // A closed channel (store dropped) degrades to polling.
+            let _ = tokio::time::timeout(self.poll_interval, self.wake.changed()).await;
+        }
+    }
+}

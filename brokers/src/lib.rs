@@ -1,0 +1,20 @@
+//! PySaaS transports: the durable job store and the dispatchers that hand job ids to workers.
+//!
+//! The store ([`JobStore`]) is the source of truth: a job exists once its row is committed, and
+//! every state change is a conditional update, so a duplicate delivery can never run a finished
+//! job again. Dispatchers ([`Dispatcher`]) only make workers find work fast.
+//!
+//! Backends: [`store::PgStore`] (PostgreSQL, production) and [`store::SqliteStore`] (embedded
+//! default). Open one from a URL with [`store::connect`].
+
+mod dispatch;
+mod error;
+pub mod store;
+
+pub use dispatch::{
+    Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher, STORE_POLL_INTERVAL,
+};
+pub use error::{Result, StoreError};
+pub use store::{
+    Completion, Inserted, JobFilter, JobStore, QueueStats, StoreConfig, Transition, LIST_LIMIT_MAX,
+};

@@ -1,0 +1,230 @@
+//! The job store: every job row and its state. See `docs/job-lifecycle.md`.
+
+mod pg;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pysaas_jobs::{Job, JobState, NewJob, Outcome};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::{Result, StoreError};
+
+/// Largest page `list` returns.
+pub const LIST_LIMIT_MAX: i64 = 1000;
+
+/// Default PostgreSQL schema for PySaaS tables, so they never mix with an application's own.
+pub const DEFAULT_PG_SCHEMA: &str = "pysaas";
+/// Default pool size: enough for the API, a worker's claim loop, completer and heartbeat.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a pooled connection before the store reports itself unavailable.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `postgres://…` or `sqlite://path` (`sqlite::memory:` for a throw-away store).
+    pub url: String,
+    /// PostgreSQL schema holding the tables (ignored for SQLite).
+    pub schema: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Pool acquire timeout.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            schema: DEFAULT_PG_SCHEMA.to_owned(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// Opens the store the URL names.
+pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn JobStore>> {
+    let scheme = config.url.split(':').next().unwrap_or_default();
+    match scheme {
+        "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(config).await?)),
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(config).await?)),
+        _ => Err(StoreError::Config(format!(
+            "database URL must start with postgres:// or sqlite:// (got scheme `{scheme}`)"
+        ))),
+    }
+}
+
+/// The result of an insert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inserted {
+    /// The stored job.
+    pub job: Job,
+    /// `false` when the idempotency key matched an existing job, which is returned instead.
+    pub created: bool,
+}
+
+/// The result of a user-requested state change (cancel, retry).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Done; the job as it is now.
+    Done(Job),
+    /// No such job for this tenant.
+    NotFound,
+    /// The job's state does not allow it.
+    Conflict(JobState),
+}
+
+/// An attempt's outcome, for the batched completer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// Job id.
+    pub id: Uuid,
+    /// The attempt this outcome belongs to: a fencing token, so a stale worker cannot overwrite
+    /// a newer attempt.
+    pub attempt: i32,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Filters and keyset pagination for `list`.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    /// Tenant (always applied).
+    pub tenant_id: String,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Page size (1 ..= [`LIST_LIMIT_MAX`]).
+    pub limit: i64,
+    /// Only ids older than this one (the previous page's last id).
+    pub before: Option<Uuid>,
+}
+
+/// Counts per queue.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Jobs per state (states with no jobs are absent).
+    pub counts: BTreeMap<JobState, i64>,
+    /// `run_at` of the oldest queued job.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+}
+
+/// Durable job storage. Every backend passes the same conformance suite
+/// (`brokers/tests/store_conformance.rs`).
+#[async_trait]
+pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Backend name (`postgres`, `sqlite`).
+    fn backend(&self) -> &'static str;
+
+    /// Creates or upgrades the schema.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// The store's clock (the database server's, for PostgreSQL).
+    async fn now(&self) -> Result<DateTime<Utc>>;
+
+    /// Inserts jobs in one transaction: all or none. A job whose idempotency key already exists
+    /// for its tenant is not inserted; the existing one is returned with `created: false`.
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>>;
+
+    /// One job of a tenant.
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>>;
+
+    /// A page of a tenant's jobs, newest first.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Cancels an unfinished job.
+    async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition>;
+
+    /// Re-queues a finished job for a new attempt.
+    async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition>;
+
+    /// Per-queue counts (all tenants when `tenant_id` is `None`).
+    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>>;
+
+    /// Claims up to `limit` queued jobs of `queue` (highest priority, then oldest first) for
+    /// `worker_id`, holding a lease of `lease`. Each claim starts a new attempt.
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<Vec<Job>>;
+
+    /// Claims the given ids if they are still queued (used behind a message broker; ids already
+    /// claimed or finished are skipped, which makes duplicate deliveries harmless).
+    async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>>;
+
+    /// Records outcomes in one statement. An outcome applies only while the job is still
+    /// `running` the same attempt; the count of rows changed is returned.
+    async fn complete(&self, completions: &[Completion]) -> Result<u64>;
+
+    /// Extends the lease on `ids` held by `worker_id`; returns the ids it still holds (a job
+    /// cancelled or rescued meanwhile is missing, and its worker should stop it).
+    async fn heartbeat(&self, worker_id: &str, ids: &[Uuid], lease: Duration) -> Result<Vec<Uuid>>;
+
+    /// Gives running jobs back to the queue (graceful shutdown): the interrupted attempt is not
+    /// counted.
+    async fn release(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64>;
+
+    /// Moves due `scheduled` and `retrying` jobs to `queued`; returns how many.
+    async fn promote_due(&self) -> Result<u64>;
+
+    /// Re-queues running jobs whose lease expired (their worker died); those out of attempts go
+    /// `dead`. Returns how many rows changed.
+    async fn rescue_expired(&self) -> Result<u64>;
+
+    /// A counter bumped whenever jobs may have become claimable; consumers wait on it between
+    /// empty claims.
+    fn wakeups(&self) -> watch::Receiver<u64>;
+}
+
+/// Parses a stored state name.
+pub(crate) fn parse_state(s: &str) -> Result<JobState> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown state `{s}`")))
+}
+
+/// Outcome columns shared by both backends: (state, result JSON, error, next run_at).
+pub(crate) fn outcome_columns(
+    outcome: &Outcome,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+) {
+    let state = outcome.state().as_str();
+    let error = outcome.error().map(str::to_owned);
+    match outcome {
+        Outcome::Succeeded { result } => {
+            (state, result.as_ref().map(|r| r.to_string()), None, None)
+        }
+        Outcome::Retrying { run_at, .. } => (state, None, error, Some(*run_at)),
+        Outcome::Dead { .. } | Outcome::Cancelled { .. } => (state, None, error, None),
+    }
+}
+
+/// Error text recorded on jobs rescued from a dead worker.
+pub(crate) const RESCUED_ERROR: &str = "worker lost: lease expired before the attempt finished";
+/// Error text recorded on jobs released at a graceful shutdown.
+pub(crate) const RELEASED_ERROR: &str = "released at worker shutdown before the attempt finished";

@@ -1,0 +1,584 @@
+//! PostgreSQL job store: `FOR UPDATE SKIP LOCKED` claims and `LISTEN/NOTIFY` wake-ups.
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pysaas_jobs::{Job, JobState, NewJob};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    outcome_columns, parse_state, Completion, Inserted, JobFilter, JobStore, QueueStats,
+    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+};
+use crate::{Result, StoreError};
+
+/// How many due rows one promotion or rescue pass moves at most.
+const MAINTENANCE_BATCH: i64 = 10_000;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    schema: String,
+    channel: String,
+    wake: Arc<watch::Sender<u64>>,
+    listener: Arc<OnceLock<()>>,
+}
+
+fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 48
+}
+
+impl PgStore {
+    /// Connects a pool whose connections use `config.schema`.
+    pub async fn connect(config: &StoreConfig) -> Result<Self> {
+        if !valid_identifier(&config.schema) {
+            return Err(StoreError::Config(format!(
+                "schema `{}` must be lower-case letters, digits and `_`, at most 48 characters",
+                config.schema
+            )));
+        }
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+            .options([("search_path", config.schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore {
+            pool,
+            channel: format!("pysaas_{}", config.schema),
+            schema: config.schema.clone(),
+            wake: Arc::new(watch::Sender::new(0)),
+            listener: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The pool (for tests and tools that need raw SQL).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn notify<'e, E>(&self, executor: E, queues: BTreeSet<&str>) -> Result<()>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let queues: Vec<&str> = queues.into_iter().collect();
+        sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+            .bind(&self.channel)
+            .bind(&queues)
+            .execute(executor)
+            .await?;
+        Ok(())
+    }
+
+    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        let row = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                if job.state == JobState::Queued {
+                    self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
+                        .await?;
+                }
+                Ok(Transition::Done(job))
+            }
+            None => Ok(match self.get(tenant_id, id).await? {
+                None => Transition::NotFound,
+                Some(job) => Transition::Conflict(job.state),
+            }),
+        }
+    }
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job> {
+    Ok(Job {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind: row.try_get("kind")?,
+        queue: row.try_get("queue")?,
+        state: parse_state(row.try_get("state")?)?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        payload: row.try_get("payload")?,
+        result: row.try_get("result")?,
+        last_error: row.try_get("last_error")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        trace_context: row.try_get("trace_context")?,
+        worker_id: row.try_get("worker_id")?,
+        created_at: row.try_get("created_at")?,
+        run_at: row.try_get("run_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+    })
+}
+
+fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>> {
+    rows.iter().map(job_from_row).collect()
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Keeps one LISTEN connection open for as long as the store lives, bumping `wake` on every
+/// notification and after every reconnect (notifications sent while disconnected are lost).
+async fn listen(pool: PgPool, channel: String, wake: Weak<watch::Sender<u64>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(&channel).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        let Some(wake) = wake.upgrade() else { return };
+                        wake.send_modify(|n| *n = n.wrapping_add(1));
+                        drop(wake);
+                        match listener.try_recv().await {
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "job store listener failed");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "LISTEN failed"),
+            },
+            Err(err) => tracing::warn!(error = %err, "job store listener cannot connect"),
+        }
+        if wake.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
+        if let Err(err) = sqlx::query(&create).execute(&self.pool).await {
+            // Two processes creating the schema at once: one loses with a unique violation.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(&self.schema)
+                    .fetch_one(&self.pool)
+                    .await?;
+            if !exists {
+                return Err(err.into());
+            }
+        }
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = jobs.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut tenants = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut max_attempts = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut timeouts = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut traces = Vec::with_capacity(n);
+        let mut run_ats = Vec::with_capacity(n);
+        for job in &jobs {
+            ids.push(job.id);
+            tenants.push(job.tenant_id.as_str());
+            kinds.push(job.kind.as_str());
+            queues.push(job.queue.as_str());
+            priorities.push(job.priority);
+            max_attempts.push(job.max_attempts);
+            payloads.push(job.payload.to_string());
+            timeouts.push(job.timeout_ms);
+            keys.push(job.idempotency_key.as_deref());
+            traces.push(job.trace_context.as_deref());
+            run_ats.push(job.run_at);
+        }
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at) \
+             SELECT id, tenant_id, kind, queue, \
+                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
+                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
+                    run_at, now() \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
+                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                  AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
+                       idempotency_key, trace_context, run_at) \
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING *",
+        )
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&kinds)
+        .bind(&queues)
+        .bind(&priorities)
+        .bind(&max_attempts)
+        .bind(&payloads)
+        .bind(&timeouts)
+        .bind(&keys)
+        .bind(&traces)
+        .bind(&run_ats)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            created.insert(job.id, job);
+        }
+        let mut existing: HashMap<(String, String), Job> = HashMap::new();
+        if created.len() < n {
+            let (lookup_tenants, lookup_keys): (Vec<&str>, Vec<&str>) = jobs
+                .iter()
+                .filter(|j| !created.contains_key(&j.id))
+                .filter_map(|j| Some((j.tenant_id.as_str(), j.idempotency_key.as_deref()?)))
+                .unzip();
+            let rows = sqlx::query(
+                "SELECT j.* FROM jobs j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
+                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key",
+            )
+            .bind(&lookup_tenants)
+            .bind(&lookup_keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let job = job_from_row(row)?;
+                if let Some(key) = job.idempotency_key.clone() {
+                    existing.insert((job.tenant_id.clone(), key), job);
+                }
+            }
+        }
+        let ready: BTreeSet<&str> = created
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| j.queue.as_str())
+            .collect();
+        self.notify(&mut *tx, ready).await?;
+        tx.commit().await?;
+        jobs.iter()
+            .map(|new| {
+                if let Some(job) = created.get(&new.id) {
+                    return Ok(Inserted {
+                        job: job.clone(),
+                        created: true,
+                    });
+                }
+                let key = (
+                    new.tenant_id.clone(),
+                    new.idempotency_key.clone().unwrap_or_default(),
+                );
+                existing
+                    .get(&key)
+                    .map(|job| Inserted {
+                        job: job.clone(),
+                        created: false,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("job {} neither inserted nor found", new.id))
+                    })
+            })
+            .collect()
+    }
+
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE tenant_id = $1 \
+               AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
+               AND ($4::text IS NULL OR queue = $4) AND ($5::uuid IS NULL OR id < $5) \
+             ORDER BY id DESC LIMIT $6",
+        )
+        .bind(&filter.tenant_id)
+        .bind(filter.state.map(JobState::as_str))
+        .bind(filter.kind.as_deref())
+        .bind(filter.queue.as_deref())
+        .bind(filter.before)
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        jobs_from_rows(&rows)
+    }
+
+    async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        self.transition(
+            "UPDATE jobs SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND state IN ('scheduled', 'queued', 'running', 'retrying') \
+             RETURNING *",
+            tenant_id,
+            id,
+        )
+        .await
+    }
+
+    async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        self.transition(
+            "UPDATE jobs SET state = 'queued', run_at = now(), finished_at = NULL, result = NULL, \
+                    lease_expires_at = NULL, max_attempts = GREATEST(max_attempts, attempts + 1) \
+             WHERE tenant_id = $1 AND id = $2 AND state IN ('succeeded', 'dead', 'cancelled') \
+             RETURNING *",
+            tenant_id,
+            id,
+        )
+        .await
+    }
+
+    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
+             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state ORDER BY queue",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stats: Vec<QueueStats> = Vec::new();
+        for row in rows {
+            let queue: String = row.try_get("queue")?;
+            let state = parse_state(row.try_get("state")?)?;
+            if stats.last().is_none_or(|s| s.queue != queue) {
+                stats.push(QueueStats {
+                    queue,
+                    ..QueueStats::default()
+                });
+            }
+            if let Some(entry) = stats.last_mut() {
+                entry.counts.insert(state, row.try_get("n")?);
+                if state == JobState::Queued {
+                    entry.oldest_queued_at = row.try_get("oldest")?;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "WITH next AS ( \
+                 SELECT id FROM jobs WHERE state = 'queued' AND queue = $1 \
+                 ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, started_at = now(), \
+                    worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond' \
+             FROM next WHERE j.id = next.id RETURNING j.*",
+        )
+        .bind(queue)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(worker_id)
+        .bind(lease_ms(lease))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs = jobs_from_rows(&rows)?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(), \
+                    worker_id = $2, lease_expires_at = now() + $3 * interval '1 millisecond' \
+             WHERE id = ANY($1) AND state = 'queued' RETURNING *",
+        )
+        .bind(ids)
+        .bind(worker_id)
+        .bind(lease_ms(lease))
+        .fetch_all(&self.pool)
+        .await?;
+        jobs_from_rows(&rows)
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<u64> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let n = completions.len();
+        let (mut ids, mut attempts, mut states, mut results, mut errors, mut run_ats) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for c in completions {
+            let (state, result, error, run_at) = outcome_columns(&c.outcome);
+            ids.push(c.id);
+            attempts.push(c.attempt);
+            states.push(state);
+            results.push(result);
+            errors.push(error);
+            run_ats.push(run_at);
+        }
+        // Rows are locked in id order so that the completer, heartbeat and rescuer never deadlock.
+        let done = sqlx::query(
+            "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], \
+                                             $6::timestamptz[]) AS c(id, attempt, state, result, error, run_at)), \
+                  locked AS (SELECT j.id FROM jobs j JOIN c ON j.id = c.id \
+                             WHERE j.state = 'running' AND j.attempts = c.attempt ORDER BY j.id FOR UPDATE OF j) \
+             UPDATE jobs j SET state = c.state, result = c.result::jsonb, \
+                    last_error = COALESCE(c.error, j.last_error), run_at = COALESCE(c.run_at, j.run_at), \
+                    finished_at = CASE WHEN c.state IN ('succeeded', 'dead', 'cancelled') THEN now() END, \
+                    lease_expires_at = NULL \
+             FROM c JOIN locked ON locked.id = c.id WHERE j.id = c.id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&states)
+        .bind(&results)
+        .bind(&errors)
+        .bind(&run_ats)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn heartbeat(&self, worker_id: &str, ids: &[Uuid], lease: Duration) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "WITH locked AS (SELECT id FROM jobs WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' \
+                             ORDER BY id FOR UPDATE) \
+             UPDATE jobs j SET lease_expires_at = now() + $3 * interval '1 millisecond' \
+             FROM locked WHERE j.id = locked.id RETURNING j.id",
+        )
+        .bind(ids)
+        .bind(worker_id)
+        .bind(lease_ms(lease))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn release(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let queues: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
+                    lease_expires_at = NULL, run_at = now(), last_error = $3 \
+             WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING queue",
+        )
+        .bind(ids)
+        .bind(worker_id)
+        .bind(RELEASED_ERROR)
+        .fetch_all(&self.pool)
+        .await?;
+        self.notify(&self.pool, queues.iter().map(String::as_str).collect())
+            .await?;
+        Ok(queues.len() as u64)
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        let queues: Vec<String> = sqlx::query_scalar(
+            "WITH due AS (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= now() \
+                          ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id RETURNING j.queue",
+        )
+        .bind(MAINTENANCE_BATCH)
+        .fetch_all(&self.pool)
+        .await?;
+        self.notify(&self.pool, queues.iter().map(String::as_str).collect())
+            .await?;
+        Ok(queues.len() as u64)
+    }
+
+    async fn rescue_expired(&self) -> Result<u64> {
+        let rows = sqlx::query(
+            "WITH expired AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
+                              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs j SET \
+                    state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END, \
+                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, \
+                    run_at = now(), last_error = $2, lease_expires_at = NULL \
+             FROM expired WHERE j.id = expired.id RETURNING j.queue, j.state",
+        )
+        .bind(MAINTENANCE_BATCH)
+        .bind(RESCUED_ERROR)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut queues = BTreeSet::new();
+        for row in &rows {
+            if row.try_get::<&str, _>("state")? == JobState::Queued.as_str() {
+                queues.insert(row.try_get::<&str, _>("queue")?);
+            }
+        }
+        self.notify(&self.pool, queues).await?;
+        Ok(rows.len() as u64)
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.listener.get_or_init(|| {
+            tokio::spawn(listen(
+                self.pool.clone(),
+                self.channel.clone(),
+                Arc::downgrade(&self.wake),
+            ));
+        });
+        self.wake.subscribe()
+    }
+}

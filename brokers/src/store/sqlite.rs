@@ -1,0 +1,469 @@
+//! SQLite job store: the embedded default. One writer connection (SQLite has a single writer
+//! anyway) plus a small pool of readers in WAL mode; claims are conditional `UPDATE … RETURNING`
+//! statements, and wake-ups are in-process.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pysaas_jobs::{Job, JobState, NewJob};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    outcome_columns, parse_state, Completion, Inserted, JobFilter, JobStore, QueueStats,
+    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+};
+use crate::{Result, StoreError};
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reader connections (the API's queries) beside the one writer.
+const READERS: u32 = 4;
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    wake: Arc<watch::Sender<u64>>,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} out of range")))
+}
+
+fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(col)?
+        .map(from_micros)
+        .transpose()
+}
+
+fn json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("invalid JSON column: {e}")))
+}
+
+fn job_from_row(row: &SqliteRow) -> Result<Job> {
+    let id: &str = row.try_get("id")?;
+    Ok(Job {
+        id: Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("job id `{id}`: {e}")))?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind: row.try_get("kind")?,
+        queue: row.try_get("queue")?,
+        state: parse_state(row.try_get("state")?)?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        payload: json(row.try_get("payload")?)?,
+        result: row
+            .try_get::<Option<&str>, _>("result")?
+            .map(json)
+            .transpose()?,
+        last_error: row.try_get("last_error")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        trace_context: row.try_get("trace_context")?,
+        worker_id: row.try_get("worker_id")?,
+        created_at: from_micros(row.try_get("created_at")?)?,
+        run_at: from_micros(row.try_get("run_at")?)?,
+        started_at: opt_time(row, "started_at")?,
+        finished_at: opt_time(row, "finished_at")?,
+        lease_expires_at: opt_time(row, "lease_expires_at")?,
+    })
+}
+
+fn jobs_from_rows(rows: &[SqliteRow]) -> Result<Vec<Job>> {
+    rows.iter().map(job_from_row).collect()
+}
+
+fn lease_until(lease: Duration) -> i64 {
+    micros(Utc::now()).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn ids_json(ids: &[Uuid]) -> String {
+    serde_json::Value::from(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()).to_string()
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file the URL names.
+    pub async fn connect(config: &StoreConfig) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a job the API acknowledged survives a power cut, not only a process crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let in_memory = config.url.contains(":memory:");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.acquire_timeout.max(BUSY_TIMEOUT))
+            .connect_with(options.clone())
+            .await?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .acquire_timeout(config.acquire_timeout)
+                .connect_lazy_with(options)
+        };
+        Ok(SqliteStore {
+            writer,
+            reader,
+            wake: Arc::new(watch::Sender::new(0)),
+        })
+    }
+
+    fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        let row = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(id.to_string())
+            .bind(micros(Utc::now()))
+            .fetch_optional(&self.writer)
+            .await?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                if job.state == JobState::Queued {
+                    self.wake();
+                }
+                Ok(Transition::Done(job))
+            }
+            None => Ok(match self.get(tenant_id, id).await? {
+                None => Transition::NotFound,
+                Some(job) => Transition::Conflict(job.state),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn now(&self) -> Result<DateTime<Utc>> {
+        Ok(Utc::now())
+    }
+
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.writer.begin().await?;
+        let now = Utc::now();
+        let mut out = Vec::with_capacity(jobs.len());
+        let mut ready = false;
+        for job in &jobs {
+            let row = sqlx::query(
+                "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                                   timeout_ms, idempotency_key, trace_context, run_at, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                 RETURNING *",
+            )
+            .bind(job.id.to_string())
+            .bind(&job.tenant_id)
+            .bind(&job.kind)
+            .bind(&job.queue)
+            .bind(job.initial_state(now).as_str())
+            .bind(job.priority)
+            .bind(job.max_attempts)
+            .bind(job.payload.to_string())
+            .bind(job.timeout_ms)
+            .bind(job.idempotency_key.as_deref())
+            .bind(job.trace_context.as_deref())
+            .bind(micros(job.run_at))
+            .bind(micros(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let inserted = match row {
+                Some(row) => Inserted {
+                    job: job_from_row(&row)?,
+                    created: true,
+                },
+                None => {
+                    let row = sqlx::query(
+                        "SELECT * FROM jobs WHERE tenant_id = ?1 AND idempotency_key = ?2",
+                    )
+                    .bind(&job.tenant_id)
+                    .bind(job.idempotency_key.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    Inserted {
+                        job: job_from_row(&row)?,
+                        created: false,
+                    }
+                }
+            };
+            ready |= inserted.created && inserted.job.state == JobState::Queued;
+            out.push(inserted);
+        }
+        tx.commit().await?;
+        if ready {
+            self.wake();
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE tenant_id = ?1 AND id = ?2")
+            .bind(tenant_id)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE tenant_id = ?1 \
+               AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) \
+               AND (?4 IS NULL OR queue = ?4) AND (?5 IS NULL OR id < ?5) \
+             ORDER BY id DESC LIMIT ?6",
+        )
+        .bind(&filter.tenant_id)
+        .bind(filter.state.map(JobState::as_str))
+        .bind(filter.kind.as_deref())
+        .bind(filter.queue.as_deref())
+        .bind(filter.before.map(|id| id.to_string()))
+        .bind(filter.limit)
+        .fetch_all(&self.reader)
+        .await?;
+        jobs_from_rows(&rows)
+    }
+
+    async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        self.transition(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ?3, lease_expires_at = NULL \
+             WHERE tenant_id = ?1 AND id = ?2 AND state IN ('scheduled', 'queued', 'running', 'retrying') \
+             RETURNING *",
+            tenant_id,
+            id,
+        )
+        .await
+    }
+
+    async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        self.transition(
+            "UPDATE jobs SET state = 'queued', run_at = ?3, finished_at = NULL, result = NULL, \
+                    lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1) \
+             WHERE tenant_id = ?1 AND id = ?2 AND state IN ('succeeded', 'dead', 'cancelled') \
+             RETURNING *",
+            tenant_id,
+            id,
+        )
+        .await
+    }
+
+    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
+             WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state ORDER BY queue",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut stats: Vec<QueueStats> = Vec::new();
+        for row in rows {
+            let queue: String = row.try_get("queue")?;
+            let state = parse_state(row.try_get("state")?)?;
+            if stats.last().is_none_or(|s| s.queue != queue) {
+                stats.push(QueueStats {
+                    queue,
+                    ..QueueStats::default()
+                });
+            }
+            if let Some(entry) = stats.last_mut() {
+                entry.counts.insert(state, row.try_get("n")?);
+                if state == JobState::Queued {
+                    entry.oldest_queued_at = opt_time(&row, "oldest")?;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn claim(
+        &self,
+        queue: &str,
+        limit: usize,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
+                    lease_expires_at = ?3 \
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?4 \
+                          ORDER BY priority DESC, run_at, id LIMIT ?5) \
+             RETURNING *",
+        )
+        .bind(micros(Utc::now()))
+        .bind(worker_id)
+        .bind(lease_until(lease))
+        .bind(queue)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut jobs = jobs_from_rows(&rows)?;
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
+                    lease_expires_at = ?3 \
+             WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?4)) RETURNING *",
+        )
+        .bind(micros(Utc::now()))
+        .bind(worker_id)
+        .bind(lease_until(lease))
+        .bind(ids_json(ids))
+        .fetch_all(&self.writer)
+        .await?;
+        jobs_from_rows(&rows)
+    }
+
+    async fn complete(&self, completions: &[Completion]) -> Result<u64> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let now = micros(Utc::now());
+        let mut tx = self.writer.begin().await?;
+        let mut changed = 0;
+        for c in completions {
+            let (state, result, error, run_at) = outcome_columns(&c.outcome);
+            let finished = JobState::from_str(state)
+                .is_ok_and(JobState::is_finished)
+                .then_some(now);
+            changed += sqlx::query(
+                "UPDATE jobs SET state = ?1, result = ?2, last_error = COALESCE(?3, last_error), \
+                        run_at = COALESCE(?4, run_at), finished_at = ?5, lease_expires_at = NULL \
+                 WHERE id = ?6 AND attempts = ?7 AND state = 'running'",
+            )
+            .bind(state)
+            .bind(result)
+            .bind(error)
+            .bind(run_at.map(micros))
+            .bind(finished)
+            .bind(c.id.to_string())
+            .bind(c.attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn heartbeat(&self, worker_id: &str, ids: &[Uuid], lease: Duration) -> Result<Vec<Uuid>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_expires_at = ?1 \
+             WHERE worker_id = ?2 AND state = 'running' AND id IN (SELECT value FROM json_each(?3)) RETURNING id",
+        )
+        .bind(lease_until(lease))
+        .bind(worker_id)
+        .bind(ids_json(ids))
+        .fetch_all(&self.writer)
+        .await?;
+        held.iter()
+            .map(|id| {
+                Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("job id `{id}`: {e}")))
+            })
+            .collect()
+    }
+
+    async fn release(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), worker_id = NULL, \
+                    lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
+             WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4))",
+        )
+        .bind(micros(Utc::now()))
+        .bind(RELEASED_ERROR)
+        .bind(worker_id)
+        .bind(ids_json(ids))
+        .execute(&self.writer)
+        .await?;
+        self.wake();
+        Ok(done.rows_affected())
+    }
+
+    async fn promote_due(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued' WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
+        )
+        .bind(micros(Utc::now()))
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() > 0 {
+            self.wake();
+        }
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue_expired(&self) -> Result<u64> {
+        let now = micros(Utc::now());
+        let states: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET \
+                    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+                    finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END, \
+                    run_at = ?1, last_error = ?2, lease_expires_at = NULL \
+             WHERE state = 'running' AND lease_expires_at < ?1 RETURNING state",
+        )
+        .bind(now)
+        .bind(RESCUED_ERROR)
+        .fetch_all(&self.writer)
+        .await?;
+        if states.iter().any(|s| s == JobState::Queued.as_str()) {
+            self.wake();
+        }
+        Ok(states.len() as u64)
+    }
+
+    fn wakeups(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+}

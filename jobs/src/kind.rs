@@ -1,0 +1,30 @@
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::{RetryPolicy, DEFAULT_QUEUE};
+
+/// Default per-attempt timeout: long enough for a slow HTTP call, short enough to free a slot.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A typed job kind: the payload type plus the defaults that govern how it runs.
+pub trait JobKind:
+    Serialize + DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static
+{
+    /// Stable kind name, `area.action` (for example `billing.invoice`).
+    const KIND: &'static str;
+    /// Queue the kind lands on unless the submission names one.
+    const QUEUE: &'static str = DEFAULT_QUEUE;
+    /// Default priority (0 ..= 9, higher first).
+    const PRIORITY: i16 = 0;
+
+    /// Per-attempt timeout.
+    fn timeout() -> Duration {
+        DEFAULT_TIMEOUT
+    }
+
+    /// Retry policy.
+    fn retry_policy() -> RetryPolicy {
+        RetryPolicy::default()
+    }
+}

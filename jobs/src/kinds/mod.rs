@@ -1,0 +1,4 @@
+//! The job kinds PySaaS ships with. Handlers live in `pysaas-workers`.
+
+pub mod notification;
+pub mod system;

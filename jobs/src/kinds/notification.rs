@@ -1,0 +1,27 @@
+//! Notification kinds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::JobKind;
+
+/// POSTs `body` as JSON to `url`; a non-2xx answer or a network error is retried.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// Absolute `http` or `https` URL.
+    pub url: String,
+    /// JSON body to send.
+    pub body: Value,
+}
+
+impl JobKind for Webhook {
+    const KIND: &'static str = "notification.webhook";
+    const QUEUE: &'static str = "notifications";
+
+    fn timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+}

@@ -1,0 +1,34 @@
+//! The PySaaS job contract. Pure data and rules, no I/O.
+//!
+//! A job kind is a typed, serde-serialisable payload that implements [`JobKind`]: it names itself
+//! (`"system.sleep"`), picks a default queue, priority, timeout and [`RetryPolicy`], and carries a
+//! JSON Schema. The [`KindRegistry`] turns untyped submissions into validated ones, and
+//! [`Outcome::decide`] maps what a handler returned onto the next [`JobState`].
+//!
+//! ```
+//! use pysaas_jobs::{kinds, JobKind, KindRegistry};
+//! let registry = KindRegistry::builtin();
+//! let spec = registry.get("system.sleep").unwrap();
+//! assert_eq!(spec.kind, kinds::system::Sleep::KIND);
+//! assert!(registry.validate("system.sleep", &serde_json::json!({"ms": 5})).is_ok());
+//! assert!(registry.validate("system.sleep", &serde_json::json!({"ms": "x"})).is_err());
+//! ```
+
+mod error;
+mod job;
+mod kind;
+pub mod kinds;
+mod outcome;
+mod registry;
+mod retry;
+mod state;
+
+pub use error::{HandlerError, JobsError, Result};
+pub use job::{Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
+pub use kind::{JobKind, DEFAULT_TIMEOUT};
+pub use outcome::Outcome;
+pub use registry::{KindRegistry, KindSpec};
+pub use retry::{
+    RetryPolicy, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_MAX_ATTEMPTS,
+};
+pub use state::JobState;

@@ -1,0 +1,142 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::{kinds, JobKind, JobsError, RetryPolicy};
+
+/// Everything the platform knows about one kind, without its Rust type.
+#[derive(Debug, Clone)]
+pub struct KindSpec {
+    /// Kind name.
+    pub kind: &'static str,
+    /// Default queue.
+    pub queue: &'static str,
+    /// Default priority.
+    pub priority: i16,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// JSON Schema of the payload (draft 2020-12, from schemars).
+    pub schema: Value,
+    validate: fn(&Value) -> Result<(), (String, String)>,
+}
+
+fn validate_as<K: JobKind>(payload: &Value) -> Result<(), (String, String)> {
+    serde_path_to_error::deserialize::<_, K>(payload)
+        .map(drop)
+        .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+}
+
+impl KindSpec {
+    /// The spec of a typed kind.
+    pub fn of<K: JobKind>() -> Self {
+        KindSpec {
+            kind: K::KIND,
+            queue: K::QUEUE,
+            priority: K::PRIORITY,
+            timeout: K::timeout(),
+            retry: K::retry_policy(),
+            schema: serde_json::to_value(schemars::schema_for!(K)).unwrap_or(Value::Null),
+            validate: validate_as::<K>,
+        }
+    }
+}
+
+/// The set of kinds this deployment accepts.
+#[derive(Debug, Clone, Default)]
+pub struct KindRegistry {
+    specs: BTreeMap<&'static str, KindSpec>,
+}
+
+impl KindRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every kind PySaaS ships with.
+    pub fn builtin() -> Self {
+        let mut registry = Self::new();
+        registry
+            .register::<kinds::system::Noop>()
+            .register::<kinds::system::Sleep>()
+            .register::<kinds::system::Fail>()
+            .register::<kinds::notification::Webhook>();
+        registry
+    }
+
+    /// Adds a kind (replacing one of the same name).
+    pub fn register<K: JobKind>(&mut self) -> &mut Self {
+        self.specs.insert(K::KIND, KindSpec::of::<K>());
+        self
+    }
+
+    /// The spec of `kind`, or [`JobsError::UnknownKind`].
+    pub fn get(&self, kind: &str) -> Result<&KindSpec, JobsError> {
+        self.specs.get(kind).ok_or_else(|| JobsError::UnknownKind {
+            kind: kind.to_owned(),
+            known: self.known().map(str::to_owned).collect(),
+        })
+    }
+
+    /// Registered kind names, sorted.
+    pub fn known(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.specs.keys().copied()
+    }
+
+    /// All specs, sorted by kind.
+    pub fn specs(&self) -> impl Iterator<Item = &KindSpec> {
+        self.specs.values()
+    }
+
+    /// Checks `payload` against the kind's type; the error names the offending field path.
+    pub fn validate(&self, kind: &str, payload: &Value) -> Result<&KindSpec, JobsError> {
+        let spec = self.get(kind)?;
+        (spec.validate)(payload).map_err(|(path, message)| JobsError::InvalidPayload {
+            kind: kind.to_owned(),
+            path,
+            message,
+        })?;
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_kind_names_the_known_ones() {
+        let err = KindRegistry::builtin()
+            .validate("nope", &json!({}))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("system.noop") && text.contains("notification.webhook"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn payload_errors_carry_the_field_path() {
+        let registry = KindRegistry::builtin();
+        match registry.validate("notification.webhook", &json!({"url": 5, "body": {}})) {
+            Err(JobsError::InvalidPayload { path, .. }) => assert_eq!(path, "url"),
+            other => panic!("unexpected {other:?}"),
+        }
+        match registry.validate("system.sleep", &json!({"ms": 1, "extra": true})) {
+            Err(JobsError::InvalidPayload { message, .. }) => assert!(message.contains("extra")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schemas_are_objects() {
+        for spec in KindRegistry::builtin().specs() {
+            assert!(spec.schema.is_object(), "{}", spec.kind);
+        }
+    }
+}
