@@ -45,10 +45,17 @@ pub struct Delivery {
 }
 
 /// A source of claimed jobs for one queue.
+///
+/// Claiming and waiting are split so that a worker can stop at any time: [`Self::wait`] is
+/// cancel-safe (dropping it loses nothing), while [`Self::poll`] claims and must be awaited to
+/// the end, or claimed jobs would sit `running` until their lease expires.
 #[async_trait]
 pub trait JobConsumer: Send + fmt::Debug {
-    /// Waits until at least one job is claimed and returns up to `max` of them.
-    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>>;
+    /// Claims up to `max` jobs that are available now; may return none.
+    async fn poll(&mut self, max: usize) -> Result<Vec<Delivery>>;
+
+    /// Resolves when a `poll` may find work (or after a poll interval). Cancel-safe.
+    async fn wait(&mut self);
 }
 
 /// A job transport.
@@ -119,23 +126,25 @@ struct StoreConsumer {
 
 #[async_trait]
 impl JobConsumer for StoreConsumer {
-    async fn next(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        loop {
-            // Mark the current wake-up as seen *before* claiming, so one that arrives while the
-            // claim runs is not missed.
-            self.wake.borrow_and_update();
-            let jobs = self
-                .store
-                .claim(&self.spec.queue, max, &self.spec.worker_id, self.spec.lease)
-                .await?;
-            if !jobs.is_empty() {
-                return Ok(jobs
-                    .into_iter()
-                    .map(|job| Delivery { job, ack: None })
-                    .collect());
-            }
-            // A closed channel (store dropped) degrades to polling.
-            let _ = tokio::time::timeout(self.poll_interval, self.wake.changed()).await;
+    async fn poll(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        // Mark the current wake-up as seen *before* claiming, so one that arrives while the
+        // claim runs is not missed by the next `wait`.
+        self.wake.borrow_and_update();
+        let jobs = self
+            .store
+            .claim(&self.spec.queue, max, &self.spec.worker_id, self.spec.lease)
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .map(|job| Delivery { job, ack: None })
+            .collect())
+    }
+
+    async fn wait(&mut self) {
+        match tokio::time::timeout(self.poll_interval, self.wake.changed()).await {
+            Ok(Ok(())) | Err(_) => {}
+            // The store is gone: degrade to plain polling.
+            Ok(Err(_closed)) => tokio::time::sleep(self.poll_interval).await,
         }
     }
 }

@@ -69,8 +69,21 @@ impl KindRegistry {
 
     /// Adds a kind (replacing one of the same name).
     pub fn register<K: JobKind>(&mut self) -> &mut Self {
-        self.specs.insert(K::KIND, KindSpec::of::<K>());
+        self.insert(KindSpec::of::<K>())
+    }
+
+    /// Adds a spec (replacing one of the same kind).
+    pub fn insert(&mut self, spec: KindSpec) -> &mut Self {
+        self.specs.insert(spec.kind, spec);
         self
+    }
+
+    /// The distinct default queues of the registered kinds, sorted.
+    pub fn default_queues(&self) -> Vec<&'static str> {
+        let mut queues: Vec<_> = self.specs.values().map(|s| s.queue).collect();
+        queues.sort_unstable();
+        queues.dedup();
+        queues
     }
 
     /// The spec of `kind`, or [`JobsError::UnknownKind`].

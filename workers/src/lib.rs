@@ -1,1 +1,27 @@
-//! placeholder
+//! PySaaS worker pools: the runtime that claims jobs, runs their handlers under a timeout and a
+//! lease, and records outcomes through a batched completer; plus the built-in handlers.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn pysaas_brokers::JobStore>) -> Result<(), pysaas_workers::WorkerError> {
+//! use std::sync::Arc;
+//! use pysaas_brokers::StoreDispatcher;
+//! use pysaas_workers::{Handlers, Worker, WorkerConfig};
+//! let dispatcher = Arc::new(StoreDispatcher::new(store.clone()));
+//! let worker = Worker::new(store, dispatcher, Handlers::builtin(), WorkerConfig::for_queues(["default"], 10));
+//! worker.run(tokio_util::sync::CancellationToken::new()).await
+//! # }
+//! ```
+
+mod completer;
+mod config;
+mod handler;
+pub mod handlers;
+mod heartbeat;
+mod metrics_names;
+mod pool;
+
+pub use config::{
+    QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_SHUTDOWN_GRACE,
+};
+pub use handler::{Handlers, JobContext, JobHandler};
+pub use pool::{Worker, WorkerError};

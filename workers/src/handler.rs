@@ -1,0 +1,140 @@
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pysaas_jobs::{HandlerError, Job, JobKind, KindRegistry, KindSpec};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// What a handler knows about the job it runs.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Job id.
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Kind name.
+    pub kind: String,
+    /// Queue.
+    pub queue: String,
+    /// This attempt (1-based).
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// W3C trace context of the submission.
+    pub trace_context: Option<String>,
+}
+
+impl JobContext {
+    pub(crate) fn of(job: &Job) -> Self {
+        JobContext {
+            id: job.id,
+            tenant_id: job.tenant_id.clone(),
+            kind: job.kind.clone(),
+            queue: job.queue.clone(),
+            attempt: job.attempts,
+            max_attempts: job.max_attempts,
+            trace_context: job.trace_context.clone(),
+        }
+    }
+}
+
+/// Runs jobs of kind `K`.
+#[async_trait]
+pub trait JobHandler<K: JobKind>: Send + Sync + 'static {
+    /// Does the work. `Ok(Some(v))` stores `v` as the job's result.
+    async fn handle(&self, ctx: &JobContext, payload: K) -> Result<Option<Value>, HandlerError>;
+}
+
+#[async_trait]
+trait ErasedHandler: Send + Sync {
+    async fn call(&self, ctx: &JobContext, payload: Value) -> Result<Option<Value>, HandlerError>;
+}
+
+struct Typed<K, H> {
+    handler: H,
+    kind: PhantomData<fn() -> K>,
+}
+
+#[async_trait]
+impl<K: JobKind, H: JobHandler<K>> ErasedHandler for Typed<K, H> {
+    async fn call(&self, ctx: &JobContext, payload: Value) -> Result<Option<Value>, HandlerError> {
+        // The API validated the payload; a mismatch here means the kind changed shape since.
+        let payload: K = serde_json::from_value(payload).map_err(|e| {
+            HandlerError::fail(format!("payload does not match `{}`: {e}", K::KIND))
+        })?;
+        self.handler.handle(ctx, payload).await
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Registered {
+    handler: Arc<dyn ErasedHandler>,
+    pub(crate) spec: KindSpec,
+}
+
+impl Registered {
+    pub(crate) async fn call(
+        &self,
+        ctx: &JobContext,
+        payload: Value,
+    ) -> Result<Option<Value>, HandlerError> {
+        self.handler.call(ctx, payload).await
+    }
+}
+
+/// The handlers a worker process runs, by kind.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    map: HashMap<&'static str, Registered>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.map.keys()).finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` for kind `K`.
+    pub fn register<K: JobKind, H: JobHandler<K>>(&mut self, handler: H) -> &mut Self {
+        let handler = Arc::new(Typed::<K, H> {
+            handler,
+            kind: PhantomData,
+        });
+        self.map.insert(
+            K::KIND,
+            Registered {
+                handler,
+                spec: KindSpec::of::<K>(),
+            },
+        );
+        self
+    }
+
+    /// Handlers for every built-in kind.
+    pub fn builtin() -> Self {
+        let mut handlers = Self::new();
+        crate::handlers::register_builtin(&mut handlers);
+        handlers
+    }
+
+    /// The kinds handled, as a registry (what the API should accept).
+    pub fn registry(&self) -> KindRegistry {
+        let mut registry = KindRegistry::new();
+        for registered in self.map.values() {
+            registry.insert(registered.spec.clone());
+        }
+        registry
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Option<&Registered> {
+        self.map.get(kind)
+    }
+}
