@@ -1,1 +1,108 @@
-fn main() {}
+//! `pysaas`: the one binary. `dev` runs everything in one process on SQLite; `api`, `worker` and
+//! `migrate` are the production roles; `enqueue` and `jobs` talk to a running API; `bench`
+//! measures throughput and latency.
+
+mod bench;
+mod client;
+mod config;
+mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pysaas",
+    version,
+    about = "Typed background jobs: API, workers and scheduler"
+)]
+struct Cli {
+    /// TOML config file (settings can also come from PYSAAS_* variables).
+    #[arg(long, global = true, env = "PYSAAS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// API + workers + maintenance in one process on SQLite: no servers needed.
+    Dev {
+        /// Listen address (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Where the SQLite database lives (default ./.pysaas).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The HTTP API.
+    Api {
+        /// Listen address.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// A worker pool (plus the maintenance services).
+    Worker {
+        /// Queues to consume, `name` or `name=concurrency`, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
+        /// Concurrency of each queue that does not set its own.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Submit a job through the API.
+    Enqueue(client::EnqueueArgs),
+    /// Inspect and manage jobs through the API.
+    Jobs(client::JobsArgs),
+    /// Measure drain throughput, steady-state latency and the bare store ceiling.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Enqueue(args) => client::enqueue(args).await,
+            Command::Jobs(args) => client::jobs(args).await,
+            command => {
+                let mut config = Config::load(cli.config.as_deref())?;
+                run::init_tracing(&config);
+                match command {
+                    Command::Dev { listen, data_dir } => {
+                        config.listen = listen.unwrap_or(config.listen);
+                        config.data_dir = data_dir.unwrap_or(config.data_dir);
+                        config.listen_addr()?;
+                        run::dev(config).await
+                    }
+                    Command::Api { listen } => {
+                        config.listen = listen.unwrap_or(config.listen);
+                        config.listen_addr()?;
+                        run::api(config).await
+                    }
+                    Command::Worker {
+                        queues,
+                        concurrency,
+                    } => {
+                        if !queues.is_empty() {
+                            config.queues = queues;
+                        }
+                        config.concurrency = concurrency.unwrap_or(config.concurrency);
+                        run::worker(config).await
+                    }
+                    Command::Migrate => run::migrate(config).await,
+                    Command::Bench(args) => bench::run(config, args).await,
+                    Command::Enqueue(_) | Command::Jobs(_) => unreachable!("handled above"),
+                }
+            }
+        }
+    })
+}

@@ -1,1 +1,93 @@
-//! placeholder
+//! PySaaS HTTP API (axum): job submission and management, queue statistics, health, Prometheus
+//! metrics and the OpenAPI document with Swagger UI at `/docs`.
+//!
+//! Every error is `application/problem+json`; `202 Accepted` is returned only after the job's row
+//! is committed.
+
+pub mod dto;
+pub mod error;
+mod openapi;
+mod routes;
+mod state;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use error::{ApiError, PROBLEM_JSON};
+pub use openapi::ApiDoc;
+pub use routes::jobs::{valid_queue_name, BATCH_MAX, LIST_LIMIT_DEFAULT, MAX_ATTEMPTS_LIMIT};
+pub use state::{install_metrics, AppState, Tenant};
+
+/// Largest request body accepted (1 MiB); larger ones get 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let request_id = axum::http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/jobs", post(routes::jobs::submit).get(routes::jobs::list))
+        .route("/v1/jobs/batch", post(routes::jobs::submit_batch))
+        .route("/v1/jobs/{id}", get(routes::jobs::get))
+        .route("/v1/jobs/{id}/cancel", post(routes::jobs::cancel))
+        .route("/v1/jobs/{id}/retry", post(routes::jobs::retry))
+        .route("/v1/queues", get(routes::system::queues))
+        .route("/v1/kinds", get(routes::system::kinds))
+        .route("/healthz", get(routes::system::healthz))
+        .route("/readyz", get(routes::system::readyz))
+        .route("/metrics", get(routes::system::metrics))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Turns error responses that axum produced without a body (405, for example) into problems.
+async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let mut problem =
+            ApiError::new(status, status.canonical_reason().unwrap_or("error")).into_response();
+        if let Some(allow) = response.headers().get(header::ALLOW) {
+            problem.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+        return problem;
+    }
+    response
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

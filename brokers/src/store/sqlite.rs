@@ -127,6 +127,11 @@ impl SqliteStore {
         })
     }
 
+    /// The writer pool (for tests and tools that need raw SQL).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }

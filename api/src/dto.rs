@@ -1,0 +1,223 @@
+//! Request and response bodies, with their OpenAPI schemas.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use pysaas_brokers::QueueStats;
+use pysaas_jobs::{Job, JobState};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A job submission.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// Registered kind, e.g. `system.noop` (see `GET /v1/kinds`).
+    #[schema(example = "system.sleep")]
+    pub kind: String,
+    /// The kind's typed payload.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object, example = json!({"ms": 100}))]
+    pub payload: Value,
+    /// Queue; defaults to the kind's queue.
+    pub queue: Option<String>,
+    /// 0 (default) ..= 9; higher runs first.
+    pub priority: Option<i16>,
+    /// Earliest start (RFC 3339); in the future makes the job `scheduled`.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Attempts before the job is dead; defaults to the kind's policy.
+    pub max_attempts: Option<i32>,
+    /// Same key, same job (also accepted as the `Idempotency-Key` header).
+    pub idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// A batch submission: up to 1,000 jobs, inserted all or none.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// The jobs.
+    pub jobs: Vec<SubmitJob>,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// UUIDv7.
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Kind.
+    pub kind: String,
+    /// Queue.
+    pub queue: String,
+    /// `scheduled`, `queued`, `running`, `succeeded`, `retrying`, `dead` or `cancelled`.
+    #[schema(value_type = String, example = "queued")]
+    pub state: JobState,
+    /// Priority, 0 ..= 9.
+    pub priority: i16,
+    /// Attempts started.
+    pub attempts: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Payload.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Result of the successful attempt.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// Latest failure message.
+    pub last_error: Option<String>,
+    /// Per-attempt timeout (ms).
+    pub timeout_ms: i64,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Worker that ran (or runs) the latest attempt.
+    pub worker_id: Option<String>,
+    /// Insert time.
+    pub created_at: DateTime<Utc>,
+    /// Earliest start of the next attempt.
+    pub run_at: DateTime<Utc>,
+    /// Start of the latest attempt.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the job finished.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        JobView {
+            id: job.id,
+            tenant_id: job.tenant_id,
+            kind: job.kind,
+            queue: job.queue,
+            state: job.state,
+            priority: job.priority,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            payload: job.payload,
+            result: job.result,
+            last_error: job.last_error,
+            timeout_ms: job.timeout_ms,
+            idempotency_key: job.idempotency_key,
+            worker_id: job.worker_id,
+            created_at: job.created_at,
+            run_at: job.run_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+        }
+    }
+}
+
+/// Jobs accepted by a batch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchAccepted {
+    /// The jobs, in submission order.
+    pub jobs: Vec<JobView>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobPage {
+    /// Newest first.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// List filters.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only jobs in this state.
+    #[param(value_type = Option<String>)]
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Page size, 1 ..= 1000 (default 100).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One queue's counts.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// Queue name.
+    pub name: String,
+    /// Jobs per state (every state present, zero included).
+    pub counts: BTreeMap<String, i64>,
+    /// Age in seconds of the oldest queued job (0 when none is queued).
+    pub oldest_queued_age_seconds: f64,
+}
+
+impl QueueView {
+    /// Builds the view at time `now`.
+    pub fn new(stats: QueueStats, now: DateTime<Utc>) -> Self {
+        let counts = JobState::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_owned(),
+                    stats.counts.get(s).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let age = stats
+            .oldest_queued_at
+            .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        QueueView {
+            name: stats.queue,
+            counts,
+            oldest_queued_age_seconds: age,
+        }
+    }
+}
+
+/// All queues.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueueList {
+    /// Sorted by name.
+    pub queues: Vec<QueueView>,
+}
+
+/// A registered kind.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KindView {
+    /// Kind name.
+    pub kind: String,
+    /// Default queue.
+    pub queue: String,
+    /// Default priority.
+    pub priority: i16,
+    /// Per-attempt timeout (ms).
+    pub timeout_ms: u64,
+    /// Default attempts.
+    pub max_attempts: i32,
+    /// JSON Schema of the payload.
+    #[schema(value_type = Object)]
+    pub payload_schema: Value,
+}
+
+/// All kinds.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KindList {
+    /// Sorted by name.
+    pub kinds: Vec<KindView>,
+}
+
+/// Health answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}

@@ -1,0 +1,400 @@
+//! `/v1/jobs`: submission, reads and user actions.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
+use pysaas_jobs::{JobState, JobsError, NewJob, MAX_PRIORITY};
+use uuid::Uuid;
+
+use crate::dto::{BatchAccepted, JobPage, JobView, ListParams, SubmitBatch, SubmitJob};
+use crate::error::{parse_json, ApiError, FieldError};
+use crate::{AppState, Tenant};
+
+/// Most jobs in one batch.
+pub const BATCH_MAX: usize = 1000;
+/// Default page size of `GET /v1/jobs`.
+pub const LIST_LIMIT_DEFAULT: i64 = 100;
+/// Upper bound a submission may set for `max_attempts`.
+pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+const QUEUE_NAME_MAX: usize = 64;
+
+/// Queue names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters; a letter or digit
+/// first. Safe as RabbitMQ queue and Redis key parts.
+pub fn valid_queue_name(name: &str) -> bool {
+    name.len() <= QUEUE_NAME_MAX
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> JobsError {
+    JobsError::InvalidField {
+        field,
+        message: message.into(),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::bad_request(format!("header `{name}` is not visible ASCII")))
+        })
+        .transpose()
+}
+
+/// Turns a submission into a validated job row.
+fn prepare(
+    state: &AppState,
+    tenant: &str,
+    sub: SubmitJob,
+    header_key: Option<&str>,
+    trace: Option<&str>,
+) -> Result<NewJob, JobsError> {
+    let spec = state.registry().validate(&sub.kind, &sub.payload)?;
+    let queue = sub.queue.unwrap_or_else(|| spec.queue.to_owned());
+    if !valid_queue_name(&queue) {
+        return Err(invalid(
+            "queue",
+            "1 to 64 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
+        ));
+    }
+    let priority = sub.priority.unwrap_or(spec.priority);
+    if !(0..=MAX_PRIORITY).contains(&priority) {
+        return Err(invalid(
+            "priority",
+            format!("must be between 0 and {MAX_PRIORITY}"),
+        ));
+    }
+    let max_attempts = sub.max_attempts.unwrap_or(spec.retry.max_attempts);
+    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+        return Err(invalid(
+            "max_attempts",
+            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+        ));
+    }
+    let idempotency_key = match (header_key, sub.idempotency_key) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(invalid(
+                "idempotency_key",
+                "differs from the Idempotency-Key header",
+            ));
+        }
+        (Some(h), _) => Some(h.to_owned()),
+        (None, b) => b,
+    };
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
+            return Err(invalid(
+                "idempotency_key",
+                format!("must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters"),
+            ));
+        }
+    }
+    Ok(NewJob {
+        id: Uuid::now_v7(),
+        tenant_id: tenant.to_owned(),
+        kind: spec.kind.to_owned(),
+        queue,
+        payload: sub.payload,
+        priority,
+        max_attempts,
+        run_at: sub.run_at.unwrap_or_else(Utc::now),
+        timeout_ms: i64::try_from(spec.timeout.as_millis()).unwrap_or(i64::MAX),
+        idempotency_key,
+        trace_context: trace.map(str::to_owned),
+    })
+}
+
+/// A W3C `traceparent` is 55 visible characters; anything else is ignored.
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() == 55 && v.split('-').count() == 4)
+}
+
+async fn insert(state: &AppState, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
+    let inserted = state.store().insert(jobs).await?;
+    let created: Vec<_> = inserted
+        .iter()
+        .filter(|i| i.created)
+        .map(|i| i.job.clone())
+        .collect();
+    for job in &created {
+        metrics::counter!("pysaas_jobs_enqueued_total", "kind" => job.kind.clone(), "queue" => job.queue.clone()).increment(1);
+    }
+    let ready: Vec<_> = created
+        .into_iter()
+        .filter(|j| j.state == JobState::Queued)
+        .collect();
+    if !ready.is_empty() {
+        if let Err(err) = state.dispatcher().dispatch(&ready).await {
+            // The rows are committed; the relay re-dispatches queued jobs the broker missed.
+            tracing::warn!(error = %err, jobs = ready.len(), "dispatch after commit failed");
+        }
+    }
+    Ok(inserted)
+}
+
+fn location(id: Uuid) -> HeaderValue {
+    HeaderValue::from_str(&format!("/v1/jobs/{id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/v1/jobs"))
+}
+
+/// Submit a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same job")),
+    responses(
+        (status = 202, description = "Accepted: the job is recorded", body = JobView),
+        (status = 200, description = "Idempotent replay: the job created earlier with this key", body = JobView),
+        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
+        (status = 409, description = "Idempotency key used for a different job", content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", content_type = "application/problem+json"),
+        (status = 422, description = "Unknown kind or invalid payload", content_type = "application/problem+json"),
+        (status = 503, description = "Job store unreachable", content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let sub: SubmitJob = parse_json(&body?)?;
+    let header_key = header_str(&headers, "idempotency-key")?;
+    let job = prepare(&state, &tenant, sub, header_key, traceparent(&headers))?;
+    let (kind, payload) = (job.kind.clone(), job.payload.clone());
+    let inserted = insert(&state, vec![job]).await?.pop().ok_or_else(|| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "insert returned nothing")
+    })?;
+    let id = inserted.job.id;
+    if inserted.created {
+        return Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location(id))],
+            Json(JobView::from(inserted.job)),
+        )
+            .into_response());
+    }
+    if inserted.job.kind != kind || inserted.job.payload != payload {
+        return Err(ApiError::conflict(
+            "this idempotency key was already used for a different job",
+        )
+        .with("job_id", id.to_string()));
+    }
+    Ok((
+        StatusCode::OK,
+        [
+            (header::LOCATION, location(id)),
+            (
+                header::HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            ),
+        ],
+        Json(JobView::from(inserted.job)),
+    )
+        .into_response())
+}
+
+/// Submit up to 1,000 jobs in one transaction (all or none).
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body = SubmitBatch,
+    responses(
+        (status = 202, description = "All jobs recorded", body = BatchAccepted),
+        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", content_type = "application/problem+json"),
+        (status = 422, description = "Empty, over 1,000 jobs, or an invalid job (nothing is inserted)", content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn submit_batch(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let batch: SubmitBatch = parse_json(&body?)?;
+    if batch.jobs.is_empty() || batch.jobs.len() > BATCH_MAX {
+        return Err(ApiError::invalid_fields(
+            format!(
+                "a batch holds 1 to {BATCH_MAX} jobs (got {})",
+                batch.jobs.len()
+            ),
+            vec![FieldError {
+                index: None,
+                path: "jobs".into(),
+                message: format!("1 to {BATCH_MAX} items"),
+            }],
+        ));
+    }
+    let trace = traceparent(&headers);
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    let mut errors = Vec::new();
+    for (index, sub) in batch.jobs.into_iter().enumerate() {
+        match prepare(&state, &tenant, sub, None, trace) {
+            Ok(job) => jobs.push(job),
+            Err(err) => errors.push(field_error(index, err)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(
+            format!(
+                "{} of the jobs are invalid; none was inserted",
+                errors.len()
+            ),
+            errors,
+        ));
+    }
+    let inserted = insert(&state, jobs).await?;
+    let jobs = inserted.into_iter().map(|i| JobView::from(i.job)).collect();
+    Ok((StatusCode::ACCEPTED, Json(BatchAccepted { jobs })).into_response())
+}
+
+fn field_error(index: usize, err: JobsError) -> FieldError {
+    let (path, message) = match &err {
+        JobsError::UnknownKind { .. } => ("kind".to_owned(), err.to_string()),
+        JobsError::InvalidPayload { path, message, .. } => (
+            format!("payload.{path}").replace("payload..", "payload"),
+            message.clone(),
+        ),
+        JobsError::InvalidField { field, message } => ((*field).to_owned(), message.clone()),
+        other => (String::new(), other.to_string()),
+    };
+    FieldError {
+        index: Some(index),
+        path: format!("jobs[{index}].{path}"),
+        message,
+    }
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no job `{id}`")))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json")))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    let job = state
+        .store()
+        .get(&tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no job `{id}`")))?;
+    Ok(Json(job.into()))
+}
+
+/// List jobs, newest first, with keyset pagination.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobPage), (status = 422, description = "Invalid filter", content_type = "application/problem+json")))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<JobPage>, ApiError> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+    if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+        return Err(JobsError::InvalidField {
+            field: "limit",
+            message: format!("must be between 1 and {LIST_LIMIT_MAX}"),
+        }
+        .into());
+    }
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Uuid::parse_str(c).map_err(|_| JobsError::InvalidField {
+                field: "cursor",
+                message: "not a cursor from a previous page".into(),
+            })
+        })
+        .transpose()?;
+    let filter = JobFilter {
+        tenant_id: tenant,
+        state: params.state,
+        kind: params.kind,
+        queue: params.queue,
+        limit,
+        before,
+    };
+    let jobs = state.store().list(&filter).await?;
+    let next_cursor = (jobs.len() as i64 == limit)
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Json(JobPage {
+        jobs: jobs.into_iter().map(JobView::from).collect(),
+        next_cursor,
+    }))
+}
+
+fn transition(result: Transition, id: Uuid, action: &str) -> Result<Json<JobView>, ApiError> {
+    match result {
+        Transition::Done(job) => Ok(Json(job.into())),
+        Transition::NotFound => Err(ApiError::not_found(format!("no job `{id}`"))),
+        Transition::Conflict(state) => Err(ApiError::conflict(format!(
+            "cannot {action} a job that is {state}"
+        ))
+        .with("state", state.as_str())),
+    }
+}
+
+/// Cancel a job that has not finished.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json"),
+              (status = 409, description = "Already finished", content_type = "application/problem+json")))]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    transition(state.store().cancel(&tenant, id).await?, id, "cancel")
+}
+
+/// Run a finished (succeeded, dead or cancelled) job again, as a new attempt.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json"),
+              (status = 409, description = "Not finished", content_type = "application/problem+json")))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let id = parse_id(&id)?;
+    let result = state.store().retry(&tenant, id).await?;
+    if let Transition::Done(job) = &result {
+        if let Err(err) = state.dispatcher().dispatch(std::slice::from_ref(job)).await {
+            tracing::warn!(error = %err, job_id = %id, "dispatch after retry failed");
+        }
+    }
+    transition(result, id, "retry")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_queue_name;
+
+    #[test]
+    fn queue_names() {
+        for ok in ["default", "billing", "a", "eu-west.billing_2"] {
+            assert!(valid_queue_name(ok), "{ok}");
+        }
+        for bad in ["", "Billing", "-x", "a b", "a/b", &"x".repeat(65)] {
+            assert!(!valid_queue_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Route handlers, one module per resource.
+
+pub(crate) mod jobs;
+pub(crate) mod system;

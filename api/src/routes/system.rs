@@ -1,0 +1,101 @@
+//! Queues, kinds, health, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pysaas_jobs::JobState;
+
+use crate::dto::{Health, KindList, KindView, QueueList, QueueView};
+use crate::error::ApiError;
+use crate::{AppState, Tenant};
+
+/// Per-queue counts by state and the age of the oldest queued job.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+pub(crate) async fn queues(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<QueueList>, ApiError> {
+    let stats = state.store().queue_stats(Some(&tenant)).await?;
+    let now = state.store().now().await?;
+    Ok(Json(QueueList {
+        queues: stats.into_iter().map(|s| QueueView::new(s, now)).collect(),
+    }))
+}
+
+/// The job kinds this deployment accepts, with their payload schemas.
+#[utoipa::path(get, path = "/v1/kinds", tag = "jobs", responses((status = 200, body = KindList)))]
+pub(crate) async fn kinds(State(state): State<AppState>) -> Json<KindList> {
+    let kinds = state
+        .registry()
+        .specs()
+        .map(|spec| KindView {
+            kind: spec.kind.to_owned(),
+            queue: spec.queue.to_owned(),
+            priority: spec.priority,
+            timeout_ms: u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX),
+            max_attempts: spec.retry.max_attempts,
+            payload_schema: spec.schema.clone(),
+        })
+        .collect();
+    Json(KindList { kinds })
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the job store answers.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, body = Health), (status = 503, description = "Store unreachable", content_type = "application/problem+json")))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    state.store().ping().await.map_err(|err| {
+        tracing::warn!(error = %err, "readiness check failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "job store unreachable")
+    })?;
+    Ok(Json(Health {
+        status: "ok".into(),
+    }))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(handle) = state.metrics() else {
+        return Err(ApiError::not_found("metrics are disabled"));
+    };
+    match state.store().queue_stats(None).await {
+        Ok(stats) => {
+            let now = state
+                .store()
+                .now()
+                .await
+                .unwrap_or_else(|_| chrono::Utc::now());
+            for stat in stats {
+                for s in JobState::ALL {
+                    let n = stat.counts.get(&s).copied().unwrap_or(0);
+                    metrics::gauge!("pysaas_queue_depth", "queue" => stat.queue.clone(), "state" => s.as_str()).set(n as f64);
+                }
+                let age = stat
+                    .oldest_queued_at
+                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                metrics::gauge!("pysaas_queue_oldest_queued_age_seconds", "queue" => stat.queue.clone()).set(age);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "queue depth gauges not refreshed"),
+    }
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        handle.render(),
+    )
+        .into_response())
+}

@@ -1,0 +1,298 @@
+//! `pysaas bench`: drain throughput, steady-state enqueue→start latency, and with `--raw` the
+//! bare store ceiling (the same `SKIP LOCKED` claim loop without the framework), in one run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use pysaas_brokers::store::{PgStore, SqliteStore, StoreConfig};
+use pysaas_brokers::{Dispatcher, JobFilter, JobStore, StoreDispatcher};
+use pysaas_jobs::{JobState, NewJob, DEFAULT_TENANT};
+use pysaas_workers::{Handlers, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{redact, Config};
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Database to measure (default: PYSAAS_DATABASE_URL, else a temporary SQLite file). A fresh
+    /// schema (PostgreSQL) or file (SQLite) is used and removed afterwards.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Jobs pre-enqueued for the drain test.
+    #[arg(long, default_value_t = 20_000)]
+    jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Steady-state offered load (jobs/s).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Steady-state duration (s).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Also measure the bare store ceiling.
+    #[arg(long)]
+    raw: bool,
+}
+
+enum Raw {
+    Pg(PgStore),
+    Sqlite(SqliteStore),
+}
+
+fn noop(queue: &str) -> NewJob {
+    NewJob {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: DEFAULT_TENANT.into(),
+        kind: "system.noop".into(),
+        queue: queue.into(),
+        payload: serde_json::json!({}),
+        priority: 0,
+        max_attempts: 25,
+        run_at: chrono::Utc::now(),
+        timeout_ms: 60_000,
+        idempotency_key: None,
+        trace_context: None,
+    }
+}
+
+async fn enqueue(store: &Arc<dyn JobStore>, queue: &str, n: usize) -> Result<Duration> {
+    let start = Instant::now();
+    let mut left = n;
+    while left > 0 {
+        let batch = left.min(pysaas_api::BATCH_MAX);
+        store
+            .insert((0..batch).map(|_| noop(queue)).collect())
+            .await?;
+        left -= batch;
+    }
+    Ok(start.elapsed())
+}
+
+async fn count(store: &Arc<dyn JobStore>, queue: &str, state: JobState) -> Result<i64> {
+    let stats = store.queue_stats(None).await?;
+    Ok(stats
+        .iter()
+        .find(|s| s.queue == queue)
+        .and_then(|s| s.counts.get(&state).copied())
+        .unwrap_or(0))
+}
+
+async fn wait_for(store: &Arc<dyn JobStore>, queue: &str, n: usize) -> Result<()> {
+    while count(store, queue, JobState::Succeeded).await? < n as i64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+fn start_worker(
+    store: &Arc<dyn JobStore>,
+    queue: &str,
+    concurrency: usize,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), pysaas_workers::WorkerError>>,
+) {
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+    let worker = Worker::new(
+        store.clone(),
+        dispatcher,
+        Handlers::builtin(),
+        WorkerConfig::for_queues([queue], concurrency),
+    );
+    let stop = CancellationToken::new();
+    (stop.clone(), tokio::spawn(worker.run(stop)))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+pub(crate) async fn run(config: Config, args: BenchArgs) -> Result<()> {
+    let temp_dir = std::env::temp_dir().join(format!("pysaas-bench-{}", std::process::id()));
+    let url = match args.database_url.clone().or(config.database_url.clone()) {
+        Some(url) => url,
+        None => {
+            std::fs::create_dir_all(&temp_dir)?;
+            format!("sqlite://{}", temp_dir.join("bench.db").display())
+        }
+    };
+    let schema = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut store_config = StoreConfig::new(&url);
+    store_config.schema = schema.clone();
+    store_config.max_connections = 32;
+    let (store, raw): (Arc<dyn JobStore>, Raw) = if url.starts_with("sqlite:") {
+        let s = SqliteStore::connect(&store_config).await?;
+        (Arc::new(s.clone()), Raw::Sqlite(s))
+    } else {
+        let s = PgStore::connect(&store_config).await?;
+        (Arc::new(s.clone()), Raw::Pg(s))
+    };
+    store.migrate().await.context("migrating the bench store")?;
+    println!(
+        "# pysaas bench — {} ({}), {} jobs, concurrency {}",
+        store.backend(),
+        redact(&url),
+        args.jobs,
+        args.concurrency
+    );
+    let result = measure(&store, &raw, &args).await;
+    if let Raw::Pg(pg) = &raw {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .execute(pg.pool())
+            .await?;
+    }
+    let _ = std::fs::remove_dir_all(&temp_dir);
+    result
+}
+
+async fn measure(store: &Arc<dyn JobStore>, raw: &Raw, args: &BenchArgs) -> Result<()> {
+    // 1. Drain N pre-enqueued no-op jobs through the framework.
+    let enqueue_time = enqueue(store, "drain", args.jobs).await?;
+    println!(
+        "enqueue (batches of 1,000): {:>9.0} jobs/s",
+        args.jobs as f64 / enqueue_time.as_secs_f64()
+    );
+    let start = Instant::now();
+    let (stop, worker) = start_worker(store, "drain", args.concurrency);
+    wait_for(store, "drain", args.jobs).await?;
+    let drain = args.jobs as f64 / start.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await??;
+    println!("drain (framework):          {drain:>9.0} jobs/s");
+
+    // 2. The bare ceiling: the same claim query, outcomes written straight back, no runtime.
+    if args.raw {
+        enqueue(store, "raw", args.jobs).await?;
+        let start = Instant::now();
+        let loops = 2;
+        let mut tasks = Vec::new();
+        for _ in 0..loops {
+            let raw = match raw {
+                Raw::Pg(s) => Raw::Pg(s.clone()),
+                Raw::Sqlite(s) => Raw::Sqlite(s.clone()),
+            };
+            let batch = args.concurrency as i64;
+            tasks.push(tokio::spawn(async move { raw_loop(raw, batch).await }));
+        }
+        let mut done = 0u64;
+        for task in tasks {
+            done += task.await??;
+        }
+        let ceiling = done as f64 / start.elapsed().as_secs_f64();
+        println!("drain (raw store ceiling):  {ceiling:>9.0} jobs/s");
+        println!(
+            "framework / ceiling:        {:>9.0} %",
+            100.0 * drain / ceiling
+        );
+    }
+
+    // 3. Steady state: a fixed offered load, one insert per job (as the API does).
+    let (stop, worker) = start_worker(store, "steady", args.concurrency);
+    let total = args.rate * args.seconds;
+    let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut inserts = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        ticker.tick().await;
+        let store = store.clone();
+        inserts.spawn(async move { store.insert(vec![noop("steady")]).await });
+        while inserts.len() > 256 {
+            if let Some(r) = inserts.join_next().await {
+                r??;
+            }
+        }
+    }
+    while let Some(r) = inserts.join_next().await {
+        r??;
+    }
+    wait_for(store, "steady", total as usize).await?;
+    let elapsed = start.elapsed().as_secs_f64();
+    stop.cancel();
+    worker.await??;
+    let mut latencies = Vec::with_capacity(total as usize);
+    let mut filter = JobFilter {
+        tenant_id: DEFAULT_TENANT.into(),
+        queue: Some("steady".into()),
+        limit: 1000,
+        ..JobFilter::default()
+    };
+    loop {
+        let page = store.list(&filter).await?;
+        for job in &page {
+            if let Some(started) = job.started_at {
+                latencies.push(
+                    (started - job.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+                );
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => filter.before = Some(last.id),
+            _ => break,
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "steady state:               {:>9.0} jobs/s offered {} for {} s; enqueue→start p50 {:.1} ms, p99 {:.1} ms",
+        total as f64 / elapsed,
+        args.rate,
+        args.seconds,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0)
+    );
+    Ok(())
+}
+
+/// Claims up to `batch` queued `raw` jobs with the same query shape as the store and marks them
+/// succeeded in one statement, until none is left. Returns how many it completed.
+async fn raw_loop(raw: Raw, batch: i64) -> Result<u64> {
+    let mut done = 0u64;
+    loop {
+        let n = match &raw {
+            Raw::Pg(pg) => {
+                let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+                    "WITH next AS (SELECT id FROM jobs WHERE state = 'queued' AND queue = 'raw' \
+                                   ORDER BY priority DESC, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                     UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, started_at = now(), \
+                            lease_expires_at = now() + interval '30 seconds' FROM next WHERE j.id = next.id RETURNING j.id",
+                )
+                .bind(batch)
+                .fetch_all(pg.pool())
+                .await?;
+                sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .execute(pg.pool())
+                    .await?;
+                ids.len()
+            }
+            Raw::Sqlite(lite) => {
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = 0, lease_expires_at = 0 \
+                     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = 'raw' \
+                                  ORDER BY priority DESC, run_at, id LIMIT ?1) RETURNING id",
+                )
+                .bind(batch)
+                .fetch_all(lite.pool())
+                .await?;
+                let json = serde_json::to_string(&ids)?;
+                sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = 0 WHERE id IN (SELECT value FROM json_each(?1))")
+                    .bind(json)
+                    .execute(lite.pool())
+                    .await?;
+                ids.len()
+            }
+        };
+        if n == 0 {
+            return Ok(done);
+        }
+        done += n as u64;
+    }
+}

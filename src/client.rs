@@ -1,0 +1,133 @@
+//! `pysaas enqueue` and `pysaas jobs …`: a thin client of the HTTP API.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+const DEFAULT_API: &str = "http://127.0.0.1:8080";
+
+#[derive(Debug, Args)]
+pub(crate) struct ApiArgs {
+    /// API base URL.
+    #[arg(long, env = "PYSAAS_API", default_value = DEFAULT_API)]
+    api: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// Job kind, e.g. system.sleep.
+    kind: String,
+    /// Payload as JSON.
+    #[arg(long, default_value = "{}")]
+    payload: String,
+    /// Queue (default: the kind's).
+    #[arg(long)]
+    queue: Option<String>,
+    /// Priority 0..=9.
+    #[arg(long)]
+    priority: Option<i16>,
+    /// Earliest start, RFC 3339.
+    #[arg(long)]
+    run_at: Option<String>,
+    /// Idempotency key.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one job.
+    Show { id: String },
+    /// Cancel a job.
+    Cancel { id: String },
+    /// Retry a finished job.
+    Retry { id: String },
+}
+
+async fn call(request: reqwest::RequestBuilder) -> Result<Value> {
+    let response = request
+        .send()
+        .await
+        .context("cannot reach the PySaaS API (is it running? see --api)")?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let detail = body.get("detail").and_then(Value::as_str).unwrap_or("");
+        bail!(
+            "{status}: {detail}\n{}",
+            serde_json::to_string_pretty(&body)?
+        );
+    }
+    Ok(body)
+}
+
+fn print(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<()> {
+    let payload: Value =
+        serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
+    let mut body = json!({ "kind": args.kind, "payload": payload });
+    for (key, value) in [
+        ("queue", args.queue.map(Value::from)),
+        ("priority", args.priority.map(Value::from)),
+        ("run_at", args.run_at.map(Value::from)),
+        ("idempotency_key", args.idempotency_key.map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            body[key] = value;
+        }
+    }
+    let client = reqwest::Client::new();
+    print(&call(client.post(format!("{}/v1/jobs", args.api.api)).json(&body)).await?)
+}
+
+pub(crate) async fn jobs(args: JobsArgs) -> Result<()> {
+    let client = reqwest::Client::new();
+    let base = args.api.api.trim_end_matches('/');
+    let value = match args.command {
+        JobsCommand::List {
+            state,
+            kind,
+            queue,
+            limit,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(state.map(|v| ("state", v)));
+            query.extend(kind.map(|v| ("kind", v)));
+            query.extend(queue.map(|v| ("queue", v)));
+            call(client.get(format!("{base}/v1/jobs")).query(&query)).await?
+        }
+        JobsCommand::Show { id } => call(client.get(format!("{base}/v1/jobs/{id}"))).await?,
+        JobsCommand::Cancel { id } => {
+            call(client.post(format!("{base}/v1/jobs/{id}/cancel"))).await?
+        }
+        JobsCommand::Retry { id } => {
+            call(client.post(format!("{base}/v1/jobs/{id}/retry"))).await?
+        }
+    };
+    print(&value)
+}

@@ -1,0 +1,156 @@
+//! Layered configuration: built-in defaults, then a TOML file (`--config` or `PYSAAS_CONFIG`),
+//! then `PYSAAS_*` environment variables. Validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Every setting, with its default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct Config {
+    /// `postgres://…` or `sqlite://…`. `dev` defaults to SQLite in `data_dir`.
+    pub(crate) database_url: Option<String>,
+    /// API listen address.
+    pub(crate) listen: String,
+    /// Where `dev` keeps its SQLite database.
+    pub(crate) data_dir: PathBuf,
+    /// PostgreSQL schema of the PySaaS tables.
+    pub(crate) pg_schema: String,
+    /// Store pool size.
+    pub(crate) max_connections: u32,
+    /// Dispatcher: `store` (the default; more transports come later).
+    pub(crate) broker_url: String,
+    /// Queues a worker consumes (`name` or `name=concurrency`); empty means the built-in kinds'
+    /// queues.
+    pub(crate) queues: Vec<String>,
+    /// Concurrency per queue when a queue does not say.
+    pub(crate) concurrency: usize,
+    /// Lease on a claimed job (ms).
+    pub(crate) lease_ms: u64,
+    /// Grace period for in-flight jobs at shutdown (ms).
+    pub(crate) shutdown_grace_ms: u64,
+    /// Promoter interval (ms).
+    pub(crate) promote_interval_ms: u64,
+    /// Rescuer interval (ms).
+    pub(crate) rescue_interval_ms: u64,
+    /// Apply migrations at start of `api`, `worker` and `dev`.
+    pub(crate) auto_migrate: bool,
+    /// `text` or `json` logs.
+    pub(crate) log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from(".pysaas"),
+            pg_schema: pysaas_brokers::store::DEFAULT_PG_SCHEMA.into(),
+            max_connections: pysaas_brokers::store::DEFAULT_MAX_CONNECTIONS,
+            broker_url: "store".into(),
+            queues: Vec::new(),
+            concurrency: 10,
+            lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
+            shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
+            promote_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_PROMOTE_INTERVAL),
+            rescue_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_RESCUE_INTERVAL),
+            auto_migrate: true,
+            log_format: "text".into(),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Config {
+    /// Loads defaults ← file ← environment.
+    pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let figment = figment.merge(
+            Env::prefixed("PYSAAS_")
+                .ignore(&["config", "api"])
+                .map(|k| k.as_str().to_lowercase().into()),
+        );
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.starts_with("sqlite:"))
+            {
+                bail!("database_url (PYSAAS_DATABASE_URL) must start with postgres:// or sqlite:// (got `{}`)", redact(url));
+            }
+        }
+        self.listen_addr()?;
+        if self.concurrency == 0 {
+            bail!("concurrency (PYSAAS_CONCURRENCY) must be at least 1");
+        }
+        if self.lease_ms < 100 {
+            bail!("lease_ms (PYSAAS_LEASE_MS) must be at least 100");
+        }
+        if self.broker_url != "store" {
+            bail!(
+                "broker_url (PYSAAS_BROKER_URL) `{}` is not supported yet; use `store`",
+                redact(&self.broker_url)
+            );
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            bail!("log_format (PYSAAS_LOG_FORMAT) must be `text` or `json`");
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub(crate) fn listen_addr(&self) -> Result<SocketAddr> {
+        self.listen.parse().with_context(|| {
+            format!(
+                "listen (PYSAAS_LISTEN) `{}` is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })
+    }
+
+    /// The database URL, or the error saying how to set it.
+    pub(crate) fn require_database_url(&self) -> Result<&str> {
+        self.database_url
+            .as_deref()
+            .context("no database configured: set PYSAAS_DATABASE_URL (postgres://… or sqlite://…) or database_url in the config file")
+    }
+
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms)
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// A URL with its password hidden, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

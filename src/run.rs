@@ -1,0 +1,243 @@
+//! Composition of the roles: this is the only place that ties api, workers, scheduler and
+//! brokers together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use pysaas_api::AppState;
+use pysaas_brokers::store::{self, StoreConfig};
+use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
+use pysaas_scheduler::MaintenanceConfig;
+use pysaas_workers::{Handlers, QueueConfig, Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{redact, Config};
+
+pub(crate) fn init_tracing(config: &Config) {
+    let filter =
+        EnvFilter::try_from_env("PYSAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Cancelled on SIGTERM or SIGINT.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        trigger.cancel();
+    });
+    token
+}
+
+pub(crate) async fn open_store(config: &Config, url: &str) -> Result<Arc<dyn JobStore>> {
+    let mut store_config = StoreConfig::new(url);
+    store_config.schema = config.pg_schema.clone();
+    store_config.max_connections = config.max_connections;
+    let store = store::connect(&store_config)
+        .await
+        .with_context(|| format!("opening the job store at {}", redact(url)))?;
+    if config.auto_migrate {
+        store.migrate().await.context("applying migrations")?;
+    }
+    Ok(store)
+}
+
+fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
+    let mut queues = Vec::new();
+    let names: Vec<String> = if config.queues.is_empty() {
+        handlers
+            .registry()
+            .default_queues()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        config.queues.clone()
+    };
+    for entry in names {
+        let (name, concurrency) = match entry.split_once('=') {
+            Some((name, n)) => (
+                name.trim(),
+                n.trim()
+                    .parse()
+                    .with_context(|| format!("queue `{entry}`: concurrency must be a number"))?,
+            ),
+            None => (entry.trim(), config.concurrency),
+        };
+        if !pysaas_api::valid_queue_name(name) {
+            bail!("queue name `{name}` is invalid: use a-z, 0-9, `.`, `_`, `-`");
+        }
+        if concurrency == 0 {
+            bail!("queue `{name}`: concurrency must be at least 1");
+        }
+        queues.push(QueueConfig {
+            name: name.to_owned(),
+            concurrency,
+        });
+    }
+    let mut worker = WorkerConfig::for_queues(Vec::<String>::new(), 1).with_lease(config.lease());
+    worker.queues = queues;
+    worker.shutdown_grace = config.shutdown_grace();
+    worker.worker_id = worker_id();
+    Ok(worker)
+}
+
+fn worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn maintenance_config(config: &Config) -> MaintenanceConfig {
+    MaintenanceConfig {
+        promote_interval: Duration::from_millis(config.promote_interval_ms.max(10)),
+        rescue_interval: Duration::from_millis(config.rescue_interval_ms.max(10)),
+    }
+}
+
+async fn serve_api(
+    config: &Config,
+    store: Arc<dyn JobStore>,
+    dispatcher: Arc<dyn Dispatcher>,
+    handlers: &Handlers,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let addr = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let state = AppState::new(
+        store,
+        dispatcher,
+        handlers.registry(),
+        pysaas_api::install_metrics(),
+    );
+    tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
+    println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
+    pysaas_api::serve(listener, pysaas_api::router(state), async move {
+        shutdown.cancelled().await
+    })
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn dev(mut config: Config) -> Result<()> {
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        config.database_url = Some(format!(
+            "sqlite://{}",
+            config.data_dir.join("pysaas.db").display()
+        ));
+    }
+    let url = config.require_database_url()?.to_owned();
+    let store = open_store(&config, &url).await?;
+    println!("PySaaS dev: store {} ({})", redact(&url), store.backend());
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+    let handlers = Handlers::builtin();
+    let shutdown = shutdown_signal();
+    let maintenance = pysaas_scheduler::spawn(
+        store.clone(),
+        &maintenance_config(&config),
+        shutdown.clone(),
+    );
+    let worker = Worker::new(
+        store.clone(),
+        dispatcher.clone(),
+        handlers.clone(),
+        worker_config(&config, &handlers)?,
+    );
+    let worker = tokio::spawn(worker.run(shutdown.clone()));
+    let api = serve_api(&config, store, dispatcher, &handlers, shutdown.clone()).await;
+    shutdown.cancel();
+    worker.await.context("worker task")??;
+    maintenance.wait().await;
+    api
+}
+
+pub(crate) async fn api(config: Config) -> Result<()> {
+    let url = config.require_database_url()?.to_owned();
+    let store = open_store(&config, &url).await?;
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+    serve_api(
+        &config,
+        store,
+        dispatcher,
+        &Handlers::builtin(),
+        shutdown_signal(),
+    )
+    .await
+}
+
+pub(crate) async fn worker(config: Config) -> Result<()> {
+    let url = config.require_database_url()?.to_owned();
+    let store = open_store(&config, &url).await?;
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+    let handlers = Handlers::builtin();
+    let shutdown = shutdown_signal();
+    let maintenance = pysaas_scheduler::spawn(
+        store.clone(),
+        &maintenance_config(&config),
+        shutdown.clone(),
+    );
+    let result = Worker::new(
+        store,
+        dispatcher,
+        handlers.clone(),
+        worker_config(&config, &handlers)?,
+    )
+    .run(shutdown.clone())
+    .await;
+    shutdown.cancel();
+    maintenance.wait().await;
+    Ok(result?)
+}
+
+pub(crate) async fn migrate(mut config: Config) -> Result<()> {
+    let url = config.require_database_url()?.to_owned();
+    config.auto_migrate = true;
+    let store = open_store(&config, &url).await?;
+    println!(
+        "migrations applied to {} ({})",
+        redact(&url),
+        store.backend()
+    );
+    Ok(())
+}
