@@ -10,6 +10,8 @@
 mod dispatch;
 mod error;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use dispatch::{
     Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher, STORE_POLL_INTERVAL,

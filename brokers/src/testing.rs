@@ -1,0 +1,104 @@
+//! Test helpers: a store on a fresh PostgreSQL schema or SQLite file, removed when dropped (also
+//! when the test panics), so that tests run in parallel and leave nothing behind.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::store::{PgStore, SqliteStore, StoreConfig};
+use crate::JobStore;
+
+/// Where PostgreSQL tests connect (override with `PYSAAS_TEST_DATABASE_URL`).
+pub const DEFAULT_TEST_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL URL tests use.
+pub fn pg_url() -> String {
+    std::env::var("PYSAAS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_PG_URL.to_owned())
+}
+
+/// An isolated, migrated store.
+#[derive(Debug)]
+pub struct TestDb {
+    /// The store.
+    pub store: Arc<dyn JobStore>,
+    /// Its URL (`sqlite://…` file, or the PostgreSQL URL).
+    pub url: String,
+    /// The PostgreSQL schema (empty for SQLite).
+    pub schema: String,
+    sqlite_dir: Option<PathBuf>,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+impl TestDb {
+    /// A store on a fresh schema `t_<uuid>` of the test PostgreSQL database.
+    pub async fn postgres() -> Self {
+        let schema = unique("t");
+        let url = pg_url();
+        let mut config = StoreConfig::new(&url);
+        config.schema = schema.clone();
+        config.max_connections = 8;
+        let store = PgStore::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate {url}: {e}"));
+        TestDb {
+            store: Arc::new(store),
+            url,
+            schema,
+            sqlite_dir: None,
+        }
+    }
+
+    /// A store on a fresh SQLite file in a temporary directory.
+    pub async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(unique("pysaas_test"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let url = format!("sqlite://{}", dir.join("jobs.db").display());
+        let store = SqliteStore::connect(&StoreConfig::new(&url))
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate {url}: {e}"));
+        TestDb {
+            store: Arc::new(store),
+            url,
+            schema: String::new(),
+            sqlite_dir: Some(dir),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.sqlite_dir {
+            let _ = std::fs::remove_dir_all(dir);
+            return;
+        }
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -1,0 +1,485 @@
+//! One conformance suite for every job store: each test runs against SQLite and against
+//! PostgreSQL (a fresh schema per test).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::{Completion, JobFilter, JobStore, Transition};
+use pysaas_jobs::{JobState, NewJob, Outcome};
+use serde_json::json;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn job(queue: &str) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        tenant_id: "acme".into(),
+        kind: "system.noop".into(),
+        queue: queue.into(),
+        payload: json!({"n": 1}),
+        priority: 0,
+        max_attempts: 3,
+        run_at: Utc::now(),
+        timeout_ms: 1000,
+        idempotency_key: None,
+        trace_context: None,
+    }
+}
+
+async fn insert(store: &Arc<dyn JobStore>, jobs: Vec<NewJob>) -> Vec<Uuid> {
+    store
+        .insert(jobs)
+        .await
+        .expect("insert")
+        .into_iter()
+        .map(|i| i.job.id)
+        .collect()
+}
+
+fn done(id: Uuid, attempt: i32) -> Completion {
+    Completion {
+        id,
+        attempt,
+        outcome: Outcome::Succeeded {
+            result: Some(json!({"ok": true})),
+        },
+    }
+}
+
+async fn insert_and_get_round_trip(db: TestDb) {
+    let s = &db.store;
+    let mut new = job("default");
+    new.trace_context = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+    new.priority = 7;
+    let inserted = s.insert(vec![new.clone()]).await.unwrap();
+    assert!(inserted[0].created);
+    let got = s.get("acme", new.id).await.unwrap().expect("job");
+    assert_eq!(got.state, JobState::Queued);
+    assert_eq!(
+        (
+            got.kind.as_str(),
+            got.queue.as_str(),
+            got.priority,
+            got.attempts,
+            got.max_attempts
+        ),
+        ("system.noop", "default", 7, 0, 3)
+    );
+    assert_eq!(got.payload, json!({"n": 1}));
+    assert_eq!(got.trace_context, new.trace_context);
+    assert!(
+        s.get("other-tenant", new.id).await.unwrap().is_none(),
+        "tenants are isolated"
+    );
+
+    let mut later = job("default");
+    later.run_at = Utc::now() + chrono::Duration::hours(1);
+    let inserted = s.insert(vec![later]).await.unwrap();
+    assert_eq!(inserted[0].job.state, JobState::Scheduled);
+}
+
+async fn idempotency_key_yields_the_same_job(db: TestDb) {
+    let s = &db.store;
+    let mut a = job("default");
+    a.idempotency_key = Some("order-42".into());
+    let mut b = job("default");
+    b.idempotency_key = Some("order-42".into());
+    let first = s.insert(vec![a.clone()]).await.unwrap().remove(0);
+    let second = s.insert(vec![b.clone()]).await.unwrap().remove(0);
+    assert!(first.created && !second.created);
+    assert_eq!(second.job.id, a.id);
+    // Within one batch, and per tenant.
+    let mut c = job("default");
+    c.idempotency_key = Some("k".into());
+    let mut d = c.clone();
+    d.id = Uuid::now_v7();
+    let mut e = c.clone();
+    e.id = Uuid::now_v7();
+    e.tenant_id = "globex".into();
+    let out = s.insert(vec![c.clone(), d, e.clone()]).await.unwrap();
+    assert!(out[0].created && !out[1].created && out[2].created);
+    assert_eq!(out[1].job.id, c.id);
+    assert_eq!(out[2].job.id, e.id);
+}
+
+async fn batch_insert_is_all_or_nothing(db: TestDb) {
+    let s = &db.store;
+    let a = job("default");
+    let mut dup = job("default");
+    dup.id = a.id; // primary key clash
+    assert!(s
+        .insert(vec![job("default"), a.clone(), dup])
+        .await
+        .is_err());
+    let page = s
+        .list(&JobFilter {
+            tenant_id: "acme".into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(page.is_empty(), "a failed batch leaves nothing behind");
+}
+
+async fn claims_by_priority_then_age(db: TestDb) {
+    let s = &db.store;
+    let low = job("q");
+    let mut high = job("q");
+    high.priority = 9;
+    let mid = job("q");
+    let other = job("elsewhere");
+    insert(s, vec![low.clone(), high.clone(), mid.clone(), other]).await;
+    let claimed = s.claim("q", 2, "w1", LEASE).await.unwrap();
+    let ids: Vec<Uuid> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![high.id, low.id]);
+    for j in &claimed {
+        assert_eq!(
+            (j.state, j.attempts, j.worker_id.as_deref()),
+            (JobState::Running, 1, Some("w1"))
+        );
+        assert!(j.lease_expires_at.is_some() && j.started_at.is_some());
+    }
+    let rest = s.claim("q", 10, "w1", LEASE).await.unwrap();
+    assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), vec![mid.id]);
+    assert!(s.claim("q", 10, "w1", LEASE).await.unwrap().is_empty());
+}
+
+async fn concurrent_claims_never_overlap(db: TestDb) {
+    let s = &db.store;
+    let n = 300;
+    let mut all = Vec::new();
+    for _ in 0..3 {
+        all.extend(insert(s, (0..n / 3).map(|_| job("race")).collect()).await);
+    }
+    let mut tasks = Vec::new();
+    for w in 0..6 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim("race", 7, &format!("w{w}"), LEASE).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|j| j.id));
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for id in t.await.unwrap() {
+            assert!(seen.insert(id), "job {id} claimed twice");
+        }
+    }
+    assert_eq!(seen, all.into_iter().collect::<HashSet<_>>());
+}
+
+async fn completion_is_fenced_by_attempt(db: TestDb) {
+    let s = &db.store;
+    let id = insert(s, vec![job("q")]).await[0];
+    let claimed = s.claim("q", 1, "w1", LEASE).await.unwrap();
+    assert_eq!(claimed[0].attempts, 1);
+    assert_eq!(
+        s.complete(&[done(id, 2)]).await.unwrap(),
+        0,
+        "a stale attempt cannot complete the job"
+    );
+    assert_eq!(s.complete(&[done(id, 1)]).await.unwrap(), 1);
+    let job = s.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(json!({"ok": true})));
+    assert!(job.finished_at.is_some() && job.lease_expires_at.is_none());
+    assert_eq!(
+        s.complete(&[done(id, 1)]).await.unwrap(),
+        0,
+        "a duplicate outcome changes nothing"
+    );
+    assert!(
+        s.claim_ids(&[id], "w2", LEASE).await.unwrap().is_empty(),
+        "a finished job is never claimed again"
+    );
+}
+
+async fn claim_ids_makes_duplicate_delivery_harmless(db: TestDb) {
+    let s = &db.store;
+    let ids = insert(s, vec![job("q"), job("q")]).await;
+    let first = s.claim_ids(&ids, "w1", LEASE).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert!(s.claim_ids(&ids, "w2", LEASE).await.unwrap().is_empty());
+}
+
+async fn failed_attempts_retry_after_backoff(db: TestDb) {
+    let s = &db.store;
+    let id = insert(s, vec![job("q")]).await[0];
+    s.claim("q", 1, "w", LEASE).await.unwrap();
+    let retry = Outcome::Retrying {
+        error: "boom".into(),
+        run_at: Utc::now() + chrono::Duration::milliseconds(300),
+    };
+    assert_eq!(
+        s.complete(&[Completion {
+            id,
+            attempt: 1,
+            outcome: retry
+        }])
+        .await
+        .unwrap(),
+        1
+    );
+    let j = s.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.last_error.as_deref()),
+        (JobState::Retrying, Some("boom"))
+    );
+    assert_eq!(s.promote_due().await.unwrap(), 0, "not due yet");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.promote_due().await.unwrap(), 1);
+    let again = s.claim("q", 1, "w", LEASE).await.unwrap();
+    assert_eq!((again[0].id, again[0].attempts), (id, 2));
+    let dead = Outcome::Dead {
+        error: "gave up".into(),
+    };
+    s.complete(&[Completion {
+        id,
+        attempt: 2,
+        outcome: dead,
+    }])
+    .await
+    .unwrap();
+    let j = s.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Dead);
+    assert!(j.finished_at.is_some());
+}
+
+async fn heartbeat_extends_only_held_leases(db: TestDb) {
+    let s = &db.store;
+    let ids = insert(s, vec![job("q"), job("q")]).await;
+    s.claim("q", 2, "w1", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(
+        s.cancel("acme", ids[1]).await.unwrap(),
+        Transition::Done(s.get("acme", ids[1]).await.unwrap().unwrap())
+    );
+    let held = s.heartbeat("w1", &ids, LEASE).await.unwrap();
+    assert_eq!(held, vec![ids[0]], "a cancelled job is no longer held");
+    assert!(
+        s.heartbeat("w2", &ids, LEASE).await.unwrap().is_empty(),
+        "another worker holds nothing"
+    );
+}
+
+async fn expired_leases_are_rescued(db: TestDb) {
+    let s = &db.store;
+    let mut last_try = job("q");
+    last_try.max_attempts = 1;
+    let ids = insert(s, vec![job("q"), last_try.clone()]).await;
+    s.claim("q", 2, "dead-worker", Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(s.rescue_expired().await.unwrap(), 2);
+    let requeued = s.get("acme", ids[0]).await.unwrap().unwrap();
+    assert_eq!((requeued.state, requeued.attempts), (JobState::Queued, 1));
+    assert!(requeued
+        .last_error
+        .unwrap_or_default()
+        .contains("lease expired"));
+    assert_eq!(
+        s.get("acme", last_try.id).await.unwrap().unwrap().state,
+        JobState::Dead
+    );
+    // The dead worker's late outcome is ignored once the job is claimed again.
+    let again = s.claim("q", 1, "w2", LEASE).await.unwrap();
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(s.complete(&[done(ids[0], 1)]).await.unwrap(), 0);
+    assert_eq!(s.complete(&[done(ids[0], 2)]).await.unwrap(), 1);
+}
+
+async fn release_gives_jobs_back_without_counting_the_attempt(db: TestDb) {
+    let s = &db.store;
+    let id = insert(s, vec![job("q")]).await[0];
+    s.claim("q", 1, "w1", LEASE).await.unwrap();
+    assert_eq!(s.release("other", &[id]).await.unwrap(), 0);
+    assert_eq!(s.release("w1", &[id]).await.unwrap(), 1);
+    let j = s.get("acme", id).await.unwrap().unwrap();
+    assert_eq!(
+        (j.state, j.attempts, j.worker_id),
+        (JobState::Queued, 0, None)
+    );
+}
+
+async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
+    let s = &db.store;
+    let id = insert(s, vec![job("q")]).await[0];
+    assert_eq!(
+        s.retry("acme", id).await.unwrap(),
+        Transition::Conflict(JobState::Queued)
+    );
+    let Transition::Done(j) = s.cancel("acme", id).await.unwrap() else {
+        panic!("cancel")
+    };
+    assert_eq!(j.state, JobState::Cancelled);
+    assert_eq!(
+        s.cancel("acme", id).await.unwrap(),
+        Transition::Conflict(JobState::Cancelled)
+    );
+    assert_eq!(s.cancel("globex", id).await.unwrap(), Transition::NotFound);
+    assert_eq!(s.retry("globex", id).await.unwrap(), Transition::NotFound);
+    assert_eq!(
+        s.cancel("acme", Uuid::now_v7()).await.unwrap(),
+        Transition::NotFound
+    );
+    let Transition::Done(j) = s.retry("acme", id).await.unwrap() else {
+        panic!("retry")
+    };
+    assert_eq!((j.state, j.finished_at), (JobState::Queued, None));
+    // A dead job that used every attempt gets one more.
+    let claimed = s.claim("q", 1, "w", LEASE).await.unwrap();
+    s.complete(&[Completion {
+        id,
+        attempt: claimed[0].attempts,
+        outcome: Outcome::Dead { error: "x".into() },
+    }])
+    .await
+    .unwrap();
+    let Transition::Done(j) = s.retry("acme", id).await.unwrap() else {
+        panic!("retry dead")
+    };
+    assert!(j.max_attempts > j.attempts);
+}
+
+async fn list_filters_and_pages_newest_first(db: TestDb) {
+    let s = &db.store;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut j = job(if i % 2 == 0 { "even" } else { "odd" });
+        if i == 3 {
+            j.kind = "system.sleep".into();
+        }
+        ids.extend(insert(s, vec![j]).await);
+    }
+    let mut filter = JobFilter {
+        tenant_id: "acme".into(),
+        limit: 10,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = s.list(&filter).await.unwrap();
+        seen.extend(page.iter().map(|j| j.id));
+        match page.last() {
+            Some(last) if page.len() == 10 => filter.before = Some(last.id),
+            _ => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "every job once, newest first");
+    let odd = s
+        .list(&JobFilter {
+            tenant_id: "acme".into(),
+            queue: Some("odd".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(odd.len(), 12);
+    let sleep = s
+        .list(&JobFilter {
+            tenant_id: "acme".into(),
+            kind: Some("system.sleep".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sleep.len(), 1);
+    s.claim("even", 1, "w", LEASE).await.unwrap();
+    let running = s
+        .list(&JobFilter {
+            tenant_id: "acme".into(),
+            state: Some(JobState::Running),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert!(s
+        .list(&JobFilter {
+            tenant_id: "globex".into(),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn queue_stats_count_by_state(db: TestDb) {
+    let s = &db.store;
+    insert(s, vec![job("a"), job("a"), job("a"), job("b")]).await;
+    s.claim("a", 1, "w", LEASE).await.unwrap();
+    let stats = s.queue_stats(Some("acme")).await.unwrap();
+    let a = stats.iter().find(|q| q.queue == "a").expect("queue a");
+    assert_eq!(a.counts.get(&JobState::Queued), Some(&2));
+    assert_eq!(a.counts.get(&JobState::Running), Some(&1));
+    assert!(a.oldest_queued_at.is_some());
+    assert_eq!(
+        stats
+            .iter()
+            .find(|q| q.queue == "b")
+            .and_then(|q| q.counts.get(&JobState::Queued)),
+        Some(&1)
+    );
+    assert!(s.queue_stats(Some("globex")).await.unwrap().is_empty());
+}
+
+async fn inserts_wake_consumers(db: TestDb) {
+    let s = &db.store;
+    let mut wake = s.wakeups();
+    wake.borrow_and_update();
+    // The PostgreSQL listener connects in the background: give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wake.borrow_and_update();
+    insert(s, vec![job("q")]).await;
+    tokio::time::timeout(Duration::from_secs(2), wake.changed())
+        .await
+        .expect("woken")
+        .expect("open");
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(pysaas_brokers::testing::TestDb::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(pysaas_brokers::testing::TestDb::postgres().await).await })*
+        }
+    };
+}
+
+conformance!(
+    insert_and_get_round_trip,
+    idempotency_key_yields_the_same_job,
+    batch_insert_is_all_or_nothing,
+    claims_by_priority_then_age,
+    concurrent_claims_never_overlap,
+    completion_is_fenced_by_attempt,
+    claim_ids_makes_duplicate_delivery_harmless,
+    failed_attempts_retry_after_backoff,
+    heartbeat_extends_only_held_leases,
+    expired_leases_are_rescued,
+    release_gives_jobs_back_without_counting_the_attempt,
+    cancel_and_retry_follow_the_state_machine,
+    list_filters_and_pages_newest_first,
+    queue_stats_count_by_state,
+    inserts_wake_consumers,
+);
