@@ -1,0 +1,564 @@
+//! API tests: the real router on port 0 with an in-process worker and maintenance, against
+//! SQLite and PostgreSQL (isolated per test). Every bad-input case of the contract is asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pysaas_api::AppState;
+use pysaas_brokers::store::{PgStore, StoreConfig};
+use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
+use pysaas_scheduler::MaintenanceConfig;
+use pysaas_workers::{Handlers, Worker, WorkerConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+    _db: Option<TestDb>,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, CancellationToken) {
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+    let handlers = Handlers::builtin();
+    let stop = CancellationToken::new();
+    if with_worker {
+        let maintenance = MaintenanceConfig {
+            promote_interval: Duration::from_millis(50),
+            rescue_interval: Duration::from_millis(200),
+        };
+        pysaas_scheduler::spawn(store.clone(), &maintenance, stop.clone());
+        let config = WorkerConfig::for_queues(["default", "notifications"], 8)
+            .with_lease(Duration::from_secs(5));
+        tokio::spawn(
+            Worker::new(store.clone(), dispatcher.clone(), handlers.clone(), config)
+                .run(stop.clone()),
+        );
+    }
+    let state = AppState::new(
+        store,
+        dispatcher,
+        handlers.registry(),
+        pysaas_api::install_metrics(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    (base, stop)
+}
+
+async fn spawn_app(db: TestDb) -> App {
+    let (base, stop) = serve(db.store.clone(), true).await;
+    App {
+        base,
+        http: reqwest::Client::new(),
+        stop,
+        _db: Some(db),
+    }
+}
+
+impl App {
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+    async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        read(r).await
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        read(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+    async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            if job["state"] == state {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} not {state} within {within:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Reads a response; every error must be problem+json with the status repeated in the body.
+async fn read(r: reqwest::Response) -> (StatusCode, Value) {
+    let status = r.status();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = r.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(content_type, "application/problem+json", "{status}: {body}");
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+    (status, body)
+}
+
+async fn submitted_noop_succeeds_quickly(app: App) {
+    let r = app
+        .http
+        .post(format!("{}/v1/jobs", app.base))
+        .json(&json!({"kind": "system.noop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = app
+        .wait_state(&id, "succeeded", Duration::from_secs(1))
+        .await;
+    assert_eq!(job["attempts"], 1);
+    for field in [
+        "id",
+        "kind",
+        "queue",
+        "state",
+        "priority",
+        "attempts",
+        "max_attempts",
+        "payload",
+        "result",
+        "last_error",
+        "created_at",
+        "run_at",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(job.get(field).is_some(), "missing {field}");
+    }
+}
+
+async fn bad_input_gets_precise_problems(app: App) {
+    let (s, b) = app.post("/v1/jobs", json!({"kind": "nope"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        b["known_kinds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("system.noop")),
+        "{b}"
+    );
+    let (s, b) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.sleep", "payload": {"ms": "soon"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["errors"][0]["path"], "payload.ms", "{b}");
+    let (s, b) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "notification.webhook", "payload": {"url": "http://x"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(b["detail"].as_str().unwrap().contains("body"), "{b}");
+    let (s, _) = app.post_raw("/v1/jobs", "{\"kind\": ").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = app
+        .post_raw("/v1/jobs", "{\"kind\": \"system.noop\"} trailing")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = app
+        .post("/v1/jobs", json!({"kind": "system.noop", "priority": 42}))
+        .await;
+    assert_eq!(
+        (s, b["errors"][0]["path"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("priority"))
+    );
+    let (s, _) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.noop", "queue": "Bad Queue!"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = app
+        .post("/v1/jobs", json!({"kind": "system.noop", "prio": 1}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let big = format!(
+        "{{\"kind\":\"system.noop\",\"payload\":{{}},\"queue\":\"{}\"}}",
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let (s, _) = app.post_raw("/v1/jobs", big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, _) = app.get(&format!("/v1/jobs/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.get("/v1/jobs/not-a-uuid").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.get("/v1/jobs?limit=1001").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.get("/v1/jobs?state=done").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.get("/v1/jobs?cursor=zzz").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.get("/v1/nothing-here").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let r = app
+        .http
+        .delete(format!("{}/v1/jobs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.0, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn batches_are_all_or_nothing(app: App) {
+    let jobs: Vec<Value> = (0..1001).map(|_| json!({"kind": "system.noop"})).collect();
+    let (s, _) = app.post("/v1/jobs/batch", json!({ "jobs": jobs })).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.post("/v1/jobs/batch", json!({ "jobs": [] })).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b) = app
+        .post("/v1/jobs/batch", json!({"jobs": [{"kind": "system.noop", "queue": "batchq"}, {"kind": "system.sleep", "payload": {}}]}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(b["errors"][0]["index"], 1, "{b}");
+    assert_eq!(b["errors"][0]["path"], "jobs[1].payload", "{b}");
+    let (_, page) = app.get("/v1/jobs?queue=batchq").await;
+    assert_eq!(
+        page["jobs"].as_array().unwrap().len(),
+        0,
+        "nothing of a rejected batch is written"
+    );
+    let jobs: Vec<Value> = (0..1000)
+        .map(|i| json!({"kind": "system.noop", "queue": "bulk", "payload": {}, "priority": i % 10}))
+        .collect();
+    let (s, b) = app.post("/v1/jobs/batch", json!({ "jobs": jobs })).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(b["jobs"].as_array().unwrap().len(), 1000);
+    // Keyset pagination walks every job once.
+    let mut cursor = String::new();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let (s, page) = app
+            .get(&format!("/v1/jobs?queue=bulk&limit=300{cursor}"))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        for j in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(j["id"].as_str().unwrap().to_owned()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 1000);
+    let (_, queues) = app.get("/v1/queues").await;
+    let bulk = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "bulk")
+        .expect("bulk queue")
+        .clone();
+    assert_eq!(
+        bulk["counts"]["queued"], 1000,
+        "no worker consumes `bulk`: {bulk}"
+    );
+    assert!(bulk["oldest_queued_age_seconds"].as_f64().unwrap() >= 0.0);
+}
+
+async fn idempotency_key_returns_the_same_job(app: App) {
+    let send = |payload: Value| {
+        app.http
+            .post(format!("{}/v1/jobs", app.base))
+            .header("Idempotency-Key", "charge-7")
+            .json(&json!({"kind": "system.sleep", "payload": payload}))
+            .send()
+    };
+    let first = send(json!({"ms": 1})).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let again = send(json!({"ms": 1})).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    let (s, _) = read(send(json!({"ms": 2})).await.unwrap()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "same key, different job");
+    let (_, page) = app.get("/v1/jobs?kind=system.sleep").await;
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+}
+
+async fn cancel_retry_and_failures(app: App) {
+    // Retries with backoff until success.
+    let (_, job) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.fail", "payload": {"times": 2}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = app
+        .wait_state(&id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert_eq!(done["attempts"], 3);
+    assert!(done["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("failing attempt 2"));
+    // Dead after max attempts, then a manual retry runs it again.
+    let (_, job) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.fail", "payload": {"times": 5}, "max_attempts": 2}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.wait_state(&id, "dead", Duration::from_secs(10)).await;
+    let (s, _) = app.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "cancel of a finished job");
+    let (s, job) = app.post(&format!("/v1/jobs/{id}/retry"), json!({})).await;
+    assert_eq!((s, job["state"].clone()), (StatusCode::OK, json!("queued")));
+    let again = app.wait_state(&id, "dead", Duration::from_secs(10)).await;
+    assert_eq!(again["attempts"], 3);
+    // A scheduled job can be cancelled and never runs.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, job) = app
+        .post("/v1/jobs", json!({"kind": "system.noop", "run_at": later}))
+        .await;
+    assert_eq!(
+        (s, job["state"].clone()),
+        (StatusCode::ACCEPTED, json!("scheduled"))
+    );
+    let id = job["id"].as_str().unwrap();
+    let (s, job) = app.post(&format!("/v1/jobs/{id}/retry"), json!({})).await;
+    assert_eq!(
+        (s, job["state"].clone()),
+        (StatusCode::CONFLICT, json!("scheduled"))
+    );
+    let (s, job) = app.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(
+        (s, job["state"].clone()),
+        (StatusCode::OK, json!("cancelled"))
+    );
+    let (s, _) = app
+        .post(
+            &format!("/v1/jobs/{}/cancel", uuid::Uuid::now_v7()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A running job can be cancelled; its worker stops it.
+    let (_, job) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.sleep", "payload": {"ms": 60000}}),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    app.wait_state(&id, "running", Duration::from_secs(2)).await;
+    let (s, _) = app.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.get(&format!("/v1/jobs/{id}")).await.1["state"],
+        "cancelled"
+    );
+}
+
+async fn delayed_job_starts_on_time(app: App) {
+    let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
+    let (_, job) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.noop", "run_at": run_at.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(job["state"], "scheduled");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let done = app
+        .wait_state(&id, "succeeded", Duration::from_secs(3))
+        .await;
+    let started: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(done["started_at"].clone()).unwrap();
+    assert!(started >= run_at, "never before run_at");
+    assert!(
+        started - run_at < chrono::Duration::milliseconds(500),
+        "started {} ms late",
+        (started - run_at).num_milliseconds()
+    );
+}
+
+async fn webhook_posts_and_retries_non_2xx(app: App) {
+    use axum::routing::post;
+    let hits = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = hits.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        post(move |body: axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                let mut hits = seen.lock().unwrap();
+                hits.push(body.0);
+                if hits.len() == 1 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let (s, job) = app.post("/v1/jobs", json!({"kind": "notification.webhook", "payload": {"url": url, "body": {"event": "paid"}}})).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(job["queue"], "notifications");
+    let done = app
+        .wait_state(
+            job["id"].as_str().unwrap(),
+            "succeeded",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["result"]["status"], 204);
+    assert!(done["last_error"].as_str().unwrap().contains("503"));
+    assert_eq!(
+        *hits.lock().unwrap(),
+        vec![json!({"event": "paid"}), json!({"event": "paid"})]
+    );
+}
+
+async fn health_metrics_and_openapi(app: App) {
+    app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(
+        app.get("/readyz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["pysaas_jobs_enqueued_total", "pysaas_queue_depth"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let (s, doc) = app.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/v1/jobs/{id}/retry"].is_object());
+    let docs = app
+        .http
+        .get(format!("{}/docs/", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+    let (s, kinds) = app.get("/v1/kinds").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(kinds["kinds"].as_array().unwrap().iter().any(
+        |k| k["kind"] == "system.sleep" && k["payload_schema"]["properties"]["ms"].is_object()
+    ));
+}
+
+macro_rules! api_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::spawn_app(pysaas_brokers::testing::TestDb::sqlite().await).await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::spawn_app(pysaas_brokers::testing::TestDb::postgres().await).await).await })*
+        }
+    };
+}
+
+api_suite!(
+    submitted_noop_succeeds_quickly,
+    bad_input_gets_precise_problems,
+    batches_are_all_or_nothing,
+    idempotency_key_returns_the_same_job,
+    cancel_retry_and_failures,
+    delayed_job_starts_on_time,
+    webhook_posts_and_retries_non_2xx,
+    health_metrics_and_openapi,
+);
+
+/// With the store unreachable the API answers 503 problem+json promptly: never 500, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_is_503_not_500() {
+    let mut config = StoreConfig::new("postgres://postgres@127.0.0.1:1/test");
+    config.acquire_timeout = Duration::from_millis(500);
+    let store: Arc<dyn JobStore> = Arc::new(PgStore::connect(&config).await.unwrap());
+    let (base, stop) = serve(store, false).await;
+    let app = App {
+        base,
+        http: reqwest::Client::new(),
+        stop,
+        _db: None,
+    };
+    let started = Instant::now();
+    let (s, b) = app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(app.get("/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.get(&format!("/v1/jobs/{}", uuid::Uuid::now_v7()))
+            .await
+            .0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        app.get("/healthz").await.0,
+        StatusCode::OK,
+        "liveness does not depend on the store"
+    );
+}

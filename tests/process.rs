@@ -1,0 +1,237 @@
+//! Process tests: real `pysaas worker` children on PostgreSQL (a fresh schema per test),
+//! killed with SIGKILL or stopped with SIGTERM in the middle of a run.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::JobFilter;
+use pysaas_jobs::{Job, JobState, NewJob, DEFAULT_TENANT};
+use serde_json::json;
+
+fn sleep_job(ms: u64) -> NewJob {
+    NewJob {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: DEFAULT_TENANT.into(),
+        kind: "system.sleep".into(),
+        queue: "default".into(),
+        payload: json!({ "ms": ms }),
+        priority: 0,
+        max_attempts: 5,
+        run_at: Utc::now(),
+        timeout_ms: 60_000,
+        idempotency_key: None,
+        trace_context: None,
+    }
+}
+
+fn worker(db: &TestDb, concurrency: usize, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pysaas"));
+    cmd.args([
+        "worker",
+        "--queues",
+        "default",
+        "--concurrency",
+        &concurrency.to_string(),
+    ])
+    .env("PYSAAS_DATABASE_URL", &db.url)
+    .env("PYSAAS_PG_SCHEMA", &db.schema)
+    .env("PYSAAS_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn pysaas worker")
+}
+
+async fn jobs(db: &TestDb) -> Vec<Job> {
+    db.store
+        .list(&JobFilter {
+            tenant_id: DEFAULT_TENANT.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn wait_until(
+    db: &TestDb,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&[Job]) -> bool,
+) -> Vec<Job> {
+    let deadline = Instant::now() + within;
+    loop {
+        let all = jobs(db).await;
+        if pred(&all) {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn count(jobs: &[Job], state: JobState) -> usize {
+    jobs.iter().filter(|j| j.state == state).count()
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// kill -9 a worker in the middle of `system.sleep` jobs, start another: every job ends
+/// `succeeded` exactly once, and the interrupted ones record a second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_loses_nothing() {
+    let db = TestDb::postgres().await;
+    let n = 30;
+    db.store
+        .insert((0..n).map(|_| sleep_job(1500)).collect())
+        .await
+        .unwrap();
+    let fast_rescue = [
+        ("PYSAAS_LEASE_MS", "1500"),
+        ("PYSAAS_RESCUE_INTERVAL_MS", "200"),
+    ];
+    let mut first = worker(&db, 10, &fast_rescue);
+    let at_kill = wait_until(&db, Duration::from_secs(20), "jobs running", |j| {
+        count(j, JobState::Running) == 10
+    })
+    .await;
+    let interrupted: Vec<_> = at_kill
+        .iter()
+        .filter(|j| j.state == JobState::Running)
+        .map(|j| j.id)
+        .collect();
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+
+    let mut second = worker(&db, 10, &fast_rescue);
+    let all = wait_until(&db, Duration::from_secs(60), "all jobs succeeded", |j| {
+        count(j, JobState::Succeeded) == n
+    })
+    .await;
+    sigterm(&second);
+    assert!(wait_exit(&mut second, Duration::from_secs(30)).success());
+
+    assert_eq!(all.len(), n);
+    for job in &all {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.result, Some(json!({"slept_ms": 1500})));
+        if interrupted.contains(&job.id) {
+            assert_eq!(
+                job.attempts, 2,
+                "an interrupted job runs once more: {job:?}"
+            );
+            assert!(
+                job.last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("lease expired"),
+                "{job:?}"
+            );
+        } else {
+            assert_eq!(job.attempts, 1, "{job:?}");
+        }
+    }
+}
+
+/// SIGTERM: in-flight jobs finish within the grace period, nothing more is claimed, the process
+/// exits cleanly, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_jobs() {
+    let db = TestDb::postgres().await;
+    let n = 20;
+    db.store
+        .insert((0..n).map(|_| sleep_job(1000)).collect())
+        .await
+        .unwrap();
+    let mut child = worker(&db, 5, &[("PYSAAS_SHUTDOWN_GRACE_MS", "10000")]);
+    let at_term = wait_until(&db, Duration::from_secs(20), "jobs running", |j| {
+        count(j, JobState::Running) == 5
+    })
+    .await;
+    let in_flight: Vec<_> = at_term
+        .iter()
+        .filter(|j| j.state == JobState::Running)
+        .map(|j| j.id)
+        .collect();
+    sigterm(&child);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(15)).success(),
+        "clean exit"
+    );
+    let all = jobs(&db).await;
+    assert_eq!(all.len(), n);
+    assert_eq!(count(&all, JobState::Running), 0, "nothing left running");
+    for job in &all {
+        if in_flight.contains(&job.id) {
+            assert_eq!(
+                (job.state, job.attempts),
+                (JobState::Succeeded, 1),
+                "in-flight job finished: {job:?}"
+            );
+        } else {
+            assert!(
+                matches!(job.state, JobState::Queued | JobState::Succeeded),
+                "{job:?}"
+            );
+        }
+    }
+    assert!(
+        count(&all, JobState::Queued) > 0,
+        "the worker stopped claiming"
+    );
+}
+
+/// SIGTERM with jobs longer than the grace period: they are released back to `queued` without
+/// counting the interrupted attempt, and a new worker runs them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
+    let db = TestDb::postgres().await;
+    db.store
+        .insert((0..4).map(|_| sleep_job(30_000)).collect())
+        .await
+        .unwrap();
+    let mut child = worker(&db, 4, &[("PYSAAS_SHUTDOWN_GRACE_MS", "300")]);
+    wait_until(&db, Duration::from_secs(20), "jobs running", |j| {
+        count(j, JobState::Running) == 4
+    })
+    .await;
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    let all = jobs(&db).await;
+    for job in &all {
+        assert_eq!(
+            (job.state, job.attempts, job.worker_id.as_deref()),
+            (JobState::Queued, 0, None),
+            "{job:?}"
+        );
+        assert!(
+            job.last_error.as_deref().unwrap_or("").contains("released"),
+            "{job:?}"
+        );
+    }
+}
