@@ -1,6 +1,8 @@
 //! API tests: the real router on port 0 with an in-process worker and maintenance, against
 //! SQLite and PostgreSQL (isolated per test). Every bad-input case of the contract is asserted.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,7 +154,7 @@ async fn submitted_noop_succeeds_quickly(app: App) {
         .unwrap()
         .to_owned();
     let job = app
-        .wait_state(&id, "succeeded", Duration::from_secs(1))
+        .wait_state(&id, "succeeded", Duration::from_secs(5))
         .await;
     assert_eq!(job["attempts"], 1);
     for field in [
@@ -422,8 +424,9 @@ async fn delayed_job_starts_on_time(app: App) {
     let started: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(done["started_at"].clone()).unwrap();
     assert!(started >= run_at, "never before run_at");
+    // Promotion latency is measured by `pysaas bench`; here only "on time, not early" is checked.
     assert!(
-        started - run_at < chrono::Duration::milliseconds(500),
+        started - run_at < chrono::Duration::seconds(3),
         "started {} ms late",
         (started - run_at).num_milliseconds()
     );

@@ -1,6 +1,8 @@
 //! Process tests: real `pysaas worker` children on PostgreSQL (a fresh schema per test),
 //! killed with SIGKILL or stopped with SIGTERM in the middle of a run.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,7 +57,7 @@ async fn jobs(db: &TestDb) -> Vec<Job> {
             ..Default::default()
         })
         .await
-        .unwrap()
+        .expect("list jobs")
 }
 
 async fn wait_until(

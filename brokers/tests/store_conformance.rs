@@ -1,6 +1,8 @@
 //! One conformance suite for every job store: each test runs against SQLite and against
 //! PostgreSQL (a fresh schema per test).
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -262,7 +264,7 @@ async fn heartbeat_extends_only_held_leases(db: TestDb) {
     s.claim("q", 2, "w1", Duration::from_secs(1)).await.unwrap();
     assert_eq!(
         s.cancel("acme", ids[1]).await.unwrap(),
-        Transition::Done(s.get("acme", ids[1]).await.unwrap().unwrap())
+        Transition::Done(Box::new(s.get("acme", ids[1]).await.unwrap().unwrap()))
     );
     let held = s.heartbeat("w1", &ids, LEASE).await.unwrap();
     assert_eq!(held, vec![ids[0]], "a cancelled job is no longer held");

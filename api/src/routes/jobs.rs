@@ -343,7 +343,7 @@ pub(crate) async fn list(
 
 fn transition(result: Transition, id: Uuid, action: &str) -> Result<Json<JobView>, ApiError> {
     match result {
-        Transition::Done(job) => Ok(Json(job.into())),
+        Transition::Done(job) => Ok(Json((*job).into())),
         Transition::NotFound => Err(ApiError::not_found(format!("no job `{id}`"))),
         Transition::Conflict(state) => Err(ApiError::conflict(format!(
             "cannot {action} a job that is {state}"

@@ -78,7 +78,7 @@ pub struct Inserted {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// Done; the job as it is now.
-    Done(Job),
+    Done(Box<Job>),
     /// No such job for this tenant.
     NotFound,
     /// The job's state does not allow it.

@@ -100,7 +100,7 @@ impl PgStore {
                     self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
                         .await?;
                 }
-                Ok(Transition::Done(job))
+                Ok(Transition::Done(Box::new(job)))
             }
             None => Ok(match self.get(tenant_id, id).await? {
                 None => Transition::NotFound,

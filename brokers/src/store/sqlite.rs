@@ -149,7 +149,7 @@ impl SqliteStore {
                 if job.state == JobState::Queued {
                     self.wake();
                 }
-                Ok(Transition::Done(job))
+                Ok(Transition::Done(Box::new(job)))
             }
             None => Ok(match self.get(tenant_id, id).await? {
                 None => Transition::NotFound,

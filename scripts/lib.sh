@@ -1,0 +1,38 @@
+# Shared by the scripts: one cargo target dir outside the clone (builds are heavy on 2 cores, and
+# a fresh clone then reuses what an earlier run built), and service start-up helpers.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pysaas/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+log() { printf '\033[1m[pysaas]\033[0m %s\n' "$*" >&2; }
+
+# wait_for NAME CMD...: retries CMD for up to 60 s.
+wait_for() {
+  local name=$1; shift
+  for _ in $(seq 1 120); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$name did not come up"; return 1
+}
+
+ensure_postgres() {
+  if pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then return 0; fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+}
+
+ensure_redis() {
+  if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then return 0; fi
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+}
+
+ensure_rabbitmq() {
+  if rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; then return 0; fi
+  log "starting RabbitMQ"
+  rabbitmq-server -detached || true
+  wait_for RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# README command 2: runs the whole test suite, starting the servers it needs first.
+# Tests isolate themselves (a PostgreSQL schema or SQLite file per test) and clean up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_postgres
+export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+log "building"
+cargo build --locked --workspace --all-targets --all-features
+log "running tests"
+cargo test --locked --workspace --all-features --no-fail-fast "$@" 2>&1 | tee "${TMPDIR:-/tmp}/pysaas-test.log"
+status=${PIPESTATUS[0]}
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "${TMPDIR:-/tmp}/pysaas-test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/pysaas-test.log" | awk '{s+=$1} END {print s+0}')
+echo "${passed} passed, ${failed} failed"
+exit "$status"
