@@ -131,31 +131,68 @@ fn maintenance_config(config: &Config) -> MaintenanceConfig {
     }
 }
 
-async fn serve_api(
-    config: &Config,
+/// What every long-running role shares: the store, its dispatcher, the handlers and the shutdown
+/// signal.
+struct Roles {
     store: Arc<dyn JobStore>,
     dispatcher: Arc<dyn Dispatcher>,
-    handlers: &Handlers,
+    handlers: Handlers,
     shutdown: CancellationToken,
-) -> Result<()> {
-    let addr = config.listen_addr()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    let state = AppState::new(
-        store,
-        dispatcher,
-        handlers.registry(),
-        pysaas_api::install_metrics(),
-    );
-    tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
-    println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
-    pysaas_api::serve(listener, pysaas_api::router(state), async move {
-        shutdown.cancelled().await
-    })
-    .await?;
-    Ok(())
+}
+
+impl Roles {
+    async fn open(config: &Config) -> Result<Self> {
+        let url = config.require_database_url()?.to_owned();
+        let store = open_store(config, &url).await?;
+        tracing::info!(store = %redact(&url), backend = store.backend(), "job store open");
+        Ok(Roles {
+            dispatcher: Arc::new(StoreDispatcher::new(store.clone())),
+            store,
+            handlers: Handlers::builtin(),
+            shutdown: shutdown_signal(),
+        })
+    }
+
+    /// Starts the maintenance services and runs a worker pool until shutdown.
+    async fn run_worker(&self, config: &Config) -> Result<()> {
+        let maintenance = pysaas_scheduler::spawn(
+            self.store.clone(),
+            &maintenance_config(config),
+            self.shutdown.clone(),
+        );
+        let worker = Worker::new(
+            self.store.clone(),
+            self.dispatcher.clone(),
+            self.handlers.clone(),
+            worker_config(config, &self.handlers)?,
+        );
+        let result = worker.run(self.shutdown.clone()).await;
+        self.shutdown.cancel();
+        maintenance.wait().await;
+        Ok(result?)
+    }
+
+    async fn serve_api(&self, config: &Config) -> Result<()> {
+        let addr = config.listen_addr()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        let state = AppState::new(
+            self.store.clone(),
+            self.dispatcher.clone(),
+            self.handlers.registry(),
+            pysaas_api::install_metrics(),
+        );
+        tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
+        println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
+        let shutdown = self.shutdown.clone();
+        pysaas_api::serve(listener, pysaas_api::router(state), async move {
+            shutdown.cancelled().await
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 pub(crate) async fn dev(mut config: Config) -> Result<()> {
@@ -167,67 +204,28 @@ pub(crate) async fn dev(mut config: Config) -> Result<()> {
             config.data_dir.join("pysaas.db").display()
         ));
     }
-    let url = config.require_database_url()?.to_owned();
-    let store = open_store(&config, &url).await?;
-    println!("PySaaS dev: store {} ({})", redact(&url), store.backend());
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
-    let handlers = Handlers::builtin();
-    let shutdown = shutdown_signal();
-    let maintenance = pysaas_scheduler::spawn(
-        store.clone(),
-        &maintenance_config(&config),
-        shutdown.clone(),
+    let roles = Roles::open(&config).await?;
+    println!(
+        "PySaaS dev: embedded store in {}",
+        config.data_dir.display()
     );
-    let worker = Worker::new(
-        store.clone(),
-        dispatcher.clone(),
-        handlers.clone(),
-        worker_config(&config, &handlers)?,
+    let (api, worker) = tokio::join!(
+        async {
+            let result = roles.serve_api(&config).await;
+            roles.shutdown.cancel();
+            result
+        },
+        roles.run_worker(&config),
     );
-    let worker = tokio::spawn(worker.run(shutdown.clone()));
-    let api = serve_api(&config, store, dispatcher, &handlers, shutdown.clone()).await;
-    shutdown.cancel();
-    worker.await.context("worker task")??;
-    maintenance.wait().await;
-    api
+    api.and(worker)
 }
 
 pub(crate) async fn api(config: Config) -> Result<()> {
-    let url = config.require_database_url()?.to_owned();
-    let store = open_store(&config, &url).await?;
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
-    serve_api(
-        &config,
-        store,
-        dispatcher,
-        &Handlers::builtin(),
-        shutdown_signal(),
-    )
-    .await
+    Roles::open(&config).await?.serve_api(&config).await
 }
 
 pub(crate) async fn worker(config: Config) -> Result<()> {
-    let url = config.require_database_url()?.to_owned();
-    let store = open_store(&config, &url).await?;
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
-    let handlers = Handlers::builtin();
-    let shutdown = shutdown_signal();
-    let maintenance = pysaas_scheduler::spawn(
-        store.clone(),
-        &maintenance_config(&config),
-        shutdown.clone(),
-    );
-    let result = Worker::new(
-        store,
-        dispatcher,
-        handlers.clone(),
-        worker_config(&config, &handlers)?,
-    )
-    .run(shutdown.clone())
-    .await;
-    shutdown.cancel();
-    maintenance.wait().await;
-    Ok(result?)
+    Roles::open(&config).await?.run_worker(&config).await
 }
 
 pub(crate) async fn migrate(mut config: Config) -> Result<()> {

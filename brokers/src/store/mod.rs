@@ -198,6 +198,38 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     fn wakeups(&self) -> watch::Receiver<u64>;
 }
 
+/// Folds `(queue, state, count, oldest run_at)` rows, sorted by queue, into per-queue stats.
+pub(crate) fn fold_queue_stats(
+    rows: impl IntoIterator<Item = (String, JobState, i64, Option<DateTime<Utc>>)>,
+) -> Vec<QueueStats> {
+    let mut stats: Vec<QueueStats> = Vec::new();
+    for (queue, state, n, oldest) in rows {
+        if stats.last().is_none_or(|s| s.queue != queue) {
+            stats.push(QueueStats {
+                queue,
+                ..QueueStats::default()
+            });
+        }
+        if let Some(entry) = stats.last_mut() {
+            entry.counts.insert(state, n);
+            if state == JobState::Queued {
+                entry.oldest_queued_at = oldest;
+            }
+        }
+    }
+    stats
+}
+
+/// Claim order: highest priority first, then oldest `run_at`, then id.
+pub(crate) fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
 /// Parses a stored state name.
 pub(crate) fn parse_state(s: &str) -> Result<JobState> {
     s.parse()

@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    outcome_columns, parse_state, Completion, Inserted, JobFilter, JobStore, QueueStats,
-    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, Inserted, JobFilter,
+    JobStore, QueueStats, StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
 };
 use crate::{Result, StoreError};
 
@@ -299,24 +299,18 @@ impl JobStore for SqliteStore {
         .bind(tenant_id)
         .fetch_all(&self.reader)
         .await?;
-        let mut stats: Vec<QueueStats> = Vec::new();
-        for row in rows {
-            let queue: String = row.try_get("queue")?;
-            let state = parse_state(row.try_get("state")?)?;
-            if stats.last().is_none_or(|s| s.queue != queue) {
-                stats.push(QueueStats {
-                    queue,
-                    ..QueueStats::default()
-                });
-            }
-            if let Some(entry) = stats.last_mut() {
-                entry.counts.insert(state, row.try_get("n")?);
-                if state == JobState::Queued {
-                    entry.oldest_queued_at = opt_time(&row, "oldest")?;
-                }
-            }
-        }
-        Ok(stats)
+        let rows = rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("queue")?,
+                    parse_state(row.try_get("state")?)?,
+                    row.try_get("n")?,
+                    opt_time(row, "oldest")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(fold_queue_stats(rows))
     }
 
     async fn claim(
@@ -341,12 +335,7 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.writer)
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        sort_claimed(&mut jobs);
         Ok(jobs)
     }
 
