@@ -24,8 +24,10 @@ pub(crate) struct Config {
     pub(crate) pg_schema: String,
     /// Store pool size.
     pub(crate) max_connections: u32,
-    /// Dispatcher: `store` (the default; more transports come later).
+    /// Dispatcher: `store` (the default) or `amqp://…` (RabbitMQ).
     pub(crate) broker_url: String,
+    /// Prefix of the broker's exchange and queue names.
+    pub(crate) broker_prefix: String,
     /// Queues a worker consumes (`name` or `name=concurrency`); empty means the built-in kinds'
     /// queues.
     pub(crate) queues: Vec<String>,
@@ -54,6 +56,7 @@ impl Default for Config {
             pg_schema: pysaas_brokers::store::DEFAULT_PG_SCHEMA.into(),
             max_connections: pysaas_brokers::store::DEFAULT_MAX_CONNECTIONS,
             broker_url: "store".into(),
+            broker_prefix: "pysaas".into(),
             queues: Vec::new(),
             concurrency: 10,
             lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
@@ -106,11 +109,15 @@ impl Config {
         if self.lease_ms < 100 {
             bail!("lease_ms (PYSAAS_LEASE_MS) must be at least 100");
         }
-        if self.broker_url != "store" {
+        let broker = self.broker_url.as_str();
+        if !(broker == "store" || broker.starts_with("amqp://") || broker.starts_with("amqps://")) {
             bail!(
-                "broker_url (PYSAAS_BROKER_URL) `{}` is not supported yet; use `store`",
-                redact(&self.broker_url)
+                "broker_url (PYSAAS_BROKER_URL) must be `store` or amqp://… (got `{}`)",
+                redact(broker)
             );
+        }
+        if !pysaas_api::valid_queue_name(&self.broker_prefix) {
+            bail!("broker_prefix (PYSAAS_BROKER_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format (PYSAAS_LOG_FORMAT) must be `text` or `json`");

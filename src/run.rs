@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use pysaas_api::AppState;
+use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_scheduler::MaintenanceConfig;
@@ -128,7 +129,28 @@ fn maintenance_config(config: &Config) -> MaintenanceConfig {
     MaintenanceConfig {
         promote_interval: Duration::from_millis(config.promote_interval_ms.max(10)),
         rescue_interval: Duration::from_millis(config.rescue_interval_ms.max(10)),
+        ..MaintenanceConfig::default()
     }
+}
+
+/// The dispatcher `broker_url` names.
+fn open_dispatcher(config: &Config, store: &Arc<dyn JobStore>) -> Result<Arc<dyn Dispatcher>> {
+    let url = config.broker_url.as_str();
+    if url == "store" {
+        return Ok(Arc::new(StoreDispatcher::new(store.clone())));
+    }
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        let amqp = AmqpConfig {
+            url: url.to_owned(),
+            prefix: config.broker_prefix.clone(),
+        };
+        tracing::info!(broker = %redact(url), prefix = %config.broker_prefix, "dispatching through RabbitMQ");
+        return Ok(Arc::new(AmqpDispatcher::new(amqp, store.clone())));
+    }
+    bail!(
+        "broker_url (PYSAAS_BROKER_URL) must be `store` or amqp://… (got `{}`)",
+        redact(url)
+    )
 }
 
 /// What every long-running role shares: the store, its dispatcher, the handlers and the shutdown
@@ -146,7 +168,7 @@ impl Roles {
         let store = open_store(config, &url).await?;
         tracing::info!(store = %redact(&url), backend = store.backend(), "job store open");
         Ok(Roles {
-            dispatcher: Arc::new(StoreDispatcher::new(store.clone())),
+            dispatcher: open_dispatcher(config, &store)?,
             store,
             handlers: Handlers::builtin(),
             shutdown: shutdown_signal(),
@@ -157,6 +179,7 @@ impl Roles {
     async fn run_worker(&self, config: &Config) -> Result<()> {
         let maintenance = pysaas_scheduler::spawn(
             self.store.clone(),
+            self.dispatcher.clone(),
             &maintenance_config(config),
             self.shutdown.clone(),
         );

@@ -37,8 +37,14 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
         let maintenance = MaintenanceConfig {
             promote_interval: Duration::from_millis(50),
             rescue_interval: Duration::from_millis(200),
+            ..MaintenanceConfig::default()
         };
-        pysaas_scheduler::spawn(store.clone(), &maintenance, stop.clone());
+        pysaas_scheduler::spawn(
+            store.clone(),
+            dispatcher.clone(),
+            &maintenance,
+            stop.clone(),
+        );
         let config = WorkerConfig::for_queues(["default", "notifications"], 8)
             .with_lease(Duration::from_secs(5));
         tokio::spawn(

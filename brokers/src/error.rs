@@ -15,6 +15,9 @@ pub enum StoreError {
     /// The configuration cannot be used.
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// The message broker failed or cannot be reached.
+    #[error("broker error: {0}")]
+    Broker(String),
     /// A row holds a value the code cannot read (a bug or a hand-edited row).
     #[error("corrupt job row: {0}")]
     Corrupt(String),

@@ -7,6 +7,7 @@
 //! Backends: [`store::PgStore`] (PostgreSQL, production) and [`store::SqliteStore`] (embedded
 //! default). Open one from a URL with [`store::connect`].
 
+pub mod amqp;
 mod dispatch;
 mod error;
 pub mod store;

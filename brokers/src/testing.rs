@@ -102,3 +102,56 @@ impl Drop for TestDb {
         let _ = cleanup.join();
     }
 }
+
+/// Where RabbitMQ tests connect (override with `PYSAAS_TEST_AMQP_URL`).
+pub const DEFAULT_TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The RabbitMQ URL tests use.
+pub fn amqp_url() -> String {
+    std::env::var("PYSAAS_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_TEST_AMQP_URL.to_owned())
+}
+
+/// A unique RabbitMQ name prefix whose exchanges and queues are deleted when dropped.
+#[derive(Debug)]
+pub struct TestAmqpPrefix {
+    /// The prefix (`t<uuid>`).
+    pub prefix: String,
+    /// PySaaS queues whose RabbitMQ queues to delete.
+    pub queues: Vec<String>,
+}
+
+impl TestAmqpPrefix {
+    /// A fresh prefix; list the PySaaS queues the test uses so that they are deleted after.
+    pub fn new(queues: &[&str]) -> Self {
+        TestAmqpPrefix {
+            prefix: unique("t").replace('_', ""),
+            queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        }
+    }
+}
+
+impl Drop for TestAmqpPrefix {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let queues = self.queues.clone();
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+                let properties = lapin::ConnectionProperties::default()
+                    .with_executor(tokio_executor_trait::Tokio::current())
+                    .with_reactor(tokio_reactor_trait::Tokio);
+                let Ok(conn) = lapin::Connection::connect(&amqp_url(), properties).await else { return };
+                let Ok(channel) = conn.create_channel().await else { return };
+                for queue in queues.iter().map(|q| format!("{prefix}.{q}")).chain([format!("{prefix}.dead")]) {
+                    let _ = channel.queue_delete(&queue, QueueDeleteOptions::default()).await;
+                }
+                for exchange in [format!("{prefix}.jobs"), format!("{prefix}.dlx")] {
+                    let _ = channel.exchange_delete(&exchange, ExchangeDeleteOptions::default()).await;
+                }
+                let _ = conn.close(200, "test cleanup").await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -455,6 +455,56 @@ async fn inserts_wake_consumers(db: TestDb) {
         .expect("open");
 }
 
+async fn relay_finds_jobs_no_broker_was_told_about(db: TestDb) {
+    let s = &db.store;
+    let ids = insert(s, vec![job("q"), job("q"), job("q")]).await;
+    let grace = Duration::from_millis(100);
+    let redispatch = Duration::from_secs(600);
+    assert!(
+        s.undispatched(grace, redispatch, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "fresh jobs are the API's to announce"
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(s.mark_dispatched(&ids[..1]).await.unwrap(), 1);
+    let pending: HashSet<Uuid> = s
+        .undispatched(grace, redispatch, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(pending, ids[1..].iter().copied().collect());
+    // A message announced long ago but never claimed is announced again.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = s
+        .undispatched(grace, Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    // Claimed jobs are not announced; a rescued one is, again.
+    s.mark_dispatched(&ids).await.unwrap();
+    s.claim("q", 3, "w", Duration::from_millis(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(s
+        .undispatched(Duration::ZERO, redispatch, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    s.rescue_expired().await.unwrap();
+    assert_eq!(
+        s.undispatched(Duration::ZERO, redispatch, 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -484,4 +534,5 @@ conformance!(
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,
     inserts_wake_consumers,
+    relay_finds_jobs_no_broker_was_told_about,
 );

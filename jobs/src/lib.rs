@@ -14,6 +14,7 @@
 //! assert!(registry.validate("system.sleep", &serde_json::json!({"ms": "x"})).is_err());
 //! ```
 
+mod envelope;
 mod error;
 mod job;
 mod kind;
@@ -23,6 +24,7 @@ mod registry;
 mod retry;
 mod state;
 
+pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
 pub use error::{HandlerError, JobsError, Result};
 pub use job::{Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
 pub use kind::{JobKind, DEFAULT_TIMEOUT};

@@ -193,6 +193,19 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// `dead`. Returns how many rows changed.
     async fn rescue_expired(&self) -> Result<u64>;
 
+    /// Records that a broker was told about these queued jobs.
+    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64>;
+
+    /// Queued jobs to announce to a broker, oldest first, at most `limit`: those never announced
+    /// that became claimable at least `grace` ago (the API announces fresh ones itself), and
+    /// those announced more than `redispatch_after` ago and still not claimed (a lost message).
+    async fn undispatched(
+        &self,
+        grace: Duration,
+        redispatch_after: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>>;
+
     /// A counter bumped whenever jobs may have become claimable; consumers wait on it between
     /// empty claims.
     fn wakeups(&self) -> watch::Receiver<u64>;
@@ -223,6 +236,17 @@ pub(crate) fn fold_queue_stats(
 /// Claim order: highest priority first, then oldest `run_at`, then id.
 pub(crate) fn sort_claimed(jobs: &mut [Job]) {
     jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// [`sort_claimed`] for deliveries.
+pub(crate) fn sort_claimed_deliveries(deliveries: &mut [crate::Delivery]) {
+    deliveries.sort_by(|a, b| {
+        let (a, b) = (&a.job, &b.job);
         b.priority
             .cmp(&a.priority)
             .then(a.run_at.cmp(&b.run_at))

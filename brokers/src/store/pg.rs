@@ -369,7 +369,7 @@ impl JobStore for PgStore {
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         self.transition(
-            "UPDATE jobs SET state = 'queued', run_at = now(), finished_at = NULL, result = NULL, \
+            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, run_at = now(), finished_at = NULL, result = NULL, \
                     lease_expires_at = NULL, max_attempts = GREATEST(max_attempts, attempts + 1) \
              WHERE tenant_id = $1 AND id = $2 AND state IN ('succeeded', 'dead', 'cancelled') \
              RETURNING *",
@@ -508,7 +508,7 @@ impl JobStore for PgStore {
             return Ok(0);
         }
         let queues: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
+            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = now(), last_error = $3 \
              WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING queue",
         )
@@ -526,7 +526,7 @@ impl JobStore for PgStore {
         let queues: Vec<String> = sqlx::query_scalar(
             "WITH due AS (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= now() \
                           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id RETURNING j.queue",
+             UPDATE jobs j SET state = 'queued', dispatched_at = NULL FROM due WHERE j.id = due.id RETURNING j.queue",
         )
         .bind(MAINTENANCE_BATCH)
         .fetch_all(&self.pool)
@@ -543,7 +543,7 @@ impl JobStore for PgStore {
              UPDATE jobs j SET \
                     state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END, \
                     finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, \
-                    run_at = now(), last_error = $2, lease_expires_at = NULL \
+                    run_at = now(), last_error = $2, lease_expires_at = NULL, dispatched_at = NULL \
              FROM expired WHERE j.id = expired.id RETURNING j.queue, j.state",
         )
         .bind(MAINTENANCE_BATCH)
@@ -558,6 +558,40 @@ impl JobStore for PgStore {
         }
         self.notify(&self.pool, queues).await?;
         Ok(rows.len() as u64)
+    }
+
+    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET dispatched_at = now() WHERE id = ANY($1) AND state = 'queued'",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn undispatched(
+        &self,
+        grace: Duration,
+        redispatch_after: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "(SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NULL \
+                AND run_at < now() - $1 * interval '1 millisecond' ORDER BY run_at LIMIT $3) \
+             UNION ALL \
+             (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NOT NULL \
+                AND dispatched_at < now() - $2 * interval '1 millisecond' ORDER BY dispatched_at LIMIT $3)",
+        )
+        .bind(lease_ms(grace))
+        .bind(lease_ms(redispatch_after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        jobs_from_rows(&rows)
     }
 
     fn wakeups(&self) -> watch::Receiver<u64> {

@@ -281,7 +281,7 @@ impl JobStore for SqliteStore {
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         self.transition(
-            "UPDATE jobs SET state = 'queued', run_at = ?3, finished_at = NULL, result = NULL, \
+            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, run_at = ?3, finished_at = NULL, result = NULL, \
                     lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1) \
              WHERE tenant_id = ?1 AND id = ?2 AND state IN ('succeeded', 'dead', 'cancelled') \
              RETURNING *",
@@ -411,7 +411,7 @@ impl JobStore for SqliteStore {
             return Ok(0);
         }
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), worker_id = NULL, \
+            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, attempts = MAX(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
              WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4))",
         )
@@ -427,7 +427,7 @@ impl JobStore for SqliteStore {
 
     async fn promote_due(&self) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued' WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
+            "UPDATE jobs SET state = 'queued', dispatched_at = NULL WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
         )
         .bind(micros(Utc::now()))
         .execute(&self.writer)
@@ -444,7 +444,7 @@ impl JobStore for SqliteStore {
             "UPDATE jobs SET \
                     state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
                     finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END, \
-                    run_at = ?1, last_error = ?2, lease_expires_at = NULL \
+                    run_at = ?1, last_error = ?2, lease_expires_at = NULL, dispatched_at = NULL \
              WHERE state = 'running' AND lease_expires_at < ?1 RETURNING state",
         )
         .bind(now)
@@ -455,6 +455,44 @@ impl JobStore for SqliteStore {
             self.wake();
         }
         Ok(states.len() as u64)
+    }
+
+    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "UPDATE jobs SET dispatched_at = ?1 WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(micros(Utc::now()))
+        .bind(ids_json(ids))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn undispatched(
+        &self,
+        grace: Duration,
+        redispatch_after: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>> {
+        let now = micros(Utc::now());
+        let ago =
+            |d: Duration| now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NULL AND run_at < ?1 \
+                            ORDER BY run_at LIMIT ?3) \
+             UNION ALL \
+             SELECT * FROM (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NOT NULL \
+                            AND dispatched_at < ?2 ORDER BY dispatched_at LIMIT ?3)",
+        )
+        .bind(ago(grace))
+        .bind(ago(redispatch_after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?;
+        jobs_from_rows(&rows)
     }
 
     fn wakeups(&self) -> watch::Receiver<u64> {

@@ -1,0 +1,208 @@
+//! One dispatch conformance suite for every transport: each test runs against the store
+//! dispatcher and RabbitMQ, on a fresh PostgreSQL schema (and RabbitMQ name prefix).
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
+use pysaas_brokers::{Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher};
+use pysaas_jobs::{Job, NewJob, Outcome};
+use serde_json::json;
+use uuid::Uuid;
+
+const QUEUES: &[&str] = &["work", "other"];
+
+struct Transport {
+    db: TestDb,
+    dispatcher: Arc<dyn Dispatcher>,
+    amqp: Option<AmqpDispatcher>,
+    _prefix: Option<TestAmqpPrefix>,
+}
+
+async fn store() -> Transport {
+    let db = TestDb::postgres().await;
+    let dispatcher = Arc::new(StoreDispatcher::new(db.store.clone()).with_poll_interval(Duration::from_millis(100)));
+    Transport { db, dispatcher, amqp: None, _prefix: None }
+}
+
+async fn amqp() -> Transport {
+    let db = TestDb::postgres().await;
+    let prefix = TestAmqpPrefix::new(QUEUES);
+    let amqp = AmqpDispatcher::new(AmqpConfig { url: amqp_url(), prefix: prefix.prefix.clone() }, db.store.clone());
+    for q in QUEUES {
+        amqp.declare(q).await.unwrap();
+    }
+    Transport { db, dispatcher: Arc::new(amqp.clone()), amqp: Some(amqp), _prefix: Some(prefix) }
+}
+
+fn job(queue: &str) -> NewJob {
+    NewJob {
+        id: Uuid::now_v7(),
+        tenant_id: "acme".into(),
+        kind: "system.noop".into(),
+        queue: queue.into(),
+        payload: json!({}),
+        priority: 0,
+        max_attempts: 3,
+        run_at: Utc::now(),
+        timeout_ms: 1000,
+        idempotency_key: None,
+        trace_context: None,
+    }
+}
+
+impl Transport {
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Vec<Job> {
+        let jobs: Vec<Job> = self.db.store.insert(jobs).await.unwrap().into_iter().map(|i| i.job).collect();
+        self.dispatcher.dispatch(&jobs).await.unwrap();
+        jobs
+    }
+
+    async fn consumer(&self, queue: &str, worker: &str) -> Box<dyn JobConsumer> {
+        let spec = ConsumerSpec { queue: queue.into(), worker_id: worker.into(), lease: Duration::from_secs(30) };
+        self.dispatcher.consumer(spec).await.unwrap()
+    }
+}
+
+/// Polls (and waits) until `n` deliveries arrived or `within` passed.
+async fn collect(consumer: &mut Box<dyn JobConsumer>, n: usize, within: Duration) -> Vec<Delivery> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        let got = consumer.poll(n - out.len()).await.unwrap();
+        if got.is_empty() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), consumer.wait()).await;
+        }
+        out.extend(got);
+    }
+    out
+}
+
+async fn finish(t: &Transport, deliveries: Vec<Delivery>) {
+    let completions: Vec<Completion> = deliveries
+        .iter()
+        .map(|d| Completion { id: d.job.id, attempt: d.job.attempts, outcome: Outcome::Succeeded { result: None } })
+        .collect();
+    assert_eq!(t.db.store.complete(&completions).await.unwrap() as usize, completions.len());
+    for d in deliveries {
+        if let Some(ack) = d.ack {
+            ack.ack().await.unwrap();
+        }
+    }
+}
+
+async fn every_job_is_delivered_once(t: Transport) {
+    let jobs = t.enqueue((0..60).map(|_| job("work")).collect()).await;
+    t.enqueue(vec![job("other")]).await;
+    let mut a = t.consumer("work", "wa").await;
+    let mut b = t.consumer("work", "wb").await;
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < jobs.len() && Instant::now() < deadline {
+        for c in [&mut a, &mut b] {
+            let got = collect(c, 7, Duration::from_millis(300)).await;
+            for d in &got {
+                assert_eq!(d.job.queue, "work");
+                assert!(seen.insert(d.job.id), "job {} delivered twice", d.job.id);
+            }
+            finish(&t, got).await;
+        }
+    }
+    assert_eq!(seen, jobs.iter().map(|j| j.id).collect::<HashSet<_>>());
+    let extra = collect(&mut a, 1, Duration::from_millis(500)).await;
+    assert!(extra.is_empty(), "nothing left on `work`");
+}
+
+async fn duplicate_announcements_run_nothing_twice(t: Transport) {
+    let jobs = t.enqueue(vec![job("work")]).await;
+    t.dispatcher.dispatch(&jobs).await.unwrap();
+    t.dispatcher.dispatch(&jobs).await.unwrap();
+    let mut c = t.consumer("work", "w").await;
+    let got = collect(&mut c, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1);
+    finish(&t, got).await;
+    let again = collect(&mut c, 1, Duration::from_millis(800)).await;
+    assert!(again.is_empty(), "a finished job is never delivered for running again");
+}
+
+async fn the_relay_finds_what_dispatch_missed(t: Transport) {
+    // Inserted but never announced: what happens when the broker was down at enqueue time.
+    let ids: HashSet<Uuid> = t.db.store.insert((0..5).map(|_| job("work")).collect()).await.unwrap().into_iter().map(|i| i.job.id).collect();
+    let pending = t.db.store.undispatched(Duration::ZERO, Duration::from_secs(300), 100).await.unwrap();
+    t.dispatcher.dispatch(&pending).await.unwrap();
+    let mut c = t.consumer("work", "w").await;
+    let got = collect(&mut c, 5, Duration::from_secs(5)).await;
+    assert_eq!(got.iter().map(|d| d.job.id).collect::<HashSet<_>>(), ids);
+    finish(&t, got).await;
+    if t.amqp.is_some() {
+        assert!(t.db.store.undispatched(Duration::ZERO, Duration::from_secs(300), 100).await.unwrap().is_empty());
+    }
+}
+
+async fn higher_priority_is_delivered_first(t: Transport) {
+    let mut c = t.consumer("work", "w").await;
+    let mut low = job("work");
+    low.priority = 0;
+    let mut high = job("work");
+    high.priority = 9;
+    t.enqueue(vec![low.clone(), high.clone()]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = collect(&mut c, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.first().map(|d| d.job.id), Some(high.id));
+    finish(&t, got).await;
+}
+
+macro_rules! dispatch_suite {
+    ($($test:ident),* $(,)?) => {
+        mod store_dispatch {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::store().await).await })*
+        }
+        mod rabbitmq {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::amqp().await).await })*
+        }
+    };
+}
+
+dispatch_suite!(
+    every_job_is_delivered_once,
+    duplicate_announcements_run_nothing_twice,
+    the_relay_finds_what_dispatch_missed,
+    higher_priority_is_delivered_first,
+);
+
+/// A message whose body is not an envelope goes to the dead-letter queue, and the consumer keeps
+/// delivering the jobs after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_poison_message_is_dead_lettered() {
+    use lapin::options::{BasicGetOptions, BasicPublishOptions};
+    let t = amqp().await;
+    let amqp = t.amqp.as_ref().unwrap();
+    let channel = amqp.channel().await.unwrap();
+    channel
+        .basic_publish(&amqp.exchange(), "work", BasicPublishOptions::default(), b"definitely not json", lapin::BasicProperties::default())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let good = t.enqueue(vec![job("work")]).await;
+    let mut c = t.consumer("work", "w").await;
+    let got = collect(&mut c, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.iter().map(|d| d.job.id).collect::<Vec<_>>(), vec![good[0].id]);
+    finish(&t, got).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(dead) = channel.basic_get(&amqp.dead_letter_queue(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            assert_eq!(dead.delivery.data, b"definitely not json");
+            break;
+        }
+        assert!(Instant::now() < deadline, "poison message not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
