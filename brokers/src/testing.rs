@@ -135,19 +135,36 @@ impl Drop for TestAmqpPrefix {
         let prefix = self.prefix.clone();
         let queues = self.queues.clone();
         let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             runtime.block_on(async move {
                 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
                 let properties = lapin::ConnectionProperties::default()
                     .with_executor(tokio_executor_trait::Tokio::current())
                     .with_reactor(tokio_reactor_trait::Tokio);
-                let Ok(conn) = lapin::Connection::connect(&amqp_url(), properties).await else { return };
-                let Ok(channel) = conn.create_channel().await else { return };
-                for queue in queues.iter().map(|q| format!("{prefix}.{q}")).chain([format!("{prefix}.dead")]) {
-                    let _ = channel.queue_delete(&queue, QueueDeleteOptions::default()).await;
+                let Ok(conn) = lapin::Connection::connect(&amqp_url(), properties).await else {
+                    return;
+                };
+                let Ok(channel) = conn.create_channel().await else {
+                    return;
+                };
+                for queue in queues
+                    .iter()
+                    .map(|q| format!("{prefix}.{q}"))
+                    .chain([format!("{prefix}.dead")])
+                {
+                    let _ = channel
+                        .queue_delete(&queue, QueueDeleteOptions::default())
+                        .await;
                 }
                 for exchange in [format!("{prefix}.jobs"), format!("{prefix}.dlx")] {
-                    let _ = channel.exchange_delete(&exchange, ExchangeDeleteOptions::default()).await;
+                    let _ = channel
+                        .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                        .await;
                 }
                 let _ = conn.close(200, "test cleanup").await;
             });

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
-use pysaas_brokers::{Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher};
+use pysaas_brokers::{
+    Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher,
+};
 use pysaas_jobs::{Job, NewJob, Outcome};
 use serde_json::json;
 use uuid::Uuid;
@@ -26,18 +28,36 @@ struct Transport {
 
 async fn store() -> Transport {
     let db = TestDb::postgres().await;
-    let dispatcher = Arc::new(StoreDispatcher::new(db.store.clone()).with_poll_interval(Duration::from_millis(100)));
-    Transport { db, dispatcher, amqp: None, _prefix: None }
+    let dispatcher = Arc::new(
+        StoreDispatcher::new(db.store.clone()).with_poll_interval(Duration::from_millis(100)),
+    );
+    Transport {
+        db,
+        dispatcher,
+        amqp: None,
+        _prefix: None,
+    }
 }
 
 async fn amqp() -> Transport {
     let db = TestDb::postgres().await;
     let prefix = TestAmqpPrefix::new(QUEUES);
-    let amqp = AmqpDispatcher::new(AmqpConfig { url: amqp_url(), prefix: prefix.prefix.clone() }, db.store.clone());
+    let amqp = AmqpDispatcher::new(
+        AmqpConfig {
+            url: amqp_url(),
+            prefix: prefix.prefix.clone(),
+        },
+        db.store.clone(),
+    );
     for q in QUEUES {
         amqp.declare(q).await.unwrap();
     }
-    Transport { db, dispatcher: Arc::new(amqp.clone()), amqp: Some(amqp), _prefix: Some(prefix) }
+    Transport {
+        db,
+        dispatcher: Arc::new(amqp.clone()),
+        amqp: Some(amqp),
+        _prefix: Some(prefix),
+    }
 }
 
 fn job(queue: &str) -> NewJob {
@@ -58,13 +78,25 @@ fn job(queue: &str) -> NewJob {
 
 impl Transport {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Vec<Job> {
-        let jobs: Vec<Job> = self.db.store.insert(jobs).await.unwrap().into_iter().map(|i| i.job).collect();
+        let jobs: Vec<Job> = self
+            .db
+            .store
+            .insert(jobs)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.job)
+            .collect();
         self.dispatcher.dispatch(&jobs).await.unwrap();
         jobs
     }
 
     async fn consumer(&self, queue: &str, worker: &str) -> Box<dyn JobConsumer> {
-        let spec = ConsumerSpec { queue: queue.into(), worker_id: worker.into(), lease: Duration::from_secs(30) };
+        let spec = ConsumerSpec {
+            queue: queue.into(),
+            worker_id: worker.into(),
+            lease: Duration::from_secs(30),
+        };
         self.dispatcher.consumer(spec).await.unwrap()
     }
 }
@@ -86,9 +118,16 @@ async fn collect(consumer: &mut Box<dyn JobConsumer>, n: usize, within: Duration
 async fn finish(t: &Transport, deliveries: Vec<Delivery>) {
     let completions: Vec<Completion> = deliveries
         .iter()
-        .map(|d| Completion { id: d.job.id, attempt: d.job.attempts, outcome: Outcome::Succeeded { result: None } })
+        .map(|d| Completion {
+            id: d.job.id,
+            attempt: d.job.attempts,
+            outcome: Outcome::Succeeded { result: None },
+        })
         .collect();
-    assert_eq!(t.db.store.complete(&completions).await.unwrap() as usize, completions.len());
+    assert_eq!(
+        t.db.store.complete(&completions).await.unwrap() as usize,
+        completions.len()
+    );
     for d in deliveries {
         if let Some(ack) = d.ack {
             ack.ack().await.unwrap();
@@ -127,20 +166,40 @@ async fn duplicate_announcements_run_nothing_twice(t: Transport) {
     assert_eq!(got.len(), 1);
     finish(&t, got).await;
     let again = collect(&mut c, 1, Duration::from_millis(800)).await;
-    assert!(again.is_empty(), "a finished job is never delivered for running again");
+    assert!(
+        again.is_empty(),
+        "a finished job is never delivered for running again"
+    );
 }
 
 async fn the_relay_finds_what_dispatch_missed(t: Transport) {
     // Inserted but never announced: what happens when the broker was down at enqueue time.
-    let ids: HashSet<Uuid> = t.db.store.insert((0..5).map(|_| job("work")).collect()).await.unwrap().into_iter().map(|i| i.job.id).collect();
-    let pending = t.db.store.undispatched(Duration::ZERO, Duration::from_secs(300), 100).await.unwrap();
+    let ids: HashSet<Uuid> =
+        t.db.store
+            .insert((0..5).map(|_| job("work")).collect())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.job.id)
+            .collect();
+    let pending =
+        t.db.store
+            .undispatched(Duration::ZERO, Duration::from_secs(300), 100)
+            .await
+            .unwrap();
     t.dispatcher.dispatch(&pending).await.unwrap();
     let mut c = t.consumer("work", "w").await;
     let got = collect(&mut c, 5, Duration::from_secs(5)).await;
     assert_eq!(got.iter().map(|d| d.job.id).collect::<HashSet<_>>(), ids);
     finish(&t, got).await;
     if t.amqp.is_some() {
-        assert!(t.db.store.undispatched(Duration::ZERO, Duration::from_secs(300), 100).await.unwrap().is_empty());
+        assert!(t
+            .db
+            .store
+            .undispatched(Duration::ZERO, Duration::from_secs(300), 100)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
 
@@ -186,7 +245,13 @@ async fn rabbitmq_poison_message_is_dead_lettered() {
     let amqp = t.amqp.as_ref().unwrap();
     let channel = amqp.channel().await.unwrap();
     channel
-        .basic_publish(&amqp.exchange(), "work", BasicPublishOptions::default(), b"definitely not json", lapin::BasicProperties::default())
+        .basic_publish(
+            &amqp.exchange(),
+            "work",
+            BasicPublishOptions::default(),
+            b"definitely not json",
+            lapin::BasicProperties::default(),
+        )
         .await
         .unwrap()
         .await
@@ -194,15 +259,25 @@ async fn rabbitmq_poison_message_is_dead_lettered() {
     let good = t.enqueue(vec![job("work")]).await;
     let mut c = t.consumer("work", "w").await;
     let got = collect(&mut c, 1, Duration::from_secs(5)).await;
-    assert_eq!(got.iter().map(|d| d.job.id).collect::<Vec<_>>(), vec![good[0].id]);
+    assert_eq!(
+        got.iter().map(|d| d.job.id).collect::<Vec<_>>(),
+        vec![good[0].id]
+    );
     finish(&t, got).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(dead) = channel.basic_get(&amqp.dead_letter_queue(), BasicGetOptions { no_ack: true }).await.unwrap() {
+        if let Some(dead) = channel
+            .basic_get(&amqp.dead_letter_queue(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
             assert_eq!(dead.delivery.data, b"definitely not json");
             break;
         }
-        assert!(Instant::now() < deadline, "poison message not dead-lettered");
+        assert!(
+            Instant::now() < deadline,
+            "poison message not dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

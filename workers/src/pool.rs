@@ -30,6 +30,9 @@ use crate::{Handlers, JobContext, QueueConfig, WorkerConfig};
 /// How long a job whose kind this worker has no handler for waits before another try (a newer
 /// worker version may have it).
 const NO_HANDLER_RETRY: Duration = Duration::from_secs(60);
+/// When the previous claim filled every free slot (a backlog), the fetch loop waits up to this
+/// long for half the slots to free up, so that it claims in batches instead of one job at a time.
+const FETCH_COALESCE: Duration = Duration::from_millis(2);
 /// Longest pause of a fetch loop after the store or broker failed.
 const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -206,6 +209,8 @@ async fn fetch_loop(
 ) {
     let slots = Arc::new(Semaphore::new(queue.concurrency));
     let mut backoff = Duration::from_millis(50);
+    let mut backlog = false;
+    let batch_target = (queue.concurrency / 2).max(1);
     loop {
         let first = tokio::select! {
             biased;
@@ -219,9 +224,20 @@ async fn fetch_loop(
         while let Ok(permit) = slots.clone().try_acquire_owned() {
             permits.push(permit);
         }
-        match consumer.poll(permits.len()).await {
+        if backlog && permits.len() < batch_target {
+            let deadline = tokio::time::Instant::now() + FETCH_COALESCE;
+            while permits.len() < batch_target && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                while let Ok(permit) = slots.clone().try_acquire_owned() {
+                    permits.push(permit);
+                }
+            }
+        }
+        let asked = permits.len();
+        match consumer.poll(asked).await {
             Ok(deliveries) if deliveries.is_empty() => {
                 backoff = Duration::from_millis(50);
+                backlog = false;
                 drop(permits);
                 tokio::select! {
                     biased;
@@ -231,6 +247,7 @@ async fn fetch_loop(
             }
             Ok(deliveries) => {
                 backoff = Duration::from_millis(50);
+                backlog = deliveries.len() >= asked;
                 for delivery in deliveries {
                     let permit = permits.pop();
                     shared

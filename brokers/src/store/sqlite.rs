@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pysaas_jobs::{Job, JobState, NewJob};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -87,8 +88,8 @@ fn jobs_from_rows(rows: &[SqliteRow]) -> Result<Vec<Job>> {
     rows.iter().map(job_from_row).collect()
 }
 
-fn lease_until(lease: Duration) -> i64 {
-    micros(Utc::now()).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
+fn lease_until(now: i64, lease: Duration) -> i64 {
+    now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn ids_json(ids: &[Uuid]) -> String {
@@ -132,16 +133,24 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// The writer connection and the time taken *after* acquiring it, so that timestamps follow
+    /// the order in which writes are applied.
+    async fn write(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
+        let conn = self.writer.acquire().await?;
+        Ok((conn, micros(Utc::now())))
+    }
+
     fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        let (mut conn, now) = self.write().await?;
         let row = sqlx::query(sql)
             .bind(tenant_id)
             .bind(id.to_string())
-            .bind(micros(Utc::now()))
-            .fetch_optional(&self.writer)
+            .bind(now)
+            .fetch_optional(&mut *conn)
             .await?;
         match row {
             Some(row) => {
@@ -320,6 +329,7 @@ impl JobStore for SqliteStore {
         worker_id: &str,
         lease: Duration,
     ) -> Result<Vec<Job>> {
+        let (mut conn, now) = self.write().await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
                     lease_expires_at = ?3 \
@@ -327,12 +337,12 @@ impl JobStore for SqliteStore {
                           ORDER BY priority DESC, run_at, id LIMIT ?5) \
              RETURNING *",
         )
-        .bind(micros(Utc::now()))
+        .bind(now)
         .bind(worker_id)
-        .bind(lease_until(lease))
+        .bind(lease_until(now, lease))
         .bind(queue)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *conn)
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;
         sort_claimed(&mut jobs);
@@ -340,16 +350,17 @@ impl JobStore for SqliteStore {
     }
 
     async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>> {
+        let (mut conn, now) = self.write().await?;
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
                     lease_expires_at = ?3 \
              WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?4)) RETURNING *",
         )
-        .bind(micros(Utc::now()))
+        .bind(now)
         .bind(worker_id)
-        .bind(lease_until(lease))
+        .bind(lease_until(now, lease))
         .bind(ids_json(ids))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *conn)
         .await?;
         jobs_from_rows(&rows)
     }
@@ -358,8 +369,8 @@ impl JobStore for SqliteStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        let now = micros(Utc::now());
-        let mut tx = self.writer.begin().await?;
+        let (mut conn, now) = self.write().await?;
+        let mut tx = conn.begin().await?;
         let mut changed = 0;
         for c in completions {
             let (state, result, error, run_at) = outcome_columns(&c.outcome);
@@ -390,14 +401,15 @@ impl JobStore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let (mut conn, now) = self.write().await?;
         let held: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET lease_expires_at = ?1 \
              WHERE worker_id = ?2 AND state = 'running' AND id IN (SELECT value FROM json_each(?3)) RETURNING id",
         )
-        .bind(lease_until(lease))
+        .bind(lease_until(now, lease))
         .bind(worker_id)
         .bind(ids_json(ids))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *conn)
         .await?;
         held.iter()
             .map(|id| {
@@ -410,27 +422,29 @@ impl JobStore for SqliteStore {
         if ids.is_empty() {
             return Ok(0);
         }
+        let (mut conn, now) = self.write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'queued', dispatched_at = NULL, attempts = MAX(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
              WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4))",
         )
-        .bind(micros(Utc::now()))
+        .bind(now)
         .bind(RELEASED_ERROR)
         .bind(worker_id)
         .bind(ids_json(ids))
-        .execute(&self.writer)
+        .execute(&mut *conn)
         .await?;
         self.wake();
         Ok(done.rows_affected())
     }
 
     async fn promote_due(&self) -> Result<u64> {
+        let (mut conn, now) = self.write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'queued', dispatched_at = NULL WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1",
         )
-        .bind(micros(Utc::now()))
-        .execute(&self.writer)
+        .bind(now)
+        .execute(&mut *conn)
         .await?;
         if done.rows_affected() > 0 {
             self.wake();
@@ -439,7 +453,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn rescue_expired(&self) -> Result<u64> {
-        let now = micros(Utc::now());
+        let (mut conn, now) = self.write().await?;
         let states: Vec<String> = sqlx::query_scalar(
             "UPDATE jobs SET \
                     state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
@@ -449,7 +463,7 @@ impl JobStore for SqliteStore {
         )
         .bind(now)
         .bind(RESCUED_ERROR)
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *conn)
         .await?;
         if states.iter().any(|s| s == JobState::Queued.as_str()) {
             self.wake();
@@ -461,12 +475,13 @@ impl JobStore for SqliteStore {
         if ids.is_empty() {
             return Ok(0);
         }
+        let (mut conn, now) = self.write().await?;
         let done = sqlx::query(
             "UPDATE jobs SET dispatched_at = ?1 WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?2))",
         )
-        .bind(micros(Utc::now()))
+        .bind(now)
         .bind(ids_json(ids))
-        .execute(&self.writer)
+        .execute(&mut *conn)
         .await?;
         Ok(done.rows_affected())
     }
