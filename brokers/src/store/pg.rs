@@ -478,6 +478,9 @@ impl JobStore for PgStore {
                     lease_expires_at = NULL \
              FROM c JOIN locked ON locked.id = c.id WHERE j.id = c.id",
         )
+        // Planned afresh each time, like the claim: the join over `unnest` is planned for the
+        // actual batch size instead of a cached generic guess.
+        .persistent(false)
         .bind(&ids)
         .bind(&attempts)
         .bind(&states)
