@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
 use pysaas_brokers::JobFilter;
 use pysaas_jobs::{Job, JobState, NewJob, DEFAULT_TENANT};
 use serde_json::json;
@@ -26,6 +26,38 @@ fn sleep_job(ms: u64) -> NewJob {
         idempotency_key: None,
         trace_context: None,
     }
+}
+
+/// Where worker children get their jobs from: the store, or RabbitMQ under a test prefix.
+enum Broker {
+    Store,
+    Amqp(TestAmqpPrefix),
+}
+
+impl Broker {
+    fn amqp() -> Self {
+        Broker::Amqp(TestAmqpPrefix::new(&["default"]))
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Broker::Store => vec![],
+            Broker::Amqp(prefix) => vec![
+                ("PYSAAS_BROKER_URL".into(), amqp_url()),
+                ("PYSAAS_BROKER_PREFIX".into(), prefix.prefix.clone()),
+            ],
+        }
+    }
+}
+
+fn worker_on(db: &TestDb, broker: &Broker, concurrency: usize, env: &[(&str, &str)]) -> Child {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.extend(broker.env());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    worker(db, concurrency, &env)
 }
 
 fn worker(db: &TestDb, concurrency: usize, env: &[(&str, &str)]) -> Child {
@@ -103,10 +135,19 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_loses_nothing_store() {
+    killed_worker_loses_nothing(Broker::Store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_loses_nothing_rabbitmq() {
+    killed_worker_loses_nothing(Broker::amqp()).await;
+}
+
 /// kill -9 a worker in the middle of `system.sleep` jobs, start another: every job ends
 /// `succeeded` exactly once, and the interrupted ones record a second attempt.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_worker_loses_nothing() {
+async fn killed_worker_loses_nothing(broker: Broker) {
     let db = TestDb::postgres().await;
     let n = 30;
     db.store
@@ -117,7 +158,7 @@ async fn killed_worker_loses_nothing() {
         ("PYSAAS_LEASE_MS", "1500"),
         ("PYSAAS_RESCUE_INTERVAL_MS", "200"),
     ];
-    let mut first = worker(&db, 10, &fast_rescue);
+    let mut first = worker_on(&db, &broker, 10, &fast_rescue);
     let at_kill = wait_until(&db, Duration::from_secs(20), "jobs running", |j| {
         count(j, JobState::Running) == 10
     })
@@ -130,7 +171,7 @@ async fn killed_worker_loses_nothing() {
     first.kill().expect("kill -9");
     first.wait().expect("reap");
 
-    let mut second = worker(&db, 10, &fast_rescue);
+    let mut second = worker_on(&db, &broker, 10, &fast_rescue);
     let all = wait_until(&db, Duration::from_secs(60), "all jobs succeeded", |j| {
         count(j, JobState::Succeeded) == n
     })
@@ -236,4 +277,56 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
             "{job:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_queue_store() {
+    three_workers_share_a_queue(Broker::Store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_queue_rabbitmq() {
+    three_workers_share_a_queue(Broker::amqp()).await;
+}
+
+/// Three worker processes on one queue: the load is shared and every job completes exactly once.
+/// (With RabbitMQ the jobs were never published by an API: the workers' relay announces them.)
+async fn three_workers_share_a_queue(broker: Broker) {
+    let db = TestDb::postgres().await;
+    let n = 150;
+    db.store
+        .insert((0..n).map(|_| sleep_job(30)).collect())
+        .await
+        .unwrap();
+    let mut children: Vec<Child> = (0..3).map(|_| worker_on(&db, &broker, 4, &[])).collect();
+    let all = wait_until(&db, Duration::from_secs(60), "all jobs succeeded", |j| {
+        count(j, JobState::Succeeded) == n
+    })
+    .await;
+    for child in &children {
+        sigterm(child);
+    }
+    for child in &mut children {
+        assert!(wait_exit(child, Duration::from_secs(30)).success());
+    }
+    let mut per_worker = std::collections::HashMap::<String, usize>::new();
+    for job in &all {
+        assert_eq!(
+            (job.state, job.attempts),
+            (JobState::Succeeded, 1),
+            "exactly once: {job:?}"
+        );
+        *per_worker
+            .entry(job.worker_id.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_worker.len(),
+        3,
+        "every process took part: {per_worker:?}"
+    );
+    assert!(
+        per_worker.values().all(|&ran| ran >= 10),
+        "the load is shared: {per_worker:?}"
+    );
 }

@@ -1,0 +1,170 @@
+//! Broker fault tests. They stop and start the shared RabbitMQ, so they live in a test binary of
+//! their own (cargo runs test binaries one after another) and run one at a time.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pysaas_api::AppState;
+use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
+use pysaas_brokers::{Dispatcher, JobFilter};
+use pysaas_jobs::{JobState, KindRegistry, DEFAULT_TENANT};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn rabbitmqctl(args: &[&str]) {
+    let status = Command::new("rabbitmqctl")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("rabbitmqctl");
+    assert!(status.success(), "rabbitmqctl {args:?} failed");
+}
+
+/// Starts RabbitMQ's app again however the test ends.
+struct RestartGuard;
+
+impl Drop for RestartGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .arg("start_app")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn worker(db: &TestDb, prefix: &TestAmqpPrefix) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["worker", "--queues", "default", "--concurrency", "8"])
+        .env("PYSAAS_DATABASE_URL", &db.url)
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .env("PYSAAS_BROKER_URL", amqp_url())
+        .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
+        .env("PYSAAS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// RabbitMQ goes away in the middle of a run: the API keeps answering 202 (rows are committed;
+/// the relay publishes them later), the worker reconnects by itself within 5 s of the broker's
+/// return, and every accepted job completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_restart_loses_nothing() {
+    let db = TestDb::postgres().await;
+    let prefix = TestAmqpPrefix::new(&["default"]);
+    let amqp = AmqpDispatcher::new(
+        AmqpConfig {
+            url: amqp_url(),
+            prefix: prefix.prefix.clone(),
+        },
+        db.store.clone(),
+    );
+    amqp.declare("default").await.unwrap();
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(amqp);
+    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    let http = reqwest::Client::new();
+    let submit = |n: usize| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let started = Instant::now();
+                let r = http
+                    .post(format!("{base}/v1/jobs"))
+                    .json(&json!({"kind": "system.sleep", "payload": {"ms": 300}}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+                assert!(
+                    started.elapsed() < Duration::from_secs(6),
+                    "submission must not hang"
+                );
+                let body: serde_json::Value = r.json().await.unwrap();
+                ids.push(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap());
+            }
+            ids
+        }
+    };
+
+    let mut child = worker(&db, &prefix);
+    submit(30).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let guard = RestartGuard;
+    rabbitmqctl(&["stop_app"]);
+    let during_outage = submit(20).await;
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(
+        ready.status(),
+        reqwest::StatusCode::OK,
+        "the store is still up"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let restarting = chrono::Utc::now();
+    rabbitmqctl(&["start_app"]);
+    drop(guard);
+    let back = chrono::Utc::now();
+
+    let filter = JobFilter {
+        tenant_id: DEFAULT_TENANT.into(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let jobs = loop {
+        let jobs = db.store.list(&filter).await.unwrap();
+        if jobs
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .count()
+            == 50
+        {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every accepted job completed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.cancel();
+    assert_eq!(jobs.len(), 50);
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded);
+        assert!(job.attempts >= 1, "{job:?}");
+    }
+    // Nothing accepted during the outage ran before the broker came back (it went through the
+    // relay and RabbitMQ, not around them), and work resumed within 5 s of the restart.
+    let outage_starts: Vec<_> = jobs
+        .iter()
+        .filter(|j| during_outage.contains(&j.id))
+        .filter_map(|j| j.started_at)
+        .collect();
+    assert_eq!(outage_starts.len(), 20);
+    assert!(
+        outage_starts.iter().all(|t| *t >= restarting),
+        "a job ran while RabbitMQ was down"
+    );
+    let first = outage_starts.iter().min().copied().unwrap();
+    assert!(
+        first - back < chrono::Duration::seconds(5),
+        "resumed {} ms after the restart",
+        (first - back).num_milliseconds()
+    );
+}
