@@ -10,6 +10,7 @@
 pub mod amqp;
 mod dispatch;
 mod error;
+pub mod redis_streams;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -172,3 +172,55 @@ impl Drop for TestAmqpPrefix {
         let _ = cleanup.join();
     }
 }
+
+/// Where Redis tests connect (override with `PYSAAS_TEST_REDIS_URL`).
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// The Redis URL tests use.
+pub fn redis_url() -> String {
+    std::env::var("PYSAAS_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.to_owned())
+}
+
+/// A unique Redis key prefix whose keys are deleted when dropped.
+#[derive(Debug)]
+pub struct TestRedisPrefix {
+    /// The prefix (`t<uuid>`).
+    pub prefix: String,
+}
+
+impl TestRedisPrefix {
+    /// A fresh prefix.
+    pub fn new() -> Self {
+        TestRedisPrefix {
+            prefix: unique("t").replace('_', ""),
+        }
+    }
+}
+
+impl Default for TestRedisPrefix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRedisPrefix {
+    fn drop(&mut self) {
+        let pattern = format!("{}:*", self.prefix);
+        let cleanup = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(redis_url()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
+use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::{
     Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher,
 };
@@ -23,7 +24,9 @@ struct Transport {
     db: TestDb,
     dispatcher: Arc<dyn Dispatcher>,
     amqp: Option<AmqpDispatcher>,
+    redis: Option<RedisDispatcher>,
     _prefix: Option<TestAmqpPrefix>,
+    _redis_prefix: Option<TestRedisPrefix>,
 }
 
 async fn store() -> Transport {
@@ -35,7 +38,9 @@ async fn store() -> Transport {
         db,
         dispatcher,
         amqp: None,
+        redis: None,
         _prefix: None,
+        _redis_prefix: None,
     }
 }
 
@@ -56,7 +61,27 @@ async fn amqp() -> Transport {
         db,
         dispatcher: Arc::new(amqp.clone()),
         amqp: Some(amqp),
+        redis: None,
         _prefix: Some(prefix),
+        _redis_prefix: None,
+    }
+}
+
+async fn redis_transport() -> Transport {
+    let db = TestDb::postgres().await;
+    let prefix = TestRedisPrefix::new();
+    let config = RedisConfig {
+        url: redis_url(),
+        prefix: prefix.prefix.clone(),
+    };
+    let redis = RedisDispatcher::new(config, db.store.clone()).unwrap();
+    Transport {
+        db,
+        dispatcher: Arc::new(redis.clone()),
+        amqp: None,
+        redis: Some(redis),
+        _prefix: None,
+        _redis_prefix: Some(prefix),
     }
 }
 
@@ -192,7 +217,7 @@ async fn the_relay_finds_what_dispatch_missed(t: Transport) {
     let got = collect(&mut c, 5, Duration::from_secs(5)).await;
     assert_eq!(got.iter().map(|d| d.job.id).collect::<HashSet<_>>(), ids);
     finish(&t, got).await;
-    if t.amqp.is_some() {
+    if t.amqp.is_some() || t.redis.is_some() {
         assert!(t
             .db
             .store
@@ -225,6 +250,10 @@ macro_rules! dispatch_suite {
         mod rabbitmq {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() { super::$test(super::amqp().await).await })*
+        }
+        mod redis_streams {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::redis_transport().await).await })*
         }
     };
 }
@@ -280,4 +309,88 @@ async fn rabbitmq_poison_message_is_dead_lettered() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// An entry whose body is not an envelope goes to the dead-letter stream, and the consumer keeps
+/// delivering the jobs after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_poison_entry_is_dead_lettered() {
+    let t = redis_transport().await;
+    let redis = t.redis.as_ref().unwrap();
+    let mut c = t.consumer("work", "w").await; // creates the group
+    let mut conn = redis.connection().await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(redis.stream("work"))
+        .arg("*")
+        .arg("env")
+        .arg("definitely not json")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let good = t.enqueue(vec![job("work")]).await;
+    let got = collect(&mut c, 1, Duration::from_secs(5)).await;
+    assert_eq!(
+        got.iter().map(|d| d.job.id).collect::<Vec<_>>(),
+        vec![good[0].id]
+    );
+    finish(&t, got).await;
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(redis.dead_letter_stream())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(
+        dead.ids[0].map.get("env"),
+        Some(&redis::Value::BulkString(b"definitely not json".to_vec()))
+    );
+    let pending: (
+        i64,
+        Option<String>,
+        Option<String>,
+        Option<Vec<(String, String)>>,
+    ) = redis::cmd("XPENDING")
+        .arg(redis.stream("work"))
+        .arg(redis.dead_letter_stream().replace(":dead", ""))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.0, 0, "everything acknowledged");
+}
+
+/// Entries a dead consumer left pending are taken over once the lease has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_entries_of_a_dead_consumer_are_reclaimed() {
+    let t = redis_transport().await;
+    let jobs = t.enqueue(vec![job("work"), job("work")]).await;
+    let short = ConsumerSpec {
+        queue: "work".into(),
+        worker_id: "doomed".into(),
+        lease: Duration::from_millis(300),
+    };
+    let mut doomed = t.dispatcher.consumer(short.clone()).await.unwrap();
+    let got = collect(&mut doomed, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 2);
+    drop(got); // never acknowledged: the consumer "died"
+    drop(doomed);
+    // The store's rescuer re-queues the jobs once their lease expires.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(t.db.store.rescue_expired().await.unwrap(), 2);
+    let mut heir = t
+        .dispatcher
+        .consumer(ConsumerSpec {
+            worker_id: "heir".into(),
+            ..short
+        })
+        .await
+        .unwrap();
+    let again = collect(&mut heir, 2, Duration::from_secs(5)).await;
+    assert_eq!(
+        again.iter().map(|d| d.job.id).collect::<HashSet<_>>(),
+        jobs.iter().map(|j| j.id).collect()
+    );
+    assert!(again.iter().all(|d| d.job.attempts == 2));
+    finish(&t, again).await;
 }
