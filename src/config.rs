@@ -24,7 +24,7 @@ pub(crate) struct Config {
     pub(crate) pg_schema: String,
     /// Store pool size.
     pub(crate) max_connections: u32,
-    /// Dispatcher: `store` (the default) or `amqp://…` (RabbitMQ).
+    /// Dispatcher: `store` (the default), `amqp://…` (RabbitMQ) or `redis://…` (Redis Streams).
     pub(crate) broker_url: String,
     /// Prefix of the broker's exchange and queue names.
     pub(crate) broker_prefix: String,
@@ -110,9 +110,10 @@ impl Config {
             bail!("lease_ms (PYSAAS_LEASE_MS) must be at least 100");
         }
         let broker = self.broker_url.as_str();
-        if !(broker == "store" || broker.starts_with("amqp://") || broker.starts_with("amqps://")) {
+        let schemes = ["amqp://", "amqps://", "redis://", "rediss://"];
+        if !(broker == "store" || schemes.iter().any(|s| broker.starts_with(s))) {
             bail!(
-                "broker_url (PYSAAS_BROKER_URL) must be `store` or amqp://… (got `{}`)",
+                "broker_url (PYSAAS_BROKER_URL) must be `store`, amqp://… or redis://… (got `{}`)",
                 redact(broker)
             );
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use pysaas_api::AppState;
 use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_scheduler::MaintenanceConfig;
@@ -147,8 +148,16 @@ fn open_dispatcher(config: &Config, store: &Arc<dyn JobStore>) -> Result<Arc<dyn
         tracing::info!(broker = %redact(url), prefix = %config.broker_prefix, "dispatching through RabbitMQ");
         return Ok(Arc::new(AmqpDispatcher::new(amqp, store.clone())));
     }
+    if url.starts_with("redis://") || url.starts_with("rediss://") {
+        let redis = RedisConfig {
+            url: url.to_owned(),
+            prefix: config.broker_prefix.clone(),
+        };
+        tracing::info!(broker = %redact(url), prefix = %config.broker_prefix, "dispatching through Redis Streams");
+        return Ok(Arc::new(RedisDispatcher::new(redis, store.clone())?));
+    }
     bail!(
-        "broker_url (PYSAAS_BROKER_URL) must be `store` or amqp://… (got `{}`)",
+        "broker_url (PYSAAS_BROKER_URL) must be `store`, amqp://… or redis://… (got `{}`)",
         redact(url)
     )
 }

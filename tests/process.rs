@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
+use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::JobFilter;
 use pysaas_jobs::{Job, JobState, NewJob, DEFAULT_TENANT};
 use serde_json::json;
@@ -32,6 +32,7 @@ fn sleep_job(ms: u64) -> NewJob {
 enum Broker {
     Store,
     Amqp(TestAmqpPrefix),
+    Redis(TestRedisPrefix),
 }
 
 impl Broker {
@@ -44,6 +45,10 @@ impl Broker {
             Broker::Store => vec![],
             Broker::Amqp(prefix) => vec![
                 ("PYSAAS_BROKER_URL".into(), amqp_url()),
+                ("PYSAAS_BROKER_PREFIX".into(), prefix.prefix.clone()),
+            ],
+            Broker::Redis(prefix) => vec![
+                ("PYSAAS_BROKER_URL".into(), redis_url()),
                 ("PYSAAS_BROKER_PREFIX".into(), prefix.prefix.clone()),
             ],
         }
@@ -71,7 +76,7 @@ fn worker(db: &TestDb, concurrency: usize, env: &[(&str, &str)]) -> Child {
     ])
     .env("PYSAAS_DATABASE_URL", &db.url)
     .env("PYSAAS_PG_SCHEMA", &db.schema)
-    .env("PYSAAS_LOG", "info")
+    .env("PYSAAS_LOG", "warn")
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
@@ -277,6 +282,16 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
             "{job:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_loses_nothing_redis() {
+    killed_worker_loses_nothing(Broker::Redis(TestRedisPrefix::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_share_a_queue_redis() {
+    three_workers_share_a_queue(Broker::Redis(TestRedisPrefix::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
