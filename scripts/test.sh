@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 ensure_postgres
 ensure_rabbitmq
+ensure_redis
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 
 log "building"
 cargo build --locked --workspace --all-targets --all-features

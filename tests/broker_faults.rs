@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use pysaas_api::AppState;
 use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::testing::{amqp_url, TestAmqpPrefix, TestDb};
+use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::{Dispatcher, JobFilter};
 use pysaas_jobs::{JobState, KindRegistry, DEFAULT_TENANT};
 use serde_json::json;
@@ -167,4 +168,99 @@ async fn rabbitmq_restart_loses_nothing() {
         "resumed {} ms after the restart",
         (first - back).num_milliseconds()
     );
+}
+
+/// Every Redis connection is killed twice in the middle of a run (`CLIENT KILL TYPE normal`):
+/// the API's publishes and the worker's reads reconnect by themselves, and every accepted job
+/// completes exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connection_loss_loses_nothing() {
+    let db = TestDb::postgres().await;
+    let prefix = TestRedisPrefix::new();
+    let redis = RedisDispatcher::new(
+        RedisConfig {
+            url: redis_url(),
+            prefix: prefix.prefix.clone(),
+        },
+        db.store.clone(),
+    )
+    .unwrap();
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(redis);
+    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["worker", "--queues", "default", "--concurrency", "8"])
+        .env("PYSAAS_DATABASE_URL", &db.url)
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .env("PYSAAS_BROKER_URL", redis_url())
+        .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
+        .env("PYSAAS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    let http = reqwest::Client::new();
+    let kill_all = || {
+        let status = Command::new("redis-cli")
+            .args(["CLIENT", "KILL", "TYPE", "normal"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    for round in 0..3 {
+        for _ in 0..20 {
+            let started = Instant::now();
+            let r = http
+                .post(format!("{base}/v1/jobs"))
+                .json(&json!({"kind": "system.sleep", "payload": {"ms": 100}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+            assert!(
+                started.elapsed() < Duration::from_secs(6),
+                "submission must not hang"
+            );
+        }
+        if round < 2 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            kill_all();
+        }
+    }
+    let filter = JobFilter {
+        tenant_id: DEFAULT_TENANT.into(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = db.store.list(&filter).await.unwrap();
+        if jobs
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .count()
+            == 60
+        {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every accepted job completed after the connection losses"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    stop.cancel();
+    assert_eq!(jobs.len(), 60);
+    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded));
 }
