@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{PgStore, SqliteStore, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobFilter, JobStore, StoreDispatcher};
 use pysaas_jobs::{NewJob, DEFAULT_TENANT};
@@ -32,9 +34,13 @@ pub(crate) struct BenchArgs {
     /// Steady-state duration (s).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Also measure the bare store ceiling.
+    /// Also measure the bare ceiling of the transport: the store's claim loop, or raw lapin
+    /// (persistent publish with confirms, consume with ack), or raw XADD/XREADGROUP/XACK.
     #[arg(long)]
     raw: bool,
+    /// Dispatcher: `store`, `amqp://…` or `redis://…` (default: `store`).
+    #[arg(long, default_value = "store")]
+    broker: String,
 }
 
 enum Raw {
@@ -58,14 +64,24 @@ fn noop(queue: &str) -> NewJob {
     }
 }
 
-async fn enqueue(store: &Arc<dyn JobStore>, queue: &str, n: usize) -> Result<Duration> {
+/// Inserts `n` no-op jobs in batches of 1,000 and announces them, as `POST /v1/jobs/batch` does.
+async fn enqueue(
+    store: &Arc<dyn JobStore>,
+    dispatcher: &Arc<dyn Dispatcher>,
+    queue: &str,
+    n: usize,
+) -> Result<Duration> {
     let start = Instant::now();
     let mut left = n;
     while left > 0 {
         let batch = left.min(pysaas_api::BATCH_MAX);
-        store
+        let jobs: Vec<_> = store
             .insert((0..batch).map(|_| noop(queue)).collect())
-            .await?;
+            .await?
+            .into_iter()
+            .map(|i| i.job)
+            .collect();
+        dispatcher.dispatch(&jobs).await?;
         left -= batch;
     }
     Ok(start.elapsed())
@@ -99,16 +115,16 @@ async fn wait_for(raw: &Raw, queue: &str, n: usize) -> Result<()> {
 
 fn start_worker(
     store: &Arc<dyn JobStore>,
+    dispatcher: &Arc<dyn Dispatcher>,
     queue: &str,
     concurrency: usize,
 ) -> (
     CancellationToken,
     tokio::task::JoinHandle<Result<(), pysaas_workers::WorkerError>>,
 ) {
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
     let worker = Worker::new(
         store.clone(),
-        dispatcher,
+        dispatcher.clone(),
         Handlers::builtin(),
         WorkerConfig::for_queues([queue], concurrency),
     );
@@ -145,6 +161,25 @@ pub(crate) async fn run(config: Config, args: BenchArgs) -> Result<()> {
         (Arc::new(s.clone()), Raw::Pg(s))
     };
     store.migrate().await.context("migrating the bench store")?;
+    let prefix = schema.replace('_', "");
+    let dispatcher: Arc<dyn Dispatcher> = match args.broker.as_str() {
+        "store" => Arc::new(StoreDispatcher::new(store.clone())),
+        url if url.starts_with("amqp") => Arc::new(AmqpDispatcher::new(
+            AmqpConfig {
+                url: url.into(),
+                prefix: prefix.clone(),
+            },
+            store.clone(),
+        )),
+        url if url.starts_with("redis") => Arc::new(RedisDispatcher::new(
+            RedisConfig {
+                url: url.into(),
+                prefix: prefix.clone(),
+            },
+            store.clone(),
+        )?),
+        other => anyhow::bail!("--broker must be store, amqp://… or redis://… (got `{other}`)"),
+    };
     println!(
         "# pysaas bench — {} ({}), {} jobs, concurrency {}",
         store.backend(),
@@ -152,7 +187,16 @@ pub(crate) async fn run(config: Config, args: BenchArgs) -> Result<()> {
         args.jobs,
         args.concurrency
     );
-    let result = measure(&store, &raw, &args).await;
+    println!(
+        "dispatcher: {}",
+        if args.broker == "store" {
+            "store".to_owned()
+        } else {
+            redact(&args.broker)
+        }
+    );
+    let result = measure(&store, &dispatcher, &raw, &args, &prefix).await;
+    cleanup_broker(&args.broker, &prefix).await;
     if let Raw::Pg(pg) = &raw {
         sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
             .execute(pg.pool())
@@ -162,15 +206,21 @@ pub(crate) async fn run(config: Config, args: BenchArgs) -> Result<()> {
     result
 }
 
-async fn measure(store: &Arc<dyn JobStore>, raw: &Raw, args: &BenchArgs) -> Result<()> {
+async fn measure(
+    store: &Arc<dyn JobStore>,
+    dispatcher: &Arc<dyn Dispatcher>,
+    raw: &Raw,
+    args: &BenchArgs,
+    prefix: &str,
+) -> Result<()> {
     // 1. Drain N pre-enqueued no-op jobs through the framework.
-    let enqueue_time = enqueue(store, "drain", args.jobs).await?;
+    let enqueue_time = enqueue(store, dispatcher, "drain", args.jobs).await?;
     println!(
         "enqueue (batches of 1,000): {:>9.0} jobs/s",
         args.jobs as f64 / enqueue_time.as_secs_f64()
     );
     let start = Instant::now();
-    let (stop, worker) = start_worker(store, "drain", args.concurrency);
+    let (stop, worker) = start_worker(store, dispatcher, "drain", args.concurrency);
     wait_for(raw, "drain", args.jobs).await?;
     let drain = args.jobs as f64 / start.elapsed().as_secs_f64();
     stop.cancel();
@@ -178,8 +228,20 @@ async fn measure(store: &Arc<dyn JobStore>, raw: &Raw, args: &BenchArgs) -> Resu
     println!("drain (framework):          {drain:>9.0} jobs/s");
 
     // 2. The bare ceiling: the same claim query, outcomes written straight back, no runtime.
-    if args.raw {
-        enqueue(store, "raw", args.jobs).await?;
+    if args.raw && args.broker != "store" {
+        let ceiling = if args.broker.starts_with("amqp") {
+            raw_amqp(&args.broker, prefix, args.jobs, args.concurrency).await?
+        } else {
+            raw_redis(&args.broker, prefix, args.jobs, args.concurrency).await?
+        };
+        println!("drain (raw broker ceiling): {ceiling:>9.0} jobs/s");
+        println!(
+            "framework / ceiling:        {:>9.0} %",
+            100.0 * drain / ceiling
+        );
+    }
+    if args.raw && args.broker == "store" {
+        enqueue(store, dispatcher, "raw", args.jobs).await?;
         let start = Instant::now();
         let loops = 2;
         let mut tasks = Vec::new();
@@ -204,7 +266,7 @@ async fn measure(store: &Arc<dyn JobStore>, raw: &Raw, args: &BenchArgs) -> Resu
     }
 
     // 3. Steady state: a fixed offered load, one insert per job (as the API does).
-    let (stop, worker) = start_worker(store, "steady", args.concurrency);
+    let (stop, worker) = start_worker(store, dispatcher, "steady", args.concurrency);
     let total = args.rate * args.seconds;
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(1) as f64);
     let start = Instant::now();
@@ -213,8 +275,16 @@ async fn measure(store: &Arc<dyn JobStore>, raw: &Raw, args: &BenchArgs) -> Resu
     let mut inserts = tokio::task::JoinSet::new();
     for _ in 0..total {
         ticker.tick().await;
-        let store = store.clone();
-        inserts.spawn(async move { store.insert(vec![noop("steady")]).await });
+        let (store, dispatcher) = (store.clone(), dispatcher.clone());
+        inserts.spawn(async move {
+            let jobs: Vec<_> = store
+                .insert(vec![noop("steady")])
+                .await?
+                .into_iter()
+                .map(|i| i.job)
+                .collect();
+            dispatcher.dispatch(&jobs).await
+        });
         while inserts.len() > 256 {
             if let Some(r) = inserts.join_next().await {
                 r??;
@@ -304,5 +374,190 @@ async fn raw_loop(raw: Raw, batch: i64) -> Result<u64> {
             return Ok(done);
         }
         done += n as u64;
+    }
+}
+
+/// Raw lapin: `n` persistent messages published with confirms (awaited per 1,000), then consumed
+/// with a prefetch of `concurrency` and acknowledged one by one. Returns the consume rate.
+async fn raw_amqp(url: &str, prefix: &str, n: usize, concurrency: usize) -> Result<f64> {
+    use futures::StreamExt;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueDeclareOptions,
+    };
+    use lapin::types::FieldTable;
+    let properties = lapin::ConnectionProperties::default()
+        .with_executor(tokio_executor_trait::Tokio::current())
+        .with_reactor(tokio_reactor_trait::Tokio);
+    let conn = lapin::Connection::connect(url, properties).await?;
+    let channel = conn.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let queue = format!("{prefix}.raw");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(&queue, durable, FieldTable::default())
+        .await?;
+    let body = br#"{"v":1,"id":"00000000-0000-0000-0000-000000000000"}"#;
+    let start = Instant::now();
+    for chunk in 0..n.div_ceil(1000) {
+        let mut confirms = Vec::new();
+        for _ in 0..(n - chunk * 1000).min(1000) {
+            let props = lapin::BasicProperties::default().with_delivery_mode(2);
+            confirms.push(
+                channel
+                    .basic_publish("", &queue, BasicPublishOptions::default(), body, props)
+                    .await?,
+            );
+        }
+        for confirm in confirms {
+            confirm.await?;
+        }
+    }
+    println!(
+        "raw lapin publish+confirm:  {:>9.0} msgs/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    let consumer_channel = conn.create_channel().await?;
+    consumer_channel
+        .basic_qos(
+            u16::try_from(concurrency).unwrap_or(u16::MAX),
+            BasicQosOptions::default(),
+        )
+        .await?;
+    let mut consumer = consumer_channel
+        .basic_consume(
+            &queue,
+            "raw",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let Some(delivery) = consumer.next().await else {
+            break;
+        };
+        delivery?.ack(BasicAckOptions::default()).await?;
+        done += 1;
+    }
+    let rate = done as f64 / start.elapsed().as_secs_f64();
+    let _ = conn.close(200, "bench done").await;
+    Ok(rate)
+}
+
+/// Raw Redis Streams: `n` entries added with pipelined XADD, then read by one consumer group in
+/// batches of `concurrency` and acknowledged with one XACK per batch. Returns the consume rate.
+async fn raw_redis(url: &str, prefix: &str, n: usize, concurrency: usize) -> Result<f64> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let key = format!("{prefix}:raw");
+    let start = Instant::now();
+    for chunk in 0..n.div_ceil(1000) {
+        let mut pipe = redis::pipe();
+        for _ in 0..(n - chunk * 1000).min(1000) {
+            pipe.cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("env")
+                .arg("{}")
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    println!(
+        "raw XADD (pipelined):       {:>9.0} msgs/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&key)
+        .arg("raw")
+        .arg("0")
+        .query_async::<()>(&mut conn)
+        .await?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("raw")
+            .arg("c")
+            .arg("COUNT")
+            .arg(concurrency)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">")
+            .query_async(&mut conn)
+            .await?;
+        let ids: Vec<String> = reply
+            .map(|r| {
+                r.keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .map(|i| i.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.is_empty() {
+            break;
+        }
+        redis::cmd("XACK")
+            .arg(&key)
+            .arg("raw")
+            .arg(&ids)
+            .query_async::<()>(&mut conn)
+            .await?;
+        done += ids.len();
+    }
+    Ok(done as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Removes what the bench created on its broker.
+async fn cleanup_broker(broker: &str, prefix: &str) {
+    if broker.starts_with("amqp") {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let properties = lapin::ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio);
+        if let Ok(conn) = lapin::Connection::connect(broker, properties).await {
+            if let Ok(channel) = conn.create_channel().await {
+                for queue in ["drain", "steady", "raw", "dead"] {
+                    let _ = channel
+                        .queue_delete(&format!("{prefix}.{queue}"), QueueDeleteOptions::default())
+                        .await;
+                }
+                for exchange in ["jobs", "dlx"] {
+                    let _ = channel
+                        .exchange_delete(
+                            &format!("{prefix}.{exchange}"),
+                            ExchangeDeleteOptions::default(),
+                        )
+                        .await;
+                }
+            }
+            let _ = conn.close(200, "bench done").await;
+        }
+    } else if broker.starts_with("redis") {
+        if let Ok(client) = redis::Client::open(broker) {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}:*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _ = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async::<()>(&mut conn)
+                        .await;
+                }
+            }
+        }
     }
 }
