@@ -31,6 +31,7 @@ use pysaas_jobs::{Envelope, Job, MAX_PRIORITY};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Publishing channels kept open per process.
@@ -62,6 +63,7 @@ pub struct AmqpDispatcher {
 struct Inner {
     config: AmqpConfig,
     store: Arc<dyn JobStore>,
+    marker: DispatchMarker,
     connection: Mutex<Option<Arc<Connection>>>,
     publishers: Mutex<Vec<Channel>>,
     next_publisher: AtomicUsize,
@@ -82,6 +84,7 @@ impl AmqpDispatcher {
         AmqpDispatcher {
             inner: Arc::new(Inner {
                 config,
+                marker: DispatchMarker::new(store.clone()),
                 store,
                 connection: Mutex::new(None),
                 publishers: Mutex::new(Vec::new()),
@@ -301,8 +304,10 @@ impl Dispatcher for AmqpDispatcher {
             self.inner.reset().await;
             return Err(err);
         }
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-        self.inner.store.mark_dispatched(&ids).await?;
+        self.inner
+            .marker
+            .mark(jobs.iter().map(|j| j.id).collect())
+            .await;
         Ok(())
     }
 

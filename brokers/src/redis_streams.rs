@@ -22,6 +22,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Approximate cap on each stream's length (`XADD MAXLEN ~`). Entries past it are trimmed even
@@ -57,6 +58,7 @@ struct Inner {
     config: RedisConfig,
     client: redis::Client,
     store: Arc<dyn JobStore>,
+    marker: DispatchMarker,
     shared: Mutex<Option<ConnectionManager>>,
     groups: StdMutex<HashSet<String>>,
 }
@@ -77,6 +79,7 @@ impl RedisDispatcher {
             inner: Arc::new(Inner {
                 config,
                 client,
+                marker: DispatchMarker::new(store.clone()),
                 store,
                 shared: Mutex::new(None),
                 groups: StdMutex::new(HashSet::new()),
@@ -195,8 +198,10 @@ impl Dispatcher for RedisDispatcher {
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn).await.map_err(broker)?;
-        let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
-        self.inner.store.mark_dispatched(&ids).await?;
+        self.inner
+            .marker
+            .mark(jobs.iter().map(|j| j.id).collect())
+            .await;
         Ok(())
     }
 
