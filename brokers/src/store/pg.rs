@@ -436,6 +436,8 @@ impl JobStore for PgStore {
                     worker_id = $2, lease_expires_at = now() + $3 * interval '1 millisecond' \
              WHERE id = ANY($1) AND state = 'queued' RETURNING *",
         )
+        // Planned per call: a generic plan may scan every queued row instead of the primary key.
+        .persistent(false)
         .bind(ids)
         .bind(worker_id)
         .bind(lease_ms(lease))
@@ -573,6 +575,8 @@ impl JobStore for PgStore {
         let done = sqlx::query(
             "UPDATE jobs SET dispatched_at = now() WHERE id = ANY($1) AND state = 'queued'",
         )
+        // Planned per call: a generic plan may scan every queued row instead of the primary key.
+        .persistent(false)
         .bind(ids)
         .execute(&self.pool)
         .await?;
