@@ -48,14 +48,20 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Finishe
                 }
             }
         }
+        // Acknowledge the batch's deliveries concurrently: one round trip, not one per job.
+        let mut acks = Vec::with_capacity(buffer.len());
         for finished in buffer.drain(..) {
             record_metrics(&finished);
             if let Some(ack) = finished.ack {
-                if let Err(err) = ack.ack().await {
-                    tracing::warn!(error = %err, job_id = %finished.completion.id, "ack failed; the message will be redelivered");
-                }
+                let id = finished.completion.id;
+                acks.push(async move {
+                    if let Err(err) = ack.ack().await {
+                        tracing::warn!(error = %err, job_id = %id, "ack failed; the message will be redelivered");
+                    }
+                });
             }
         }
+        futures::future::join_all(acks).await;
     }
 }
 
