@@ -37,18 +37,63 @@ impl Drop for RestartGuard {
     }
 }
 
-fn worker(db: &TestDb, prefix: &TestAmqpPrefix) -> Child {
+/// A `pysaas worker` child on `broker_url` under `prefix`.
+fn worker(db: &TestDb, broker_url: &str, prefix: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pysaas"))
         .args(["worker", "--queues", "default", "--concurrency", "8"])
         .env("PYSAAS_DATABASE_URL", &db.url)
         .env("PYSAAS_PG_SCHEMA", &db.schema)
-        .env("PYSAAS_BROKER_URL", amqp_url())
-        .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
+        .env("PYSAAS_BROKER_URL", broker_url)
+        .env("PYSAAS_BROKER_PREFIX", prefix)
         .env("PYSAAS_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn worker")
+}
+
+/// The API in-process on port 0, publishing through `dispatcher`; returns its base URL.
+async fn spawn_api(
+    db: &TestDb,
+    dispatcher: Arc<dyn Dispatcher>,
+    stop: &CancellationToken,
+) -> String {
+    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    base
+}
+
+/// Waits until `n` jobs have succeeded; returns every job.
+async fn wait_all_succeeded(db: &TestDb, n: usize, within: Duration) -> Vec<pysaas_jobs::Job> {
+    let filter = JobFilter {
+        tenant_id: DEFAULT_TENANT.into(),
+        limit: 1000,
+        ..Default::default()
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        let jobs = db.store.list(&filter).await.unwrap();
+        if jobs
+            .iter()
+            .filter(|j| j.state == JobState::Succeeded)
+            .count()
+            == n
+        {
+            return jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every accepted job completed after the broker fault"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// RabbitMQ goes away in the middle of a run: the API keeps answering 202 (rows are committed;
@@ -67,16 +112,8 @@ async fn rabbitmq_restart_loses_nothing() {
     );
     amqp.declare("default").await.unwrap();
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(amqp);
-    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router(state),
-        async move { until.cancelled().await },
-    ));
+    let base = spawn_api(&db, dispatcher, &stop).await;
     let http = reqwest::Client::new();
     let submit = |n: usize| {
         let (http, base) = (http.clone(), base.clone());
@@ -102,7 +139,7 @@ async fn rabbitmq_restart_loses_nothing() {
         }
     };
 
-    let mut child = worker(&db, &prefix);
+    let mut child = worker(&db, &amqp_url(), &prefix.prefix);
     submit(30).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let guard = RestartGuard;
@@ -120,28 +157,7 @@ async fn rabbitmq_restart_loses_nothing() {
     drop(guard);
     let back = chrono::Utc::now();
 
-    let filter = JobFilter {
-        tenant_id: DEFAULT_TENANT.into(),
-        limit: 1000,
-        ..Default::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let jobs = loop {
-        let jobs = db.store.list(&filter).await.unwrap();
-        if jobs
-            .iter()
-            .filter(|j| j.state == JobState::Succeeded)
-            .count()
-            == 50
-        {
-            break jobs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every accepted job completed after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let jobs = wait_all_succeeded(&db, 50, Duration::from_secs(90)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     stop.cancel();
@@ -186,27 +202,9 @@ async fn redis_connection_loss_loses_nothing() {
     )
     .unwrap();
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(redis);
-    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router(state),
-        async move { until.cancelled().await },
-    ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-        .args(["worker", "--queues", "default", "--concurrency", "8"])
-        .env("PYSAAS_DATABASE_URL", &db.url)
-        .env("PYSAAS_PG_SCHEMA", &db.schema)
-        .env("PYSAAS_BROKER_URL", redis_url())
-        .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
-        .env("PYSAAS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn worker");
+    let base = spawn_api(&db, dispatcher, &stop).await;
+    let mut child = worker(&db, &redis_url(), &prefix.prefix);
     let http = reqwest::Client::new();
     let kill_all = || {
         let status = Command::new("redis-cli")
@@ -236,28 +234,7 @@ async fn redis_connection_loss_loses_nothing() {
             kill_all();
         }
     }
-    let filter = JobFilter {
-        tenant_id: DEFAULT_TENANT.into(),
-        limit: 1000,
-        ..Default::default()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let jobs = loop {
-        let jobs = db.store.list(&filter).await.unwrap();
-        if jobs
-            .iter()
-            .filter(|j| j.state == JobState::Succeeded)
-            .count()
-            == 60
-        {
-            break jobs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every accepted job completed after the connection losses"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let jobs = wait_all_succeeded(&db, 60, Duration::from_secs(60)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     stop.cancel();
