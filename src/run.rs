@@ -201,6 +201,7 @@ impl Roles {
         let result = worker.run(self.shutdown.clone()).await;
         self.shutdown.cancel();
         maintenance.wait().await;
+        self.dispatcher.close().await;
         Ok(result?)
     }
 
@@ -253,7 +254,10 @@ pub(crate) async fn dev(mut config: Config) -> Result<()> {
 }
 
 pub(crate) async fn api(config: Config) -> Result<()> {
-    Roles::open(&config).await?.serve_api(&config).await
+    let roles = Roles::open(&config).await?;
+    let result = roles.serve_api(&config).await;
+    roles.dispatcher.close().await;
+    result
 }
 
 pub(crate) async fn worker(config: Config) -> Result<()> {

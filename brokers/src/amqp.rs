@@ -311,6 +311,12 @@ impl Dispatcher for AmqpDispatcher {
         Ok(())
     }
 
+    async fn close(&self) {
+        if let Some(conn) = self.inner.connection.lock().await.take() {
+            let _ = conn.close(200, "PySaaS shutting down").await;
+        }
+    }
+
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>> {
         Ok(Box::new(AmqpConsumer {
             inner: self.inner.clone(),

@@ -69,6 +69,9 @@ pub trait Dispatcher: Send + Sync + fmt::Debug + 'static {
 
     /// Opens a consumer.
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>>;
+
+    /// Closes connections at shutdown (after the last ack).
+    async fn close(&self) {}
 }
 
 /// Dispatch straight from the store: `SKIP LOCKED` batch claims woken by `LISTEN/NOTIFY`
