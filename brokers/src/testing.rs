@@ -27,6 +27,20 @@ pub struct TestDb {
     sqlite_dir: Option<PathBuf>,
 }
 
+/// Runs async cleanup to the end from a `Drop` (which may run inside a test's runtime, or after
+/// it has gone) on a thread and runtime of its own.
+fn cleanup_on_own_thread(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    let thread = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(cleanup);
+        }
+    });
+    let _ = thread.join();
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -83,23 +97,14 @@ impl Drop for TestDb {
         }
         let (url, schema) = (self.url.clone(), self.schema.clone());
         // Drop runs inside the test's runtime; do the async cleanup on a thread of its own.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
+        cleanup_on_own_thread(async move {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&mut conn)
+                    .await;
+            }
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -134,42 +139,33 @@ impl Drop for TestAmqpPrefix {
     fn drop(&mut self) {
         let prefix = self.prefix.clone();
         let queues = self.queues.clone();
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+        cleanup_on_own_thread(async move {
+            use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+            let properties = lapin::ConnectionProperties::default()
+                .with_executor(tokio_executor_trait::Tokio::current())
+                .with_reactor(tokio_reactor_trait::Tokio);
+            let Ok(conn) = lapin::Connection::connect(&amqp_url(), properties).await else {
                 return;
             };
-            runtime.block_on(async move {
-                use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-                let properties = lapin::ConnectionProperties::default()
-                    .with_executor(tokio_executor_trait::Tokio::current())
-                    .with_reactor(tokio_reactor_trait::Tokio);
-                let Ok(conn) = lapin::Connection::connect(&amqp_url(), properties).await else {
-                    return;
-                };
-                let Ok(channel) = conn.create_channel().await else {
-                    return;
-                };
-                for queue in queues
-                    .iter()
-                    .map(|q| format!("{prefix}.{q}"))
-                    .chain([format!("{prefix}.dead")])
-                {
-                    let _ = channel
-                        .queue_delete(&queue, QueueDeleteOptions::default())
-                        .await;
-                }
-                for exchange in [format!("{prefix}.jobs"), format!("{prefix}.dlx")] {
-                    let _ = channel
-                        .exchange_delete(&exchange, ExchangeDeleteOptions::default())
-                        .await;
-                }
-                let _ = conn.close(200, "test cleanup").await;
-            });
+            let Ok(channel) = conn.create_channel().await else {
+                return;
+            };
+            for queue in queues
+                .iter()
+                .map(|q| format!("{prefix}.{q}"))
+                .chain([format!("{prefix}.dead")])
+            {
+                let _ = channel
+                    .queue_delete(&queue, QueueDeleteOptions::default())
+                    .await;
+            }
+            for exchange in [format!("{prefix}.jobs"), format!("{prefix}.dlx")] {
+                let _ = channel
+                    .exchange_delete(&exchange, ExchangeDeleteOptions::default())
+                    .await;
+            }
+            let _ = conn.close(200, "test cleanup").await;
         });
-        let _ = cleanup.join();
     }
 }
 
@@ -206,21 +202,22 @@ impl Default for TestRedisPrefix {
 impl Drop for TestRedisPrefix {
     fn drop(&mut self) {
         let pattern = format!("{}:*", self.prefix);
-        let cleanup = std::thread::spawn(move || {
+        cleanup_on_own_thread(async move {
             let Ok(client) = redis::Client::open(redis_url()) else {
                 return;
             };
-            let Ok(mut conn) = client.get_connection() else {
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
                 return;
             };
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(&pattern)
-                .query(&mut conn)
+                .query_async(&mut conn)
+                .await
                 .unwrap_or_default();
             if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                let _: redis::RedisResult<()> =
+                    redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
             }
         });
-        let _ = cleanup.join();
     }
 }
