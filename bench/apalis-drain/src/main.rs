@@ -16,21 +16,37 @@ use futures::stream::{self, StreamExt};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let url = std::env::var("DATABASE_URL")?;
-    let n: usize = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let concurrency: usize = std::env::var("CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let concurrency: usize = std::env::var("CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let pool = PgPool::connect(&url).await?;
     PostgresStorage::setup(&pool).await?;
     let config = Config::default().queue("drain").batch_size(concurrency);
-    let mut backend = PostgresStorage::new(&pool).with_config(config).with_pubsub();
+    let mut backend = PostgresStorage::new(&pool)
+        .with_config(config)
+        .with_pubsub();
 
     let start = Instant::now();
     let mut items = stream::iter(0..n).map(|i| TaskBuilder::new(i as u64).build());
     backend.push_all(&mut items).await?;
-    println!("apalis enqueue (push_all):  {:>9.0} jobs/s", n as f64 / start.elapsed().as_secs_f64());
+    println!(
+        "apalis enqueue (push_all):  {:>9.0} jobs/s",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
 
     let done = Arc::new(AtomicUsize::new(0));
     let target = n;
-    async fn noop(_item: u64, done: Data<Arc<AtomicUsize>>, target: Data<usize>, wrk: WorkerContext) -> Result<(), BoxDynError> {
+    async fn noop(
+        _item: u64,
+        done: Data<Arc<AtomicUsize>>,
+        target: Data<usize>,
+        wrk: WorkerContext,
+    ) -> Result<(), BoxDynError> {
         if done.fetch_add(1, Ordering::SeqCst) + 1 == *target {
             wrk.stop()?;
         }
@@ -46,6 +62,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let start = Instant::now();
     worker.run().await?;
     let elapsed = start.elapsed().as_secs_f64();
-    println!("apalis drain:               {:>9.0} jobs/s ({} handled)", done.load(Ordering::SeqCst) as f64 / elapsed, done.load(Ordering::SeqCst));
+    println!(
+        "apalis drain:               {:>9.0} jobs/s ({} handled)",
+        done.load(Ordering::SeqCst) as f64 / elapsed,
+        done.load(Ordering::SeqCst)
+    );
     Ok(())
 }
