@@ -5,12 +5,15 @@
 //! - [`rescuer`]: re-queues `running` jobs whose worker stopped heartbeating (a `kill -9`, a lost
 //!   node), or marks them `dead` when their attempts are used up.
 //!
-//! Both are idempotent conditional updates, so running them in several processes at once is
+//! - [`schedule`]: cron expressions in IANA time zones (DST-safe) and misfire policies.
+//!
+//! The maintenance services are idempotent conditional updates, so running them in several processes at once is
 //! safe (only wasteful); cron and leader election build on this crate.
 
 pub mod promoter;
 pub mod relay;
 pub mod rescuer;
+pub mod schedule;
 mod service;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub use promoter::DEFAULT_PROMOTE_INTERVAL;
 pub use rescuer::DEFAULT_RESCUE_INTERVAL;
+pub use schedule::{CronSchedule, MisfirePolicy, ScheduleError, DEFAULT_MISFIRE_THRESHOLD};
 
 /// Settings of the maintenance services.
 #[derive(Debug, Clone)]
