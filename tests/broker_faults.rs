@@ -70,6 +70,25 @@ async fn spawn_api(
     base
 }
 
+/// Submits a `system.sleep` job through the API: it must be accepted (202) without hanging, even
+/// while a broker is down. Returns its id.
+async fn submit_sleep(http: &reqwest::Client, base: &str, ms: u64) -> uuid::Uuid {
+    let started = Instant::now();
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .json(&json!({"kind": "system.sleep", "payload": {"ms": ms}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "submission must not hang"
+    );
+    let body: serde_json::Value = r.json().await.unwrap();
+    uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+}
+
 /// Waits until `n` jobs have succeeded; returns every job.
 async fn wait_all_succeeded(db: &TestDb, n: usize, within: Duration) -> Vec<pysaas_jobs::Job> {
     let filter = JobFilter {
@@ -120,20 +139,7 @@ async fn rabbitmq_restart_loses_nothing() {
         async move {
             let mut ids = Vec::with_capacity(n);
             for _ in 0..n {
-                let started = Instant::now();
-                let r = http
-                    .post(format!("{base}/v1/jobs"))
-                    .json(&json!({"kind": "system.sleep", "payload": {"ms": 300}}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
-                assert!(
-                    started.elapsed() < Duration::from_secs(6),
-                    "submission must not hang"
-                );
-                let body: serde_json::Value = r.json().await.unwrap();
-                ids.push(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap());
+                ids.push(submit_sleep(&http, &base, 300).await);
             }
             ids
         }
@@ -218,21 +224,9 @@ async fn redis_connection_loss_loses_nothing() {
     let mut after_last_kill = Vec::new();
     for round in 0..3 {
         for _ in 0..20 {
-            let started = Instant::now();
-            let r = http
-                .post(format!("{base}/v1/jobs"))
-                .json(&json!({"kind": "system.sleep", "payload": {"ms": 100}}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
-            assert!(
-                started.elapsed() < Duration::from_secs(6),
-                "submission must not hang"
-            );
+            let id = submit_sleep(&http, &base, 100).await;
             if round == 2 {
-                let body: serde_json::Value = r.json().await.unwrap();
-                after_last_kill.push(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).unwrap());
+                after_last_kill.push(id);
             }
         }
         if round < 2 {
