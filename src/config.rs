@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use pysaas_jobs::ScheduleSpec;
 use serde::{Deserialize, Serialize};
 
 /// Every setting, with its default.
@@ -41,6 +42,23 @@ pub(crate) struct Config {
     pub(crate) promote_interval_ms: u64,
     /// Rescuer interval (ms).
     pub(crate) rescue_interval_ms: u64,
+    /// Leader lease (ms): a killed leader is replaced within about this long.
+    pub(crate) leader_ttl_ms: u64,
+    /// `worker` (and `dev`) processes also stand for scheduler leader, so that a deployment
+    /// without a `pysaas scheduler` still fires cron and delayed jobs. Only the leader works.
+    pub(crate) scheduler_in_workers: bool,
+    /// A tick evaluated later than this (ms) is a misfire, handled by the schedule's policy.
+    pub(crate) misfire_threshold_ms: u64,
+    /// Pruner interval (ms).
+    pub(crate) prune_interval_ms: u64,
+    /// Keep `succeeded` jobs this long (seconds; 0 keeps them forever).
+    pub(crate) retain_succeeded_secs: u64,
+    /// Keep `cancelled` jobs this long (seconds; 0 keeps them forever).
+    pub(crate) retain_cancelled_secs: u64,
+    /// Keep `dead` jobs this long (seconds; 0 keeps them forever).
+    pub(crate) retain_dead_secs: u64,
+    /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
+    pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
     pub(crate) auto_migrate: bool,
     /// `text` or `json` logs.
@@ -49,6 +67,7 @@ pub(crate) struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        let retention = pysaas_scheduler::Retention::default();
         Config {
             database_url: None,
             listen: "127.0.0.1:8080".into(),
@@ -63,10 +82,26 @@ impl Default for Config {
             shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
             promote_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_PROMOTE_INTERVAL),
             rescue_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_RESCUE_INTERVAL),
+            leader_ttl_ms: duration_ms(pysaas_scheduler::DEFAULT_LEADER_TTL),
+            scheduler_in_workers: true,
+            misfire_threshold_ms: duration_ms(pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD),
+            prune_interval_ms: duration_ms(pysaas_scheduler::pruner::DEFAULT_PRUNE_INTERVAL),
+            retain_succeeded_secs: retention_secs(retention.succeeded),
+            retain_cancelled_secs: retention_secs(retention.cancelled),
+            retain_dead_secs: retention_secs(retention.dead),
+            schedules: Vec::new(),
             auto_migrate: true,
             log_format: "text".into(),
         }
     }
+}
+
+fn retention_secs(keep: Option<Duration>) -> u64 {
+    keep.map_or(0, |d| d.as_secs())
+}
+
+fn keep_for(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
 }
 
 fn duration_ms(d: Duration) -> u64 {
@@ -85,7 +120,7 @@ impl Config {
         }
         let figment = figment.merge(
             Env::prefixed("PYSAAS_")
-                .ignore(&["config", "api"])
+                .ignore(&["config", "api", "schedules"])
                 .map(|k| k.as_str().to_lowercase().into()),
         );
         let config: Config = figment.extract().context("invalid configuration")?;
@@ -120,6 +155,15 @@ impl Config {
         if !pysaas_api::valid_queue_name(&self.broker_prefix) {
             bail!("broker_prefix (PYSAAS_BROKER_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
         }
+        if self.leader_ttl_ms < 300 {
+            bail!("leader_ttl_ms (PYSAAS_LEADER_TTL_MS) must be at least 300");
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for schedule in &self.schedules {
+            if !names.insert(schedule.name.as_str()) {
+                bail!("schedules: `{}` is declared twice", schedule.name);
+            }
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             bail!("log_format (PYSAAS_LOG_FORMAT) must be `text` or `json`");
         }
@@ -149,6 +193,15 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Retention per finished state.
+    pub(crate) fn retention(&self) -> pysaas_scheduler::Retention {
+        pysaas_scheduler::Retention {
+            succeeded: keep_for(self.retain_succeeded_secs),
+            cancelled: keep_for(self.retain_cancelled_secs),
+            dead: keep_for(self.retain_dead_secs),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! `pysaas`: the one binary. `dev` runs everything in one process on SQLite; `api`, `worker` and
-//! `migrate` are the production roles; `enqueue` and `jobs` talk to a running API; `bench`
+//! `pysaas`: the one binary. `dev` runs everything in one process on SQLite; `api`, `worker`,
+//! `scheduler` and `migrate` are the production roles; `enqueue` and `jobs` talk to a running API; `bench`
 //! measures throughput and latency.
 
 mod bench;
@@ -30,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// API + workers + maintenance in one process on SQLite: no servers needed.
+    /// API + workers + scheduler in one process on SQLite: no servers needed.
     Dev {
         /// Listen address (default 127.0.0.1:8080).
         #[arg(long)]
@@ -45,7 +45,7 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// A worker pool (plus the maintenance services).
+    /// A worker pool (standing for scheduler leader too, unless scheduler_in_workers = false).
     Worker {
         /// Queues to consume, `name` or `name=concurrency`, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -54,6 +54,9 @@ enum Command {
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// The scheduler: stands for leader; the leader fires cron schedules exactly once, promotes
+    /// delayed jobs and runs maintenance. Run two or more for availability.
+    Scheduler,
     /// Create or upgrade the database schema.
     Migrate,
     /// Submit a job through the API.
@@ -98,6 +101,7 @@ fn main() -> Result<()> {
                         config.concurrency = concurrency.unwrap_or(config.concurrency);
                         run::worker(config).await
                     }
+                    Command::Scheduler => run::scheduler(config).await,
                     Command::Migrate => run::migrate(config).await,
                     Command::Bench(args) => bench::run(config, args).await,
                     Command::Enqueue(_) | Command::Jobs(_) => unreachable!("handled above"),

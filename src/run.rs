@@ -10,7 +10,8 @@ use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
-use pysaas_scheduler::MaintenanceConfig;
+use pysaas_jobs::DEFAULT_TENANT;
+use pysaas_scheduler::SchedulerConfig;
 use pysaas_workers::{Handlers, QueueConfig, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -126,11 +127,16 @@ fn worker_id() -> String {
     )
 }
 
-fn maintenance_config(config: &Config) -> MaintenanceConfig {
-    MaintenanceConfig {
-        promote_interval: Duration::from_millis(config.promote_interval_ms.max(10)),
-        rescue_interval: Duration::from_millis(config.rescue_interval_ms.max(10)),
-        ..MaintenanceConfig::default()
+fn scheduler_config(config: &Config) -> SchedulerConfig {
+    let ms = |v: u64| Duration::from_millis(v.max(10));
+    SchedulerConfig {
+        leader_ttl: ms(config.leader_ttl_ms),
+        promote_interval: ms(config.promote_interval_ms),
+        rescue_interval: ms(config.rescue_interval_ms),
+        prune_interval: ms(config.prune_interval_ms),
+        retention: config.retention(),
+        misfire_threshold: Duration::from_millis(config.misfire_threshold_ms),
+        ..SchedulerConfig::new(worker_id())
     }
 }
 
@@ -184,14 +190,57 @@ impl Roles {
         })
     }
 
-    /// Starts the maintenance services and runs a worker pool until shutdown.
-    async fn run_worker(&self, config: &Config) -> Result<()> {
-        let maintenance = pysaas_scheduler::spawn(
-            self.store.clone(),
-            self.dispatcher.clone(),
-            &maintenance_config(config),
+    /// Applies the config's schedules, then stands for scheduler leader until shutdown (the
+    /// leader runs cron, promotion, rescue, relay, pruning and gauges).
+    async fn start_scheduler(&self, config: &Config) -> Result<tokio_util::task::TaskTracker> {
+        let registry = self.handlers.registry();
+        let report = pysaas_scheduler::sync_schedules(
+            self.store.as_ref(),
+            &registry,
+            DEFAULT_TENANT,
+            &config.schedules,
+        )
+        .await
+        .context("applying the schedules of the config file")?;
+        if !config.schedules.is_empty() {
+            tracing::info!(
+                created = report.created,
+                updated = report.updated,
+                unchanged = report.unchanged,
+                "config schedules applied"
+            );
+        }
+        let scheduler = scheduler_config(config);
+        tracing::info!(holder = %scheduler.holder, "standing for scheduler leader");
+        Ok(pysaas_scheduler::spawn(
+            pysaas_scheduler::Context {
+                store: self.store.clone(),
+                dispatcher: self.dispatcher.clone(),
+                registry,
+                config: scheduler,
+            },
             self.shutdown.clone(),
-        );
+        ))
+    }
+
+    /// The scheduler alone, until shutdown.
+    async fn run_scheduler(&self, config: &Config) -> Result<()> {
+        let scheduler = self.start_scheduler(config).await?;
+        self.shutdown.cancelled().await;
+        scheduler.wait().await;
+        self.dispatcher.close().await;
+        Ok(())
+    }
+
+    /// Runs a worker pool until shutdown (and the scheduler, if workers stand for leader).
+    async fn run_worker(&self, config: &Config) -> Result<()> {
+        let maintenance = if config.scheduler_in_workers {
+            self.start_scheduler(config).await?
+        } else {
+            let idle = tokio_util::task::TaskTracker::new();
+            idle.close();
+            idle
+        };
         let worker = Worker::new(
             self.store.clone(),
             self.dispatcher.clone(),
@@ -262,6 +311,10 @@ pub(crate) async fn api(config: Config) -> Result<()> {
 
 pub(crate) async fn worker(config: Config) -> Result<()> {
     Roles::open(&config).await?.run_worker(&config).await
+}
+
+pub(crate) async fn scheduler(config: Config) -> Result<()> {
+    Roles::open(&config).await?.run_scheduler(&config).await
 }
 
 pub(crate) async fn migrate(mut config: Config) -> Result<()> {

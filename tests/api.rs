@@ -10,7 +10,7 @@ use pysaas_api::AppState;
 use pysaas_brokers::store::{PgStore, StoreConfig};
 use pysaas_brokers::testing::TestDb;
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
-use pysaas_scheduler::MaintenanceConfig;
+use pysaas_scheduler::SchedulerConfig;
 use pysaas_workers::{Handlers, Worker, WorkerConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -34,15 +34,18 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
     let handlers = Handlers::builtin();
     let stop = CancellationToken::new();
     if with_worker {
-        let maintenance = MaintenanceConfig {
+        let scheduler = SchedulerConfig {
             promote_interval: Duration::from_millis(50),
             rescue_interval: Duration::from_millis(200),
-            ..MaintenanceConfig::default()
+            ..SchedulerConfig::new(format!("api-test-{}", uuid::Uuid::new_v4()))
         };
         pysaas_scheduler::spawn(
-            store.clone(),
-            dispatcher.clone(),
-            &maintenance,
+            pysaas_scheduler::Context {
+                store: store.clone(),
+                dispatcher: dispatcher.clone(),
+                registry: handlers.registry(),
+                config: scheduler,
+            },
             stop.clone(),
         );
         let config = WorkerConfig::for_queues(["default", "notifications"], 8)
@@ -110,6 +113,18 @@ impl App {
                 .unwrap(),
         )
         .await
+    }
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.unwrap()).await
     }
     async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -517,6 +532,216 @@ async fn health_metrics_and_openapi(app: App) {
     ));
 }
 
+/// The 422 problem's first field path.
+fn field(body: &Value) -> &str {
+    body["errors"][0]["path"].as_str().unwrap_or_default()
+}
+
+async fn schedules_are_managed_and_fired(app: App) {
+    use reqwest::Method;
+    let every_second = json!({"name": "every-second", "cron": "* * * * * *", "kind": "system.noop", "misfire": "catch_up"});
+    // Invalid input: 422 naming the field; nothing is created.
+    for (body, path) in [
+        (
+            json!({"name": "a", "cron": "every minute", "kind": "system.noop"}),
+            "cron",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "timezone": "Mars/Olympus", "kind": "system.noop"}),
+            "timezone",
+        ),
+        (
+            json!({"name": "a b", "cron": "0 * * * * *", "kind": "system.noop"}),
+            "name",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "system.sleep", "payload": {"ms": "x"}}),
+            "payload.ms",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "system.noop", "misfire": "sometimes"}),
+            "misfire",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "system.noop", "catch_up_max": 0}),
+            "catch_up_max",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "system.noop", "queue": "Bad Queue"}),
+            "queue",
+        ),
+        (
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "system.noop", "colour": "red"}),
+            "",
+        ),
+    ] {
+        let (s, b) = app.post("/v1/schedules", body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {b}");
+        if !path.is_empty() {
+            assert_eq!(field(&b), path, "{b}");
+        }
+    }
+    let (s, b) = app
+        .post(
+            "/v1/schedules",
+            json!({"name": "a", "cron": "0 * * * * *", "kind": "nope"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b["known_kinds"].is_array());
+    assert_eq!(
+        app.post_raw("/v1/schedules", "{not json").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(app.get("/v1/schedules").await.1["schedules"], json!([]));
+
+    // Create: 201 with the next five fire times, one second apart.
+    let (s, created) = app.post("/v1/schedules", every_second.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["source"], "api");
+    let next: Vec<chrono::DateTime<chrono::Utc>> =
+        serde_json::from_value(created["next_fire_times"].clone()).unwrap();
+    assert_eq!(next.len(), 5);
+    assert!(
+        next.windows(2)
+            .all(|w| w[1] - w[0] == chrono::Duration::seconds(1)),
+        "{next:?}"
+    );
+    assert_eq!(
+        app.post("/v1/schedules", every_second).await.0,
+        StatusCode::CONFLICT
+    );
+
+    // The in-process scheduler fires it: the last fire and its job show up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fired = loop {
+        let (_, s) = app.get("/v1/schedules/every-second").await;
+        if s["last_job_id"].is_string() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "never fired: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let job_id = fired["last_job_id"].as_str().unwrap();
+    let (_, job) = app.get(&format!("/v1/jobs/{job_id}")).await;
+    assert!(
+        job["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("schedule:every-second:"),
+        "{job}"
+    );
+    assert_eq!(job["run_at"], fired["last_fire_at"]);
+
+    // PATCH: a merge patch; a new cron or zone applies from now on; errors name the field.
+    let (s, b) = app
+        .send(
+            Method::PATCH,
+            "/v1/schedules/every-second",
+            Some(json!({"cron": "0 30 2 * * *", "timezone": "Europe/Berlin", "payload": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (b["cron"].as_str(), b["timezone"].as_str()),
+        (Some("0 30 2 * * *"), Some("Europe/Berlin"))
+    );
+    assert_eq!(b["version"], fired["version"].as_i64().unwrap() + 1);
+    for t in b["next_fire_times"].as_array().unwrap() {
+        let t: chrono::DateTime<chrono::Utc> = serde_json::from_value(t.clone()).unwrap();
+        let local = t.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!(local.format("%H:%M:%S").to_string(), "02:30:00", "{t}");
+    }
+    for (patch, path) in [
+        (json!({"cron": "61 * * * * *"}), "cron"),
+        (json!({"timezone": "Nowhere"}), "timezone"),
+        (json!({"catch_up_max": -1}), "catch_up_max"),
+        (json!({"name": "renamed"}), "name"),
+        (json!({"kind": null}), "kind"),
+    ] {
+        let (s, b) = app
+            .send(
+                Method::PATCH,
+                "/v1/schedules/every-second",
+                Some(patch.clone()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{patch} -> {b}");
+        if path == "kind" {
+            assert!(b["detail"].as_str().unwrap().contains("kind"), "{b}");
+        } else {
+            assert_eq!(field(&b), path, "{patch} -> {b}");
+        }
+    }
+    assert_eq!(
+        app.send(
+            Method::PATCH,
+            "/v1/schedules/missing",
+            Some(json!({"cron": "0 * * * * *"}))
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Pause, trigger by hand (a paused schedule can still be triggered), resume.
+    let (s, paused) = app
+        .post("/v1/schedules/every-second/pause", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (paused["paused"].clone(), paused["next_fire_times"].clone()),
+        (json!(true), json!([]))
+    );
+    let (s, job) = app
+        .post("/v1/schedules/every-second/trigger", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    app.wait_state(
+        job["id"].as_str().unwrap(),
+        "succeeded",
+        Duration::from_secs(5),
+    )
+    .await;
+    let (_, shown) = app.get("/v1/schedules/every-second").await;
+    assert_eq!(shown["last_job_id"], job["id"]);
+    let (s, resumed) = app
+        .post("/v1/schedules/every-second/resume", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(resumed["paused"], false);
+    assert_eq!(resumed["next_fire_times"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        app.post("/v1/schedules/missing/trigger", json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Delete.
+    assert_eq!(
+        app.get("/v1/schedules").await.1["schedules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/v1/schedules/every-second", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/v1/schedules/every-second").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.send(Method::DELETE, "/v1/schedules/every-second", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
 macro_rules! api_suite {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -539,6 +764,7 @@ api_suite!(
     delayed_job_starts_on_time,
     webhook_posts_and_retries_non_2xx,
     health_metrics_and_openapi,
+    schedules_are_managed_and_fired,
 );
 
 /// With the store unreachable the API answers 503 problem+json promptly: never 500, never a hang.

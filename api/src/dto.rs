@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use pysaas_brokers::QueueStats;
-use pysaas_jobs::{Job, JobState};
+use pysaas_jobs::{Job, JobState, Misfire, Schedule, ScheduleSource, ScheduleSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -220,4 +220,143 @@ pub struct KindList {
 pub struct Health {
     /// `ok`.
     pub status: String,
+}
+
+/// A schedule to create (`POST /v1/schedules`).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSchedule {
+    /// Unique per tenant: 1 to 128 characters of a-z, A-Z, 0-9, `.`, `_`, `-`.
+    #[schema(example = "nightly-report")]
+    pub name: String,
+    /// Cron expression, seconds first: `sec min hour day-of-month month day-of-week [year]`.
+    #[schema(example = "0 30 3 * * *")]
+    pub cron: String,
+    /// IANA time zone the expression is read in (default `UTC`).
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: Option<String>,
+    /// Job kind each tick enqueues.
+    #[schema(example = "system.noop")]
+    pub kind: String,
+    /// The kind's payload.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Queue; defaults to the kind's.
+    pub queue: Option<String>,
+    /// Priority; defaults to the kind's.
+    pub priority: Option<i16>,
+    /// Attempts; defaults to the kind's retry policy.
+    pub max_attempts: Option<i32>,
+    /// `skip`, `fire_once` (default) or `catch_up`: what to do with ticks missed while no
+    /// scheduler ran.
+    #[schema(value_type = Option<String>, example = "fire_once")]
+    pub misfire: Option<Misfire>,
+    /// Most missed ticks `catch_up` fires (default 100).
+    pub catch_up_max: Option<u32>,
+    /// Create paused.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl From<CreateSchedule> for ScheduleSpec {
+    fn from(c: CreateSchedule) -> Self {
+        ScheduleSpec {
+            name: c.name,
+            cron: c.cron,
+            timezone: c.timezone.unwrap_or_else(|| "UTC".to_owned()),
+            kind: c.kind,
+            payload: c.payload,
+            queue: c.queue,
+            priority: c.priority,
+            max_attempts: c.max_attempts,
+            misfire: c.misfire.unwrap_or_default(),
+            catch_up_max: c
+                .catch_up_max
+                .unwrap_or(pysaas_jobs::schedule::DEFAULT_CATCH_UP_MAX),
+            paused: c.paused,
+        }
+    }
+}
+
+/// A schedule as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleView {
+    /// Name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Cron expression (seconds first).
+    pub cron: String,
+    /// IANA time zone.
+    pub timezone: String,
+    /// Kind enqueued.
+    pub kind: String,
+    /// Payload.
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Queue (the kind's when absent).
+    pub queue: Option<String>,
+    /// Priority (the kind's when absent).
+    pub priority: Option<i16>,
+    /// Attempts (the kind's when absent).
+    pub max_attempts: Option<i32>,
+    /// Misfire policy.
+    #[schema(value_type = String, example = "fire_once")]
+    pub misfire: Misfire,
+    /// Bound of `catch_up`.
+    pub catch_up_max: u32,
+    /// Paused schedules fire nothing.
+    pub paused: bool,
+    /// `config` (re-applied when a scheduler starts) or `api`.
+    #[schema(value_type = String, example = "api")]
+    pub source: ScheduleSource,
+    /// The next five ticks (empty while paused).
+    pub next_fire_times: Vec<DateTime<Utc>>,
+    /// When it last enqueued a job.
+    pub last_fire_at: Option<DateTime<Utc>>,
+    /// The job it last enqueued.
+    pub last_job_id: Option<Uuid>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Definition last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Bumped by every change.
+    pub version: i64,
+}
+
+impl ScheduleView {
+    /// The view at time `now`.
+    pub fn new(schedule: Schedule, now: DateTime<Utc>) -> Self {
+        let next_fire_times = schedule.upcoming(now, 5);
+        let spec = schedule.spec;
+        ScheduleView {
+            name: spec.name,
+            tenant_id: schedule.tenant_id,
+            cron: spec.cron,
+            timezone: spec.timezone,
+            kind: spec.kind,
+            payload: spec.payload,
+            queue: spec.queue,
+            priority: spec.priority,
+            max_attempts: spec.max_attempts,
+            misfire: spec.misfire,
+            catch_up_max: spec.catch_up_max,
+            paused: spec.paused,
+            source: schedule.source,
+            next_fire_times,
+            last_fire_at: schedule.last_fire_at,
+            last_job_id: schedule.last_job_id,
+            created_at: schedule.created_at,
+            updated_at: schedule.updated_at,
+            version: schedule.version,
+        }
+    }
+}
+
+/// A tenant's schedules.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleList {
+    /// Sorted by name.
+    pub schedules: Vec<ScheduleView>,
 }

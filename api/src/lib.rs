@@ -1,4 +1,4 @@
-//! PySaaS HTTP API (axum): job submission and management, queue statistics, health, Prometheus
+//! PySaaS HTTP API (axum): job submission and management, cron schedules, queue statistics, health, Prometheus
 //! metrics and the OpenAPI document with Swagger UI at `/docs`.
 //!
 //! Every error is `application/problem+json`; `202 Accepted` is returned only after the job's row
@@ -39,6 +39,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/cancel", post(routes::jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(routes::jobs::retry))
+        .route(
+            "/v1/schedules",
+            get(routes::schedules::list).post(routes::schedules::create),
+        )
+        .route(
+            "/v1/schedules/{name}",
+            get(routes::schedules::get)
+                .patch(routes::schedules::patch)
+                .delete(routes::schedules::delete),
+        )
+        .route("/v1/schedules/{name}/pause", post(routes::schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(routes::schedules::resume))
+        .route("/v1/schedules/{name}/trigger", post(routes::schedules::trigger))
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/kinds", get(routes::system::kinds))
         .route("/healthz", get(routes::system::healthz))

@@ -21,5 +21,6 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    Completion, Inserted, JobFilter, JobStore, QueueStats, StoreConfig, Transition, LIST_LIMIT_MAX,
+    Completion, FireResult, Inserted, JobFilter, JobStore, Lease, QueueStats, ScheduleFire,
+    SchedulerStore, StoreConfig, Transition, LIST_LIMIT_MAX,
 };

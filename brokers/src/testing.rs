@@ -221,3 +221,19 @@ impl Drop for TestRedisPrefix {
         });
     }
 }
+
+/// Declares each listed `async fn(TestDb)` as two tests, `sqlite::<name>` and
+/// `postgres::<name>`: one conformance suite for every store.
+#[macro_export]
+macro_rules! each_store {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::testing::TestDb::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test($crate::testing::TestDb::postgres().await).await })*
+        }
+    };
+}

@@ -22,6 +22,7 @@ pub mod kinds;
 mod outcome;
 mod registry;
 mod retry;
+pub mod schedule;
 mod state;
 
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
@@ -29,8 +30,14 @@ pub use error::{HandlerError, JobsError, Result};
 pub use job::{Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
 pub use kind::{JobKind, DEFAULT_TIMEOUT};
 pub use outcome::Outcome;
-pub use registry::{KindRegistry, KindSpec};
+pub use registry::{
+    valid_queue_name, JobOptions, KindRegistry, KindSpec, IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT,
+    QUEUE_NAME_MAX,
+};
 pub use retry::{
     RetryPolicy, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_MAX_ATTEMPTS,
+};
+pub use schedule::{
+    CronSchedule, Misfire, MisfirePolicy, Schedule, ScheduleError, ScheduleSource, ScheduleSpec,
 };
 pub use state::JobState;

@@ -1,9 +1,55 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use uuid::Uuid;
 
-use crate::{kinds, JobKind, JobsError, RetryPolicy};
+use crate::{kinds, JobKind, JobsError, NewJob, RetryPolicy, MAX_PRIORITY};
+
+/// Upper bound a submission may set for `max_attempts`.
+pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
+/// Longest idempotency key.
+pub const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// Longest queue name.
+pub const QUEUE_NAME_MAX: usize = 64;
+
+/// Queue names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters; a letter or digit
+/// first. Safe as RabbitMQ queue and Redis key parts.
+pub fn valid_queue_name(name: &str) -> bool {
+    name.len() <= QUEUE_NAME_MAX
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// What a submission may set beside kind and payload; `None` takes the kind's default.
+#[derive(Debug, Clone, Default)]
+pub struct JobOptions {
+    /// Queue.
+    pub queue: Option<String>,
+    /// Priority, 0 ..= [`MAX_PRIORITY`].
+    pub priority: Option<i16>,
+    /// Attempts, 1 ..= [`MAX_ATTEMPTS_LIMIT`].
+    pub max_attempts: Option<i32>,
+    /// Earliest start; now when absent.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Same key (per tenant), same job.
+    pub idempotency_key: Option<String>,
+    /// W3C `traceparent`.
+    pub trace_context: Option<String>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> JobsError {
+    JobsError::InvalidField {
+        field,
+        message: message.into(),
+    }
+}
 
 /// Everything the platform knows about one kind, without its Rust type.
 #[derive(Debug, Clone)]
@@ -113,6 +159,63 @@ impl KindRegistry {
             message,
         })?;
         Ok(spec)
+    }
+
+    /// A validated job row: the payload checked against the kind's schema, options checked and
+    /// defaulted from the kind. The error names the offending field.
+    pub fn new_job(
+        &self,
+        tenant_id: &str,
+        kind: &str,
+        payload: Value,
+        options: JobOptions,
+    ) -> Result<NewJob, JobsError> {
+        let spec = self.validate(kind, &payload)?;
+        let queue = options.queue.unwrap_or_else(|| spec.queue.to_owned());
+        if !valid_queue_name(&queue) {
+            return Err(invalid(
+                "queue",
+                "1 to 64 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
+            ));
+        }
+        let priority = options.priority.unwrap_or(spec.priority);
+        if !(0..=MAX_PRIORITY).contains(&priority) {
+            return Err(invalid(
+                "priority",
+                format!("must be between 0 and {MAX_PRIORITY}"),
+            ));
+        }
+        let max_attempts = options.max_attempts.unwrap_or(spec.retry.max_attempts);
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
+            return Err(invalid(
+                "max_attempts",
+                format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
+            ));
+        }
+        if let Some(key) = &options.idempotency_key {
+            if key.is_empty()
+                || key.len() > IDEMPOTENCY_KEY_MAX
+                || key.chars().any(char::is_control)
+            {
+                return Err(invalid(
+                    "idempotency_key",
+                    format!("must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters"),
+                ));
+            }
+        }
+        Ok(NewJob {
+            id: Uuid::now_v7(),
+            tenant_id: tenant_id.to_owned(),
+            kind: spec.kind.to_owned(),
+            queue,
+            payload,
+            priority,
+            max_attempts,
+            run_at: options.run_at.unwrap_or_else(Utc::now),
+            timeout_ms: i64::try_from(spec.timeout.as_millis()).unwrap_or(i64::MAX),
+            idempotency_key: options.idempotency_key,
+            trace_context: options.trace_context,
+        })
     }
 }
 

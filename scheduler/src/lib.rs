@@ -1,76 +1,154 @@
-//! PySaaS scheduler: the maintenance services that keep the job table moving.
+//! PySaaS scheduler: cron schedules fired exactly once across replicas, delayed-job promotion,
+//! and the maintenance services. See `docs/scheduling.md`.
 //!
-//! - [`promoter`]: moves due `scheduled` and `retrying` jobs to `queued`.
+//! Any number of scheduler processes run [`run`]; they elect one leader through a lease row with
+//! a fencing token ([`leader`]). Only the leader runs the services:
+//!
+//! - [`cron`]: fires due schedule ticks, each one job with the idempotency key
+//!   `schedule:<name>:<tick>`, recorded in the same transaction that checks the fencing token.
+//! - [`promoter`]: moves due `scheduled` and `retrying` jobs to `queued` (and tells a broker).
+//! - [`rescuer`]: re-queues `running` jobs whose worker stopped heartbeating.
 //! - [`relay`]: announces to a message broker the queued jobs it has not been told about.
-//! - [`rescuer`]: re-queues `running` jobs whose worker stopped heartbeating (a `kill -9`, a lost
-//!   node), or marks them `dead` when their attempts are used up.
-//!
-//! - [`schedule`]: cron expressions in IANA time zones (DST-safe) and misfire policies.
-//!
-//! The maintenance services are idempotent conditional updates, so running them in several processes at once is
-//! safe (only wasteful); cron and leader election build on this crate.
+//! - [`pruner`]: deletes finished jobs past their state's retention.
+//! - [`gauges`]: publishes queue depth per queue and state as Prometheus gauges.
 
+pub mod cron;
+pub mod gauges;
+pub mod leader;
 pub mod promoter;
+pub mod pruner;
 pub mod relay;
 pub mod rescuer;
-pub mod schedule;
 mod service;
+mod sync;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pysaas_brokers::{Dispatcher, JobStore};
+use pysaas_jobs::KindRegistry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use leader::{DEFAULT_LEADER_TTL, LEADER_LEASE};
 pub use promoter::DEFAULT_PROMOTE_INTERVAL;
+pub use pruner::Retention;
 pub use rescuer::DEFAULT_RESCUE_INTERVAL;
-pub use schedule::{CronSchedule, MisfirePolicy, ScheduleError, DEFAULT_MISFIRE_THRESHOLD};
+pub use sync::{sync_schedules, SyncError, SyncReport};
 
-/// Settings of the maintenance services.
+/// Settings of the scheduler and its services.
 #[derive(Debug, Clone)]
-pub struct MaintenanceConfig {
+pub struct SchedulerConfig {
+    /// This process's id in the leader election (host, pid, random suffix).
+    pub holder: String,
+    /// Lease length: a leader that stops renewing is replaced after at most this long.
+    pub leader_ttl: Duration,
+    /// How often a follower tries to take the lease.
+    pub follower_poll: Duration,
     /// How often due jobs are promoted.
     pub promote_interval: Duration,
     /// How often expired leases are rescued.
     pub rescue_interval: Duration,
     /// How often the relay runs (broker dispatchers only).
     pub relay_interval: Duration,
+    /// How often finished jobs are pruned.
+    pub prune_interval: Duration,
+    /// How long finished jobs are kept, per state.
+    pub retention: Retention,
+    /// How often queue-depth gauges are refreshed.
+    pub gauge_interval: Duration,
+    /// A tick evaluated later than this is a misfire, handled by the schedule's policy.
+    pub misfire_threshold: Duration,
 }
 
-impl Default for MaintenanceConfig {
-    fn default() -> Self {
-        MaintenanceConfig {
+impl SchedulerConfig {
+    /// Defaults for the holder id `holder`.
+    pub fn new(holder: impl Into<String>) -> Self {
+        SchedulerConfig {
+            holder: holder.into(),
+            leader_ttl: DEFAULT_LEADER_TTL,
+            follower_poll: leader::DEFAULT_FOLLOWER_POLL,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,
             rescue_interval: DEFAULT_RESCUE_INTERVAL,
             relay_interval: relay::DEFAULT_RELAY_INTERVAL,
+            prune_interval: pruner::DEFAULT_PRUNE_INTERVAL,
+            retention: Retention::default(),
+            gauge_interval: gauges::DEFAULT_GAUGE_INTERVAL,
+            misfire_threshold: pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD,
         }
     }
 }
 
-/// Starts every maintenance service (the relay only for a broker dispatcher); they stop when
-/// `shutdown` is cancelled.
-pub fn spawn(
-    store: Arc<dyn JobStore>,
-    dispatcher: Arc<dyn Dispatcher>,
-    config: &MaintenanceConfig,
-    shutdown: CancellationToken,
+/// What the leader's services work on.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The store.
+    pub store: Arc<dyn JobStore>,
+    /// Where queued jobs are announced.
+    pub dispatcher: Arc<dyn Dispatcher>,
+    /// Kinds, to build each tick's job.
+    pub registry: KindRegistry,
+    /// Settings.
+    pub config: SchedulerConfig,
+}
+
+/// Runs leader election until `shutdown`; while this process leads, it runs every service. On
+/// shutdown the lease is released so that another replica takes over at once.
+pub fn spawn(context: Context, shutdown: CancellationToken) -> TaskTracker {
+    let tracker = TaskTracker::new();
+    tracker.spawn(leader::run(context, shutdown));
+    tracker.close();
+    tracker
+}
+
+/// Starts the leader's services under `lease`; they stop when `stop` is cancelled or the lease
+/// is lost.
+pub(crate) fn spawn_services(
+    context: &Context,
+    lease: tokio::sync::watch::Receiver<Option<pysaas_brokers::Lease>>,
+    stop: CancellationToken,
 ) -> TaskTracker {
     let tracker = TaskTracker::new();
+    let Context {
+        store,
+        dispatcher,
+        registry,
+        config,
+    } = context.clone();
+    tracker.spawn(cron::run(
+        store.clone(),
+        dispatcher.clone(),
+        registry,
+        config.misfire_threshold,
+        lease,
+        stop.clone(),
+    ));
     tracker.spawn(promoter::run(
         store.clone(),
+        dispatcher.clone(),
         config.promote_interval,
-        shutdown.clone(),
+        stop.clone(),
     ));
     if dispatcher.name() != "store" {
         tracker.spawn(relay::run(
             store.clone(),
             dispatcher,
             config.relay_interval,
-            shutdown.clone(),
+            stop.clone(),
         ));
     }
-    tracker.spawn(rescuer::run(store, config.rescue_interval, shutdown));
+    tracker.spawn(rescuer::run(
+        store.clone(),
+        config.rescue_interval,
+        stop.clone(),
+    ));
+    tracker.spawn(pruner::run(
+        store.clone(),
+        config.retention,
+        config.prune_interval,
+        stop.clone(),
+    ));
+    tracker.spawn(gauges::run(store, config.gauge_interval, stop));
     tracker.close();
     tracker
 }

@@ -8,7 +8,7 @@ use pysaas_brokers::JobStore;
 use tokio_util::sync::CancellationToken;
 
 /// Default rescue interval. A dead worker's jobs restart within lease + this interval.
-pub const DEFAULT_RESCUE_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_RESCUE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs the rescuer until `shutdown`.
 pub async fn run(store: Arc<dyn JobStore>, interval: Duration, shutdown: CancellationToken) {

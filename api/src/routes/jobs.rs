@@ -6,9 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
-use pysaas_jobs::{JobState, JobsError, NewJob, MAX_PRIORITY};
+use pysaas_jobs::{JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
 use crate::dto::{BatchAccepted, JobPage, JobView, ListParams, SubmitBatch, SubmitJob};
@@ -19,23 +18,7 @@ use crate::{AppState, Tenant};
 pub const BATCH_MAX: usize = 1000;
 /// Default page size of `GET /v1/jobs`.
 pub const LIST_LIMIT_DEFAULT: i64 = 100;
-/// Upper bound a submission may set for `max_attempts`.
-pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
-const IDEMPOTENCY_KEY_MAX: usize = 255;
-const QUEUE_NAME_MAX: usize = 64;
-
-/// Queue names: lower-case letters, digits, `.`, `_`, `-`; 1 to 64 characters; a letter or digit
-/// first. Safe as RabbitMQ queue and Redis key parts.
-pub fn valid_queue_name(name: &str) -> bool {
-    name.len() <= QUEUE_NAME_MAX
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-}
+pub use pysaas_jobs::{valid_queue_name, MAX_ATTEMPTS_LIMIT};
 
 fn invalid(field: &'static str, message: impl Into<String>) -> JobsError {
     JobsError::InvalidField {
@@ -62,28 +45,6 @@ fn prepare(
     header_key: Option<&str>,
     trace: Option<&str>,
 ) -> Result<NewJob, JobsError> {
-    let spec = state.registry().validate(&sub.kind, &sub.payload)?;
-    let queue = sub.queue.unwrap_or_else(|| spec.queue.to_owned());
-    if !valid_queue_name(&queue) {
-        return Err(invalid(
-            "queue",
-            "1 to 64 characters of a-z, 0-9, `.`, `_`, `-`, starting with a letter or digit",
-        ));
-    }
-    let priority = sub.priority.unwrap_or(spec.priority);
-    if !(0..=MAX_PRIORITY).contains(&priority) {
-        return Err(invalid(
-            "priority",
-            format!("must be between 0 and {MAX_PRIORITY}"),
-        ));
-    }
-    let max_attempts = sub.max_attempts.unwrap_or(spec.retry.max_attempts);
-    if !(1..=MAX_ATTEMPTS_LIMIT).contains(&max_attempts) {
-        return Err(invalid(
-            "max_attempts",
-            format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}"),
-        ));
-    }
     let idempotency_key = match (header_key, sub.idempotency_key) {
         (Some(h), Some(b)) if h != b => {
             return Err(invalid(
@@ -94,27 +55,19 @@ fn prepare(
         (Some(h), _) => Some(h.to_owned()),
         (None, b) => b,
     };
-    if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || key.chars().any(char::is_control) {
-            return Err(invalid(
-                "idempotency_key",
-                format!("must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters"),
-            ));
-        }
-    }
-    Ok(NewJob {
-        id: Uuid::now_v7(),
-        tenant_id: tenant.to_owned(),
-        kind: spec.kind.to_owned(),
-        queue,
-        payload: sub.payload,
-        priority,
-        max_attempts,
-        run_at: sub.run_at.unwrap_or_else(Utc::now),
-        timeout_ms: i64::try_from(spec.timeout.as_millis()).unwrap_or(i64::MAX),
-        idempotency_key,
-        trace_context: trace.map(str::to_owned),
-    })
+    state.registry().new_job(
+        tenant,
+        &sub.kind,
+        sub.payload,
+        JobOptions {
+            queue: sub.queue,
+            priority: sub.priority,
+            max_attempts: sub.max_attempts,
+            run_at: sub.run_at,
+            idempotency_key,
+            trace_context: trace.map(str::to_owned),
+        },
+    )
 }
 
 /// A W3C `traceparent` is 55 visible characters; anything else is ignored.
@@ -125,7 +78,7 @@ fn traceparent(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| v.len() == 55 && v.split('-').count() == 4)
 }
 
-async fn insert(state: &AppState, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
+pub(crate) async fn insert(state: &AppState, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
     let inserted = state.store().insert(jobs).await?;
     let created: Vec<_> = inserted
         .iter()

@@ -1,4 +1,5 @@
 //! Route handlers, one module per resource.
 
 pub(crate) mod jobs;
+pub(crate) mod schedules;
 pub(crate) mod system;

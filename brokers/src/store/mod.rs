@@ -1,6 +1,7 @@
 //! The job store: every job row and its state. See `docs/job-lifecycle.md`.
 
 mod pg;
+mod schedules;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use pg::PgStore;
+pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 pub use sqlite::SqliteStore;
 
 use crate::{Result, StoreError};
@@ -128,7 +130,7 @@ pub struct QueueStats {
 /// Durable job storage. Every backend passes the same conformance suite
 /// (`brokers/tests/store_conformance.rs`).
 #[async_trait]
-pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait JobStore: SchedulerStore + Send + Sync + std::fmt::Debug + 'static {
     /// Backend name (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;
 
@@ -186,8 +188,9 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// counted.
     async fn release(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64>;
 
-    /// Moves due `scheduled` and `retrying` jobs to `queued`; returns how many.
-    async fn promote_due(&self) -> Result<u64>;
+    /// Moves due `scheduled` and `retrying` jobs to `queued` (at most a batch); returns them, so
+    /// that a broker can be told at once.
+    async fn promote_due(&self) -> Result<Vec<Job>>;
 
     /// Re-queues running jobs whose lease expired (their worker died); those out of attempts go
     /// `dead`. Returns how many rows changed.

@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::{Job, JobState, NewJob};
+use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, Inserted, JobFilter,
-    JobStore, QueueStats, StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, FireResult, Inserted,
+    JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore, StoreConfig, Transition,
+    RELEASED_ERROR, RESCUED_ERROR,
 };
 use crate::{Result, StoreError};
 
@@ -85,6 +86,118 @@ impl PgStore {
             .execute(executor)
             .await?;
         Ok(())
+    }
+
+    /// Inserts jobs on `conn` (inside the caller's transaction), notifying their queues on commit.
+    async fn insert_in(&self, conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Inserted>> {
+        let n = jobs.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut tenants = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut max_attempts = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut timeouts = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut traces = Vec::with_capacity(n);
+        let mut run_ats = Vec::with_capacity(n);
+        for job in jobs {
+            ids.push(job.id);
+            tenants.push(job.tenant_id.as_str());
+            kinds.push(job.kind.as_str());
+            queues.push(job.queue.as_str());
+            priorities.push(job.priority);
+            max_attempts.push(job.max_attempts);
+            payloads.push(job.payload.to_string());
+            timeouts.push(job.timeout_ms);
+            keys.push(job.idempotency_key.as_deref());
+            traces.push(job.trace_context.as_deref());
+            run_ats.push(job.run_at);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at) \
+             SELECT id, tenant_id, kind, queue, \
+                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
+                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
+                    run_at, now() \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
+                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                  AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
+                       idempotency_key, trace_context, run_at) \
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING *",
+        )
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&kinds)
+        .bind(&queues)
+        .bind(&priorities)
+        .bind(&max_attempts)
+        .bind(&payloads)
+        .bind(&timeouts)
+        .bind(&keys)
+        .bind(&traces)
+        .bind(&run_ats)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            created.insert(job.id, job);
+        }
+        let mut existing: HashMap<(String, String), Job> = HashMap::new();
+        if created.len() < n {
+            let (lookup_tenants, lookup_keys): (Vec<&str>, Vec<&str>) = jobs
+                .iter()
+                .filter(|j| !created.contains_key(&j.id))
+                .filter_map(|j| Some((j.tenant_id.as_str(), j.idempotency_key.as_deref()?)))
+                .unzip();
+            let rows = sqlx::query(
+                "SELECT j.* FROM jobs j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
+                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key",
+            )
+            .bind(&lookup_tenants)
+            .bind(&lookup_keys)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let job = job_from_row(row)?;
+                if let Some(key) = job.idempotency_key.clone() {
+                    existing.insert((job.tenant_id.clone(), key), job);
+                }
+            }
+        }
+        let ready: BTreeSet<&str> = created
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| j.queue.as_str())
+            .collect();
+        self.notify(&mut *conn, ready).await?;
+        jobs.iter()
+            .map(|new| {
+                if let Some(job) = created.get(&new.id) {
+                    return Ok(Inserted {
+                        job: job.clone(),
+                        created: true,
+                    });
+                }
+                let key = (
+                    new.tenant_id.clone(),
+                    new.idempotency_key.clone().unwrap_or_default(),
+                );
+                existing
+                    .get(&key)
+                    .map(|job| Inserted {
+                        job: job.clone(),
+                        created: false,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("job {} neither inserted nor found", new.id))
+                    })
+            })
+            .collect()
     }
 
     async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
@@ -217,116 +330,10 @@ impl JobStore for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let n = jobs.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut tenants = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut queues = Vec::with_capacity(n);
-        let mut priorities = Vec::with_capacity(n);
-        let mut max_attempts = Vec::with_capacity(n);
-        let mut payloads = Vec::with_capacity(n);
-        let mut timeouts = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut traces = Vec::with_capacity(n);
-        let mut run_ats = Vec::with_capacity(n);
-        for job in &jobs {
-            ids.push(job.id);
-            tenants.push(job.tenant_id.as_str());
-            kinds.push(job.kind.as_str());
-            queues.push(job.queue.as_str());
-            priorities.push(job.priority);
-            max_attempts.push(job.max_attempts);
-            payloads.push(job.payload.to_string());
-            timeouts.push(job.timeout_ms);
-            keys.push(job.idempotency_key.as_deref());
-            traces.push(job.trace_context.as_deref());
-            run_ats.push(job.run_at);
-        }
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
-                               timeout_ms, idempotency_key, trace_context, run_at, created_at) \
-             SELECT id, tenant_id, kind, queue, \
-                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
-                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
-                    run_at, now() \
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
-                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
-                  AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
-                       idempotency_key, trace_context, run_at) \
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING *",
-        )
-        .bind(&ids)
-        .bind(&tenants)
-        .bind(&kinds)
-        .bind(&queues)
-        .bind(&priorities)
-        .bind(&max_attempts)
-        .bind(&payloads)
-        .bind(&timeouts)
-        .bind(&keys)
-        .bind(&traces)
-        .bind(&run_ats)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let job = job_from_row(row)?;
-            created.insert(job.id, job);
-        }
-        let mut existing: HashMap<(String, String), Job> = HashMap::new();
-        if created.len() < n {
-            let (lookup_tenants, lookup_keys): (Vec<&str>, Vec<&str>) = jobs
-                .iter()
-                .filter(|j| !created.contains_key(&j.id))
-                .filter_map(|j| Some((j.tenant_id.as_str(), j.idempotency_key.as_deref()?)))
-                .unzip();
-            let rows = sqlx::query(
-                "SELECT j.* FROM jobs j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
-                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key",
-            )
-            .bind(&lookup_tenants)
-            .bind(&lookup_keys)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let job = job_from_row(row)?;
-                if let Some(key) = job.idempotency_key.clone() {
-                    existing.insert((job.tenant_id.clone(), key), job);
-                }
-            }
-        }
-        let ready: BTreeSet<&str> = created
-            .values()
-            .filter(|j| j.state == JobState::Queued)
-            .map(|j| j.queue.as_str())
-            .collect();
-        self.notify(&mut *tx, ready).await?;
+        let inserted = self.insert_in(&mut tx, &jobs).await?;
         tx.commit().await?;
-        jobs.iter()
-            .map(|new| {
-                if let Some(job) = created.get(&new.id) {
-                    return Ok(Inserted {
-                        job: job.clone(),
-                        created: true,
-                    });
-                }
-                let key = (
-                    new.tenant_id.clone(),
-                    new.idempotency_key.clone().unwrap_or_default(),
-                );
-                existing
-                    .get(&key)
-                    .map(|job| Inserted {
-                        job: job.clone(),
-                        created: false,
-                    })
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("job {} neither inserted nor found", new.id))
-                    })
-            })
-            .collect()
+        Ok(inserted)
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
@@ -530,18 +537,20 @@ impl JobStore for PgStore {
         Ok(queues.len() as u64)
     }
 
-    async fn promote_due(&self) -> Result<u64> {
-        let queues: Vec<String> = sqlx::query_scalar(
-            "WITH due AS (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= now() \
+    async fn promote_due(&self) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "WITH due AS (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') \
+                            AND run_at <= clock_timestamp() \
                           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET state = 'queued', dispatched_at = NULL FROM due WHERE j.id = due.id RETURNING j.queue",
+             UPDATE jobs j SET state = 'queued', dispatched_at = NULL FROM due WHERE j.id = due.id RETURNING j.*",
         )
         .bind(MAINTENANCE_BATCH)
         .fetch_all(&self.pool)
         .await?;
-        self.notify(&self.pool, queues.iter().map(String::as_str).collect())
+        let jobs = jobs_from_rows(&rows)?;
+        self.notify(&self.pool, jobs.iter().map(|j| j.queue.as_str()).collect())
             .await?;
-        Ok(queues.len() as u64)
+        Ok(jobs)
     }
 
     async fn rescue_expired(&self) -> Result<u64> {
@@ -613,5 +622,284 @@ impl JobStore for PgStore {
             ));
         });
         self.wake.subscribe()
+    }
+}
+
+fn schedule_from_row(row: &PgRow) -> Result<Schedule> {
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    Ok(Schedule {
+        tenant_id: row.try_get("tenant_id")?,
+        spec: ScheduleSpec {
+            name: row.try_get("name")?,
+            cron: row.try_get("cron")?,
+            timezone: row.try_get("timezone")?,
+            kind: row.try_get("kind")?,
+            payload: row.try_get("payload")?,
+            queue: row.try_get("queue")?,
+            priority: row.try_get("priority")?,
+            max_attempts: row.try_get("max_attempts")?,
+            misfire: row
+                .try_get::<&str, _>("misfire")?
+                .parse()
+                .map_err(corrupt)?,
+            catch_up_max: u32::try_from(row.try_get::<i32, _>("catch_up_max")?)
+                .map_err(|e| StoreError::Corrupt(format!("catch_up_max: {e}")))?,
+            paused: row.try_get("paused")?,
+        },
+        source: row.try_get::<&str, _>("source")?.parse().map_err(corrupt)?,
+        fired_through: row.try_get("fired_through")?,
+        next_fire_at: row.try_get("next_fire_at")?,
+        last_fire_at: row.try_get("last_fire_at")?,
+        last_job_id: row.try_get("last_job_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+fn lease_from_row(row: &PgRow) -> Result<Lease> {
+    Ok(Lease {
+        name: row.try_get("name")?,
+        holder: row.try_get("holder")?,
+        token: row.try_get("token")?,
+        acquired_at: row.try_get("acquired_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn catch_up_max(schedule: &Schedule) -> i32 {
+    i32::try_from(schedule.spec.catch_up_max).unwrap_or(i32::MAX)
+}
+
+/// Binds a schedule's columns as `$1 ..= $15`: tenant, name, definition, paused, source,
+/// fired_through, next_fire_at.
+fn bind_schedule<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    s: &'q Schedule,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&s.tenant_id)
+        .bind(&s.spec.name)
+        .bind(&s.spec.cron)
+        .bind(&s.spec.timezone)
+        .bind(&s.spec.kind)
+        .bind(&s.spec.payload)
+        .bind(s.spec.queue.as_deref())
+        .bind(s.spec.priority)
+        .bind(s.spec.max_attempts)
+        .bind(s.spec.misfire.as_str())
+        .bind(catch_up_max(s))
+        .bind(s.spec.paused)
+        .bind(s.source.as_str())
+        .bind(s.fired_through)
+        .bind(s.next_fire_at)
+}
+
+#[async_trait]
+impl SchedulerStore for PgStore {
+    async fn create_schedule(&self, s: &Schedule) -> Result<bool> {
+        let query = sqlx::query(
+            "INSERT INTO schedules (tenant_id, name, cron, timezone, kind, payload, queue, priority, \
+                                    max_attempts, misfire, catch_up_max, paused, source, fired_through, \
+                                    next_fire_at, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now(), now(), 1) \
+             ON CONFLICT (tenant_id, name) DO NOTHING",
+        );
+        let done = bind_schedule(query, s).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_schedule(&self, tenant_id: &str, name: &str) -> Result<Option<Schedule>> {
+        let row = sqlx::query("SELECT * FROM schedules WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    async fn list_schedules(&self, tenant_id: &str) -> Result<Vec<Schedule>> {
+        let rows = sqlx::query("SELECT * FROM schedules WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn update_schedule(&self, s: &Schedule) -> Result<Option<Schedule>> {
+        let query = sqlx::query(
+            "UPDATE schedules SET cron = $3, timezone = $4, kind = $5, payload = $6, queue = $7, \
+                    priority = $8, max_attempts = $9, misfire = $10, catch_up_max = $11, paused = $12, \
+                    source = $13, fired_through = $14, next_fire_at = $15, updated_at = now(), \
+                    version = version + 1 \
+             WHERE tenant_id = $1 AND name = $2 AND version = $16 RETURNING *",
+        );
+        let row = bind_schedule(query, s)
+            .bind(s.version)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    async fn delete_schedule(&self, tenant_id: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM schedules WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_schedules(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Schedule>> {
+        let rows = sqlx::query(
+            "SELECT * FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
+             ORDER BY next_fire_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn next_schedule_fire(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn fire_schedule(&self, lease: &Lease, fire: ScheduleFire) -> Result<FireResult> {
+        let mut tx = self.pool.begin().await?;
+        // FOR SHARE: a rival's takeover (an UPDATE of this row) waits for this commit, so it
+        // sees what this fire wrote.
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT token FROM leases WHERE name = $1 AND holder = $2 AND token = $3 \
+               AND expires_at > clock_timestamp() FOR SHARE",
+        )
+        .bind(&lease.name)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(FireResult::NotLeader);
+        }
+        let current: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM schedules WHERE tenant_id = $1 AND name = $2 AND version = $3 \
+               AND fired_through = $4 AND NOT paused FOR UPDATE",
+        )
+        .bind(&fire.tenant_id)
+        .bind(&fire.name)
+        .bind(fire.version)
+        .bind(fire.previous_fired_through)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.is_none() {
+            return Ok(FireResult::Stale);
+        }
+        let inserted = self.insert_in(&mut tx, &fire.jobs).await?;
+        let last = inserted.last().map(|i| (i.job.id, i.job.run_at));
+        sqlx::query(
+            "UPDATE schedules SET fired_through = $3, next_fire_at = $4, \
+                    last_fire_at = COALESCE($5, last_fire_at), last_job_id = COALESCE($6, last_job_id) \
+             WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(&fire.tenant_id)
+        .bind(&fire.name)
+        .bind(fire.fired_through)
+        .bind(fire.next_fire_at)
+        .bind(last.map(|l| l.1))
+        .bind(last.map(|l| l.0))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(FireResult::Fired(inserted))
+    }
+
+    async fn record_trigger(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        job_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE schedules SET last_fire_at = $3, last_job_id = $4 WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(at)
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let row = sqlx::query(
+            "INSERT INTO leases AS l (name, holder, token, acquired_at, expires_at) \
+             VALUES ($1, $2, 1, clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond') \
+             ON CONFLICT (name) DO UPDATE SET \
+                 token = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > clock_timestamp() \
+                              THEN l.token ELSE l.token + 1 END, \
+                 acquired_at = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > clock_timestamp() \
+                                    THEN l.acquired_at ELSE EXCLUDED.acquired_at END, \
+                 holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+             WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp() \
+             RETURNING *",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(lease_ms(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        sqlx::query(
+            "UPDATE leases SET expires_at = clock_timestamp() \
+             WHERE name = $1 AND holder = $2 AND token = $3",
+        )
+        .bind(&lease.name)
+        .bind(&lease.holder)
+        .bind(lease.token)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn current_lease(&self, name: &str) -> Result<Option<Lease>> {
+        let row = sqlx::query("SELECT * FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(lease_from_row).transpose()
+    }
+
+    async fn prune_finished(
+        &self,
+        state: JobState,
+        finished_before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN ( \
+                 SELECT id FROM jobs WHERE state = $1 AND finished_at < $2 \
+                 ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(state.as_str())
+        .bind(finished_before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
