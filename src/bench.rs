@@ -41,6 +41,9 @@ pub(crate) struct BenchArgs {
     /// Dispatcher: `store`, `amqp://…` or `redis://…` (default: `store`).
     #[arg(long, default_value = "store")]
     broker: String,
+    /// Delayed jobs for the timing test (run_at spread over 5 s, system otherwise idle; 0 skips).
+    #[arg(long, default_value_t = 200)]
+    delayed: usize,
 }
 
 enum Raw {
@@ -320,13 +323,88 @@ async fn measure(
         }
     }
     latencies.sort_by(f64::total_cmp);
+    print_steady(&latencies, total, elapsed, args);
+    if args.delayed > 0 {
+        delayed(store, dispatcher, args).await?;
+    }
+    Ok(())
+}
+
+fn print_steady(latencies: &[f64], total: u64, elapsed: f64, args: &BenchArgs) {
     println!(
         "steady state:               {:>9.0} jobs/s offered {} for {} s; enqueue→start p50 {:.1} ms, p99 {:.1} ms",
         total as f64 / elapsed,
         args.rate,
         args.seconds,
-        percentile(&latencies, 50.0),
-        percentile(&latencies, 99.0)
+        percentile(latencies, 50.0),
+        percentile(latencies, 99.0)
+    );
+}
+
+/// 4. Delayed jobs on an idle system: each `run_at` is spread over 5 s; the scheduler's leader
+/// promotes them and a worker starts them. Lateness = `started_at − run_at` (never negative).
+async fn delayed(
+    store: &Arc<dyn JobStore>,
+    dispatcher: &Arc<dyn Dispatcher>,
+    args: &BenchArgs,
+) -> Result<()> {
+    let stop = CancellationToken::new();
+    let scheduler = pysaas_scheduler::spawn(
+        pysaas_scheduler::Context {
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            registry: Handlers::builtin().registry(),
+            config: pysaas_scheduler::SchedulerConfig::new(format!("bench-{}", std::process::id())),
+        },
+        stop.clone(),
+    );
+    let (worker_stop, worker) = start_worker(store, dispatcher, "delayed", args.concurrency);
+    let base = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let spread_us = 5_000_000 / args.delayed.max(1) as i64;
+    let jobs: Vec<NewJob> = (0..args.delayed)
+        .map(|i| NewJob {
+            run_at: base + chrono::Duration::microseconds(spread_us * i as i64),
+            ..noop("delayed")
+        })
+        .collect();
+    let ids: Vec<uuid::Uuid> = store
+        .insert(jobs)
+        .await?
+        .into_iter()
+        .map(|i| i.job.id)
+        .collect();
+    let mut lateness = Vec::with_capacity(ids.len());
+    let mut early = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in ids {
+        loop {
+            let job = store
+                .get(DEFAULT_TENANT, id)
+                .await?
+                .context("delayed job vanished")?;
+            if let Some(started) = job.started_at {
+                let ms = (started - job.run_at).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                if ms < 0.0 {
+                    early += 1;
+                }
+                lateness.push(ms);
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "delayed job {id} never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    worker_stop.cancel();
+    worker.await??;
+    stop.cancel();
+    scheduler.wait().await;
+    lateness.sort_by(f64::total_cmp);
+    println!(
+        "delayed jobs:               {:>9} jobs over 5 s; run_at→start p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; started early: {early}",
+        lateness.len(),
+        percentile(&lateness, 50.0),
+        percentile(&lateness, 99.0),
+        lateness.last().copied().unwrap_or(f64::NAN)
     );
     Ok(())
 }
