@@ -88,8 +88,16 @@ async fn pass(
         match store.fire_schedule(lease, fire).await? {
             FireResult::Fired(inserted) => {
                 let created = inserted.iter().filter(|i| i.created).count();
-                if ticks > 0 {
+                if ticks > 1 {
                     tracing::info!(
+                        tenant = %schedule.tenant_id,
+                        schedule = %schedule.spec.name,
+                        ticks,
+                        created,
+                        "schedule caught up on missed ticks"
+                    );
+                } else if ticks == 1 {
+                    tracing::debug!(
                         tenant = %schedule.tenant_id,
                         schedule = %schedule.spec.name,
                         ticks,
