@@ -341,8 +341,8 @@ fn print_steady(latencies: &[f64], total: u64, elapsed: f64, args: &BenchArgs) {
     );
 }
 
-/// 4. Delayed jobs on an idle system: each `run_at` is spread over 5 s; the scheduler's leader
-/// promotes them and a worker starts them. Lateness = `started_at − run_at` (never negative).
+/// Phase 4, delayed jobs on an idle system: each `run_at` is spread over 5 s; the scheduler's
+/// leader promotes them and a worker starts them. Lateness = `started_at − run_at` (never negative).
 async fn delayed(
     store: &Arc<dyn JobStore>,
     dispatcher: &Arc<dyn Dispatcher>,
