@@ -11,6 +11,28 @@ pub(crate) struct ApiArgs {
     /// API base URL.
     #[arg(long, env = "PYSAAS_API", default_value = DEFAULT_API)]
     api: String,
+    /// API key (default: `.pysaas/admin.key`, written by `pysaas dev`).
+    #[arg(long, env = "PYSAAS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+}
+
+impl ApiArgs {
+    fn client(&self) -> Result<reqwest::Client> {
+        let key = self
+            .api_key
+            .clone()
+            .or_else(|| crate::security::local_admin_key(std::path::Path::new(".pysaas")));
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .context("the API key has characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -101,12 +123,12 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<()> {
             body[key] = value;
         }
     }
-    let client = reqwest::Client::new();
+    let client = args.api.client()?;
     print(&call(client.post(format!("{}/v1/jobs", args.api.api)).json(&body)).await?)
 }
 
 pub(crate) async fn jobs(args: JobsArgs) -> Result<()> {
-    let client = reqwest::Client::new();
+    let client = args.api.client()?;
     let base = args.api.api.trim_end_matches('/');
     let value = match args.command {
         JobsCommand::List {

@@ -57,6 +57,17 @@ pub(crate) struct Config {
     pub(crate) retain_cancelled_secs: u64,
     /// Keep `dead` jobs this long (seconds; 0 keeps them forever).
     pub(crate) retain_dead_secs: u64,
+    /// JWT signing keys: one or more Ed25519 PKCS#8 PEM blocks; the first signs, all verify.
+    /// Empty: `<data_dir>/jwt-signing-key.pem` (created when missing).
+    pub(crate) jwt_signing_keys: Option<String>,
+    /// `iss` of access tokens.
+    pub(crate) jwt_issuer: String,
+    /// `aud` of access tokens.
+    pub(crate) jwt_audience: String,
+    /// Access-token lifetime (s).
+    pub(crate) access_token_ttl_secs: u64,
+    /// Refresh-token lifetime (s).
+    pub(crate) refresh_token_ttl_secs: u64,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
     pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
@@ -90,6 +101,11 @@ impl Default for Config {
             retain_cancelled_secs: retention_secs(retention.cancelled),
             retain_dead_secs: retention_secs(retention.dead),
             schedules: Vec::new(),
+            jwt_signing_keys: None,
+            jwt_issuer: "pysaas".into(),
+            jwt_audience: "pysaas-api".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
             auto_migrate: true,
             log_format: "text".into(),
         }

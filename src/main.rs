@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod config;
 mod run;
+mod security;
 
 use std::path::PathBuf;
 
@@ -59,12 +60,31 @@ enum Command {
     Scheduler,
     /// Create or upgrade the database schema.
     Migrate,
+    /// Administration straight on the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Submit a job through the API.
     Enqueue(client::EnqueueArgs),
     /// Inspect and manage jobs through the API.
     Jobs(client::JobsArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an API key for a tenant and print it (once).
+    CreateKey {
+        /// Tenant id.
+        #[arg(long, default_value = pysaas_jobs::DEFAULT_TENANT)]
+        tenant: String,
+        /// Label.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Scopes (repeat or comma-separate): jobs:read, jobs:write, schedules:write, admin.
+        #[arg(long = "scope", value_delimiter = ',', default_value = "admin")]
+        scopes: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -103,6 +123,11 @@ fn main() -> Result<()> {
                     }
                     Command::Scheduler => run::scheduler(config).await,
                     Command::Migrate => run::migrate(config).await,
+                    Command::Admin(AdminCommand::CreateKey {
+                        tenant,
+                        name,
+                        scopes,
+                    }) => run::create_key(config, tenant, name, scopes).await,
                     Command::Bench(args) => bench::run(config, args).await,
                     Command::Enqueue(_) | Command::Jobs(_) => unreachable!("handled above"),
                 }

@@ -260,11 +260,14 @@ impl Roles {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        crate::security::ensure_default_tenant(self.store.as_ref()).await?;
+        let auth = crate::security::auth(config, config.jwt_signing_keys.as_deref())?;
         let state = AppState::new(
             self.store.clone(),
             self.dispatcher.clone(),
             self.handlers.registry(),
             pysaas_api::install_metrics(),
+            auth,
         );
         tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
         println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
@@ -291,6 +294,8 @@ pub(crate) async fn dev(mut config: Config) -> Result<()> {
         "PySaaS dev: embedded store in {}",
         config.data_dir.display()
     );
+    crate::security::ensure_default_tenant(roles.store.as_ref()).await?;
+    crate::security::bootstrap_admin_key(roles.store.as_ref(), &config).await?;
     let (api, worker) = tokio::join!(
         async {
             let result = roles.serve_api(&config).await;
@@ -315,6 +320,39 @@ pub(crate) async fn worker(config: Config) -> Result<()> {
 
 pub(crate) async fn scheduler(config: Config) -> Result<()> {
     Roles::open(&config).await?.run_scheduler(&config).await
+}
+
+/// `pysaas admin create-key`: an API key for a tenant, printed once.
+pub(crate) async fn create_key(
+    config: Config,
+    tenant: String,
+    name: String,
+    scopes: Vec<String>,
+) -> Result<()> {
+    for scope in &scopes {
+        if !pysaas_api::auth::SCOPES.contains(&scope.as_str()) {
+            bail!(
+                "unknown scope `{scope}`: use {}",
+                pysaas_api::auth::SCOPES.join(", ")
+            );
+        }
+    }
+    let url = config.require_database_url()?.to_owned();
+    let store = open_store(&config, &url).await?;
+    crate::security::ensure_default_tenant(store.as_ref()).await?;
+    if store.get_tenant(&tenant).await?.is_none() {
+        bail!("no tenant `{tenant}`");
+    }
+    let (row, key) =
+        pysaas_api::auth::create_api_key(store.as_ref(), &tenant, &name, &scopes, None).await?;
+    eprintln!(
+        "API key {} ({}) for tenant {tenant}, scopes {}; shown once:",
+        row.id,
+        row.prefix,
+        scopes.join(" ")
+    );
+    println!("{key}");
+    Ok(())
 }
 
 pub(crate) async fn migrate(mut config: Config) -> Result<()> {

@@ -60,6 +60,7 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
         dispatcher,
         handlers.registry(),
         pysaas_api::install_metrics(),
+        Arc::new(pysaas_api::auth::Auth::ephemeral()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -72,11 +73,28 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
     (base, stop)
 }
 
+/// A client that sends `key` as a bearer credential.
+fn client_with(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 async fn spawn_app(db: TestDb) -> App {
     let (base, stop) = serve(db.store.clone(), true).await;
+    let key =
+        pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "test")
+            .await
+            .unwrap();
     App {
         base,
-        http: reqwest::Client::new(),
+        http: client_with(&key),
         stop,
         _db: Some(db),
     }
@@ -776,7 +794,8 @@ async fn store_outage_is_503_not_500() {
     let (base, stop) = serve(store, false).await;
     let app = App {
         base,
-        http: reqwest::Client::new(),
+        // Well-formed: checking it needs the store, which is down.
+        http: client_with("pk_abcdefghij_0123456789012345678901234567890123456789012"),
         stop,
         _db: None,
     };

@@ -58,7 +58,13 @@ async fn spawn_api(
     dispatcher: Arc<dyn Dispatcher>,
     stop: &CancellationToken,
 ) -> String {
-    let state = AppState::new(db.store.clone(), dispatcher, KindRegistry::builtin(), None);
+    let state = AppState::new(
+        db.store.clone(),
+        dispatcher,
+        KindRegistry::builtin(),
+        None,
+        Arc::new(pysaas_api::auth::Auth::ephemeral()),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let until = stop.clone();
@@ -68,6 +74,22 @@ async fn spawn_api(
         async move { until.cancelled().await },
     ));
     base
+}
+
+/// An HTTP client carrying an `admin` API key of the default tenant.
+async fn authorised_client(db: &TestDb) -> reqwest::Client {
+    let key = pysaas_api::auth::admin_key_for(db.store.as_ref(), DEFAULT_TENANT, "test")
+        .await
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Submits a `system.sleep` job through the API: it must be accepted (202) without hanging, even
@@ -133,7 +155,7 @@ async fn rabbitmq_restart_loses_nothing() {
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(amqp);
     let stop = CancellationToken::new();
     let base = spawn_api(&db, dispatcher, &stop).await;
-    let http = reqwest::Client::new();
+    let http = authorised_client(&db).await;
     let submit = |n: usize| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -211,7 +233,7 @@ async fn redis_connection_loss_loses_nothing() {
     let stop = CancellationToken::new();
     let base = spawn_api(&db, dispatcher, &stop).await;
     let mut child = worker(&db, &redis_url(), &prefix.prefix);
-    let http = reqwest::Client::new();
+    let http = authorised_client(&db).await;
     let kill_all = || {
         let status = Command::new("redis-cli")
             .args(["CLIENT", "KILL", "TYPE", "normal"])

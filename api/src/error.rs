@@ -19,6 +19,7 @@ pub struct ApiError {
     detail: String,
     extra: Map<String, Value>,
     retry_after: Option<u64>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 /// One field-level validation error.
@@ -42,6 +43,7 @@ impl ApiError {
             detail: detail.into(),
             extra: Map::new(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -76,6 +78,26 @@ impl ApiError {
         self
     }
 
+    /// Adds a response header.
+    pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// Adds a response header with a computed value (dropped if it is not a valid value).
+    pub fn with_header_value(mut self, name: header::HeaderName, value: String) -> Self {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// Sets `Retry-After` (seconds).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -95,6 +117,9 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         response
     }

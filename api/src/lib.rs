@@ -4,6 +4,7 @@
 //! Every error is `application/problem+json`; `202 Accepted` is returned only after the job's row
 //! is committed.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 mod openapi;
@@ -14,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -25,7 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, PROBLEM_JSON};
 pub use openapi::ApiDoc;
 pub use routes::jobs::{valid_queue_name, BATCH_MAX, LIST_LIMIT_DEFAULT, MAX_ATTEMPTS_LIMIT};
-pub use state::{install_metrics, AppState, Tenant};
+pub use state::{install_metrics, AppState};
 
 /// Largest request body accepted (1 MiB); larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -34,6 +35,22 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
+        .route("/v1/auth/signup", post(routes::auth::signup))
+        .route("/v1/auth/login", post(routes::auth::login))
+        .route("/v1/auth/refresh", post(routes::auth::refresh))
+        .route("/v1/auth/logout", post(routes::auth::logout))
+        .route("/v1/me", get(routes::auth::me))
+        .route(
+            "/v1/api-keys",
+            get(routes::auth::list_keys).post(routes::auth::create_key),
+        )
+        .route("/v1/api-keys/{id}", delete(routes::auth::revoke_key))
+        .route(
+            "/v1/members",
+            get(routes::auth::list_members).put(routes::auth::set_member),
+        )
+        .route("/v1/members/{user_id}", delete(routes::auth::remove_member))
+        .route("/.well-known/jwks.json", get(routes::auth::jwks))
         .route("/v1/jobs", post(routes::jobs::submit).get(routes::jobs::list))
         .route("/v1/jobs/batch", post(routes::jobs::submit_batch))
         .route("/v1/jobs/{id}", get(routes::jobs::get))

@@ -1,12 +1,10 @@
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use pysaas_brokers::{Dispatcher, JobStore};
-use pysaas_jobs::{KindRegistry, DEFAULT_TENANT};
+use pysaas_jobs::KindRegistry;
 
-use crate::ApiError;
+use crate::auth::Auth;
 
 /// Shared state of the API.
 #[derive(Debug, Clone)]
@@ -20,15 +18,17 @@ struct Inner {
     dispatcher: Arc<dyn Dispatcher>,
     registry: KindRegistry,
     metrics: Option<PrometheusHandle>,
+    auth: Arc<Auth>,
 }
 
 impl AppState {
-    /// State over a store, a dispatcher and the kinds the API accepts.
+    /// State over a store, a dispatcher, the kinds the API accepts and the credential checker.
     pub fn new(
         store: Arc<dyn JobStore>,
         dispatcher: Arc<dyn Dispatcher>,
         registry: KindRegistry,
         metrics: Option<PrometheusHandle>,
+        auth: Arc<Auth>,
     ) -> Self {
         AppState {
             inner: Arc::new(Inner {
@@ -36,8 +36,13 @@ impl AppState {
                 dispatcher,
                 registry,
                 metrics,
+                auth,
             }),
         }
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
@@ -54,22 +59,6 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> Option<&PrometheusHandle> {
         self.inner.metrics.as_ref()
-    }
-}
-
-/// The tenant a request acts for. Until authentication lands every request acts for the default
-/// tenant; every store query already filters by it.
-#[derive(Debug, Clone)]
-pub struct Tenant(pub String);
-
-impl FromRequestParts<AppState> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        _parts: &mut Parts,
-        _state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Tenant(DEFAULT_TENANT.to_owned()))
     }
 }
 

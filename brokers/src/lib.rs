@@ -21,6 +21,7 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    Completion, FireResult, Inserted, JobFilter, JobStore, Lease, QueueStats, ScheduleFire,
-    SchedulerStore, StoreConfig, Transition, LIST_LIMIT_MAX,
+    ApiKeyRow, AuthStore, Completion, FireResult, Inserted, JobFilter, JobStore, Lease,
+    MembershipRow, QueueStats, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore, StoreConfig,
+    TenantRow, Transition, UserRow, LIST_LIMIT_MAX,
 };

@@ -10,9 +10,10 @@ use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
 use pysaas_jobs::{JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
+use crate::auth::{Authorized, JobsRead, JobsWrite, Principal};
 use crate::dto::{BatchAccepted, JobPage, JobView, ListParams, SubmitBatch, SubmitJob};
 use crate::error::{parse_json, ApiError, FieldError};
-use crate::{AppState, Tenant};
+use crate::AppState;
 
 /// Most jobs in one batch.
 pub const BATCH_MAX: usize = 1000;
@@ -120,7 +121,12 @@ fn location(id: Uuid) -> HeaderValue {
     ))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsWrite>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -170,7 +176,12 @@ pub(crate) async fn submit(
     ))]
 pub(crate) async fn submit_batch(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsWrite>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -237,7 +248,12 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
@@ -254,7 +270,12 @@ pub(crate) async fn get(
     responses((status = 200, body = JobPage), (status = 422, description = "Invalid filter", content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsRead>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(params) = params?;
@@ -311,7 +332,12 @@ fn transition(result: Transition, id: Uuid, action: &str) -> Result<Json<JobView
               (status = 409, description = "Already finished", content_type = "application/problem+json")))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
@@ -324,7 +350,12 @@ pub(crate) async fn cancel(
               (status = 409, description = "Not finished", content_type = "application/problem+json")))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;

@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub(crate) mod auth;
 pub(crate) mod jobs;
 pub(crate) mod schedules;
 pub(crate) mod system;

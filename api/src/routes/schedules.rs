@@ -10,9 +10,10 @@ use axum::Json;
 use pysaas_jobs::{JobOptions, Schedule, ScheduleSource, ScheduleSpec};
 use serde_json::Value;
 
+use crate::auth::{Authorized, JobsRead, Principal, SchedulesWrite};
 use crate::dto::{CreateSchedule, JobView, ScheduleList, ScheduleView};
 use crate::error::{parse_json, ApiError, FieldError};
-use crate::{AppState, Tenant};
+use crate::AppState;
 
 /// Attempts of a read-modify-write against concurrent changes before answering 409.
 const UPDATE_ATTEMPTS: usize = 3;
@@ -36,7 +37,12 @@ async fn view(state: &AppState, schedule: Schedule) -> Result<ScheduleView, ApiE
     responses((status = 200, body = ScheduleList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsRead>,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let now = state.store().now().await?;
     let schedules = state
@@ -59,7 +65,12 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let spec: ScheduleSpec = parse_json::<CreateSchedule>(&body?)?.into();
@@ -91,7 +102,12 @@ pub(crate) async fn create(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsRead>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let schedule = state
@@ -154,7 +170,12 @@ async fn modify(
     ))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
@@ -197,7 +218,12 @@ pub(crate) async fn patch(
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store().delete_schedule(&tenant, &name).await? {
@@ -212,7 +238,12 @@ pub(crate) async fn delete(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     modify(
@@ -229,7 +260,12 @@ pub(crate) async fn pause(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     modify(&state, &tenant, &name, |s, now| {
@@ -244,7 +280,12 @@ pub(crate) async fn resume(
               (status = 422, description = "The schedule's job is no longer valid", content_type = "application/problem+json")))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let schedule = state

@@ -6,15 +6,21 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pysaas_jobs::JobState;
 
+use crate::auth::{Any, Authorized, JobsRead, Principal};
 use crate::dto::{Health, KindList, KindView, QueueList, QueueView};
 use crate::error::ApiError;
-use crate::{AppState, Tenant};
+use crate::AppState;
 
 /// Per-queue counts by state and the age of the oldest queued job.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
 pub(crate) async fn queues(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    Authorized(
+        Principal {
+            tenant_id: tenant, ..
+        },
+        _,
+    ): Authorized<JobsRead>,
 ) -> Result<Json<QueueList>, ApiError> {
     let stats = state.store().queue_stats(Some(&tenant)).await?;
     let now = state.store().now().await?;
@@ -25,7 +31,10 @@ pub(crate) async fn queues(
 
 /// The job kinds this deployment accepts, with their payload schemas.
 #[utoipa::path(get, path = "/v1/kinds", tag = "jobs", responses((status = 200, body = KindList)))]
-pub(crate) async fn kinds(State(state): State<AppState>) -> Json<KindList> {
+pub(crate) async fn kinds(
+    State(state): State<AppState>,
+    _caller: Authorized<Any>,
+) -> Json<KindList> {
     let kinds = state
         .registry()
         .specs()
@@ -42,7 +51,7 @@ pub(crate) async fn kinds(State(state): State<AppState>) -> Json<KindList> {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -50,7 +59,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the job store answers.
-#[utoipa::path(get, path = "/readyz", tag = "system",
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = Health), (status = 503, description = "Store unreachable", content_type = "application/problem+json")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store().ping().await.map_err(|err| {
@@ -63,7 +72,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = state.metrics() else {
         return Err(ApiError::not_found("metrics are disabled"));

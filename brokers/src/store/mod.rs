@@ -1,8 +1,11 @@
 //! The job store: every job row and its state. See `docs/job-lifecycle.md`.
 
+mod auth;
 mod pg;
+mod pg_auth;
 mod schedules;
 mod sqlite;
+mod sqlite_auth;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use pysaas_jobs::{Job, JobState, NewJob, Outcome};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use auth::{ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow};
 pub use pg::PgStore;
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 pub use sqlite::SqliteStore;
@@ -130,7 +134,7 @@ pub struct QueueStats {
 /// Durable job storage. Every backend passes the same conformance suite
 /// (`brokers/tests/store_conformance.rs`).
 #[async_trait]
-pub trait JobStore: SchedulerStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static {
     /// Backend name (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;
 
@@ -255,6 +259,11 @@ pub(crate) fn sort_claimed_deliveries(deliveries: &mut [crate::Delivery]) {
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
+}
+
+/// Scopes stored space-separated.
+pub(crate) fn split_scopes(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
 }
 
 /// Parses a stored state name.

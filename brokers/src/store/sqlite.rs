@@ -39,16 +39,16 @@ pub struct SqliteStore {
     wake: Arc<watch::Sender<u64>>,
 }
 
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> Result<DateTime<Utc>> {
+pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(v)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} out of range")))
 }
 
-fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
+pub(super) fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
     row.try_get::<Option<i64>, _>(col)?
         .map(from_micros)
         .transpose()
@@ -186,6 +186,11 @@ impl SqliteStore {
         })
     }
 
+    /// The reader pool.
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// The writer pool (for tests and tools that need raw SQL).
     pub fn pool(&self) -> &SqlitePool {
         &self.writer
@@ -193,7 +198,7 @@ impl SqliteStore {
 
     /// The writer connection and the time taken *after* acquiring it, so that timestamps follow
     /// the order in which writes are applied.
-    async fn write(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
+    pub(super) async fn write(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
         let conn = self.writer.acquire().await?;
         Ok((conn, micros(Utc::now())))
     }

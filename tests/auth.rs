@@ -1,0 +1,597 @@
+//! The authentication and tenant-isolation matrix, against SQLite and PostgreSQL: the real router
+//! on port 0, real signup/login, real keys.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use pysaas_api::auth::{generate_pem, Auth, AuthSettings, Claims, Keyring};
+use pysaas_api::AppState;
+use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::{Dispatcher, StoreDispatcher};
+use pysaas_jobs::KindRegistry;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    base: String,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn serve(db: &TestDb, pems: &[String]) -> Server {
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(db.store.clone()));
+    let auth = Auth::new(Keyring::from_pems(pems).unwrap(), AuthSettings::default());
+    let state = AppState::new(
+        db.store.clone(),
+        dispatcher,
+        KindRegistry::builtin(),
+        None,
+        Arc::new(auth),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    Server { base, stop }
+}
+
+/// Sends a request with an optional bearer credential; errors must be problem+json.
+async fn call(
+    server: &Server,
+    method: Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.base));
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status.is_client_error() {
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/problem+json",
+            "{status} {body}"
+        );
+    }
+    (status, body, headers)
+}
+
+async fn signup(server: &Server, email: &str) -> Value {
+    let (s, tokens, _) = call(
+        server,
+        Method::POST,
+        "/v1/auth/signup",
+        None,
+        Some(json!({"email": email, "password": "correct horse battery", "tenant_name": email})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{tokens}");
+    tokens
+}
+
+fn access(tokens: &Value) -> String {
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn claims(tokens: &Value) -> Value {
+    let token = access(tokens);
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn submit(server: &Server, bearer: &str) -> (StatusCode, Value) {
+    let (s, b, _) = call(
+        server,
+        Method::POST,
+        "/v1/jobs",
+        Some(bearer),
+        Some(json!({"kind": "system.noop"})),
+    )
+    .await;
+    (s, b)
+}
+
+/// Every bad credential is refused with 401 (and a challenge); a good one works.
+async fn bad_tokens_are_refused(db: TestDb) {
+    let pem = generate_pem();
+    let server = serve(&db, std::slice::from_ref(&pem)).await;
+    let tokens = signup(&server, "ada@example.com").await;
+    let good = access(&tokens);
+    assert_eq!(submit(&server, &good).await.0, StatusCode::ACCEPTED);
+    let kid = Keyring::from_pems(&[&pem]).unwrap().active_kid().to_owned();
+    let body = claims(&tokens);
+    let [header, payload, signature]: [&str; 3] =
+        good.split('.').collect::<Vec<_>>().try_into().unwrap();
+
+    // alg none, with and without a signature.
+    let none = format!(
+        "{}.{payload}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": kid}))
+    );
+    // Algorithm confusion: HS256 keyed with the public key from the JWKS.
+    let (_, jwks, _) = call(&server, Method::GET, "/.well-known/jwks.json", None, None).await;
+    let public = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().unwrap())
+        .unwrap();
+    let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some(kid.clone());
+    let hs256 =
+        jsonwebtoken::encode(&hs, &body, &jsonwebtoken::EncodingKey::from_secret(&public)).unwrap();
+    // Tampered payload: another tenant, the original signature.
+    let mut other = body.clone();
+    other["tid"] = json!("t_victim");
+    let tampered = format!("{header}.{}.{signature}", b64(&other));
+    // Correctly signed, but expired / for another audience / another issuer.
+    let ring = Keyring::from_pems(&[&pem]).unwrap();
+    let resign = |change: &dyn Fn(&mut Claims)| {
+        let mut c: Claims = serde_json::from_value(body.clone()).unwrap();
+        change(&mut c);
+        ring.sign(&c).unwrap()
+    };
+    let expired = resign(&|c| {
+        c.iat -= 7200;
+        c.exp -= 7200;
+    });
+    let audience = resign(&|c| c.aud = "someone-else".into());
+    let issuer = resign(&|c| c.iss = "evil".into());
+    // Signed by a key the server does not have.
+    let stranger = Keyring::from_pems(&[generate_pem()]).unwrap();
+    let foreign = stranger
+        .sign(&serde_json::from_value::<Claims>(body.clone()).unwrap())
+        .unwrap();
+
+    for (case, token) in [
+        ("malformed", "not-a-jwt".to_owned()),
+        ("alg none", none),
+        ("HS256 with the public key", hs256),
+        ("tampered payload", tampered),
+        ("expired", expired),
+        ("wrong audience", audience),
+        ("wrong issuer", issuer),
+        ("unknown key", foreign),
+        ("malformed API key", "pk_short".to_owned()),
+        (
+            "unknown API key",
+            "pk_abcdefghij_0123456789012345678901234567890123456789012".to_owned(),
+        ),
+    ] {
+        let (s, b, h) = call(&server, Method::GET, "/v1/jobs", Some(&token), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{case}: {b}");
+        assert!(h.get("www-authenticate").is_some(), "{case}");
+    }
+    let (s, _, h) = call(&server, Method::GET, "/v1/jobs", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "missing token");
+    assert_eq!(
+        h.get("www-authenticate").unwrap(),
+        "Bearer realm=\"pysaas\""
+    );
+    // Public endpoints stay public.
+    assert_eq!(
+        call(&server, Method::GET, "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+}
+
+/// API keys: created with a subset of the creator's scopes, shown once, revocable at once; a
+/// missing scope is 403.
+async fn api_keys_and_scopes(db: TestDb) {
+    let server = serve(&db, &[generate_pem()]).await;
+    let owner = access(&signup(&server, "owner@example.com").await);
+    let (s, created, _) = call(
+        &server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&owner),
+        Some(json!({"name": "reader", "scopes": ["jobs:read"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    let reader = created["key"].as_str().unwrap().to_owned();
+    assert!(reader.starts_with(&format!("pk_{}_", created["prefix"].as_str().unwrap())));
+    let (_, listed, _) = call(&server, Method::GET, "/v1/api-keys", Some(&owner), None).await;
+    assert!(
+        listed["api_keys"][0].get("key").is_none(),
+        "the secret is shown once: {listed}"
+    );
+
+    // jobs:read reads but cannot write: 403 naming the scope.
+    assert_eq!(
+        call(&server, Method::GET, "/v1/jobs", Some(&reader), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, b) = submit(&server, &reader).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["required_scope"], "jobs:write");
+    let (s, _, _) = call(&server, Method::GET, "/v1/api-keys", Some(&reader), None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b, _) = call(
+        &server,
+        Method::POST,
+        "/v1/schedules",
+        Some(&reader),
+        Some(json!({"name": "x", "cron": "0 * * * * *", "kind": "system.noop"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // The X-Api-Key header works too.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/me", server.base))
+        .header("x-api-key", &reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let me: Value = r.json().await.unwrap();
+    assert_eq!(
+        (me["kind"].as_str(), me["scopes"].clone()),
+        (Some("api_key"), json!(["jobs:read"]))
+    );
+
+    // Bad scope requests.
+    for (scopes, path) in [(json!(["jobs:delete"]), "scopes[0]"), (json!([]), "scopes")] {
+        let (s, b, _) = call(
+            &server,
+            Method::POST,
+            "/v1/api-keys",
+            Some(&owner),
+            Some(json!({"name": "x", "scopes": scopes})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        assert_eq!(b["errors"][0]["path"], path);
+    }
+
+    // Revocation takes effect on the next request.
+    let id = created["id"].as_str().unwrap();
+    let (s, _, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/api-keys/{id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b, _) = call(&server, Method::GET, "/v1/jobs", Some(&reader), None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked key: {b}");
+    let (s, _, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/api-keys/{id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// Tenant A can never read, cancel, retry or even learn of tenant B's jobs and schedules.
+async fn tenants_are_isolated(db: TestDb) {
+    let server = serve(&db, &[generate_pem()]).await;
+    let a = access(&signup(&server, "a@example.com").await);
+    let b = access(&signup(&server, "b@example.com").await);
+    let (s, job) = submit(&server, &b).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let id = job["id"].as_str().unwrap();
+    for (method, path) in [
+        (Method::GET, format!("/v1/jobs/{id}")),
+        (Method::POST, format!("/v1/jobs/{id}/cancel")),
+        (Method::POST, format!("/v1/jobs/{id}/retry")),
+    ] {
+        let (s, body, _) = call(&server, method.clone(), &path, Some(&a), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        // The same answer as for an id that does not exist at all.
+        let (s2, _, _) = call(
+            &server,
+            method,
+            &path.replace(id, "01a2aaaa-0000-7000-8000-000000000000"),
+            Some(&a),
+            None,
+        )
+        .await;
+        assert_eq!(s2, StatusCode::NOT_FOUND);
+    }
+    let (_, list, _) = call(&server, Method::GET, "/v1/jobs", Some(&a), None).await;
+    assert_eq!(list["jobs"], json!([]), "A lists none of B's jobs");
+    let (_, queues, _) = call(&server, Method::GET, "/v1/queues", Some(&a), None).await;
+    assert_eq!(queues["queues"], json!([]), "nor counts them");
+    let (_, list, _) = call(&server, Method::GET, "/v1/jobs", Some(&b), None).await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+    // Schedules too.
+    let (s, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/schedules",
+        Some(&b),
+        Some(json!({"name": "nightly", "cron": "0 0 3 * * *", "kind": "system.noop"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(
+        call(
+            &server,
+            Method::GET,
+            "/v1/schedules/nightly",
+            Some(&a),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/schedules",
+        Some(&a),
+        Some(json!({"name": "nightly", "cron": "0 0 3 * * *", "kind": "system.noop"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "names are per tenant");
+}
+
+/// Refresh tokens rotate; a reused one revokes its whole family. Login errors do not tell whether
+/// the account exists, and repeated failures lock it.
+async fn refresh_rotation_and_login(db: TestDb) {
+    let server = serve(&db, &[generate_pem()]).await;
+    let first = signup(&server, "Eve@Example.com").await;
+    assert_eq!(claims(&first)["role"], "owner");
+    let (s, _, _) = call(&server, Method::POST, "/v1/auth/signup", None,
+        Some(json!({"email": "eve@example.com", "password": "another long password", "tenant_name": "x"}))).await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "emails are case-insensitive and unique"
+    );
+    let (s, b, _) = call(
+        &server,
+        Method::POST,
+        "/v1/auth/signup",
+        None,
+        Some(json!({"email": "new@example.com", "password": "short", "tenant_name": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("password"))
+    );
+
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = |token: String| {
+        let server = &server;
+        async move {
+            call(
+                server,
+                Method::POST,
+                "/v1/auth/refresh",
+                None,
+                Some(json!({"refresh_token": token})),
+            )
+            .await
+        }
+    };
+    let (s, second, _) = refresh(rt1.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{second}");
+    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt1, rt2);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/me", Some(&access(&second)), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // rt1 again: reuse. Refused, and rt2 (same family) dies with it.
+    let (s, b, _) = refresh(rt1).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("revoked"));
+    assert_eq!(
+        refresh(rt2).await.0,
+        StatusCode::UNAUTHORIZED,
+        "family revoked"
+    );
+    assert_eq!(
+        refresh("rt_nonsense".into()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logout revokes the family.
+    let login = |email: &str, password: &str| {
+        let server = &server;
+        let body = json!({"email": email, "password": password});
+        async move { call(server, Method::POST, "/v1/auth/login", None, Some(body)).await }
+    };
+    let (s, session, _) = login("EVE@example.com", "correct horse battery").await;
+    assert_eq!(s, StatusCode::OK, "{session}");
+    let rt = session["refresh_token"].as_str().unwrap().to_owned();
+    let (s, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/auth/logout",
+        None,
+        Some(json!({"refresh_token": rt})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(refresh(rt).await.0, StatusCode::UNAUTHORIZED);
+
+    // Wrong password and unknown account: the same answer.
+    let (s1, wrong, _) = login("eve@example.com", "not the password").await;
+    let (s2, unknown, _) = login("nobody@example.com", "not the password").await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(wrong["detail"], unknown["detail"]);
+    // Four more failures (five in a row) lock the account: the right password fails too.
+    for _ in 0..4 {
+        assert_eq!(
+            login("eve@example.com", "not the password").await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let (s, locked, _) = login("eve@example.com", "correct horse battery").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        locked["detail"], wrong["detail"],
+        "a lock looks like a wrong password"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        login("eve@example.com", "correct horse battery").await.0,
+        StatusCode::OK,
+        "the first lock lasts 1 s"
+    );
+}
+
+/// Members: owners and admins manage them; roles map to scopes.
+async fn members_and_roles(db: TestDb) {
+    let server = serve(&db, &[generate_pem()]).await;
+    let owner = access(&signup(&server, "boss@example.com").await);
+    signup(&server, "viewer@example.com").await;
+    let (s, b, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/members",
+        Some(&owner),
+        Some(json!({"email": "viewer@example.com", "role": "viewer"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["members"].as_array().unwrap().len(), 2);
+    let tenant = claims(&json!({"access_token": owner}))["tid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, session, _) = call(&server, Method::POST, "/v1/auth/login", None,
+        Some(json!({"email": "viewer@example.com", "password": "correct horse battery", "tenant_id": tenant}))).await;
+    assert_eq!(s, StatusCode::OK, "{session}");
+    assert_eq!(
+        (session["role"].as_str(), session["tenant_id"].as_str()),
+        (Some("viewer"), Some(tenant.as_str()))
+    );
+    let viewer = access(&session);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/jobs", Some(&viewer), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(submit(&server, &viewer).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(&server, Method::GET, "/v1/members", Some(&viewer), None)
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, b, _) = call(
+        &server,
+        Method::PUT,
+        "/v1/members",
+        Some(&owner),
+        Some(json!({"email": "viewer@example.com", "role": "emperor"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["errors"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("role"))
+    );
+    // The last owner cannot leave or be demoted.
+    let (_, me, _) = call(&server, Method::GET, "/v1/me", Some(&owner), None).await;
+    let owner_id = me["id"].as_str().unwrap();
+    let (s, _, _) = call(
+        &server,
+        Method::DELETE,
+        &format!("/v1/members/{owner_id}"),
+        Some(&owner),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+/// Key rotation: after a new key is put first, tokens signed by the old one verify until they
+/// expire (or the old key is dropped); the JWKS publishes both.
+async fn rotated_keys_verify_old_tokens(db: TestDb) {
+    let (old, new) = (generate_pem(), generate_pem());
+    let before = serve(&db, std::slice::from_ref(&old)).await;
+    let tokens = signup(&before, "rot@example.com").await;
+    let token = access(&tokens);
+    let rotated = serve(&db, &[new.clone(), old.clone()]).await;
+    assert_eq!(
+        call(&rotated, Method::GET, "/v1/me", Some(&token), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (_, jwks, _) = call(&rotated, Method::GET, "/.well-known/jwks.json", None, None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    // New tokens are signed with the new key.
+    let (_, fresh, _) = call(
+        &rotated,
+        Method::POST,
+        "/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": tokens["refresh_token"]})),
+    )
+    .await;
+    let kid_new = Keyring::from_pems(&[&new]).unwrap().active_kid().to_owned();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(access(&fresh).split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], kid_new);
+    assert_eq!(header["alg"], "EdDSA");
+    let dropped = serve(&db, std::slice::from_ref(&new)).await;
+    assert_eq!(
+        call(&dropped, Method::GET, "/v1/me", Some(&token), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&dropped, Method::GET, "/v1/me", Some(&access(&fresh)), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+pysaas_brokers::each_store!(
+    bad_tokens_are_refused,
+    api_keys_and_scopes,
+    tenants_are_isolated,
+    refresh_rotation_and_login,
+    members_and_roles,
+    rotated_keys_verify_old_tokens,
+);
