@@ -64,6 +64,7 @@ fn noop(queue: &str) -> NewJob {
         timeout_ms: 60_000,
         idempotency_key: None,
         trace_context: None,
+        request_id: None,
     }
 }
 

@@ -68,6 +68,16 @@ pub(crate) struct Config {
     pub(crate) access_token_ttl_secs: u64,
     /// Refresh-token lifetime (s).
     pub(crate) refresh_token_ttl_secs: u64,
+    /// Rate-limit state: `memory` (one API process) or `redis://…` (shared by every replica).
+    pub(crate) rate_limit_backend: String,
+    /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
+    pub(crate) rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
+    /// Per-API-key limit, on top of the tenant's.
+    pub(crate) api_key_rate_limit: pysaas_api::ratelimit::Limit,
+    /// CORS: allowed origins (`*` for any); empty sends no CORS headers.
+    pub(crate) cors_origins: Vec<String>,
+    /// Requests running longer get 408 (ms; 0 disables).
+    pub(crate) request_timeout_ms: u64,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
     pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
@@ -79,6 +89,7 @@ pub(crate) struct Config {
 impl Default for Config {
     fn default() -> Self {
         let retention = pysaas_scheduler::Retention::default();
+        let limits = pysaas_api::ratelimit::Limits::default();
         Config {
             database_url: None,
             listen: "127.0.0.1:8080".into(),
@@ -102,6 +113,11 @@ impl Default for Config {
             retain_dead_secs: retention_secs(retention.dead),
             schedules: Vec::new(),
             jwt_signing_keys: None,
+            rate_limit_backend: "memory".into(),
+            rate_limits: limits.plans.clone(),
+            api_key_rate_limit: limits.api_key,
+            cors_origins: Vec::new(),
+            request_timeout_ms: 30_000,
             jwt_issuer: "pysaas".into(),
             jwt_audience: "pysaas-api".into(),
             access_token_ttl_secs: 15 * 60,
@@ -171,6 +187,23 @@ impl Config {
         if !pysaas_api::valid_queue_name(&self.broker_prefix) {
             bail!("broker_prefix (PYSAAS_BROKER_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
         }
+        let backend = self.rate_limit_backend.as_str();
+        if !(backend == "memory"
+            || backend.starts_with("redis://")
+            || backend.starts_with("rediss://"))
+        {
+            bail!("rate_limit_backend (PYSAAS_RATE_LIMIT_BACKEND) must be `memory` or redis://… (got `{}`)", redact(backend));
+        }
+        for (plan, limit) in self
+            .rate_limits
+            .iter()
+            .map(|(p, l)| (p.as_str(), l))
+            .chain([("api key", &self.api_key_rate_limit)])
+        {
+            if !(limit.rate > 0.0 && limit.burst >= 1) {
+                bail!("rate limit `{plan}`: rate must be > 0 and burst at least 1");
+            }
+        }
         if self.leader_ttl_ms < 300 {
             bail!("leader_ttl_ms (PYSAAS_LEADER_TTL_MS) must be at least 300");
         }
@@ -209,6 +242,15 @@ impl Config {
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Rate limits per plan and per key.
+    pub(crate) fn limits(&self) -> pysaas_api::ratelimit::Limits {
+        pysaas_api::ratelimit::Limits {
+            plans: self.rate_limits.clone(),
+            default_plan: "free".into(),
+            api_key: self.api_key_rate_limit,
+        }
     }
 
     /// Retention per finished state.

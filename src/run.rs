@@ -262,19 +262,40 @@ impl Roles {
         let local = listener.local_addr()?;
         crate::security::ensure_default_tenant(self.store.as_ref()).await?;
         let auth = crate::security::auth(config, config.jwt_signing_keys.as_deref())?;
+        let limiter: Arc<dyn pysaas_api::ratelimit::RateLimiter> =
+            if config.rate_limit_backend == "memory" {
+                Arc::new(pysaas_api::ratelimit::MemoryLimiter::default())
+            } else {
+                Arc::new(
+                    pysaas_api::ratelimit::RedisLimiter::connect(
+                        &config.rate_limit_backend,
+                        &config.broker_prefix,
+                    )
+                    .await
+                    .context("connecting the rate limiter to Redis")?,
+                )
+            };
         let state = AppState::new(
             self.store.clone(),
             self.dispatcher.clone(),
             self.handlers.registry(),
             pysaas_api::install_metrics(),
             auth,
-        );
+        )
+        .with_rate_limits(limiter, config.limits());
+        let gateway = pysaas_api::GatewayConfig {
+            cors_origins: config.cors_origins.clone(),
+            request_timeout: (config.request_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.request_timeout_ms)),
+        };
         tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
         println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
         let shutdown = self.shutdown.clone();
-        pysaas_api::serve(listener, pysaas_api::router(state), async move {
-            shutdown.cancelled().await
-        })
+        pysaas_api::serve(
+            listener,
+            pysaas_api::router_with(state, &gateway),
+            async move { shutdown.cancelled().await },
+        )
         .await?;
         Ok(())
     }

@@ -52,8 +52,23 @@ pub(crate) fn keyring(config: &Config, configured: Option<&str>) -> Result<Keyri
             let path = config.data_dir.join(KEY_FILE);
             if !path.exists() {
                 std::fs::create_dir_all(&config.data_dir)?;
-                write_private(&path, &generate_pem())?;
-                tracing::warn!(path = %path.display(), "generated a JWT signing key; API replicas must share keys (set jwt_signing_keys or Vault)");
+                // Written aside, then linked into place: two processes starting at once never
+                // see half a key, and the first one's key wins.
+                let tmp = config
+                    .data_dir
+                    .join(format!(".{KEY_FILE}.{}", std::process::id()));
+                write_private(&tmp, &generate_pem())?;
+                let linked = std::fs::hard_link(&tmp, &path);
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => {
+                        tracing::warn!(path = %path.display(), "generated a JWT signing key; API replicas must share keys (set jwt_signing_keys or Vault)")
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("creating {}", path.display()))
+                    }
+                }
             }
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;

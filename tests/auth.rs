@@ -8,6 +8,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use pysaas_api::auth::{generate_pem, Auth, AuthSettings, Claims, Keyring};
+use pysaas_api::ratelimit::{Limit, Limits, MemoryLimiter};
 use pysaas_api::AppState;
 use pysaas_brokers::testing::TestDb;
 use pysaas_brokers::{Dispatcher, StoreDispatcher};
@@ -28,6 +29,10 @@ impl Drop for Server {
 }
 
 async fn serve(db: &TestDb, pems: &[String]) -> Server {
+    serve_with(db, pems, Limits::default()).await
+}
+
+async fn serve_with(db: &TestDb, pems: &[String], limits: Limits) -> Server {
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(db.store.clone()));
     let auth = Auth::new(Keyring::from_pems(pems).unwrap(), AuthSettings::default());
     let state = AppState::new(
@@ -36,7 +41,8 @@ async fn serve(db: &TestDb, pems: &[String]) -> Server {
         KindRegistry::builtin(),
         None,
         Arc::new(auth),
-    );
+    )
+    .with_rate_limits(Arc::new(MemoryLimiter::default()), limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
@@ -587,7 +593,87 @@ async fn rotated_keys_verify_old_tokens(db: TestDb) {
     );
 }
 
+/// A burst beyond the tenant's plan gets 429 with `Retry-After` and `RateLimit-*`; an API key
+/// has a limit of its own on top.
+async fn bursts_are_limited(db: TestDb) {
+    let limits = Limits {
+        plans: [(
+            "free".to_owned(),
+            Limit {
+                rate: 1.0,
+                burst: 5,
+            },
+        )]
+        .into(),
+        default_plan: "free".into(),
+        api_key: Limit {
+            rate: 1.0,
+            burst: 2,
+        },
+    };
+    let server = serve_with(&db, &[generate_pem()], limits).await;
+    let owner = access(&signup(&server, "busy@example.com").await);
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..7 {
+        let (s, b, h) = call(&server, Method::GET, "/v1/jobs", Some(&owner), None).await;
+        if s == StatusCode::OK {
+            assert!(
+                h.get("ratelimit-limit").is_some() && h.get("ratelimit-remaining").is_some(),
+                "{h:?}"
+            );
+        }
+        statuses.push(s);
+        last = Some((s, b, h));
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    // Five fit the burst (a sixth may fit if a second passed meanwhile).
+    assert!((5..=6).contains(&ok), "{statuses:?}");
+    let (s, body, h) = last.unwrap();
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let retry: u64 = h
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry));
+    assert_eq!(h.get("ratelimit-remaining").unwrap(), "0");
+    assert_eq!(h.get("ratelimit-limit").unwrap(), "5");
+
+    // The API key's own limit (burst 2) bites before its tenant's.
+    let other = access(&signup(&server, "keys@example.com").await);
+    let (_, key, _) = call(
+        &server,
+        Method::POST,
+        "/v1/api-keys",
+        Some(&other),
+        Some(json!({"name": "k", "scopes": ["jobs:read"]})),
+    )
+    .await;
+    let key = key["key"].as_str().unwrap().to_owned();
+    let statuses: Vec<StatusCode> = futures::future::join_all((0..4).map(|_| {
+        let (server, key) = (&server, &key);
+        async move {
+            call(server, Method::GET, "/v1/jobs", Some(key), None)
+                .await
+                .0
+        }
+    }))
+    .await;
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count() <= 3,
+        "{statuses:?}"
+    );
+}
+
 pysaas_brokers::each_store!(
+    bursts_are_limited,
     bad_tokens_are_refused,
     api_keys_and_scopes,
     tenants_are_isolated,
@@ -595,3 +681,101 @@ pysaas_brokers::each_store!(
     members_and_roles,
     rotated_keys_verify_old_tokens,
 );
+
+/// Two `pysaas api` processes with the Redis-backed limiter share one budget: a burst of 5 is 5
+/// in total, not 5 per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_share_the_limit_through_redis() {
+    use std::process::{Command, Stdio};
+    let db = TestDb::postgres().await;
+    let prefix = pysaas_brokers::testing::TestRedisPrefix::new();
+    let key = pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "t")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("api.toml");
+    std::fs::write(&config, "[rate_limits.free]\nrate = 0.2\nburst = 5\n").unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    struct Kill(Vec<std::process::Child>);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let _children = Kill(
+        ports
+            .iter()
+            .map(|port| {
+                Command::new(env!("CARGO_BIN_EXE_pysaas"))
+                    .args([
+                        "--config",
+                        config.to_str().unwrap(),
+                        "api",
+                        "--listen",
+                        &format!("127.0.0.1:{port}"),
+                    ])
+                    .env("PYSAAS_DATABASE_URL", &db.url)
+                    .env("PYSAAS_PG_SCHEMA", &db.schema)
+                    .env("PYSAAS_DATA_DIR", dir.path())
+                    .env(
+                        "PYSAAS_RATE_LIMIT_BACKEND",
+                        pysaas_brokers::testing::redis_url(),
+                    )
+                    .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
+                    .env("PYSAAS_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let http = reqwest::Client::new();
+    for port in &ports {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "api on {port} did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let mut ok = [0, 0];
+    for round in 0..5 {
+        for (i, port) in ports.iter().enumerate() {
+            let r = http
+                .get(format!("http://127.0.0.1:{port}/v1/jobs"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == StatusCode::OK {
+                ok[i] += 1;
+            } else {
+                assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "round {round}");
+                assert!(r.headers().get("retry-after").is_some());
+            }
+        }
+    }
+    // Alone, each process would admit 5; together they admit the one budget of 5 (6 at most if a
+    // 5 s refill happened mid-test).
+    let total = ok[0] + ok[1];
+    assert!((5..=6).contains(&total), "admitted {ok:?}");
+    assert!(ok[0] > 0 && ok[1] > 0, "both processes served: {ok:?}");
+}

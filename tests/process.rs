@@ -25,6 +25,7 @@ fn sleep_job(ms: u64) -> NewJob {
         timeout_ms: 60_000,
         idempotency_key: None,
         trace_context: None,
+        request_id: None,
     }
 }
 

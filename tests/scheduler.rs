@@ -313,6 +313,7 @@ fn delayed(run_in: Duration) -> NewJob {
         timeout_ms: 10_000,
         idempotency_key: None,
         trace_context: None,
+        request_id: None,
     }
 }
 

@@ -79,6 +79,8 @@ pub struct JobView {
     pub idempotency_key: Option<String>,
     /// Worker that ran (or runs) the latest attempt.
     pub worker_id: Option<String>,
+    /// `X-Request-Id` of the submitting request.
+    pub request_id: Option<String>,
     /// Insert time.
     pub created_at: DateTime<Utc>,
     /// Earliest start of the next attempt.
@@ -106,6 +108,7 @@ impl From<Job> for JobView {
             timeout_ms: job.timeout_ms,
             idempotency_key: job.idempotency_key,
             worker_id: job.worker_id,
+            request_id: job.request_id,
             created_at: job.created_at,
             run_at: job.run_at,
             started_at: job.started_at,

@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+mod gateway;
 mod openapi;
+pub mod ratelimit;
 mod routes;
 mod state;
 
@@ -31,14 +33,24 @@ pub use state::{install_metrics, AppState};
 /// Largest request body accepted (1 MiB); larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The full router.
+/// Gateway settings beside authentication and rate limits.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Requests running longer are answered 408 (none when `None`).
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// The full router with default gateway settings.
 pub fn router(state: AppState) -> Router {
+    router_with(state, &GatewayConfig::default())
+}
+
+/// The full router.
+pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/v1/auth/signup", post(routes::auth::signup))
-        .route("/v1/auth/login", post(routes::auth::login))
-        .route("/v1/auth/refresh", post(routes::auth::refresh))
-        .route("/v1/auth/logout", post(routes::auth::logout))
+    let protected = Router::new()
         .route("/v1/me", get(routes::auth::me))
         .route(
             "/v1/api-keys",
@@ -50,8 +62,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::auth::list_members).put(routes::auth::set_member),
         )
         .route("/v1/members/{user_id}", delete(routes::auth::remove_member))
-        .route("/.well-known/jwks.json", get(routes::auth::jwks))
-        .route("/v1/jobs", post(routes::jobs::submit).get(routes::jobs::list))
+        .route(
+            "/v1/jobs",
+            post(routes::jobs::submit).get(routes::jobs::list),
+        )
         .route("/v1/jobs/batch", post(routes::jobs::submit_batch))
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/cancel", post(routes::jobs::cancel))
@@ -67,27 +81,97 @@ pub fn router(state: AppState) -> Router {
                 .delete(routes::schedules::delete),
         )
         .route("/v1/schedules/{name}/pause", post(routes::schedules::pause))
-        .route("/v1/schedules/{name}/resume", post(routes::schedules::resume))
-        .route("/v1/schedules/{name}/trigger", post(routes::schedules::trigger))
+        .route(
+            "/v1/schedules/{name}/resume",
+            post(routes::schedules::resume),
+        )
+        .route(
+            "/v1/schedules/{name}/trigger",
+            post(routes::schedules::trigger),
+        )
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/kinds", get(routes::system::kinds))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            gateway::authenticate_and_limit,
+        ));
+    let mut router = Router::new()
+        .merge(protected)
+        .route("/v1/auth/signup", post(routes::auth::signup))
+        .route("/v1/auth/login", post(routes::auth::login))
+        .route("/v1/auth/refresh", post(routes::auth::refresh))
+        .route("/v1/auth/logout", post(routes::auth::logout))
+        .route("/.well-known/jwks.json", get(routes::auth::jwks))
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
         .route("/metrics", get(routes::system::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    if let Some(timeout) = gateway.request_timeout {
+        router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+    }
+    if !gateway.cors_origins.is_empty() {
+        router = router.layer(cors(&gateway.cors_origins));
+    }
+    router
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
         }))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    // Access log: method, path, request id, tenant, status, latency. Never headers
+                    // (they carry credentials) and never the query string.
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, tenant = tracing::field::Empty)
+                })
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Micros),
+                ),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PATCH,
+            axum::http::Method::PUT,
+            axum::http::Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static("x-api-key"),
+            axum::http::HeaderName::from_static("idempotency-key"),
+            axum::http::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            axum::http::HeaderName::from_static("x-request-id"),
+            axum::http::HeaderName::from_static("ratelimit-limit"),
+            axum::http::HeaderName::from_static("ratelimit-remaining"),
+            axum::http::HeaderName::from_static("ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn not_found() -> ApiError {

@@ -5,6 +5,8 @@ use pysaas_brokers::{Dispatcher, JobStore};
 use pysaas_jobs::KindRegistry;
 
 use crate::auth::Auth;
+use crate::gateway::PlanCache;
+use crate::ratelimit::{Limits, MemoryLimiter, RateLimiter};
 
 /// Shared state of the API.
 #[derive(Debug, Clone)]
@@ -12,13 +14,16 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     store: Arc<dyn JobStore>,
     dispatcher: Arc<dyn Dispatcher>,
     registry: KindRegistry,
     metrics: Option<PrometheusHandle>,
     auth: Arc<Auth>,
+    limiter: Arc<dyn RateLimiter>,
+    limits: Limits,
+    plans: Arc<PlanCache>,
 }
 
 impl AppState {
@@ -37,8 +42,33 @@ impl AppState {
                 registry,
                 metrics,
                 auth,
+                limiter: Arc::new(MemoryLimiter::default()),
+                limits: Limits::default(),
+                plans: Arc::new(PlanCache::default()),
             }),
         }
+    }
+
+    /// Uses `limiter` (shared by replicas when Redis-backed) with `limits`.
+    pub fn with_rate_limits(self, limiter: Arc<dyn RateLimiter>, limits: Limits) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
+        inner.limiter = limiter;
+        inner.limits = limits;
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn limiter(&self) -> &dyn RateLimiter {
+        self.inner.limiter.as_ref()
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub(crate) fn plans(&self) -> &PlanCache {
+        &self.inner.plans
     }
 
     pub(crate) fn auth(&self) -> &Auth {

@@ -29,6 +29,7 @@ fn job(queue: &str) -> NewJob {
         timeout_ms: 1000,
         idempotency_key: None,
         trace_context: None,
+        request_id: None,
     }
 }
 

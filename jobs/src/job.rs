@@ -37,6 +37,8 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// W3C `traceparent` of the submitting request, if any.
     pub trace_context: Option<String>,
+    /// `X-Request-Id` of the submitting request, if any.
+    pub request_id: Option<String>,
 }
 
 impl NewJob {
@@ -81,6 +83,9 @@ pub struct Job {
     pub idempotency_key: Option<String>,
     /// W3C trace context of the submission.
     pub trace_context: Option<String>,
+    /// `X-Request-Id` of the submitting request, if any.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// Worker holding the current lease.
     pub worker_id: Option<String>,
     /// When the row was inserted.

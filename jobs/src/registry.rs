@@ -42,6 +42,8 @@ pub struct JobOptions {
     pub idempotency_key: Option<String>,
     /// W3C `traceparent`.
     pub trace_context: Option<String>,
+    /// `X-Request-Id`.
+    pub request_id: Option<String>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> JobsError {
@@ -215,6 +217,7 @@ impl KindRegistry {
             timeout_ms: i64::try_from(spec.timeout.as_millis()).unwrap_or(i64::MAX),
             idempotency_key: options.idempotency_key,
             trace_context: options.trace_context,
+            request_id: options.request_id,
         })
     }
 }

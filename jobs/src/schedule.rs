@@ -309,6 +309,7 @@ impl ScheduleSpec {
                 run_at: Some(tick),
                 idempotency_key: Some(tick_key(&self.name, tick)),
                 trace_context: None,
+                request_id: None,
             },
         )
     }

@@ -24,6 +24,8 @@ pub struct JobContext {
     pub max_attempts: i32,
     /// W3C trace context of the submission.
     pub trace_context: Option<String>,
+    /// `X-Request-Id` of the submission.
+    pub request_id: Option<String>,
 }
 
 impl JobContext {
@@ -36,6 +38,7 @@ impl JobContext {
             attempt: job.attempts,
             max_attempts: job.max_attempts,
             trace_context: job.trace_context.clone(),
+            request_id: job.request_id.clone(),
         }
     }
 }

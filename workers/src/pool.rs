@@ -286,7 +286,14 @@ async fn run_job(shared: Arc<Shared>, delivery: Delivery, permit: Option<OwnedSe
         metrics::histogram!(m::QUEUE_WAIT, &labels).record(wait.as_secs_f64());
     }
     let ctx = JobContext::of(&job);
-    let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, queue = %job.queue, attempt = job.attempts);
+    let span = tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        kind = %job.kind,
+        queue = %job.queue,
+        attempt = job.attempts,
+        request_id = job.request_id.as_deref().unwrap_or(""),
+    );
     let clock = Instant::now();
     let (result, policy) = match shared.handlers.get(&job.kind) {
         Some(registered) => {

@@ -44,7 +44,7 @@ fn prepare(
     tenant: &str,
     sub: SubmitJob,
     header_key: Option<&str>,
-    trace: Option<&str>,
+    headers: &HeaderMap,
 ) -> Result<NewJob, JobsError> {
     let idempotency_key = match (header_key, sub.idempotency_key) {
         (Some(h), Some(b)) if h != b => {
@@ -66,9 +66,19 @@ fn prepare(
             max_attempts: sub.max_attempts,
             run_at: sub.run_at,
             idempotency_key,
-            trace_context: trace.map(str::to_owned),
+            trace_context: traceparent(headers).map(str::to_owned),
+            request_id: request_id(headers),
         },
     )
+}
+
+/// The request id the gateway accepted or generated (`X-Request-Id`), at most 128 characters.
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
 }
 
 /// A W3C `traceparent` is 55 visible characters; anything else is ignored.
@@ -132,7 +142,7 @@ pub(crate) async fn submit(
 ) -> Result<Response, ApiError> {
     let sub: SubmitJob = parse_json(&body?)?;
     let header_key = header_str(&headers, "idempotency-key")?;
-    let job = prepare(&state, &tenant, sub, header_key, traceparent(&headers))?;
+    let job = prepare(&state, &tenant, sub, header_key, &headers)?;
     let (kind, payload) = (job.kind.clone(), job.payload.clone());
     let inserted = insert(&state, vec![job]).await?.pop().ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "insert returned nothing")
@@ -199,11 +209,10 @@ pub(crate) async fn submit_batch(
             }],
         ));
     }
-    let trace = traceparent(&headers);
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     let mut errors = Vec::new();
     for (index, sub) in batch.jobs.into_iter().enumerate() {
-        match prepare(&state, &tenant, sub, None, trace) {
+        match prepare(&state, &tenant, sub, None, &headers) {
             Ok(job) => jobs.push(job),
             Err(err) => errors.push(field_error(index, err)),
         }

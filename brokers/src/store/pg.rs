@@ -101,6 +101,7 @@ impl PgStore {
         let mut timeouts = Vec::with_capacity(n);
         let mut keys = Vec::with_capacity(n);
         let mut traces = Vec::with_capacity(n);
+        let mut request_ids = Vec::with_capacity(n);
         let mut run_ats = Vec::with_capacity(n);
         for job in jobs {
             ids.push(job.id);
@@ -113,19 +114,21 @@ impl PgStore {
             timeouts.push(job.timeout_ms);
             keys.push(job.idempotency_key.as_deref());
             traces.push(job.trace_context.as_deref());
+            request_ids.push(job.request_id.as_deref());
             run_ats.push(job.run_at);
         }
         let rows = sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
-                               timeout_ms, idempotency_key, trace_context, run_at, created_at) \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
              SELECT id, tenant_id, kind, queue, \
                     CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
                     priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
-                    run_at, now() \
+                    run_at, now(), request_id \
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
-                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[]) \
+                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[], \
+                         $12::text[]) \
                   AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
-                       idempotency_key, trace_context, run_at) \
+                       idempotency_key, trace_context, run_at, request_id) \
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
              RETURNING *",
         )
@@ -140,6 +143,7 @@ impl PgStore {
         .bind(&keys)
         .bind(&traces)
         .bind(&run_ats)
+        .bind(&request_ids)
         .fetch_all(&mut *conn)
         .await?;
         let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
@@ -239,6 +243,7 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
         timeout_ms: row.try_get("timeout_ms")?,
         idempotency_key: row.try_get("idempotency_key")?,
         trace_context: row.try_get("trace_context")?,
+        request_id: row.try_get("request_id")?,
         worker_id: row.try_get("worker_id")?,
         created_at: row.try_get("created_at")?,
         run_at: row.try_get("run_at")?,

@@ -78,6 +78,7 @@ fn job_from_row(row: &SqliteRow) -> Result<Job> {
         timeout_ms: row.try_get("timeout_ms")?,
         idempotency_key: row.try_get("idempotency_key")?,
         trace_context: row.try_get("trace_context")?,
+        request_id: row.try_get("request_id")?,
         worker_id: row.try_get("worker_id")?,
         created_at: from_micros(row.try_get("created_at")?)?,
         run_at: from_micros(row.try_get("run_at")?)?,
@@ -110,8 +111,8 @@ async fn insert_in(
     for job in jobs {
         let row = sqlx::query(
             "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
-                               timeout_ms, idempotency_key, trace_context, run_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
              ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
              RETURNING *",
         )
@@ -128,6 +129,7 @@ async fn insert_in(
         .bind(job.trace_context.as_deref())
         .bind(micros(job.run_at))
         .bind(micros(now))
+        .bind(job.request_id.as_deref())
         .fetch_optional(&mut *conn)
         .await?;
         let inserted = match row {
