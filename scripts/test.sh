@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 ensure_rabbitmq
 ensure_redis
+ensure_openbao
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
 
 log "building"
 cargo build --locked --workspace --all-targets --all-features

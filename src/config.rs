@@ -78,6 +78,25 @@ pub(crate) struct Config {
     pub(crate) cors_origins: Vec<String>,
     /// Requests running longer get 408 (ms; 0 disables).
     pub(crate) request_timeout_ms: u64,
+    /// Vault (or OpenBao) address; when set, secrets come from there (see `src/vault.rs`).
+    pub(crate) vault_addr: Option<String>,
+    /// Vault token (token auth).
+    pub(crate) vault_token: Option<String>,
+    /// AppRole role id.
+    pub(crate) vault_role_id: Option<String>,
+    /// AppRole secret id.
+    pub(crate) vault_secret_id: Option<String>,
+    /// AppRole auth mount.
+    pub(crate) vault_approle_mount: String,
+    /// KV v2 mount.
+    pub(crate) vault_kv_mount: String,
+    /// Secret path in the KV mount.
+    pub(crate) vault_path: String,
+    /// How often the secret is re-read and the token renewed if due (s).
+    pub(crate) vault_refresh_secs: u64,
+    /// The live Vault connection (not a setting).
+    #[serde(skip)]
+    pub(crate) vault: Option<std::sync::Arc<crate::vault::VaultSource>>,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
     pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
@@ -113,6 +132,15 @@ impl Default for Config {
             retain_dead_secs: retention_secs(retention.dead),
             schedules: Vec::new(),
             jwt_signing_keys: None,
+            vault_addr: None,
+            vault_token: None,
+            vault_role_id: None,
+            vault_secret_id: None,
+            vault_approle_mount: "approle".into(),
+            vault_kv_mount: "secret".into(),
+            vault_path: "pysaas".into(),
+            vault_refresh_secs: 60,
+            vault: None,
             rate_limit_backend: "memory".into(),
             rate_limits: limits.plans.clone(),
             api_key_rate_limit: limits.api_key,

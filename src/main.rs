@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod run;
 mod security;
+mod vault;
 
 use std::path::PathBuf;
 
@@ -89,6 +90,9 @@ enum AdminCommand {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // One TLS crypto provider for every client (ring: already built for reqwest; no C toolchain
+    // beyond it). Fails only if one is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -99,6 +103,7 @@ fn main() -> Result<()> {
             command => {
                 let mut config = Config::load(cli.config.as_deref())?;
                 run::init_tracing(&config);
+                vault::apply(&mut config).await?;
                 match command {
                     Command::Dev { listen, data_dir } => {
                         config.listen = listen.unwrap_or(config.listen);

@@ -19,8 +19,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{redact, Config};
 
 pub(crate) fn init_tracing(config: &Config) {
-    let filter =
-        EnvFilter::try_from_env("PYSAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("PYSAAS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rustify=off,vaultrs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -262,6 +262,11 @@ impl Roles {
         let local = listener.local_addr()?;
         crate::security::ensure_default_tenant(self.store.as_ref()).await?;
         let auth = crate::security::auth(config, config.jwt_signing_keys.as_deref())?;
+        if let Some(vault) = &config.vault {
+            vault
+                .clone()
+                .spawn_upkeep(Some(auth.clone()), self.shutdown.clone());
+        }
         let limiter: Arc<dyn pysaas_api::ratelimit::RateLimiter> =
             if config.rate_limit_backend == "memory" {
                 Arc::new(pysaas_api::ratelimit::MemoryLimiter::default())

@@ -21,7 +21,7 @@ const KEY_FILE: &str = "jwt-signing-key.pem";
 const ADMIN_KEY_FILE: &str = "admin.key";
 
 /// Splits concatenated PEM blocks.
-fn pem_blocks(text: &str) -> Vec<String> {
+pub(crate) fn pem_blocks(text: &str) -> Vec<String> {
     text.split("-----BEGIN")
         .filter(|b| b.contains("-----END"))
         .map(|b| format!("-----BEGIN{b}").trim().to_owned())

@@ -139,7 +139,7 @@ impl Principal {
 /// Issues and checks credentials.
 #[derive(Debug)]
 pub struct Auth {
-    keyring: Keyring,
+    keyring: std::sync::RwLock<Arc<Keyring>>,
     settings: AuthSettings,
     /// A hash verified when the account does not exist, so both cases take as long.
     dummy_hash: String,
@@ -150,7 +150,7 @@ impl Auth {
     pub fn new(keyring: Keyring, settings: AuthSettings) -> Self {
         let dummy_hash = secrets::hash_password("dummy password for timing").unwrap_or_default();
         Auth {
-            keyring,
+            keyring: std::sync::RwLock::new(Arc::new(keyring)),
             settings,
             dummy_hash,
         }
@@ -165,9 +165,18 @@ impl Auth {
         }
     }
 
-    /// The key ring.
-    pub fn keyring(&self) -> &Keyring {
-        &self.keyring
+    /// The key ring in use.
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a new key ring (a rotation read from Vault): the next token is signed with its
+    /// first key; tokens of keys still in it keep verifying.
+    pub fn replace_keyring(&self, keyring: Keyring) {
+        *self.keyring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keyring);
     }
 
     /// The settings.
@@ -183,7 +192,7 @@ impl Auth {
     pub fn access_token(&self, user: Uuid, tenant: &str, role: &str) -> Result<String, KeyError> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.settings.access_ttl.as_secs()).unwrap_or(i64::MAX);
-        self.keyring.sign(&Claims {
+        self.keyring().sign(&Claims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
             sub: user.to_string(),
@@ -208,7 +217,7 @@ impl Auth {
     /// Checks an access token and returns its principal.
     pub fn verify_access(&self, token: &str) -> Result<Principal, ApiError> {
         let claims: Claims = self
-            .keyring
+            .keyring()
             .verify(token, &self.validation())
             .map_err(|e| unauthorized(&e.to_string()))?;
         let id = Uuid::parse_str(&claims.sub).map_err(|_| unauthorized("invalid token"))?;
