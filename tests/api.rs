@@ -183,11 +183,13 @@ async fn submitted_noop_succeeds_quickly(app: App) {
     let r = app
         .http
         .post(format!("{}/v1/jobs", app.base))
+        .header("x-request-id", "req-from-client-42")
         .json(&json!({"kind": "system.noop"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["x-request-id"], "req-from-client-42");
     let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -196,6 +198,23 @@ async fn submitted_noop_succeeds_quickly(app: App) {
         .wait_state(&id, "succeeded", Duration::from_secs(5))
         .await;
     assert_eq!(job["attempts"], 1);
+    assert_eq!(
+        job["request_id"], "req-from-client-42",
+        "the request id travels with the job"
+    );
+    // Without one, the gateway generates it, returns it and records it.
+    let r = app
+        .http
+        .post(format!("{}/v1/jobs", app.base))
+        .json(&json!({"kind": "system.noop"}))
+        .send()
+        .await
+        .unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["request_id"],
+        generated.as_str()
+    );
     for field in [
         "id",
         "kind",
@@ -535,6 +554,24 @@ async fn health_metrics_and_openapi(app: App) {
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["paths"]["/v1/jobs/{id}/retry"].is_object());
+    // Both ways to authenticate are declared (Swagger UI's "Authorize"), public routes opt out.
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer", "{schemes}");
+    assert_eq!(schemes["api_key"]["name"], "X-Api-Key", "{schemes}");
+    assert!(doc["security"].as_array().unwrap().len() == 2);
+    assert_eq!(
+        doc["paths"]["/v1/auth/login"]["post"]["security"],
+        json!([{}])
+    );
+    for path in [
+        "/v1/auth/signup",
+        "/v1/me",
+        "/v1/api-keys",
+        "/v1/members",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path}");
+    }
     let docs = app
         .http
         .get(format!("{}/docs/", app.base))

@@ -779,3 +779,82 @@ async fn two_api_processes_share_the_limit_through_redis() {
     assert!((5..=6).contains(&total), "admitted {ok:?}");
     assert!(ok[0] > 0 && ok[1] > 0, "both processes served: {ok:?}");
 }
+
+/// `pysaas dev` on first start: the default tenant and an admin API key, printed once and kept in
+/// `<data_dir>/admin.key` (0600); a restart does not print it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_bootstraps_an_admin_key_once() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+            .args([
+                "dev",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env_remove("PYSAAS_DATABASE_URL")
+            .env("PYSAAS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+        out
+    };
+    let wait_up = |base: String| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while reqwest::get(format!("{base}/healthz")).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "dev did not start");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let (child, base) = start();
+    wait_up(base.clone()).await;
+    let path = dir.path().join("admin.key");
+    let key = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let me: Value = reqwest::Client::new()
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (me["tenant_id"].as_str(), me["scopes"].clone()),
+        (Some("default"), json!(["admin"]))
+    );
+    let first = stop(child);
+    assert!(first.contains(&key), "printed once: {first}");
+
+    let (child, base) = start();
+    wait_up(base).await;
+    let second = stop(child);
+    assert!(!second.contains(&key), "not printed again: {second}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().trim(),
+        key,
+        "the same key is kept"
+    );
+}
