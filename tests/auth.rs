@@ -858,3 +858,76 @@ async fn dev_bootstraps_an_admin_key_once() {
         "the same key is kept"
     );
 }
+
+/// CORS answers preflights for configured origins only, and exposes the rate-limit headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_follows_the_configured_origins() {
+    let db = TestDb::sqlite().await;
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(db.store.clone()));
+    let state = AppState::new(
+        db.store.clone(),
+        dispatcher,
+        KindRegistry::builtin(),
+        None,
+        Arc::new(Auth::ephemeral()),
+    );
+    let gateway = pysaas_api::GatewayConfig {
+        cors_origins: vec!["https://dash.example.com".into()],
+        request_timeout: Some(std::time::Duration::from_secs(5)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router_with(state, &gateway),
+        async move { until.cancelled().await },
+    ));
+    let _server = Server {
+        base: base.clone(),
+        stop,
+    };
+    let preflight = |origin: &'static str| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .request(Method::OPTIONS, format!("{base}/v1/jobs"))
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let allowed = preflight("https://dash.example.com").await;
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://dash.example.com"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+    let other = preflight("https://evil.example.com").await;
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let r = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .header("origin", "https://dash.example.com")
+        .send()
+        .await
+        .unwrap();
+    let exposed = r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        exposed.contains("ratelimit-remaining") && exposed.contains("retry-after"),
+        "{exposed}"
+    );
+}
