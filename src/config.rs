@@ -97,6 +97,9 @@ pub(crate) struct Config {
     /// The live Vault connection (not a setting).
     #[serde(skip)]
     pub(crate) vault: Option<std::sync::Arc<crate::vault::VaultSource>>,
+    /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`), so
+    /// that Prometheus (and an HPA on queue depth) can scrape processes without the API.
+    pub(crate) metrics_listen: Option<String>,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
     pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
@@ -132,6 +135,7 @@ impl Default for Config {
             retain_dead_secs: retention_secs(retention.dead),
             schedules: Vec::new(),
             jwt_signing_keys: None,
+            metrics_listen: None,
             vault_addr: None,
             vault_token: None,
             vault_role_id: None,
@@ -231,6 +235,11 @@ impl Config {
             if !(limit.rate > 0.0 && limit.burst >= 1) {
                 bail!("rate limit `{plan}`: rate must be > 0 and burst at least 1");
             }
+        }
+        if let Some(addr) = &self.metrics_listen {
+            addr.parse::<SocketAddr>().with_context(|| {
+                format!("metrics_listen (PYSAAS_METRICS_LISTEN) `{addr}` is not an address like 0.0.0.0:9090")
+            })?;
         }
         if self.leader_ttl_ms < 300 {
             bail!("leader_ttl_ms (PYSAAS_LEADER_TTL_MS) must be at least 300");

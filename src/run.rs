@@ -223,8 +223,45 @@ impl Roles {
         ))
     }
 
+    /// Serves `/metrics` and `/healthz` on `metrics_listen`, if set (worker and scheduler roles).
+    async fn serve_metrics(&self, config: &Config) -> Result<()> {
+        let Some(addr) = &config.metrics_listen else {
+            return Ok(());
+        };
+        let listener = tokio::net::TcpListener::bind(addr.as_str())
+            .await
+            .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
+        let handle = pysaas_api::install_metrics();
+        let router = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let handle = handle.clone();
+                    async move {
+                        match handle {
+                            Some(h) => (axum::http::StatusCode::OK, h.render()),
+                            None => (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                        }
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        tracing::info!(address = %addr, "metrics on /metrics");
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::warn!(error = %err, "metrics server stopped");
+            }
+        });
+        Ok(())
+    }
+
     /// The scheduler alone, until shutdown.
     async fn run_scheduler(&self, config: &Config) -> Result<()> {
+        self.serve_metrics(config).await?;
         let scheduler = self.start_scheduler(config).await?;
         self.shutdown.cancelled().await;
         scheduler.wait().await;
@@ -341,7 +378,9 @@ pub(crate) async fn api(config: Config) -> Result<()> {
 }
 
 pub(crate) async fn worker(config: Config) -> Result<()> {
-    Roles::open(&config).await?.run_worker(&config).await
+    let roles = Roles::open(&config).await?;
+    roles.serve_metrics(&config).await?;
+    roles.run_worker(&config).await
 }
 
 pub(crate) async fn scheduler(config: Config) -> Result<()> {

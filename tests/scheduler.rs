@@ -373,3 +373,54 @@ async fn delayed_jobs_start_on_time_and_survive_restarts() {
     assert!(ran.started_at.unwrap() >= later.run_at);
     assert_eq!(ran.attempts, 1);
 }
+
+/// A `pysaas scheduler` with `metrics_listen` exports the leader's queue-depth gauges (what a
+/// Kubernetes HPA scales worker pools on) without any API process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_exports_queue_depth_gauges() {
+    let db = TestDb::postgres().await;
+    let mut queued: Vec<NewJob> = (0..3).map(|_| delayed(Duration::ZERO)).collect();
+    for job in &mut queued {
+        job.queue = "billing".into();
+    }
+    queued.push(NewJob {
+        queue: "billing".into(),
+        ..delayed(Duration::from_secs(3600))
+    });
+    db.store.insert(queued).await.unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = config_file("");
+    let listen = format!("127.0.0.1:{port}");
+    let _children = Children(vec![spawn(
+        &db,
+        "scheduler",
+        &config,
+        &[("PYSAAS_METRICS_LISTEN", listen.as_str())],
+    )]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let expected = [
+        "pysaas_scheduler_leader 1",
+        "pysaas_queue_jobs{queue=\"billing\",state=\"queued\"} 3",
+        "pysaas_queue_jobs{queue=\"billing\",state=\"scheduled\"} 1",
+        "pysaas_queue_jobs{queue=\"billing\",state=\"running\"} 0",
+    ];
+    loop {
+        let text = match reqwest::get(format!("http://{listen}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
+            assert!(text.contains("pysaas_queue_oldest_queued_seconds{queue=\"billing\"}"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gauges never showed {expected:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

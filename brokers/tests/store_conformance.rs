@@ -440,6 +440,29 @@ async fn queue_stats_count_by_state(db: TestDb) {
         Some(&1)
     );
     assert!(s.queue_stats(Some("globex")).await.unwrap().is_empty());
+
+    // Live counts: unfinished states only, the same numbers.
+    let running = s.claim("b", 1, "w", LEASE).await.unwrap();
+    s.complete(&[done(running[0].id, 1)]).await.unwrap();
+    let mut later = job("a");
+    later.run_at = Utc::now() + chrono::Duration::hours(1);
+    insert(s, vec![later]).await;
+    let live = s.live_queue_stats().await.unwrap();
+    let a = live.iter().find(|q| q.queue == "a").expect("queue a");
+    assert_eq!(a.counts.get(&JobState::Queued), Some(&2));
+    assert_eq!(a.counts.get(&JobState::Running), Some(&1));
+    assert_eq!(a.counts.get(&JobState::Scheduled), Some(&1));
+    assert!(a.oldest_queued_at.is_some());
+    assert!(
+        live.iter()
+            .all(|q| !q.counts.contains_key(&JobState::Succeeded)),
+        "finished states are not read: {live:?}"
+    );
+    let b = live.iter().find(|q| q.queue == "b");
+    assert!(
+        b.is_none_or(|b| b.counts.values().all(|n| *n == 0)),
+        "{b:?}"
+    );
 }
 
 async fn inserts_wake_consumers(db: TestDb) {

@@ -27,7 +27,7 @@ pub async fn run(store: Arc<dyn JobStore>, interval: Duration, shutdown: Cancell
         let (store, seen) = (store.clone(), seen.clone());
         async move {
             let now = store.now().await?;
-            let stats = store.queue_stats(None).await?;
+            let stats = store.live_queue_stats().await?;
             let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
             let current: BTreeSet<String> = stats.iter().map(|s| s.queue.clone()).collect();
             // Queues that vanished (pruned away) read 0 rather than their last value.

@@ -166,6 +166,10 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
     /// Per-queue counts (all tenants when `tenant_id` is `None`).
     async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>>;
 
+    /// Per-queue counts of unfinished jobs only (all tenants), read through the partial indexes
+    /// of those states: cheap however many finished rows the table holds (queue-depth gauges).
+    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>>;
+
     /// Claims up to `limit` queued jobs of `queue` (highest priority, then oldest first) for
     /// `worker_id`, holding a lease of `lease`. Each claim starts a new attempt.
     async fn claim(

@@ -253,6 +253,21 @@ fn job_from_row(row: &PgRow) -> Result<Job> {
     })
 }
 
+fn stats_from_rows(rows: &[PgRow]) -> Result<Vec<QueueStats>> {
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("queue")?,
+                parse_state(row.try_get("state")?)?,
+                row.try_get("n")?,
+                row.try_get("oldest")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(fold_queue_stats(rows))
+}
+
 fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>> {
     rows.iter().map(job_from_row).collect()
 }
@@ -399,18 +414,19 @@ impl JobStore for PgStore {
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?;
-        let rows = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("queue")?,
-                    parse_state(row.try_get("state")?)?,
-                    row.try_get("n")?,
-                    row.try_get("oldest")?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(fold_queue_stats(rows))
+        stats_from_rows(&rows)
+    }
+
+    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>> {
+        let rows = sqlx::query(
+            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs WHERE state = 'queued' GROUP BY queue, state \
+             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying') GROUP BY queue, state \
+             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state = 'running' GROUP BY queue, state \
+             ORDER BY queue",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        stats_from_rows(&rows)
     }
 
     async fn claim(
