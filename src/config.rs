@@ -100,6 +100,9 @@ pub(crate) struct Config {
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`), so
     /// that Prometheus (and an HPA on queue depth) can scrape processes without the API.
     pub(crate) metrics_listen: Option<String>,
+    /// Let webhooks reach loopback/private/link-local addresses (local development only: on a
+    /// shared deployment tenants could reach internal services).
+    pub(crate) webhook_allow_private: bool,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
     pub(crate) schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
@@ -136,6 +139,7 @@ impl Default for Config {
             schedules: Vec::new(),
             jwt_signing_keys: None,
             metrics_listen: None,
+            webhook_allow_private: false,
             vault_addr: None,
             vault_token: None,
             vault_role_id: None,

@@ -185,7 +185,9 @@ impl Roles {
         Ok(Roles {
             dispatcher: open_dispatcher(config, &store)?,
             store,
-            handlers: Handlers::builtin(),
+            handlers: Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
+                webhook_allow_private: config.webhook_allow_private,
+            }),
             shutdown: shutdown_signal(),
         })
     }

@@ -31,7 +31,10 @@ impl Drop for App {
 
 async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, CancellationToken) {
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
-    let handlers = Handlers::builtin();
+    // The test's webhook target listens on loopback.
+    let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
+        webhook_allow_private: true,
+    });
     let stop = CancellationToken::new();
     if with_worker {
         let scheduler = SchedulerConfig {

@@ -123,8 +123,13 @@ impl Handlers {
 
     /// Handlers for every built-in kind.
     pub fn builtin() -> Self {
+        Self::builtin_with(crate::handlers::BuiltinConfig::default())
+    }
+
+    /// The built-in kinds with `config`.
+    pub fn builtin_with(config: crate::handlers::BuiltinConfig) -> Self {
         let mut handlers = Self::new();
-        crate::handlers::register_builtin(&mut handlers);
+        crate::handlers::register_builtin(&mut handlers, config);
         handlers
     }
 

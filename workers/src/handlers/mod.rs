@@ -1,5 +1,6 @@
 //! Built-in handlers. Domain pools (billing, notification, profile) add theirs beside these.
 
+pub mod egress;
 mod notification;
 mod system;
 
@@ -10,10 +11,20 @@ use pysaas_jobs::kinds;
 
 use crate::Handlers;
 
-pub(crate) fn register_builtin(handlers: &mut Handlers) {
+/// Settings of the built-in handlers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinConfig {
+    /// Let webhooks reach loopback, private and link-local addresses (local development and
+    /// tests; never on a shared deployment: tenants could reach internal services).
+    pub webhook_allow_private: bool,
+}
+
+pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
     handlers
         .register::<kinds::system::Noop, _>(NoopHandler)
         .register::<kinds::system::Sleep, _>(SleepHandler)
         .register::<kinds::system::Fail, _>(FailHandler)
-        .register::<kinds::notification::Webhook, _>(WebhookHandler::default());
+        .register::<kinds::notification::Webhook, _>(WebhookHandler::with_policy(
+            config.webhook_allow_private,
+        ));
 }

@@ -14,24 +14,31 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct WebhookHandler {
     client: reqwest::Client,
+    allow_private: bool,
 }
 
 impl Default for WebhookHandler {
+    /// Public addresses only.
     fn default() -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("pysaas-webhook/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .unwrap_or_default();
-        WebhookHandler { client }
+        Self::with_policy(false)
     }
 }
 
 impl WebhookHandler {
-    /// A handler using `client`.
+    /// Public addresses only, unless `allow_private` (see [`super::egress`]).
+    pub fn with_policy(allow_private: bool) -> Self {
+        WebhookHandler {
+            client: super::egress::client(allow_private),
+            allow_private,
+        }
+    }
+
+    /// A handler using `client` as it is (its own address policy).
     pub fn new(client: reqwest::Client) -> Self {
-        WebhookHandler { client }
+        WebhookHandler {
+            client,
+            allow_private: true,
+        }
     }
 }
 
@@ -50,6 +57,11 @@ impl JobHandler<Webhook> for WebhookHandler {
                 url.scheme()
             )));
         }
+        if !self.allow_private && super::egress::private_literal(&url) {
+            return Err(HandlerError::fail(
+                "webhook URL points to a non-public address; refused",
+            ));
+        }
         let mut request = self
             .client
             .post(url)
@@ -60,10 +72,17 @@ impl JobHandler<Webhook> for WebhookHandler {
         if let Some(traceparent) = &ctx.trace_context {
             request = request.header("traceparent", traceparent);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| HandlerError::retry(format!("webhook request failed: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            // A refused address will not become public by retrying.
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(err) = source {
+                if err.to_string().contains("no public address") {
+                    return HandlerError::fail(format!("webhook refused: {err}"));
+                }
+                source = err.source();
+            }
+            HandlerError::retry(format!("webhook request failed: {e}"))
+        })?;
         let status = response.status();
         if status.is_success() {
             return Ok(Some(json!({ "status": status.as_u16() })));
@@ -80,5 +99,57 @@ impl JobHandler<Webhook> for WebhookHandler {
             Some(after) => HandlerError::retry_after(message, after),
             None => HandlerError::retry(message),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn ctx() -> JobContext {
+        JobContext {
+            id: uuid::Uuid::now_v7(),
+            tenant_id: "t".into(),
+            kind: "notification.webhook".into(),
+            queue: "notifications".into(),
+            attempt: 1,
+            max_attempts: 3,
+            trace_context: None,
+            request_id: None,
+        }
+    }
+
+    fn hook(url: &str) -> Webhook {
+        serde_json::from_value(json!({"url": url, "body": {}})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn internal_addresses_are_refused_for_good() {
+        let handler = WebhookHandler::default();
+        for url in [
+            "http://127.0.0.1:9/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:9/",
+            "http://10.0.0.1/",
+            "http://localhost:9/",
+        ] {
+            let err = handler.handle(&ctx(), hook(url)).await.unwrap_err();
+            assert!(
+                matches!(err, HandlerError::Fail { .. }),
+                "{url}: {err:?} (must fail, not retry)"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn allowed_private_addresses_are_tried() {
+        // Port 9 on loopback refuses the connection: a transient failure, so a retry.
+        let err = WebhookHandler::with_policy(true)
+            .handle(&ctx(), hook("http://127.0.0.1:9/"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HandlerError::Retry { .. }), "{err:?}");
     }
 }
