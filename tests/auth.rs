@@ -276,6 +276,16 @@ async fn api_keys_and_scopes(db: TestDb) {
         assert_eq!(b["errors"][0]["path"], path);
     }
 
+    // Use is recorded (to the minute).
+    let (_, listed, _) = call(&server, Method::GET, "/v1/api-keys", Some(&owner), None).await;
+    let used = listed["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == created["id"])
+        .unwrap();
+    assert!(used["last_used_at"].is_string(), "{used}");
+
     // Revocation takes effect on the next request.
     let id = created["id"].as_str().unwrap();
     let (s, _, _) = call(

@@ -143,6 +143,9 @@ pub struct Auth {
     settings: AuthSettings,
     /// A hash verified when the account does not exist, so both cases take as long.
     dummy_hash: String,
+    /// When each API key's use was last written, so that a busy key costs one write a minute
+    /// per process, not one per request (SQLite has a single writer).
+    touched: std::sync::Mutex<std::collections::HashMap<Uuid, std::time::Instant>>,
 }
 
 impl Auth {
@@ -153,6 +156,7 @@ impl Auth {
             keyring: std::sync::RwLock::new(Arc::new(keyring)),
             settings,
             dummy_hash,
+            touched: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -249,8 +253,10 @@ impl Auth {
         if row.revoked_at.is_some() {
             return Err(unauthorized("API key revoked"));
         }
-        if let Err(err) = store.touch_api_key(row.id).await {
-            tracing::debug!(error = %err, "API key last-use not recorded");
+        if self.due_for_touch(row.id) {
+            if let Err(err) = store.touch_api_key(row.id).await {
+                tracing::debug!(error = %err, "API key last-use not recorded");
+            }
         }
         Ok(Principal {
             tenant_id: row.tenant_id,
@@ -260,6 +266,21 @@ impl Auth {
             },
             scopes: row.scopes,
         })
+    }
+
+    fn due_for_touch(&self, key: Uuid) -> bool {
+        let now = std::time::Instant::now();
+        let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+        match touched.get(&key) {
+            Some(at) if now.duration_since(*at) < Duration::from_secs(60) => false,
+            _ => {
+                if touched.len() > 100_000 {
+                    touched.clear();
+                }
+                touched.insert(key, now);
+                true
+            }
+        }
     }
 
     /// Authenticates a request from its headers.
