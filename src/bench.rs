@@ -44,6 +44,10 @@ pub(crate) struct BenchArgs {
     /// Delayed jobs for the timing test (run_at spread over 5 s, system otherwise idle; 0 skips).
     #[arg(long, default_value_t = 200)]
     delayed: usize,
+    /// Also measure `POST /v1/jobs` through the HTTP API (API-key auth, rate limiter, validation,
+    /// insert) with this many concurrent clients for `--seconds` (0 skips).
+    #[arg(long, default_value_t = 0)]
+    api_clients: usize,
 }
 
 enum Raw {
@@ -328,6 +332,90 @@ async fn measure(
     if args.delayed > 0 {
         delayed(store, dispatcher, args).await?;
     }
+    if args.api_clients > 0 {
+        api(store, dispatcher, args).await?;
+    }
+    Ok(())
+}
+
+/// Phase 5, the HTTP API: concurrent clients submit no-op jobs with an API key for `--seconds`
+/// (limits set out of the way: this measures their cost, not their effect).
+async fn api(
+    store: &Arc<dyn JobStore>,
+    dispatcher: &Arc<dyn Dispatcher>,
+    args: &BenchArgs,
+) -> Result<()> {
+    use pysaas_api::ratelimit::{Limit, Limits, MemoryLimiter};
+    let key = pysaas_api::auth::admin_key_for(store.as_ref(), DEFAULT_TENANT, "bench").await?;
+    let wide = Limit {
+        rate: 1e9,
+        burst: u32::MAX,
+    };
+    let state = pysaas_api::AppState::new(
+        store.clone(),
+        dispatcher.clone(),
+        Handlers::builtin().registry(),
+        None,
+        Arc::new(pysaas_api::auth::Auth::ephemeral()),
+    )
+    .with_rate_limits(
+        Arc::new(MemoryLimiter::default()),
+        Limits {
+            plans: [("free".to_owned(), wide)].into(),
+            default_plan: "free".into(),
+            api_key: wide,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/jobs", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    let server = tokio::spawn(pysaas_api::serve(
+        listener,
+        pysaas_api::router(state),
+        async move { until.cancelled().await },
+    ));
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..args.api_clients {
+        let (http, url, key) = (http.clone(), url.clone(), key.clone());
+        clients.spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&serde_json::json!({"kind": "system.noop", "queue": "api"}))
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    response.status() == reqwest::StatusCode::ACCEPTED,
+                    "submission answered {}",
+                    response.status()
+                );
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = clients.join_next().await {
+        latencies.extend(done??);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.cancel();
+    let _ = server.await;
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "API submit (HTTP, API key): {:>9.0} jobs/s with {} clients; p50 {:.1} ms, p99 {:.1} ms",
+        latencies.len() as f64 / elapsed,
+        args.api_clients,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0)
+    );
     Ok(())
 }
 
