@@ -19,9 +19,9 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// Emission interval T (µs between requests at the sustained rate).
+    /// Emission interval T (µs between requests at the sustained rate; at least 1 µs).
     fn interval_us(&self) -> i64 {
-        (1_000_000.0 / self.rate.max(1e-6)) as i64
+        ((1_000_000.0 / self.rate.max(1e-6)) as i64).max(1)
     }
 
     /// Tolerance τ (µs): how far ahead of "now" the arrival time may run.
@@ -143,8 +143,10 @@ fn now_us() -> i64 {
 #[async_trait]
 impl RateLimiter for MemoryLimiter {
     async fn check(&self, key: &str, limit: Limit) -> Result<Decision, LimiterError> {
-        let now = now_us();
         let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock: a `now` taken before it could be older than a TAT another
+        // thread stored meanwhile, and be refused for it.
+        let now = now_us();
         if tats.len() > 100_000 {
             // Forget keys whose bucket is full again (their state equals "no state").
             tats.retain(|_, tat| *tat > now);
@@ -255,5 +257,27 @@ mod tests {
         );
         // Another key is independent.
         assert!(limiter.check("u", limit).await.unwrap().allowed);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_huge_limit_never_refuses_under_contention() {
+        let limiter = std::sync::Arc::new(MemoryLimiter::default());
+        let wide = Limit {
+            rate: 1e9,
+            burst: u32::MAX,
+        };
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    for _ in 0..5_000 {
+                        assert!(limiter.check("k", wide).await.unwrap().allowed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
     }
 }
