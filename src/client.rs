@@ -59,6 +59,49 @@ pub(crate) struct EnqueueArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct SchedulesArgs {
+    #[command(subcommand)]
+    command: SchedulesCommand,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchedulesCommand {
+    /// List schedules with their next fire times.
+    List,
+    /// Show one schedule.
+    Show { name: String },
+    /// Create a schedule.
+    Create {
+        name: String,
+        /// Cron expression, seconds first (`0 */5 * * * *`).
+        #[arg(long)]
+        cron: String,
+        /// Job kind each tick enqueues.
+        #[arg(long)]
+        kind: String,
+        /// Payload as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// skip, fire_once or catch_up.
+        #[arg(long)]
+        misfire: Option<String>,
+    },
+    /// Pause a schedule.
+    Pause { name: String },
+    /// Resume a paused schedule.
+    Resume { name: String },
+    /// Enqueue the schedule's job now.
+    Trigger { name: String },
+    /// Delete a schedule.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct JobsArgs {
     #[command(subcommand)]
     command: JobsCommand,
@@ -149,6 +192,54 @@ pub(crate) async fn jobs(args: JobsArgs) -> Result<()> {
         }
         JobsCommand::Retry { id } => {
             call(client.post(format!("{base}/v1/jobs/{id}/retry"))).await?
+        }
+    };
+    print(&value)
+}
+
+pub(crate) async fn schedules(args: SchedulesArgs) -> Result<()> {
+    let client = args.api.client()?;
+    let base = format!("{}/v1/schedules", args.api.api.trim_end_matches('/'));
+    let one = |name: &str| format!("{base}/{name}");
+    let value = match args.command {
+        SchedulesCommand::List => call(client.get(&base)).await?,
+        SchedulesCommand::Show { name } => call(client.get(one(&name))).await?,
+        SchedulesCommand::Create {
+            name,
+            cron,
+            kind,
+            payload,
+            timezone,
+            misfire,
+        } => {
+            let payload: Value =
+                serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            let mut body = json!({"name": name, "cron": cron, "kind": kind, "payload": payload, "timezone": timezone});
+            if let Some(misfire) = misfire {
+                body["misfire"] = Value::from(misfire);
+            }
+            call(client.post(&base).json(&body)).await?
+        }
+        SchedulesCommand::Pause { name } => {
+            call(client.post(format!("{}/pause", one(&name)))).await?
+        }
+        SchedulesCommand::Resume { name } => {
+            call(client.post(format!("{}/resume", one(&name)))).await?
+        }
+        SchedulesCommand::Trigger { name } => {
+            call(client.post(format!("{}/trigger", one(&name)))).await?
+        }
+        SchedulesCommand::Delete { name } => {
+            let response = client
+                .delete(one(&name))
+                .send()
+                .await
+                .context("cannot reach the PySaaS API (is it running? see --api)")?;
+            if !response.status().is_success() {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                bail!("{}", serde_json::to_string_pretty(&body)?);
+            }
+            json!({"deleted": name})
         }
     };
     print(&value)

@@ -68,6 +68,8 @@ enum Command {
     Enqueue(client::EnqueueArgs),
     /// Inspect and manage jobs through the API.
     Jobs(client::JobsArgs),
+    /// Manage cron schedules through the API.
+    Schedules(client::SchedulesArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
 }
@@ -100,6 +102,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Enqueue(args) => client::enqueue(args).await,
             Command::Jobs(args) => client::jobs(args).await,
+            Command::Schedules(args) => client::schedules(args).await,
             command => {
                 let mut config = Config::load(cli.config.as_deref())?;
                 run::init_tracing(&config);
@@ -134,7 +137,9 @@ fn main() -> Result<()> {
                         scopes,
                     }) => run::create_key(config, tenant, name, scopes).await,
                     Command::Bench(args) => bench::run(config, args).await,
-                    Command::Enqueue(_) | Command::Jobs(_) => unreachable!("handled above"),
+                    Command::Enqueue(_) | Command::Jobs(_) | Command::Schedules(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             }
         }

@@ -755,6 +755,10 @@ async fn schedules_are_managed_and_fired(app: App) {
         .post("/v1/schedules/every-second/trigger", json!({}))
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert!(
+        job["request_id"].is_string(),
+        "a manual trigger is traced to its request: {job}"
+    );
     app.wait_state(
         job["id"].as_str().unwrap(),
         "succeeded",

@@ -73,7 +73,7 @@ fn prepare(
 }
 
 /// The request id the gateway accepted or generated (`X-Request-Id`), at most 128 characters.
-fn request_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

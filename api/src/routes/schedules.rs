@@ -287,6 +287,7 @@ pub(crate) async fn trigger(
         _,
     ): Authorized<SchedulesWrite>,
     Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let schedule = state
         .store()
@@ -302,6 +303,7 @@ pub(crate) async fn trigger(
             queue: spec.queue.clone(),
             priority: spec.priority,
             max_attempts: spec.max_attempts,
+            request_id: super::jobs::request_id(&headers),
             ..JobOptions::default()
         },
     )?;
