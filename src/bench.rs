@@ -364,6 +364,7 @@ async fn api(
             plans: [("free".to_owned(), wide)].into(),
             default_plan: "free".into(),
             api_key: wide,
+            auth_per_ip: wide,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

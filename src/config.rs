@@ -74,6 +74,10 @@ pub(crate) struct Config {
     pub(crate) rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// Per-API-key limit, on top of the tenant's.
     pub(crate) api_key_rate_limit: pysaas_api::ratelimit::Limit,
+    /// Per client address on `/v1/auth/*`.
+    pub(crate) auth_rate_limit: pysaas_api::ratelimit::Limit,
+    /// Client address from the last `X-Forwarded-For` entry (behind a load balancer only).
+    pub(crate) trust_forwarded_for: bool,
     /// CORS: allowed origins (`*` for any); empty sends no CORS headers.
     pub(crate) cors_origins: Vec<String>,
     /// Requests running longer get 408 (ms; 0 disables).
@@ -152,6 +156,8 @@ impl Default for Config {
             rate_limit_backend: "memory".into(),
             rate_limits: limits.plans.clone(),
             api_key_rate_limit: limits.api_key,
+            auth_rate_limit: limits.auth_per_ip,
+            trust_forwarded_for: false,
             cors_origins: Vec::new(),
             request_timeout_ms: 30_000,
             jwt_issuer: "pysaas".into(),
@@ -234,7 +240,10 @@ impl Config {
             .rate_limits
             .iter()
             .map(|(p, l)| (p.as_str(), l))
-            .chain([("api key", &self.api_key_rate_limit)])
+            .chain([
+                ("api key", &self.api_key_rate_limit),
+                ("auth per address", &self.auth_rate_limit),
+            ])
         {
             if !(limit.rate > 0.0 && limit.burst >= 1) {
                 bail!("rate limit `{plan}`: rate must be > 0 and burst at least 1");
@@ -291,6 +300,7 @@ impl Config {
             plans: self.rate_limits.clone(),
             default_plan: "free".into(),
             api_key: self.api_key_rate_limit,
+            auth_per_ip: self.auth_rate_limit,
         }
     }
 

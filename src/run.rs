@@ -331,6 +331,7 @@ impl Roles {
             cors_origins: config.cors_origins.clone(),
             request_timeout: (config.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(config.request_timeout_ms)),
+            trust_forwarded_for: config.trust_forwarded_for,
         };
         tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
         println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");

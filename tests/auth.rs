@@ -620,6 +620,7 @@ async fn bursts_are_limited(db: TestDb) {
             rate: 0.2,
             burst: 2,
         },
+        ..Limits::default()
     };
     let server = serve_with(&db, &[generate_pem()], limits).await;
     let owner = access(&signup(&server, "busy@example.com").await);
@@ -682,7 +683,47 @@ async fn bursts_are_limited(db: TestDb) {
     );
 }
 
+/// `/v1/auth/*` is limited per client address, whatever account is tried, and a client cannot
+/// dodge it with its own `X-Forwarded-For` (not trusted unless configured).
+async fn auth_attempts_are_limited_per_address(db: TestDb) {
+    let limits = Limits {
+        auth_per_ip: Limit {
+            rate: 0.2,
+            burst: 3,
+        },
+        ..Limits::default()
+    };
+    let server = serve_with(&db, &[generate_pem()], limits).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/auth/login", server.base))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(
+                &json!({"email": format!("user{i}@example.com"), "password": "guess guess guess"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.headers().get("retry-after").is_some());
+        }
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
+
 pysaas_brokers::each_store!(
+    auth_attempts_are_limited_per_address,
     bursts_are_limited,
     bad_tokens_are_refused,
     api_keys_and_scopes,
@@ -884,6 +925,7 @@ async fn cors_follows_the_configured_origins() {
     let gateway = pysaas_api::GatewayConfig {
         cors_origins: vec!["https://dash.example.com".into()],
         request_timeout: Some(std::time::Duration::from_secs(5)),
+        trust_forwarded_for: false,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

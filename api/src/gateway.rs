@@ -61,6 +61,68 @@ fn rate_headers(response: &mut Response, d: &Decision) {
     }
 }
 
+/// The client's address: the peer, or — behind a trusted load balancer — the last
+/// `X-Forwarded-For` entry (the address the balancer saw).
+fn client_ip(request: &Request, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for {
+        let forwarded = request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip.to_string();
+        }
+    }
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn too_many(what: &str, d: &Decision) -> Response {
+    let wait = ceil_secs(d.retry_after).max(1);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit of this {what} exceeded; retry in {wait} s"),
+    )
+    .with_retry_after(wait)
+    .into_response();
+    rate_headers(&mut response, d);
+    response
+}
+
+/// Limits `/v1/auth/*` per client address.
+pub(crate) async fn limit_auth_by_ip(
+    State((state, trust_forwarded_for)): State<(AppState, bool)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let ip = client_ip(&request, trust_forwarded_for);
+    match state
+        .limiter()
+        .check(&format!("ip:{ip}"), state.limits().auth_per_ip)
+        .await
+    {
+        Ok(d) if !d.allowed => {
+            tracing::warn!(client = %ip, "auth requests rate-limited");
+            too_many("client address", &d)
+        }
+        Ok(d) => {
+            let mut response = next.run(request).await;
+            rate_headers(&mut response, &d);
+            response
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "rate limit not checked");
+            next.run(request).await
+        }
+    }
+}
+
 /// Authenticates, applies the limits, runs the handler, adds the `RateLimit-*` headers.
 pub(crate) async fn authenticate_and_limit(
     State(state): State<AppState>,
@@ -92,17 +154,7 @@ pub(crate) async fn authenticate_and_limit(
     let mut tightest: Option<Decision> = None;
     for (key, limit, what) in checks {
         match state.limiter().check(&key, limit).await {
-            Ok(d) if !d.allowed => {
-                let wait = ceil_secs(d.retry_after).max(1);
-                let mut response = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("rate limit of this {what} exceeded; retry in {wait} s"),
-                )
-                .with_retry_after(wait)
-                .into_response();
-                rate_headers(&mut response, &d);
-                return response;
-            }
+            Ok(d) if !d.allowed => return too_many(what, &d),
             Ok(d) => {
                 if tightest.is_none_or(|t| d.remaining < t.remaining) {
                     tightest = Some(d);

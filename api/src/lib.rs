@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     pub cors_origins: Vec<String>,
     /// Requests running longer are answered 408 (none when `None`).
     pub request_timeout: Option<std::time::Duration>,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a load
+    /// balancer that sets it; otherwise clients could pick their own address).
+    pub trust_forwarded_for: bool,
 }
 
 /// The full router with default gateway settings.
@@ -95,12 +98,18 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             state.clone(),
             gateway::authenticate_and_limit,
         ));
-    let mut router = Router::new()
-        .merge(protected)
+    let accounts = Router::new()
         .route("/v1/auth/signup", post(routes::auth::signup))
         .route("/v1/auth/login", post(routes::auth::login))
         .route("/v1/auth/refresh", post(routes::auth::refresh))
         .route("/v1/auth/logout", post(routes::auth::logout))
+        .route_layer(middleware::from_fn_with_state(
+            (state.clone(), gateway.trust_forwarded_for),
+            gateway::limit_auth_by_ip,
+        ));
+    let mut router = Router::new()
+        .merge(protected)
+        .merge(accounts)
         .route("/.well-known/jwks.json", get(routes::auth::jwks))
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
@@ -201,7 +210,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -40,6 +40,9 @@ pub struct Limits {
     pub default_plan: String,
     /// Per API key (on top of its tenant's).
     pub api_key: Limit,
+    /// Per client address on `/v1/auth/*` (signup, login, refresh, logout): slows password
+    /// guessing across accounts and account enumeration.
+    pub auth_per_ip: Limit,
 }
 
 impl Default for Limits {
@@ -65,6 +68,10 @@ impl Default for Limits {
             api_key: Limit {
                 rate: 50.0,
                 burst: 100,
+            },
+            auth_per_ip: Limit {
+                rate: 2.0,
+                burst: 30,
             },
         }
     }
