@@ -444,3 +444,62 @@ async fn the_leader_exports_queue_depth_gauges() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Retention: the leader's pruner deletes finished jobs past their state's retention and keeps
+/// the others (here `succeeded` after 1 s, `dead` after the default 7 days).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pruner_applies_per_state_retention() {
+    use pysaas_brokers::Completion;
+    use pysaas_jobs::Outcome;
+    let db = TestDb::postgres().await;
+    db.store
+        .insert((0..4).map(|_| delayed(Duration::ZERO)).collect())
+        .await
+        .unwrap();
+    let claimed = db
+        .store
+        .claim("default", 4, "test", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let completions: Vec<Completion> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, job)| Completion {
+            id: job.id,
+            attempt: 1,
+            outcome: if i < 3 {
+                Outcome::Succeeded { result: None }
+            } else {
+                Outcome::Dead {
+                    error: "boom".into(),
+                }
+            },
+        })
+        .collect();
+    db.store.complete(&completions).await.unwrap();
+    let config = config_file("");
+    let _children = Children(vec![spawn(
+        &db,
+        "scheduler",
+        &config,
+        &[
+            ("PYSAAS_RETAIN_SUCCEEDED_SECS", "1"),
+            ("PYSAAS_PRUNE_INTERVAL_MS", "200"),
+        ],
+    )]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = all_jobs(&db).await;
+        if left.len() == 1 {
+            assert_eq!(left[0].state, JobState::Dead, "dead jobs are kept 7 days");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "succeeded jobs not pruned: {}",
+            left.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
