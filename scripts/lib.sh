@@ -52,3 +52,17 @@ ensure_openbao() {
     -dev-listen-address=127.0.0.1:8200 >"${TMPDIR:-/tmp}/pysaas-openbao.log" 2>&1 < /dev/null &
   wait_for OpenBao curl -sf http://127.0.0.1:8200/v1/sys/health
 }
+
+# promtool (Prometheus's metrics linter) from Debian's package, unpacked into the cache without
+# installing or starting the Prometheus service.
+PROMTOOL="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/prometheus/usr/bin/promtool"
+ensure_promtool() {
+  if [ -x "$PROMTOOL" ]; then return 0; fi
+  log "fetching promtool (Debian package prometheus, unpacked only)"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; })
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$(dirname "$(dirname "$(dirname "$PROMTOOL")")")"
+  rm -rf "$tmp"
+  [ -x "$PROMTOOL" ]
+}

@@ -9,10 +9,12 @@ ensure_postgres
 ensure_rabbitmq
 ensure_redis
 ensure_openbao
+ensure_promtool
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
+export PYSAAS_TEST_PROMTOOL="${PYSAAS_TEST_PROMTOOL:-$PROMTOOL}"
 
 log "building"
 cargo build --locked --workspace --all-targets --all-features

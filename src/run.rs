@@ -179,6 +179,11 @@ struct Roles {
 
 impl Roles {
     async fn open(config: &Config) -> Result<Self> {
+        // Before anything records a metric (the leader gauge is set once, at election).
+        if pysaas_api::install_metrics().is_some() {
+            pysaas_workers::describe_metrics();
+            pysaas_scheduler::describe_metrics();
+        }
         let url = config.require_database_url()?.to_owned();
         let store = open_store(config, &url).await?;
         tracing::info!(store = %redact(&url), backend = store.backend(), "job store open");

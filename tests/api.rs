@@ -30,6 +30,10 @@ impl Drop for App {
 }
 
 async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, CancellationToken) {
+    // Before the scheduler starts: the leader gauge is set once, at election.
+    let metrics = pysaas_api::install_metrics();
+    pysaas_workers::describe_metrics();
+    pysaas_scheduler::describe_metrics();
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
     // The test's webhook target listens on loopback.
     let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
@@ -62,7 +66,7 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
         store,
         dispatcher,
         handlers.registry(),
-        pysaas_api::install_metrics(),
+        metrics,
         Arc::new(pysaas_api::auth::Auth::ephemeral()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -550,9 +554,18 @@ async fn health_metrics_and_openapi(app: App) {
         .text()
         .await
         .unwrap();
-    for name in ["pysaas_jobs_enqueued_total", "pysaas_queue_depth"] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+    for name in [
+        "pysaas_jobs_enqueued_total",
+        "pysaas_queue_depth",
+        "pysaas_jobs_started_total",
+        "pysaas_scheduler_leader",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
     }
+    promtool_accepts(&metrics);
     let (s, doc) = app.get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -588,6 +601,33 @@ async fn health_metrics_and_openapi(app: App) {
     assert!(kinds["kinds"].as_array().unwrap().iter().any(
         |k| k["kind"] == "system.sleep" && k["payload_schema"]["properties"]["ms"].is_object()
     ));
+}
+
+/// `promtool check metrics` (Prometheus's own linter: format, help texts, naming) accepts the
+/// exposition. `scripts/test.sh` provides promtool (PYSAAS_TEST_PROMTOOL).
+fn promtool_accepts(exposition: &str) {
+    use std::io::Write;
+    let promtool = std::env::var("PYSAAS_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{promtool}: {e} (run scripts/test.sh, which installs it)"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The 422 problem's first field path.

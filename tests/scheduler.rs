@@ -424,9 +424,9 @@ async fn the_leader_exports_queue_depth_gauges() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let expected = [
         "pysaas_scheduler_leader 1",
-        "pysaas_queue_jobs{queue=\"billing\",state=\"queued\"} 3",
-        "pysaas_queue_jobs{queue=\"billing\",state=\"scheduled\"} 1",
-        "pysaas_queue_jobs{queue=\"billing\",state=\"running\"} 0",
+        "pysaas_queue_depth{queue=\"billing\",state=\"queued\"} 3",
+        "pysaas_queue_depth{queue=\"billing\",state=\"scheduled\"} 1",
+        "pysaas_queue_depth{queue=\"billing\",state=\"running\"} 0",
     ];
     loop {
         let text = match reqwest::get(format!("http://{listen}/metrics")).await {
@@ -434,7 +434,7 @@ async fn the_leader_exports_queue_depth_gauges() {
             Err(_) => String::new(),
         };
         if expected.iter().all(|line| text.lines().any(|l| l == *line)) {
-            assert!(text.contains("pysaas_queue_oldest_queued_seconds{queue=\"billing\"}"));
+            assert!(text.contains("pysaas_queue_oldest_queued_age_seconds{queue=\"billing\"}"));
             break;
         }
         assert!(

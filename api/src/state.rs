@@ -24,6 +24,7 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     limits: Limits,
     plans: Arc<PlanCache>,
+    queue_gauges: Arc<pysaas_brokers::gauges::QueueGauges>,
 }
 
 impl AppState {
@@ -45,6 +46,7 @@ impl AppState {
                 limiter: Arc::new(MemoryLimiter::default()),
                 limits: Limits::default(),
                 plans: Arc::new(PlanCache::default()),
+                queue_gauges: Arc::new(pysaas_brokers::gauges::QueueGauges::default()),
             }),
         }
     }
@@ -65,6 +67,10 @@ impl AppState {
 
     pub(crate) fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    pub(crate) fn queue_gauges(&self) -> &pysaas_brokers::gauges::QueueGauges {
+        &self.inner.queue_gauges
     }
 
     pub(crate) fn plans(&self) -> &PlanCache {
@@ -105,7 +111,14 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    metrics::describe_counter!(
+                        "pysaas_jobs_enqueued_total",
+                        "Jobs accepted by the API (new, not idempotent replays)"
+                    );
+                    pysaas_brokers::gauges::QueueGauges::describe();
+                    Some(handle)
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "metrics recorder not installed");
                     None

@@ -10,6 +10,7 @@
 pub mod amqp;
 mod dispatch;
 mod error;
+pub mod gauges;
 mod marker;
 pub mod redis_streams;
 pub mod store;

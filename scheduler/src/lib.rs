@@ -36,6 +36,28 @@ pub use pruner::Retention;
 pub use rescuer::DEFAULT_RESCUE_INTERVAL;
 pub use sync::{sync_schedules, SyncError, SyncReport};
 
+/// Registers the scheduler metrics' help texts with the installed recorder.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(
+        "pysaas_scheduler_leader",
+        "1 while this process is the scheduler leader"
+    );
+    describe_counter!(
+        "pysaas_schedule_ticks_total",
+        "Jobs enqueued by schedule ticks"
+    );
+    describe_counter!(
+        "pysaas_schedule_errors_total",
+        "Schedule ticks skipped because the schedule's job is invalid"
+    );
+    describe_counter!(
+        "pysaas_jobs_pruned_total",
+        "Finished jobs deleted by retention"
+    );
+    pysaas_brokers::gauges::QueueGauges::describe();
+}
+
 /// Settings of the scheduler and its services.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

@@ -24,4 +24,5 @@ pub use config::{
     QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_SHUTDOWN_GRACE,
 };
 pub use handler::{Handlers, JobContext, JobHandler};
+pub use metrics_names::describe_metrics;
 pub use pool::{Worker, WorkerError};

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pysaas_jobs::JobState;
 
 use crate::auth::{Any, Authorized, JobsRead, Principal};
 use crate::dto::{Health, KindList, KindView, QueueList, QueueView};
@@ -77,26 +76,8 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let Some(handle) = state.metrics() else {
         return Err(ApiError::not_found("metrics are disabled"));
     };
-    match state.store().queue_stats(None).await {
-        Ok(stats) => {
-            let now = state
-                .store()
-                .now()
-                .await
-                .unwrap_or_else(|_| chrono::Utc::now());
-            for stat in stats {
-                for s in JobState::ALL {
-                    let n = stat.counts.get(&s).copied().unwrap_or(0);
-                    metrics::gauge!("pysaas_queue_depth", "queue" => stat.queue.clone(), "state" => s.as_str()).set(n as f64);
-                }
-                let age = stat
-                    .oldest_queued_at
-                    .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                metrics::gauge!("pysaas_queue_oldest_queued_age_seconds", "queue" => stat.queue.clone()).set(age);
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "queue depth gauges not refreshed"),
+    if let Err(err) = state.queue_gauges().refresh(state.store().as_ref()).await {
+        tracing::warn!(error = %err, "queue depth gauges not refreshed");
     }
     handle.run_upkeep();
     Ok((
