@@ -540,6 +540,17 @@ async fn webhook_posts_and_retries_non_2xx(app: App) {
 
 async fn health_metrics_and_openapi(app: App) {
     app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    // An unfinished job on a queue of its own (the recorder is shared by the tests in this
+    // binary), so the depth gauge has something to show.
+    let probe = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (s, _) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.noop", "queue": probe, "run_at": later}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
     assert_eq!(app.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(
         app.get("/readyz").await,
@@ -554,9 +565,10 @@ async fn health_metrics_and_openapi(app: App) {
         .text()
         .await
         .unwrap();
+    let scheduled = format!("pysaas_queue_depth{{queue=\"{probe}\",state=\"scheduled\"}} 1");
     for name in [
         "pysaas_jobs_enqueued_total",
-        "pysaas_queue_depth",
+        scheduled.as_str(),
         "pysaas_jobs_started_total",
         "pysaas_scheduler_leader",
     ] {
