@@ -22,12 +22,15 @@ pub struct SubmitJob {
     #[schema(value_type = Object, example = json!({"ms": 100}))]
     pub payload: Value,
     /// Queue; defaults to the kind's queue.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub queue: Option<String>,
     /// 0 (default) ..= 9; higher runs first.
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<i16>,
     /// Earliest start (RFC 3339); in the future makes the job `scheduled`.
     pub run_at: Option<DateTime<Utc>>,
     /// Attempts before the job is dead; defaults to the kind's policy.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<i32>,
     /// Same key, same job (also accepted as the `Idempotency-Key` header).
     pub idempotency_key: Option<String>,
@@ -146,6 +149,7 @@ pub struct ListParams {
     /// Only this queue.
     pub queue: Option<String>,
     /// Page size, 1 ..= 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -246,16 +250,20 @@ pub struct CreateSchedule {
     #[schema(value_type = Object)]
     pub payload: Value,
     /// Queue; defaults to the kind's.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub queue: Option<String>,
     /// Priority; defaults to the kind's.
+    #[schema(minimum = 0, maximum = 9)]
     pub priority: Option<i16>,
     /// Attempts; defaults to the kind's retry policy.
+    #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<i32>,
     /// `skip`, `fire_once` (default) or `catch_up`: what to do with ticks missed while no
     /// scheduler ran.
     #[schema(value_type = Option<String>, example = "fire_once")]
     pub misfire: Option<Misfire>,
     /// Most missed ticks `catch_up` fires (default 100).
+    #[schema(minimum = 1, maximum = 10000)]
     pub catch_up_max: Option<u32>,
     /// Create paused.
     #[serde(default)]

@@ -11,7 +11,7 @@ use crate::routes::{auth, jobs, schedules, system};
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "PySaaS", description = "Typed background jobs over HTTP: submit, inspect, cancel, retry; cron schedules."),
-    modifiers(&SecuritySchemes),
+    modifiers(&SecuritySchemes, &CommonResponses),
     security(("bearer" = []), ("api_key" = [])),
     paths(
         auth::signup, auth::login, auth::refresh, auth::logout, auth::me, auth::list_keys,
@@ -27,7 +27,8 @@ use crate::routes::{auth, jobs, schedules, system};
         dto::QueueList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, FieldError, auth::Signup, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
-        auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList,
+        auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
+        auth::RoleName,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),
@@ -62,5 +63,76 @@ impl Modify for SecuritySchemes {
                 "An API key (`pk_…`)",
             ))),
         );
+    }
+}
+
+/// Documents the answers every operation can give besides its own: `401`/`403`/`429` on
+/// authenticated routes, `400`/`413`/`422` where a body is read, `503` when the store is down —
+/// all `application/problem+json`.
+struct CommonResponses;
+
+fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new().description(Some("RFC 9457 problem details")),
+                ))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let public = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::default(),
+        ]);
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description));
+                };
+                let is_public = op.security == public;
+                let has_body = op.request_body.is_some();
+                let is_auth = op.tags.iter().flatten().any(|t| t == "auth") && is_public;
+                if !is_public {
+                    add("401", "Missing, malformed, expired or revoked credential");
+                    add("403", "The credential lacks the required scope");
+                    add(
+                        "429",
+                        "Rate limit exceeded (see Retry-After and RateLimit-*)",
+                    );
+                }
+                if is_auth {
+                    add(
+                        "429",
+                        "Too many requests from this address (see Retry-After)",
+                    );
+                }
+                if has_body {
+                    add("400", "Malformed JSON");
+                    add("413", "Body over 1 MiB");
+                    add("422", "Invalid field, named in `errors`");
+                }
+                add("503", "The job store is unreachable (see Retry-After)");
+            }
+        }
     }
 }

@@ -131,6 +131,40 @@ pub(crate) struct Me {
     pub(crate) scopes: Vec<String>,
 }
 
+/// A scope.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ScopeName {
+    /// Read jobs, queues, schedules.
+    #[schema(rename = "jobs:read")]
+    JobsRead,
+    /// Submit, cancel, retry jobs.
+    #[schema(rename = "jobs:write")]
+    JobsWrite,
+    /// Manage schedules.
+    #[schema(rename = "schedules:write")]
+    SchedulesWrite,
+    /// Everything, plus keys and members.
+    #[schema(rename = "admin")]
+    Admin,
+}
+
+/// A member role.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum RoleName {
+    /// Everything; the only role that makes owners.
+    Owner,
+    /// Everything.
+    Admin,
+    /// Jobs and schedules.
+    Member,
+    /// Read only.
+    Viewer,
+}
+
 /// A new API key.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -139,7 +173,7 @@ pub(crate) struct CreateApiKey {
     #[schema(example = "ci")]
     pub(crate) name: String,
     /// Scopes: a subset of the creator's (`jobs:read`, `jobs:write`, `schedules:write`, `admin`).
-    #[schema(example = json!(["jobs:write"]))]
+    #[schema(example = json!(["jobs:write"]), min_items = 1, inline, value_type = Vec<ScopeName>)]
     pub(crate) scopes: Vec<String>,
 }
 
@@ -194,6 +228,7 @@ pub(crate) struct SetMember {
     /// An existing user's email.
     pub(crate) email: String,
     /// `owner`, `admin`, `member` or `viewer`.
+    #[schema(value_type = RoleName)]
     pub(crate) role: String,
 }
 
