@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,19 +82,6 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, Cancella
     (base, stop)
 }
 
-/// A client that sends `key` as a bearer credential.
-fn client_with(key: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {key}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
-
 async fn spawn_app(db: TestDb) -> App {
     let (base, stop) = serve(db.store.clone(), true).await;
     let key =
@@ -101,7 +90,7 @@ async fn spawn_app(db: TestDb) -> App {
             .unwrap();
     App {
         base,
-        http: client_with(&key),
+        http: common::bearer_client(&key),
         stop,
         _db: Some(db),
     }
@@ -891,7 +880,7 @@ async fn store_outage_is_503_not_500() {
     let app = App {
         base,
         // Well-formed: checking it needs the store, which is down.
-        http: client_with("pk_abcdefghij_0123456789012345678901234567890123456789012"),
+        http: common::bearer_client("pk_abcdefghij_0123456789012345678901234567890123456789012"),
         stop,
         _db: None,
     };

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,15 +83,7 @@ async fn authorised_client(db: &TestDb) -> reqwest::Client {
     let key = pysaas_api::auth::admin_key_for(db.store.as_ref(), DEFAULT_TENANT, "test")
         .await
         .unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {key}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    common::bearer_client(&key)
 }
 
 /// Submits a `system.sleep` job through the API: it must be accepted (202) without hanging, even

@@ -144,44 +144,39 @@ pub fn plan(
     misfire_threshold: Duration,
 ) -> ScheduleFire {
     let name = &schedule.spec.name;
-    let cron = match schedule.spec.cron_schedule() {
-        Ok(cron) => cron,
+    let fired_through = schedule.fired_through.max(now);
+    let (jobs, next_fire_at) = match schedule.spec.cron_schedule() {
+        Ok(cron) => {
+            let ticks = cron.due(
+                schedule.fired_through,
+                now,
+                schedule.spec.policy(),
+                misfire_threshold,
+            );
+            let jobs: Result<Vec<NewJob>, _> = ticks
+                .iter()
+                .map(|tick| schedule.spec.new_job(registry, &schedule.tenant_id, *tick))
+                .collect();
+            let jobs = jobs.unwrap_or_else(|err| {
+                tracing::error!(schedule = %name, error = %err, ticks = ticks.len(), "schedule ticks skipped: its job is invalid");
+                metrics::counter!("pysaas_schedule_errors_total", "schedule" => name.clone()).increment(1);
+                Vec::new()
+            });
+            (jobs, cron.next_after(fired_through))
+        }
         Err(err) => {
+            // Parked (no next tick) until its definition is fixed.
             tracing::error!(schedule = %name, error = %err, "schedule cannot be evaluated; parked");
-            return ScheduleFire {
-                tenant_id: schedule.tenant_id.clone(),
-                name: name.clone(),
-                version: schedule.version,
-                previous_fired_through: schedule.fired_through,
-                fired_through: schedule.fired_through.max(now),
-                next_fire_at: None,
-                jobs: Vec::new(),
-            };
+            (Vec::new(), None)
         }
     };
-    let ticks = cron.due(
-        schedule.fired_through,
-        now,
-        schedule.spec.policy(),
-        misfire_threshold,
-    );
-    let jobs: Result<Vec<NewJob>, _> = ticks
-        .iter()
-        .map(|tick| schedule.spec.new_job(registry, &schedule.tenant_id, *tick))
-        .collect();
-    let jobs = jobs.unwrap_or_else(|err| {
-        tracing::error!(schedule = %name, error = %err, ticks = ticks.len(), "schedule ticks skipped: its job is invalid");
-        metrics::counter!("pysaas_schedule_errors_total", "schedule" => name.clone()).increment(1);
-        Vec::new()
-    });
-    let fired_through = schedule.fired_through.max(now);
     ScheduleFire {
         tenant_id: schedule.tenant_id.clone(),
         name: name.clone(),
         version: schedule.version,
         previous_fired_through: schedule.fired_through,
         fired_through,
-        next_fire_at: cron.next_after(fired_through),
+        next_fire_at,
         jobs,
     }
 }

@@ -383,6 +383,19 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Authorized<S> {
     }
 }
 
+/// Just the tenant of a principal holding scope `S`, for handlers that need nothing else.
+#[derive(Debug)]
+pub struct TenantOf<S: RequiredScope>(pub String, pub PhantomData<S>);
+
+impl<S: RequiredScope> FromRequestParts<AppState> for TenantOf<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authorized(principal, _) = Authorized::<S>::from_request_parts(parts, state).await?;
+        Ok(TenantOf(principal.tenant_id, PhantomData))
+    }
+}
+
 fn check<S: RequiredScope>(principal: Principal) -> Result<Authorized<S>, ApiError> {
     match S::SCOPE {
         Some(scope) if !principal.has(scope) => Err(ApiError::new(

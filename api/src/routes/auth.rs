@@ -15,8 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{
-    create_api_key, secrets, unauthorized, Admin, Any, Authorized, Principal, Subject, ROLES,
-    SCOPES,
+    create_api_key, secrets, unauthorized, Admin, Any, Authorized, Subject, TenantOf, ROLES, SCOPES,
 };
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
@@ -493,7 +492,7 @@ pub(crate) async fn me(
 #[utoipa::path(get, path = "/v1/api-keys", tag = "auth", responses((status = 200, body = ApiKeyList)))]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
-    Authorized(Principal { tenant_id, .. }, _): Authorized<Admin>,
+    TenantOf(tenant_id, _): TenantOf<Admin>,
 ) -> Result<Json<ApiKeyList>, ApiError> {
     let api_keys = state
         .store()
@@ -555,7 +554,7 @@ pub(crate) async fn create_key(
     responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", content_type = "application/problem+json")))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
-    Authorized(Principal { tenant_id, .. }, _): Authorized<Admin>,
+    TenantOf(tenant_id, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let missing = || ApiError::not_found(format!("no API key `{id}`"));
@@ -571,7 +570,7 @@ pub(crate) async fn revoke_key(
 #[utoipa::path(get, path = "/v1/members", tag = "auth", responses((status = 200, body = MemberList)))]
 pub(crate) async fn list_members(
     State(state): State<AppState>,
-    Authorized(Principal { tenant_id, .. }, _): Authorized<Admin>,
+    TenantOf(tenant_id, _): TenantOf<Admin>,
 ) -> Result<Json<MemberList>, ApiError> {
     let members = state
         .store()
@@ -622,7 +621,7 @@ pub(crate) async fn set_member(
         .await?;
     list_members(
         State(state),
-        Authorized(principal, std::marker::PhantomData),
+        TenantOf(principal.tenant_id, std::marker::PhantomData),
     )
     .await
 }
@@ -632,7 +631,7 @@ pub(crate) async fn set_member(
     responses((status = 204, description = "Removed"), (status = 404, description = "Not a member", content_type = "application/problem+json")))]
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
-    Authorized(Principal { tenant_id, .. }, _): Authorized<Admin>,
+    TenantOf(tenant_id, _): TenantOf<Admin>,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let missing = || ApiError::not_found(format!("no member `{user_id}`"));

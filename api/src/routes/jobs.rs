@@ -10,7 +10,7 @@ use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
 use pysaas_jobs::{JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
-use crate::auth::{Authorized, JobsRead, JobsWrite, Principal};
+use crate::auth::{JobsRead, JobsWrite, TenantOf};
 use crate::dto::{BatchAccepted, JobPage, JobView, ListParams, SubmitBatch, SubmitJob};
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
@@ -131,12 +131,7 @@ fn location(id: Uuid) -> HeaderValue {
     ))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsWrite>,
+    TenantOf(tenant, _): TenantOf<JobsWrite>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -186,12 +181,7 @@ pub(crate) async fn submit(
     ))]
 pub(crate) async fn submit_batch(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsWrite>,
+    TenantOf(tenant, _): TenantOf<JobsWrite>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -257,12 +247,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsRead>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
@@ -279,12 +264,7 @@ pub(crate) async fn get(
     responses((status = 200, body = JobPage), (status = 422, description = "Invalid filter", content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsRead>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobPage>, ApiError> {
     let Query(params) = params?;
@@ -341,12 +321,7 @@ fn transition(result: Transition, id: Uuid, action: &str) -> Result<Json<JobView
               (status = 409, description = "Already finished", content_type = "application/problem+json")))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsWrite>,
+    TenantOf(tenant, _): TenantOf<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;
@@ -359,12 +334,7 @@ pub(crate) async fn cancel(
               (status = 409, description = "Not finished", content_type = "application/problem+json")))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsWrite>,
+    TenantOf(tenant, _): TenantOf<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_id(&id)?;

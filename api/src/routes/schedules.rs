@@ -10,7 +10,7 @@ use axum::Json;
 use pysaas_jobs::{JobOptions, Schedule, ScheduleSource, ScheduleSpec};
 use serde_json::Value;
 
-use crate::auth::{Authorized, JobsRead, Principal, SchedulesWrite};
+use crate::auth::{JobsRead, SchedulesWrite, TenantOf};
 use crate::dto::{CreateSchedule, JobView, ScheduleList, ScheduleView};
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
@@ -37,12 +37,7 @@ async fn view(state: &AppState, schedule: Schedule) -> Result<ScheduleView, ApiE
     responses((status = 200, body = ScheduleList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsRead>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
 ) -> Result<Json<ScheduleList>, ApiError> {
     let now = state.store().now().await?;
     let schedules = state
@@ -65,12 +60,7 @@ pub(crate) async fn list(
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let spec: ScheduleSpec = parse_json::<CreateSchedule>(&body?)?.into();
@@ -102,12 +92,7 @@ pub(crate) async fn create(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsRead>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let schedule = state
@@ -170,12 +155,7 @@ async fn modify(
     ))]
 pub(crate) async fn patch(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
@@ -218,12 +198,7 @@ pub(crate) async fn patch(
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state.store().delete_schedule(&tenant, &name).await? {
@@ -238,12 +213,7 @@ pub(crate) async fn delete(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     modify(
@@ -260,12 +230,7 @@ pub(crate) async fn pause(
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     Path(name): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     modify(&state, &tenant, &name, |s, now| {
@@ -280,12 +245,7 @@ pub(crate) async fn resume(
               (status = 422, description = "The schedule's job is no longer valid", content_type = "application/problem+json")))]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<SchedulesWrite>,
+    TenantOf(tenant, _): TenantOf<SchedulesWrite>,
     Path(name): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::auth::{Any, Authorized, JobsRead, Principal};
+use crate::auth::{Any, Authorized, JobsRead, TenantOf};
 use crate::dto::{Health, KindList, KindView, QueueList, QueueView};
 use crate::error::ApiError;
 use crate::AppState;
@@ -14,12 +14,7 @@ use crate::AppState;
 #[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
 pub(crate) async fn queues(
     State(state): State<AppState>,
-    Authorized(
-        Principal {
-            tenant_id: tenant, ..
-        },
-        _,
-    ): Authorized<JobsRead>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
 ) -> Result<Json<QueueList>, ApiError> {
     let stats = state.store().queue_stats(Some(&tenant)).await?;
     let now = state.store().now().await?;
