@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{PgStore, SqliteStore, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobFilter, JobStore, StoreDispatcher};
 use pysaas_jobs::{NewJob, DEFAULT_TENANT};

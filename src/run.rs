@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use pysaas_api::AppState;
-use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_jobs::DEFAULT_TENANT;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pysaas_api::AppState;
-use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::{Dispatcher, JobFilter};
 use pysaas_jobs::{JobState, KindRegistry, DEFAULT_TENANT};

@@ -7,12 +7,9 @@
 //! Backends: [`store::PgStore`] (PostgreSQL, production) and [`store::SqliteStore`] (embedded
 //! default). Open one from a URL with [`store::connect`].
 
-pub mod amqp;
-mod dispatch;
+pub mod dispatch;
 mod error;
 pub mod gauges;
-mod marker;
-pub mod redis_streams;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pysaas_brokers::amqp::{AmqpConfig, AmqpDispatcher};
-use pysaas_brokers::redis_streams::{RedisConfig, RedisDispatcher};
+use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
+use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::{
     Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, StoreDispatcher,

@@ -1,11 +1,9 @@
 //! The job store: every job row and its state. See `docs/job-lifecycle.md`.
 
 mod auth;
-mod pg;
-mod pg_auth;
+mod postgres;
 mod schedules;
 mod sqlite;
-mod sqlite_auth;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +16,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use auth::{ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow};
-pub use pg::PgStore;
+pub use postgres::PgStore;
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 pub use sqlite::SqliteStore;
 

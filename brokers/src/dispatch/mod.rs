@@ -3,6 +3,10 @@
 //! message-broker dispatchers deliver ids that the worker then claims with
 //! [`JobStore::claim_ids`], so a duplicate delivery is harmless.
 
+pub mod amqp;
+mod marker;
+pub mod redis;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,10 +6,10 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::auth::{
+use super::PgStore;
+use crate::store::auth::{
     ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
-use super::PgStore;
 use crate::Result;
 
 fn tenant(row: &PgRow) -> Result<TenantRow> {
@@ -49,7 +49,7 @@ fn api_key(row: &PgRow) -> Result<ApiKeyRow> {
         prefix: row.try_get("prefix")?,
         secret_hash: row.try_get("secret_hash")?,
         name: row.try_get("name")?,
-        scopes: super::split_scopes(row.try_get("scopes")?),
+        scopes: crate::store::split_scopes(row.try_get("scopes")?),
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         last_used_at: row.try_get("last_used_at")?,

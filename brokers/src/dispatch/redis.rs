@@ -22,7 +22,7 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::marker::DispatchMarker;
+use super::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Approximate cap on each stream's length (`XADD MAXLEN ~`). Entries past it are trimmed even

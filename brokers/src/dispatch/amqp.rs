@@ -31,7 +31,7 @@ use pysaas_jobs::{Envelope, Job, MAX_PRIORITY};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::marker::DispatchMarker;
+use super::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Publishing channels kept open per process.

@@ -6,11 +6,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 use uuid::Uuid;
 
-use super::auth::{
+use super::SqliteStore;
+use super::{from_micros, micros, opt_time};
+use crate::store::auth::{
     ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
-use super::sqlite::{from_micros, micros, opt_time};
-use super::SqliteStore;
 use crate::{Result, StoreError};
 
 /// Microseconds in a minute (API-key use is recorded at most once a minute).
@@ -64,7 +64,7 @@ fn api_key(row: &SqliteRow) -> Result<ApiKeyRow> {
         prefix: row.try_get("prefix")?,
         secret_hash: row.try_get("secret_hash")?,
         name: row.try_get("name")?,
-        scopes: super::split_scopes(row.try_get("scopes")?),
+        scopes: crate::store::split_scopes(row.try_get("scopes")?),
         created_by: opt_uuid(row, "created_by")?,
         created_at: from_micros(row.try_get("created_at")?)?,
         last_used_at: opt_time(row, "last_used_at")?,

@@ -1,0 +1,315 @@
+//! PostgreSQL job store: `FOR UPDATE SKIP LOCKED` claims and `LISTEN/NOTIFY` wake-ups.
+
+mod auth;
+mod jobs;
+mod schedules;
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, FireResult, Inserted,
+    JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore, StoreConfig, Transition,
+    RELEASED_ERROR, RESCUED_ERROR,
+};
+use crate::{Result, StoreError};
+
+/// How many due rows one promotion or rescue pass moves at most.
+const MAINTENANCE_BATCH: i64 = 10_000;
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    schema: String,
+    channel: String,
+    wake: Arc<watch::Sender<u64>>,
+    listener: Arc<OnceLock<()>>,
+}
+
+fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.len() <= 48
+}
+
+impl PgStore {
+    /// Connects a pool whose connections use `config.schema`.
+    pub async fn connect(config: &StoreConfig) -> Result<Self> {
+        if !valid_identifier(&config.schema) {
+            return Err(StoreError::Config(format!(
+                "schema `{}` must be lower-case letters, digits and `_`, at most 48 characters",
+                config.schema
+            )));
+        }
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+            .options([("search_path", config.schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(PgStore {
+            pool,
+            channel: format!("pysaas_{}", config.schema),
+            schema: config.schema.clone(),
+            wake: Arc::new(watch::Sender::new(0)),
+            listener: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The pool (for tests and tools that need raw SQL).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn notify<'e, E>(&self, executor: E, queues: BTreeSet<&str>) -> Result<()>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
+        if queues.is_empty() {
+            return Ok(());
+        }
+        let queues: Vec<&str> = queues.into_iter().collect();
+        sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+            .bind(&self.channel)
+            .bind(&queues)
+            .execute(executor)
+            .await?;
+        Ok(())
+    }
+
+    /// Inserts jobs on `conn` (inside the caller's transaction), notifying their queues on commit.
+    async fn insert_in(&self, conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Inserted>> {
+        let n = jobs.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut tenants = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut queues = Vec::with_capacity(n);
+        let mut priorities = Vec::with_capacity(n);
+        let mut max_attempts = Vec::with_capacity(n);
+        let mut payloads = Vec::with_capacity(n);
+        let mut timeouts = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut traces = Vec::with_capacity(n);
+        let mut request_ids = Vec::with_capacity(n);
+        let mut run_ats = Vec::with_capacity(n);
+        for job in jobs {
+            ids.push(job.id);
+            tenants.push(job.tenant_id.as_str());
+            kinds.push(job.kind.as_str());
+            queues.push(job.queue.as_str());
+            priorities.push(job.priority);
+            max_attempts.push(job.max_attempts);
+            payloads.push(job.payload.to_string());
+            timeouts.push(job.timeout_ms);
+            keys.push(job.idempotency_key.as_deref());
+            traces.push(job.trace_context.as_deref());
+            request_ids.push(job.request_id.as_deref());
+            run_ats.push(job.run_at);
+        }
+        let rows = sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
+             SELECT id, tenant_id, kind, queue, \
+                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
+                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
+                    run_at, now(), request_id \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
+                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[], \
+                         $12::text[]) \
+                  AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
+                       idempotency_key, trace_context, run_at, request_id) \
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING *",
+        )
+        .bind(&ids)
+        .bind(&tenants)
+        .bind(&kinds)
+        .bind(&queues)
+        .bind(&priorities)
+        .bind(&max_attempts)
+        .bind(&payloads)
+        .bind(&timeouts)
+        .bind(&keys)
+        .bind(&traces)
+        .bind(&run_ats)
+        .bind(&request_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            created.insert(job.id, job);
+        }
+        let mut existing: HashMap<(String, String), Job> = HashMap::new();
+        if created.len() < n {
+            let (lookup_tenants, lookup_keys): (Vec<&str>, Vec<&str>) = jobs
+                .iter()
+                .filter(|j| !created.contains_key(&j.id))
+                .filter_map(|j| Some((j.tenant_id.as_str(), j.idempotency_key.as_deref()?)))
+                .unzip();
+            let rows = sqlx::query(
+                "SELECT j.* FROM jobs j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
+                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key",
+            )
+            .bind(&lookup_tenants)
+            .bind(&lookup_keys)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &rows {
+                let job = job_from_row(row)?;
+                if let Some(key) = job.idempotency_key.clone() {
+                    existing.insert((job.tenant_id.clone(), key), job);
+                }
+            }
+        }
+        let ready: BTreeSet<&str> = created
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| j.queue.as_str())
+            .collect();
+        self.notify(&mut *conn, ready).await?;
+        jobs.iter()
+            .map(|new| {
+                if let Some(job) = created.get(&new.id) {
+                    return Ok(Inserted {
+                        job: job.clone(),
+                        created: true,
+                    });
+                }
+                let key = (
+                    new.tenant_id.clone(),
+                    new.idempotency_key.clone().unwrap_or_default(),
+                );
+                existing
+                    .get(&key)
+                    .map(|job| Inserted {
+                        job: job.clone(),
+                        created: false,
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("job {} neither inserted nor found", new.id))
+                    })
+            })
+            .collect()
+    }
+
+    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        let row = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                if job.state == JobState::Queued {
+                    self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
+                        .await?;
+                }
+                Ok(Transition::Done(Box::new(job)))
+            }
+            None => Ok(match self.get(tenant_id, id).await? {
+                None => Transition::NotFound,
+                Some(job) => Transition::Conflict(job.state),
+            }),
+        }
+    }
+}
+
+fn job_from_row(row: &PgRow) -> Result<Job> {
+    Ok(Job {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind: row.try_get("kind")?,
+        queue: row.try_get("queue")?,
+        state: parse_state(row.try_get("state")?)?,
+        priority: row.try_get("priority")?,
+        attempts: row.try_get("attempts")?,
+        max_attempts: row.try_get("max_attempts")?,
+        payload: row.try_get("payload")?,
+        result: row.try_get("result")?,
+        last_error: row.try_get("last_error")?,
+        timeout_ms: row.try_get("timeout_ms")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        trace_context: row.try_get("trace_context")?,
+        request_id: row.try_get("request_id")?,
+        worker_id: row.try_get("worker_id")?,
+        created_at: row.try_get("created_at")?,
+        run_at: row.try_get("run_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+    })
+}
+
+fn stats_from_rows(rows: &[PgRow]) -> Result<Vec<QueueStats>> {
+    let rows = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get("queue")?,
+                parse_state(row.try_get("state")?)?,
+                row.try_get("n")?,
+                row.try_get("oldest")?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(fold_queue_stats(rows))
+}
+
+fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>> {
+    rows.iter().map(job_from_row).collect()
+}
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Keeps one LISTEN connection open for as long as the store lives, bumping `wake` on every
+/// notification and after every reconnect (notifications sent while disconnected are lost).
+async fn listen(pool: PgPool, channel: String, wake: Weak<watch::Sender<u64>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(&channel).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    loop {
+                        let Some(wake) = wake.upgrade() else { return };
+                        wake.send_modify(|n| *n = n.wrapping_add(1));
+                        drop(wake);
+                        match listener.try_recv().await {
+                            Ok(_) => {}
+                            Err(err) => {
+                                tracing::warn!(error = %err, "job store listener failed");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "LISTEN failed"),
+            },
+            Err(err) => tracing::warn!(error = %err, "job store listener cannot connect"),
+        }
+        if wake.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
