@@ -95,18 +95,19 @@ async fn enqueue(
     Ok(start.elapsed())
 }
 
-/// Succeeded jobs of `queue`, counted from an index (cheap enough not to disturb the run).
-async fn succeeded(raw: &Raw, queue: &str) -> Result<i64> {
-    let sql = "SELECT count(*) FROM jobs WHERE tenant_id = 'default' AND state = 'succeeded' AND queue = ";
+/// Whether any job of `queue` is still unfinished: an index probe of the hot table, cheap
+/// enough to poll often without disturbing the run (finished jobs live in the history).
+async fn unfinished(raw: &Raw, queue: &str) -> Result<bool> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = ";
     Ok(match raw {
         Raw::Pg(pg) => {
-            sqlx::query_scalar(&format!("{sql}$1"))
+            sqlx::query_scalar(&format!("{sql}$1)"))
                 .bind(queue)
                 .fetch_one(pg.pool())
                 .await?
         }
         Raw::Sqlite(lite) => {
-            sqlx::query_scalar(&format!("{sql}?1"))
+            sqlx::query_scalar(&format!("{sql}?1)"))
                 .bind(queue)
                 .fetch_one(lite.pool())
                 .await?
@@ -114,9 +115,10 @@ async fn succeeded(raw: &Raw, queue: &str) -> Result<i64> {
     })
 }
 
-async fn wait_for(raw: &Raw, queue: &str, n: usize) -> Result<()> {
-    while succeeded(raw, queue).await? < n as i64 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until every job of `queue` has finished.
+async fn wait_for(raw: &Raw, queue: &str, _n: usize) -> Result<()> {
+    while unfinished(raw, queue).await? {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
@@ -254,12 +256,8 @@ async fn measure(
         let loops = 2;
         let mut tasks = Vec::new();
         for _ in 0..loops {
-            let raw = match raw {
-                Raw::Pg(s) => Raw::Pg(s.clone()),
-                Raw::Sqlite(s) => Raw::Sqlite(s.clone()),
-            };
-            let batch = args.concurrency as i64;
-            tasks.push(tokio::spawn(async move { raw_loop(raw, batch).await }));
+            let (store, batch) = (store.clone(), args.concurrency);
+            tasks.push(tokio::spawn(async move { raw_loop(store, batch).await }));
         }
         let mut done = 0u64;
         for task in tasks {
@@ -499,49 +497,27 @@ async fn delayed(
     Ok(())
 }
 
-/// Claims up to `batch` queued `raw` jobs with the same query shape as the store and marks them
-/// succeeded in one statement, until none is left. Returns how many it completed.
-async fn raw_loop(raw: Raw, batch: i64) -> Result<u64> {
+/// Claims up to `batch` queued `raw` jobs and records them succeeded, with the store's own
+/// statements but without the worker runtime (no handler, task, lease renewal or completer
+/// channel), until none is left. Returns how many it completed.
+async fn raw_loop(store: Arc<dyn JobStore>, batch: usize) -> Result<u64> {
     let mut done = 0u64;
     loop {
-        let n = match &raw {
-            Raw::Pg(pg) => {
-                let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
-                    "WITH next AS (SELECT id FROM jobs WHERE state = 'queued' AND queue = 'raw' \
-                                   ORDER BY priority DESC, run_at, id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-                     UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, started_at = now(), \
-                            lease_expires_at = now() + interval '30 seconds' FROM next WHERE j.id = next.id RETURNING j.id",
-                )
-                .bind(batch)
-                .fetch_all(pg.pool())
-                .await?;
-                sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = now(), lease_expires_at = NULL WHERE id = ANY($1)")
-                    .bind(&ids)
-                    .execute(pg.pool())
-                    .await?;
-                ids.len()
-            }
-            Raw::Sqlite(lite) => {
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = 0, lease_expires_at = 0 \
-                     WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = 'raw' \
-                                  ORDER BY priority DESC, run_at, id LIMIT ?1) RETURNING id",
-                )
-                .bind(batch)
-                .fetch_all(lite.pool())
-                .await?;
-                let json = serde_json::to_string(&ids)?;
-                sqlx::query("UPDATE jobs SET state = 'succeeded', finished_at = 0 WHERE id IN (SELECT value FROM json_each(?1))")
-                    .bind(json)
-                    .execute(lite.pool())
-                    .await?;
-                ids.len()
-            }
-        };
-        if n == 0 {
+        let jobs = store
+            .claim("raw", batch, "raw-loop", Duration::from_secs(30))
+            .await?;
+        if jobs.is_empty() {
             return Ok(done);
         }
-        done += n as u64;
+        let completions: Vec<pysaas_brokers::Completion> = jobs
+            .iter()
+            .map(|j| pysaas_brokers::Completion {
+                id: j.id,
+                attempt: j.attempts,
+                outcome: pysaas_jobs::Outcome::Succeeded { result: None },
+            })
+            .collect();
+        done += store.complete(&completions).await?;
     }
 }
 

@@ -481,50 +481,46 @@ async fn inserts_wake_consumers(db: TestDb) {
 
 async fn relay_finds_jobs_no_broker_was_told_about(db: TestDb) {
     let s = &db.store;
+    assert!(s.queued_queues().await.unwrap().is_empty());
     let ids = insert(s, vec![job("q"), job("q"), job("q")]).await;
+    insert(s, vec![job("other")]).await;
+    let mut later = job("later");
+    later.run_at = Utc::now() + chrono::Duration::seconds(60);
+    insert(s, vec![later]).await;
+    assert_eq!(
+        s.queued_queues().await.unwrap(),
+        vec!["other".to_owned(), "q".to_owned()],
+        "queues with queued jobs, in order; a scheduled job's queue is not one yet"
+    );
     let grace = Duration::from_millis(100);
-    let redispatch = Duration::from_secs(600);
     assert!(
-        s.undispatched(grace, redispatch, 10)
-            .await
-            .unwrap()
-            .is_empty(),
+        s.stale_queued("q", grace, 10).await.unwrap().is_empty(),
         "fresh jobs are the API's to announce"
     );
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(s.mark_dispatched(&ids[..1]).await.unwrap(), 1);
-    let pending: HashSet<Uuid> = s
-        .undispatched(grace, redispatch, 10)
+    let stale: Vec<Uuid> = s
+        .stale_queued("q", grace, 10)
         .await
         .unwrap()
         .into_iter()
         .map(|j| j.id)
         .collect();
-    assert_eq!(pending, ids[1..].iter().copied().collect());
-    // A message announced long ago but never claimed is announced again.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let again = s
-        .undispatched(grace, Duration::from_millis(100), 10)
-        .await
-        .unwrap();
-    assert_eq!(again.len(), 3);
-    // Claimed jobs are not announced; a rescued one is, again.
-    s.mark_dispatched(&ids).await.unwrap();
+    assert_eq!(stale, ids, "in claim order");
+    assert_eq!(s.stale_queued("q", grace, 2).await.unwrap().len(), 2);
+    // Claimed jobs are not announced; rescued ones are, again.
     s.claim("q", 3, "w", Duration::from_millis(10))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(s
-        .undispatched(Duration::ZERO, redispatch, 10)
+        .stale_queued("q", Duration::ZERO, 10)
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(s.queued_queues().await.unwrap(), vec!["other".to_owned()]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     s.rescue_expired().await.unwrap();
     assert_eq!(
-        s.undispatched(Duration::ZERO, redispatch, 10)
-            .await
-            .unwrap()
-            .len(),
+        s.stale_queued("q", Duration::ZERO, 10).await.unwrap().len(),
         3
     );
 }

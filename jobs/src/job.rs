@@ -98,4 +98,22 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// Until when the running worker's lease holds.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Every failed attempt, oldest first (a succeeded job's last attempt is the one above).
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+}
+
+/// One failed attempt of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AttemptError {
+    /// Attempt number (1-based).
+    pub attempt: i32,
+    /// What went wrong.
+    pub error: String,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When the attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
 }

@@ -27,7 +27,7 @@ mod state;
 
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
 pub use error::{HandlerError, JobsError, Result};
-pub use job::{Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
+pub use job::{AttemptError, Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
 pub use kind::{JobKind, DEFAULT_TIMEOUT};
 pub use outcome::Outcome;
 pub use registry::{

@@ -31,7 +31,6 @@ use pysaas_jobs::{Envelope, Job, MAX_PRIORITY};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Publishing channels kept open per process.
@@ -63,7 +62,6 @@ pub struct AmqpDispatcher {
 struct Inner {
     config: AmqpConfig,
     store: Arc<dyn JobStore>,
-    marker: DispatchMarker,
     connection: Mutex<Option<Arc<Connection>>>,
     publishers: Mutex<Vec<Channel>>,
     next_publisher: AtomicUsize,
@@ -84,7 +82,6 @@ impl AmqpDispatcher {
         AmqpDispatcher {
             inner: Arc::new(Inner {
                 config,
-                marker: DispatchMarker::new(store.clone()),
                 store,
                 connection: Mutex::new(None),
                 publishers: Mutex::new(Vec::new()),
@@ -177,6 +174,20 @@ impl Inner {
         Ok(pool[i].clone())
     }
 
+    /// Arguments of every job queue (they must match on every declaration).
+    fn queue_args(&self) -> FieldTable {
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-max-priority".into(),
+            AMQPValue::ShortShortUInt(u8::try_from(MAX_PRIORITY).unwrap_or(9) + 1),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(format!("{}.dlx", self.config.prefix).into()),
+        );
+        args
+    }
+
     async fn declare(&self, channel: &Channel, queue: &str) -> Result<()> {
         let prefix = &self.config.prefix;
         let known = self
@@ -227,18 +238,9 @@ impl Inner {
             )
             .await
             .map_err(broker)?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-max-priority".into(),
-            AMQPValue::ShortShortUInt(u8::try_from(MAX_PRIORITY).unwrap_or(9) + 1),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(dlx.clone().into()),
-        );
         let name = format!("{prefix}.{queue}");
         channel
-            .queue_declare(&name, durable_queue, args)
+            .queue_declare(&name, durable_queue, self.queue_args())
             .await
             .map_err(broker)?;
         channel
@@ -304,11 +306,31 @@ impl Dispatcher for AmqpDispatcher {
             self.inner.reset().await;
             return Err(err);
         }
-        self.inner
-            .marker
-            .mark(jobs.iter().map(|j| j.id).collect())
-            .await;
         Ok(())
+    }
+
+    async fn backlog(&self, queue: &str) -> Result<Option<u64>> {
+        let channel = self.inner.publisher().await?;
+        self.inner.declare(&channel, queue).await?;
+        // Declaring again (same arguments) answers with the count of ready messages.
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = channel
+            .queue_declare(
+                &format!("{}.{queue}", self.inner.config.prefix),
+                durable,
+                self.inner.queue_args(),
+            )
+            .await;
+        match declared {
+            Ok(q) => Ok(Some(u64::from(q.message_count()))),
+            Err(err) => {
+                self.inner.reset().await;
+                Err(broker(err))
+            }
+        }
     }
 
     async fn close(&self) {

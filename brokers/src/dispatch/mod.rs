@@ -4,7 +4,6 @@
 //! [`JobStore::claim_ids`], so a duplicate delivery is harmless.
 
 pub mod amqp;
-mod marker;
 pub mod redis;
 
 use std::fmt;
@@ -73,6 +72,13 @@ pub trait Dispatcher: Send + Sync + fmt::Debug + 'static {
 
     /// Opens a consumer.
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>>;
+
+    /// How many messages for `queue` the broker holds that no consumer has taken yet (`None`:
+    /// not a broker, or it cannot tell). The relay announces queued jobs again only when this is
+    /// 0: then any job still queued in the store was never announced, or its message was lost.
+    async fn backlog(&self, _queue: &str) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// Closes connections at shutdown (after the last ack).
     async fn close(&self) {}

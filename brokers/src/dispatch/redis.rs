@@ -22,7 +22,6 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::marker::DispatchMarker;
 use crate::{Ack, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, Result, StoreError};
 
 /// Approximate cap on each stream's length (`XADD MAXLEN ~`). Entries past it are trimmed even
@@ -58,7 +57,6 @@ struct Inner {
     config: RedisConfig,
     client: redis::Client,
     store: Arc<dyn JobStore>,
-    marker: DispatchMarker,
     shared: Mutex<Option<ConnectionManager>>,
     groups: StdMutex<HashSet<String>>,
 }
@@ -79,7 +77,6 @@ impl RedisDispatcher {
             inner: Arc::new(Inner {
                 config,
                 client,
-                marker: DispatchMarker::new(store.clone()),
                 store,
                 shared: Mutex::new(None),
                 groups: StdMutex::new(HashSet::new()),
@@ -198,11 +195,46 @@ impl Dispatcher for RedisDispatcher {
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn).await.map_err(broker)?;
-        self.inner
-            .marker
-            .mark(jobs.iter().map(|j| j.id).collect())
-            .await;
         Ok(())
+    }
+
+    async fn backlog(&self, queue: &str) -> Result<Option<u64>> {
+        let mut conn = self.inner.shared().await?;
+        let groups: redis::RedisResult<Vec<HashMap<String, redis::Value>>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.inner.stream(queue))
+            .query_async(&mut conn)
+            .await;
+        let groups = match groups {
+            Ok(groups) => groups,
+            // No stream: nothing is held for the queue.
+            Err(err) if err.code() == Some("ERR") => return Ok(Some(0)),
+            Err(err) => return Err(broker(err)),
+        };
+        let text =
+            |v: Option<redis::Value>| v.and_then(|v| redis::from_redis_value::<String>(v).ok());
+        let Some(mut group) = groups
+            .into_iter()
+            .find(|g| text(g.get("name").cloned()).as_deref() == Some(self.inner.group()))
+        else {
+            return Ok(Some(0));
+        };
+        // `lag`: entries not yet delivered to the group (Redis 7; nil when it cannot tell).
+        if let Some(lag) = group
+            .remove("lag")
+            .and_then(|v| redis::from_redis_value::<Option<u64>>(v).ok().flatten())
+        {
+            return Ok(Some(lag));
+        }
+        let delivered = text(group.remove("last-delivered-id"));
+        let mut info: HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(self.inner.stream(queue))
+            .query_async(&mut conn)
+            .await
+            .map_err(broker)?;
+        let generated = text(info.remove("last-generated-id"));
+        Ok((delivered.is_some() && delivered == generated).then_some(0))
     }
 
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>> {

@@ -1,5 +1,21 @@
 //! The job store: every job row and its state. See `docs/job-lifecycle.md`.
 
+/// The columns every job query selects, in the order the row codecs read them (`j.`-qualified
+/// with `j`, for statements that join).
+macro_rules! job_columns {
+    () => {
+        "id, tenant_id, kind, queue, state, priority, attempts, max_attempts, payload, result, \
+         last_error, timeout_ms, idempotency_key, trace_context, request_id, worker_id, created_at, \
+         run_at, started_at, finished_at, lease_expires_at, errors"
+    };
+    (j) => {
+        "j.id, j.tenant_id, j.kind, j.queue, j.state, j.priority, j.attempts, j.max_attempts, \
+         j.payload, j.result, j.last_error, j.timeout_ms, j.idempotency_key, j.trace_context, \
+         j.request_id, j.worker_id, j.created_at, j.run_at, j.started_at, j.finished_at, \
+         j.lease_expires_at, j.errors"
+    };
+}
+
 mod auth;
 mod postgres;
 mod schedules;
@@ -11,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::{Job, JobState, NewJob, Outcome};
+use pysaas_jobs::{AttemptError, Job, JobState, NewJob, Outcome};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -202,16 +218,16 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
     /// `dead`. Returns how many rows changed.
     async fn rescue_expired(&self) -> Result<u64>;
 
-    /// Records that a broker was told about these queued jobs.
-    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64>;
+    /// Queues that hold queued jobs (read through the claim index: one probe per queue).
+    async fn queued_queues(&self) -> Result<Vec<String>>;
 
-    /// Queued jobs to announce to a broker, oldest first, at most `limit`: those never announced
-    /// that became claimable at least `grace` ago (the API announces fresh ones itself), and
-    /// those announced more than `redispatch_after` ago and still not claimed (a lost message).
-    async fn undispatched(
+    /// The first `limit` queued jobs of `queue` in claim order that became claimable more than
+    /// `older_than` ago: what the relay announces again when the broker says it holds nothing
+    /// for the queue (a publish that failed or never happened, or a message the broker lost).
+    async fn stale_queued(
         &self,
-        grace: Duration,
-        redispatch_after: Duration,
+        queue: &str,
+        older_than: Duration,
         limit: usize,
     ) -> Result<Vec<Job>>;
 
@@ -266,6 +282,33 @@ pub(crate) fn sort_claimed_deliveries(deliveries: &mut [crate::Delivery]) {
 /// Scopes stored space-separated.
 pub(crate) fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The parts of the job tables a listing reads, each with the state predicate that selects its
+/// index (written literally, so that a partial index serves generic plans too): waiting hot
+/// rows, running hot rows (few, found through the lease index), and the history, whole or only
+/// its failures.
+pub(crate) fn list_sources(state: Option<JobState>) -> &'static [&'static str] {
+    const HOT_WAITING: &str = "jobs WHERE state <> 'running'";
+    const HOT_RUNNING: &str = "jobs WHERE state = 'running'";
+    const HISTORY: &str = "job_history WHERE true";
+    const HISTORY_FAILED: &str = "job_history WHERE state <> 'succeeded'";
+    match state {
+        None => &[HOT_WAITING, HOT_RUNNING, HISTORY],
+        Some(JobState::Running) => &[HOT_RUNNING],
+        Some(s) if !s.is_finished() => &[HOT_WAITING],
+        Some(JobState::Succeeded) => &[HISTORY],
+        Some(_) => &[HISTORY_FAILED],
+    }
+}
+
+/// Decodes the `errors` column (a JSON array of failed attempts).
+pub(crate) fn attempt_errors(value: Option<serde_json::Value>) -> Result<Vec<AttemptError>> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| StoreError::Corrupt(format!("invalid `errors` column: {e}"))),
+    }
 }
 
 /// Parses a stored state name.

@@ -1,7 +1,96 @@
-//! [`JobStore`] on PostgreSQL.
+//! [`JobStore`] on PostgreSQL: unfinished jobs in the hot table `jobs`, finished ones in
+//! `job_history`, moved there by the statement that records their outcome.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+
+/// A cancelled job moves to the history; `$1` tenant, `$2` id.
+const CANCEL_SQL: &str = concat!(
+    "WITH moved AS (DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 \
+                    RETURNING *, 'cancelled'::text AS new_state, NULL::jsonb AS new_result, \
+                              NULL::text AS new_error) ",
+    into_history!(),
+    " RETURNING ",
+    job_columns!()
+);
+
+/// A finished job comes back from the history as a new attempt; `$1` tenant, `$2` id.
+const RETRY_SQL: &str = concat!(
+    "WITH d AS (DELETE FROM job_history WHERE tenant_id = $1 AND id = $2 RETURNING *) \
+     INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, attempts, max_attempts, payload, \
+                       result, last_error, timeout_ms, idempotency_key, trace_context, request_id, \
+                       worker_id, created_at, run_at, started_at, finished_at, lease_expires_at, errors) \
+     SELECT id, tenant_id, kind, queue, 'queued', priority, attempts, GREATEST(max_attempts, attempts + 1), \
+            payload, NULL, last_error, timeout_ms, idempotency_key, trace_context, request_id, \
+            worker_id, created_at, now(), started_at, NULL, NULL, errors \
+     FROM d RETURNING ",
+    job_columns!()
+);
+
+/// Outcomes in one statement: finished jobs move to the history, retried ones stay hot.
+/// Each applies only while the job is `running` the same attempt (the fencing token).
+const COMPLETE_SQL: &str = concat!(
+    "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], \
+                                     $6::timestamptz[]) AS c(id, attempt, state, result, error, run_at)), \
+          moved AS (DELETE FROM jobs j USING c \
+                    WHERE j.id = ANY($1) AND j.id = c.id AND j.attempts = c.attempt \
+                      AND j.state = 'running' AND c.state <> 'retrying' \
+                    RETURNING j.*, c.state AS new_state, c.result::jsonb AS new_result, \
+                              c.error AS new_error), \
+          hist AS (",
+    into_history!(),
+    " RETURNING 1), \
+          retried AS (UPDATE jobs j SET state = 'retrying', last_error = c.error, run_at = c.run_at, \
+                             lease_expires_at = NULL, errors = ",
+    attempt_error!("c.error"),
+    " FROM c WHERE j.id = ANY($1) AND j.id = c.id AND j.attempts = c.attempt \
+                        AND j.state = 'running' AND c.state = 'retrying' RETURNING 1) \
+     SELECT (SELECT count(*) FROM hist) + (SELECT count(*) FROM retried)"
+);
+
+/// Expired leases: back to `queued`, or to the history as `dead` when out of attempts.
+/// `$1` batch, `$2` error.
+const RESCUE_SQL: &str = concat!(
+    "WITH expired AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
+                      ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED), \
+          moved AS (DELETE FROM jobs j USING expired e \
+                    WHERE j.id = e.id AND j.attempts >= j.max_attempts \
+                    RETURNING j.*, 'dead'::text AS new_state, NULL::jsonb AS new_result, \
+                              $2::text AS new_error), \
+          hist AS (",
+    into_history!(),
+    " RETURNING queue, state), \
+          requeued AS (UPDATE jobs j SET state = 'queued', run_at = now(), last_error = $2, \
+                              lease_expires_at = NULL, errors = ",
+    attempt_error!("$2"),
+    " FROM expired e WHERE j.id = e.id AND j.attempts < j.max_attempts \
+                         RETURNING j.queue, j.state) \
+     SELECT queue, state FROM hist UNION ALL SELECT queue, state FROM requeued"
+);
+
+impl PgStore {
+    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        let row = sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                if job.state == JobState::Queued {
+                    self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
+                        .await?;
+                }
+                Ok(Transition::Done(Box::new(job)))
+            }
+            None => Ok(match self.get(tenant_id, id).await? {
+                None => Transition::NotFound,
+                Some(job) => Transition::Conflict(job.state),
+            }),
+        }
+    }
+}
 
 #[async_trait]
 impl JobStore for PgStore {
@@ -50,59 +139,66 @@ impl JobStore for PgStore {
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE id = $2 AND tenant_id = $1 UNION ALL SELECT ",
+            job_columns!(),
+            " FROM job_history WHERE id = $2 AND tenant_id = $1 LIMIT 1"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(job_from_row).transpose()
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant_id = $1 \
-               AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
-               AND ($4::text IS NULL OR queue = $4) AND ($5::uuid IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6",
-        )
-        .bind(&filter.tenant_id)
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.kind.as_deref())
-        .bind(filter.queue.as_deref())
-        .bind(filter.before)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let sources = super::super::list_sources(filter.state);
+        let parts: Vec<String> = sources
+            .iter()
+            .map(|source| {
+                format!(
+                    "(SELECT {} FROM {source} AND tenant_id = $1 \
+                       AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
+                       AND ($4::text IS NULL OR queue = $4) AND ($5::uuid IS NULL OR id < $5) \
+                     ORDER BY id DESC LIMIT $6)",
+                    job_columns!()
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT * FROM ({}) AS page ORDER BY id DESC LIMIT $6",
+            parts.join(" UNION ALL ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&filter.tenant_id)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before)
+            .bind(filter.limit)
+            .fetch_all(&self.pool)
+            .await?;
         jobs_from_rows(&rows)
     }
 
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        self.transition(
-            "UPDATE jobs SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL \
-             WHERE tenant_id = $1 AND id = $2 AND state IN ('scheduled', 'queued', 'running', 'retrying') \
-             RETURNING *",
-            tenant_id,
-            id,
-        )
-        .await
+        self.transition(CANCEL_SQL, tenant_id, id).await
     }
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        self.transition(
-            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, run_at = now(), finished_at = NULL, result = NULL, \
-                    lease_expires_at = NULL, max_attempts = GREATEST(max_attempts, attempts + 1) \
-             WHERE tenant_id = $1 AND id = $2 AND state IN ('succeeded', 'dead', 'cancelled') \
-             RETURNING *",
-            tenant_id,
-            id,
-        )
-        .await
+        self.transition(RETRY_SQL, tenant_id, id).await
     }
 
     async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
         let rows = sqlx::query(
             "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state ORDER BY queue",
+             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state \
+             UNION ALL \
+             SELECT queue, state, count(*), NULL FROM job_history \
+             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state \
+             ORDER BY queue",
         )
         .bind(tenant_id)
         .fetch_all(&self.pool)
@@ -112,10 +208,8 @@ impl JobStore for PgStore {
 
     async fn live_queue_stats(&self) -> Result<Vec<QueueStats>> {
         let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs WHERE state = 'queued' GROUP BY queue, state \
-             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying') GROUP BY queue, state \
-             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state = 'running' GROUP BY queue, state \
-             ORDER BY queue",
+            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
+             GROUP BY queue, state ORDER BY queue",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -129,14 +223,15 @@ impl JobStore for PgStore {
         worker_id: &str,
         lease: Duration,
     ) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH next AS ( \
                  SELECT id FROM jobs WHERE state = 'queued' AND queue = $1 \
                  ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE jobs j SET state = 'running', attempts = j.attempts + 1, started_at = now(), \
                     worker_id = $3, lease_expires_at = now() + $4 * interval '1 millisecond' \
-             FROM next WHERE j.id = next.id RETURNING j.*",
-        )
+             FROM next WHERE j.id = next.id RETURNING ",
+            job_columns!(j)
+        ))
         // Planned afresh each time: a cached generic plan for `queue = $1` can pick a far slower
         // path once the table's statistics shift (measured: 3.3k vs 8.7k jobs/s drain).
         .persistent(false)
@@ -152,11 +247,12 @@ impl JobStore for PgStore {
     }
 
     async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(), \
                     worker_id = $2, lease_expires_at = now() + $3 * interval '1 millisecond' \
-             WHERE id = ANY($1) AND state = 'queued' RETURNING *",
-        )
+             WHERE id = ANY($1) AND state = 'queued' RETURNING ",
+            job_columns!()
+        ))
         // Planned per call: a generic plan may scan every queued row instead of the primary key.
         .persistent(false)
         .bind(ids)
@@ -189,41 +285,32 @@ impl JobStore for PgStore {
             errors.push(error);
             run_ats.push(run_at);
         }
-        // Rows are locked in id order so that the completer, heartbeat and rescuer never deadlock.
-        let done = sqlx::query(
-            "WITH c AS (SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::text[], $5::text[], \
-                                             $6::timestamptz[]) AS c(id, attempt, state, result, error, run_at)), \
-                  locked AS (SELECT j.id FROM jobs j JOIN c ON j.id = c.id \
-                             WHERE j.state = 'running' AND j.attempts = c.attempt ORDER BY j.id FOR UPDATE OF j) \
-             UPDATE jobs j SET state = c.state, result = c.result::jsonb, \
-                    last_error = COALESCE(c.error, j.last_error), run_at = COALESCE(c.run_at, j.run_at), \
-                    finished_at = CASE WHEN c.state IN ('succeeded', 'dead', 'cancelled') THEN now() END, \
-                    lease_expires_at = NULL \
-             FROM c JOIN locked ON locked.id = c.id WHERE j.id = c.id",
-        )
-        // Planned afresh each time, like the claim: the join over `unnest` is planned for the
-        // actual batch size instead of a cached generic guess.
-        .persistent(false)
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(&states)
-        .bind(&results)
-        .bind(&errors)
-        .bind(&run_ats)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let changed: i64 = sqlx::query_scalar(COMPLETE_SQL)
+            .bind(&ids)
+            .bind(&attempts)
+            .bind(&states)
+            .bind(&results)
+            .bind(&errors)
+            .bind(&run_ats)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(changed).unwrap_or(0))
     }
 
     async fn heartbeat(&self, worker_id: &str, ids: &[Uuid], lease: Duration) -> Result<Vec<Uuid>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        // Rows locked by someone else (the completer recording their outcome) are skipped, not
+        // waited for: so the heartbeat never deadlocks with a batch locking in another order.
+        // They still count as held when the statement's snapshot shows them running here.
         Ok(sqlx::query_scalar(
-            "WITH locked AS (SELECT id FROM jobs WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' \
-                             ORDER BY id FOR UPDATE) \
-             UPDATE jobs j SET lease_expires_at = now() + $3 * interval '1 millisecond' \
-             FROM locked WHERE j.id = locked.id RETURNING j.id",
+            "WITH held AS (SELECT id FROM jobs WHERE id = ANY($1) AND worker_id = $2 AND state = 'running'), \
+                  locked AS (SELECT id FROM jobs WHERE id IN (SELECT id FROM held) \
+                               AND worker_id = $2 AND state = 'running' FOR UPDATE SKIP LOCKED), \
+                  renewed AS (UPDATE jobs j SET lease_expires_at = now() + $3 * interval '1 millisecond' \
+                              FROM locked WHERE j.id = locked.id) \
+             SELECT id FROM held ORDER BY id",
         )
         .bind(ids)
         .bind(worker_id)
@@ -237,7 +324,7 @@ impl JobStore for PgStore {
             return Ok(0);
         }
         let queues: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
+            "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = now(), last_error = $3 \
              WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING queue",
         )
@@ -252,12 +339,13 @@ impl JobStore for PgStore {
     }
 
     async fn promote_due(&self) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "WITH due AS (SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') \
                             AND run_at <= clock_timestamp() \
                           ORDER BY run_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET state = 'queued', dispatched_at = NULL FROM due WHERE j.id = due.id RETURNING j.*",
-        )
+             UPDATE jobs j SET state = 'queued' FROM due WHERE j.id = due.id RETURNING ",
+            job_columns!(j)
+        ))
         .bind(MAINTENANCE_BATCH)
         .fetch_all(&self.pool)
         .await?;
@@ -268,19 +356,11 @@ impl JobStore for PgStore {
     }
 
     async fn rescue_expired(&self) -> Result<u64> {
-        let rows = sqlx::query(
-            "WITH expired AS (SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() \
-                              ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             UPDATE jobs j SET \
-                    state = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END, \
-                    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END, \
-                    run_at = now(), last_error = $2, lease_expires_at = NULL, dispatched_at = NULL \
-             FROM expired WHERE j.id = expired.id RETURNING j.queue, j.state",
-        )
-        .bind(MAINTENANCE_BATCH)
-        .bind(RESCUED_ERROR)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(RESCUE_SQL)
+            .bind(MAINTENANCE_BATCH)
+            .bind(RESCUED_ERROR)
+            .fetch_all(&self.pool)
+            .await?;
         let mut queues = BTreeSet::new();
         for row in &rows {
             if row.try_get::<&str, _>("state")? == JobState::Queued.as_str() {
@@ -291,36 +371,35 @@ impl JobStore for PgStore {
         Ok(rows.len() as u64)
     }
 
-    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let done = sqlx::query(
-            "UPDATE jobs SET dispatched_at = now() WHERE id = ANY($1) AND state = 'queued'",
+    async fn queued_queues(&self) -> Result<Vec<String>> {
+        // A loose index scan of the claim index: one probe per queue, however long the queues.
+        Ok(sqlx::query_scalar(
+            "WITH RECURSIVE q(queue) AS ( \
+                 (SELECT queue FROM jobs WHERE state = 'queued' ORDER BY queue LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT j.queue FROM jobs j WHERE j.state = 'queued' AND j.queue > q.queue \
+                         ORDER BY j.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) \
+             SELECT queue FROM q WHERE queue IS NOT NULL",
         )
-        // Planned per call: a generic plan may scan every queued row instead of the primary key.
-        .persistent(false)
-        .bind(ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
-    async fn undispatched(
+    async fn stale_queued(
         &self,
-        grace: Duration,
-        redispatch_after: Duration,
+        queue: &str,
+        older_than: Duration,
         limit: usize,
     ) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "(SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NULL \
-                AND run_at < now() - $1 * interval '1 millisecond' ORDER BY run_at LIMIT $3) \
-             UNION ALL \
-             (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NOT NULL \
-                AND dispatched_at < now() - $2 * interval '1 millisecond' ORDER BY dispatched_at LIMIT $3)",
-        )
-        .bind(lease_ms(grace))
-        .bind(lease_ms(redispatch_after))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = 'queued' AND queue = $1 \
+                AND run_at < now() - $2 * interval '1 millisecond' \
+              ORDER BY priority DESC, run_at, id LIMIT $3"
+        ))
+        .bind(queue)
+        .bind(lease_ms(older_than))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;

@@ -93,7 +93,13 @@ impl PgStore {
     }
 
     /// Inserts jobs on `conn` (inside the caller's transaction), notifying their queues on commit.
-    async fn insert_in(&self, conn: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Inserted>> {
+    /// A job whose idempotency key its tenant used before is not inserted: the existing job is
+    /// returned with `created: false`.
+    pub(crate) async fn insert_in(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Inserted>> {
         let n = jobs.len();
         let mut ids = Vec::with_capacity(n);
         let mut tenants = Vec::with_capacity(n);
@@ -121,35 +127,24 @@ impl PgStore {
             request_ids.push(job.request_id.as_deref());
             run_ats.push(job.run_at);
         }
-        let rows = sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
-                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
-             SELECT id, tenant_id, kind, queue, \
-                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
-                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
-                    run_at, now(), request_id \
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], $6::int4[], \
-                         $7::text[], $8::int8[], $9::text[], $10::text[], $11::timestamptz[], \
-                         $12::text[]) \
-                  AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
-                       idempotency_key, trace_context, run_at, request_id) \
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING *",
-        )
-        .bind(&ids)
-        .bind(&tenants)
-        .bind(&kinds)
-        .bind(&queues)
-        .bind(&priorities)
-        .bind(&max_attempts)
-        .bind(&payloads)
-        .bind(&timeouts)
-        .bind(&keys)
-        .bind(&traces)
-        .bind(&run_ats)
-        .bind(&request_ids)
-        .fetch_all(&mut *conn)
-        .await?;
+        let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
+        // Keys first: a job is inserted only if its key (when it has one) is new for its tenant.
+        let sql = if keyed { INSERT_KEYED_SQL } else { INSERT_SQL };
+        let rows = sqlx::query(sql)
+            .bind(&ids)
+            .bind(&tenants)
+            .bind(&kinds)
+            .bind(&queues)
+            .bind(&priorities)
+            .bind(&max_attempts)
+            .bind(&payloads)
+            .bind(&timeouts)
+            .bind(&keys)
+            .bind(&traces)
+            .bind(&run_ats)
+            .bind(&request_ids)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
         for row in &rows {
             let job = job_from_row(row)?;
@@ -162,10 +157,17 @@ impl PgStore {
                 .filter(|j| !created.contains_key(&j.id))
                 .filter_map(|j| Some((j.tenant_id.as_str(), j.idempotency_key.as_deref()?)))
                 .unzip();
-            let rows = sqlx::query(
-                "SELECT j.* FROM jobs j JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, key) \
-                 ON j.tenant_id = k.tenant_id AND j.idempotency_key = k.key",
-            )
+            let rows = sqlx::query(concat!(
+                "WITH k AS (SELECT k.job_id FROM job_keys k \
+                            JOIN unnest($1::text[], $2::text[]) AS l(tenant_id, key) \
+                            ON k.tenant_id = l.tenant_id AND k.key = l.key) \
+                 SELECT ",
+                job_columns!(),
+                " FROM jobs WHERE id IN (SELECT job_id FROM k) \
+                 UNION ALL SELECT ",
+                job_columns!(),
+                " FROM job_history WHERE id IN (SELECT job_id FROM k)"
+            ))
             .bind(&lookup_tenants)
             .bind(&lookup_keys)
             .fetch_all(&mut *conn)
@@ -185,11 +187,8 @@ impl PgStore {
         self.notify(&mut *conn, ready).await?;
         jobs.iter()
             .map(|new| {
-                if let Some(job) = created.get(&new.id) {
-                    return Ok(Inserted {
-                        job: job.clone(),
-                        created: true,
-                    });
+                if let Some(job) = created.remove(&new.id) {
+                    return Ok(Inserted { job, created: true });
                 }
                 let key = (
                     new.tenant_id.clone(),
@@ -207,53 +206,107 @@ impl PgStore {
             })
             .collect()
     }
-
-    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        let row = sqlx::query(sql)
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => {
-                let job = job_from_row(&row)?;
-                if job.state == JobState::Queued {
-                    self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
-                        .await?;
-                }
-                Ok(Transition::Done(Box::new(job)))
-            }
-            None => Ok(match self.get(tenant_id, id).await? {
-                None => Transition::NotFound,
-                Some(job) => Transition::Conflict(job.state),
-            }),
-        }
-    }
 }
 
+/// The columns of an insert, from `unnest` of the bound arrays `$1 ..= $12`.
+macro_rules! insert_input {
+    () => {
+        "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
+                              $6::int4[], $7::text[], $8::int8[], $9::text[], $10::text[], \
+                              $11::timestamptz[], $12::text[]) \
+              AS t(id, tenant_id, kind, queue, priority, max_attempts, payload, timeout_ms, \
+                   idempotency_key, trace_context, run_at, request_id)"
+    };
+}
+
+/// Inserts the rows of `input` (a CTE) that pass `filter`.
+macro_rules! insert_jobs {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
+             SELECT id, tenant_id, kind, queue, \
+                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
+                    priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
+                    run_at, now(), request_id \
+             FROM input ",
+            $filter,
+            " RETURNING ",
+            job_columns!()
+        )
+    };
+}
+
+const INSERT_SQL: &str = concat!("WITH input AS (", insert_input!(), ") ", insert_jobs!(""));
+
+const INSERT_KEYED_SQL: &str = concat!(
+    "WITH input AS (",
+    insert_input!(),
+    "), keys AS (INSERT INTO job_keys (tenant_id, key, job_id) \
+                 SELECT tenant_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL \
+                 ON CONFLICT DO NOTHING RETURNING job_id) ",
+    insert_jobs!("WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM keys)")
+);
+
+/// Moves the rows a CTE named `moved` returned (hot-table columns plus `new_state`,
+/// `new_result`, `new_error`) to the history, finished now. `$attempt_error` is the JSON of the
+/// failed attempt to append to `errors`, or NULL.
+macro_rules! into_history {
+    () => {
+        "INSERT INTO job_history (id, tenant_id, kind, queue, state, priority, attempts, max_attempts, \
+                                  payload, result, last_error, timeout_ms, idempotency_key, \
+                                  trace_context, request_id, worker_id, created_at, run_at, \
+                                  started_at, finished_at, lease_expires_at, errors) \
+         SELECT id, tenant_id, kind, queue, new_state, priority, attempts, max_attempts, payload, \
+                new_result, COALESCE(new_error, last_error), timeout_ms, idempotency_key, \
+                trace_context, request_id, worker_id, created_at, run_at, started_at, now(), NULL, \
+                CASE WHEN new_error IS NULL OR started_at IS NULL THEN errors \
+                     ELSE COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object( \
+                          'attempt', attempts, 'error', new_error, 'worker_id', worker_id, \
+                          'started_at', started_at, 'finished_at', now())) END \
+         FROM moved"
+    };
+}
+pub(crate) use into_history;
+
+/// The JSON entry for a failed attempt of the row aliased `j`, ended now with error `$err`.
+macro_rules! attempt_error {
+    ($err:literal) => {
+        concat!(
+            "COALESCE(j.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(\
+             'attempt', j.attempts, 'error', ",
+            $err,
+            "::text, 'worker_id', j.worker_id, 'started_at', j.started_at, 'finished_at', now()))"
+        )
+    };
+}
+pub(crate) use attempt_error;
+
 fn job_from_row(row: &PgRow) -> Result<Job> {
+    let errors: Option<serde_json::Value> = row.try_get(21)?;
     Ok(Job {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        kind: row.try_get("kind")?,
-        queue: row.try_get("queue")?,
-        state: parse_state(row.try_get("state")?)?,
-        priority: row.try_get("priority")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        payload: row.try_get("payload")?,
-        result: row.try_get("result")?,
-        last_error: row.try_get("last_error")?,
-        timeout_ms: row.try_get("timeout_ms")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        trace_context: row.try_get("trace_context")?,
-        request_id: row.try_get("request_id")?,
-        worker_id: row.try_get("worker_id")?,
-        created_at: row.try_get("created_at")?,
-        run_at: row.try_get("run_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        queue: row.try_get(3)?,
+        state: parse_state(row.try_get(4)?)?,
+        priority: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        max_attempts: row.try_get(7)?,
+        payload: row.try_get(8)?,
+        result: row.try_get(9)?,
+        last_error: row.try_get(10)?,
+        timeout_ms: row.try_get(11)?,
+        idempotency_key: row.try_get(12)?,
+        trace_context: row.try_get(13)?,
+        request_id: row.try_get(14)?,
+        worker_id: row.try_get(15)?,
+        created_at: row.try_get(16)?,
+        run_at: row.try_get(17)?,
+        started_at: row.try_get(18)?,
+        finished_at: row.try_get(19)?,
+        lease_expires_at: row.try_get(20)?,
+        errors: super::attempt_errors(errors)?,
     })
 }
 

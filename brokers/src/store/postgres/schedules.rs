@@ -268,16 +268,22 @@ impl SchedulerStore for PgStore {
         finished_before: DateTime<Utc>,
         limit: i64,
     ) -> Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE id IN ( \
-                 SELECT id FROM jobs WHERE state = $1 AND finished_at < $2 \
-                 ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+        // The keys of pruned jobs go with them, so that a key can be used again afterwards.
+        let done: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM job_history WHERE id IN ( \
+                               SELECT id FROM job_history WHERE state = $1 AND finished_at < $2 \
+                               ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                           RETURNING id, tenant_id, idempotency_key), \
+                  keys AS (DELETE FROM job_keys k USING gone g \
+                           WHERE g.idempotency_key IS NOT NULL AND k.tenant_id = g.tenant_id \
+                             AND k.key = g.idempotency_key AND k.job_id = g.id) \
+             SELECT count(*) FROM gone",
         )
         .bind(state.as_str())
         .bind(finished_before)
         .bind(limit)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 }

@@ -1,7 +1,113 @@
-//! [`JobStore`] on SQLite.
+//! [`JobStore`] on SQLite: unfinished jobs in the hot table `jobs`, finished ones in
+//! `job_history`, moved there in the transaction that records their outcome. Batches travel as
+//! one JSON array bound to one statement (`json_each`), not a statement per job.
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+
+/// The outcomes of a batch (`?2`: a JSON array of `[id, attempt, state, result, error, run_at]`)
+/// that finish their job, moved to the history at `?1`.
+const COMPLETE_MOVE_SQL: &str = into_history!(
+    "c.value ->> 2",
+    "c.value ->> 3",
+    "c.value ->> 4",
+    "FROM json_each(?2) AS c JOIN jobs j ON j.id = c.value ->> 0 AND j.attempts = c.value ->> 1 \
+     AND j.state = 'running' WHERE c.value ->> 2 <> 'retrying'"
+);
+
+/// Removes from the hot table the batch's jobs that the history now holds.
+const COMPLETE_DELETE_SQL: &str = "DELETE FROM jobs WHERE id IN (SELECT h.id FROM job_history h \
+     WHERE h.id IN (SELECT value ->> 0 FROM json_each(?1)))";
+
+/// The batch's retried attempts, which stay hot.
+const COMPLETE_RETRY_SQL: &str = concat!(
+    "UPDATE jobs AS j SET state = 'retrying', last_error = c.error, run_at = c.run_at, \
+            lease_expires_at = NULL, errors = ",
+    attempt_error!("c.error"),
+    " FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 4 AS error, \
+                   value ->> 5 AS run_at FROM json_each(?2) WHERE value ->> 2 = 'retrying') AS c \
+     WHERE j.id = c.id AND j.attempts = c.attempt AND j.state = 'running'"
+);
+
+/// A cancelled job moves to the history at `?1`; `?2` tenant, `?3` id.
+const CANCEL_SQL: &str = into_history!(
+    "'cancelled'",
+    "NULL",
+    "NULL",
+    "FROM jobs j WHERE j.tenant_id = ?2 AND j.id = ?3"
+);
+
+/// Rescued jobs out of attempts go to the history as dead at `?1`; `?2` error, `?3` ids (JSON).
+const RESCUE_DEAD_SQL: &str = into_history!(
+    "'dead'",
+    "NULL",
+    "?2",
+    "FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?3)) AND j.attempts >= j.max_attempts"
+);
+
+/// Rescued jobs with attempts left go back to `queued` at `?1`; `?2` error, `?3` ids (JSON).
+const RESCUE_REQUEUE_SQL: &str = concat!(
+    "UPDATE jobs AS j SET state = 'queued', run_at = ?1, last_error = ?2, lease_expires_at = NULL, \
+            errors = ",
+    attempt_error!("?2"),
+    " WHERE j.id IN (SELECT value FROM json_each(?3)) AND j.attempts < j.max_attempts \
+     RETURNING state"
+);
+
+impl SqliteStore {
+    /// Moves job `id` between the tables with `insert` then deletes it from `from`, in one
+    /// transaction; returns the moved job.
+    async fn move_job(
+        &self,
+        insert: &str,
+        from: &str,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Option<Job>> {
+        let (mut conn, now) = self.write().await?;
+        let mut tx = conn.begin().await?;
+        let moved = sqlx::query(insert)
+            .bind(now)
+            .bind(tenant_id)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Ok(None);
+        }
+        sqlx::query(&format!(
+            "DELETE FROM {from} WHERE tenant_id = ?1 AND id = ?2"
+        ))
+        .bind(tenant_id)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let job = get_in(&mut tx, tenant_id, &id.to_string()).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn transition(
+        &self,
+        moved: Option<Job>,
+        tenant_id: &str,
+        id: Uuid,
+    ) -> Result<Transition> {
+        match moved {
+            Some(job) => {
+                if job.state == JobState::Queued {
+                    self.wake();
+                }
+                Ok(Transition::Done(Box::new(job)))
+            }
+            None => Ok(match self.get(tenant_id, id).await? {
+                None => Transition::NotFound,
+                Some(job) => Transition::Conflict(job.state),
+            }),
+        }
+    }
+}
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -29,8 +135,9 @@ impl JobStore for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
-        let (out, ready) = insert_in(&mut tx, &jobs, Utc::now()).await?;
+        let (mut conn, now) = self.write().await?;
+        let mut tx = conn.begin().await?;
+        let (out, ready) = insert_in(&mut tx, &jobs, from_micros(now)?).await?;
         tx.commit().await?;
         if ready {
             self.wake();
@@ -39,59 +146,74 @@ impl JobStore for SqliteStore {
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE tenant_id = ?1 AND id = ?2")
-            .bind(tenant_id)
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+        let mut conn = self.reader.acquire().await?;
+        get_in(&mut conn, tenant_id, &id.to_string()).await
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant_id = ?1 \
-               AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) \
-               AND (?4 IS NULL OR queue = ?4) AND (?5 IS NULL OR id < ?5) \
-             ORDER BY id DESC LIMIT ?6",
-        )
-        .bind(&filter.tenant_id)
-        .bind(filter.state.map(JobState::as_str))
-        .bind(filter.kind.as_deref())
-        .bind(filter.queue.as_deref())
-        .bind(filter.before.map(|id| id.to_string()))
-        .bind(filter.limit)
-        .fetch_all(&self.reader)
-        .await?;
+        let sources = super::super::list_sources(filter.state);
+        let parts: Vec<String> = sources
+            .iter()
+            .map(|source| {
+                format!(
+                    "SELECT * FROM (SELECT {} FROM {source} AND tenant_id = ?1 \
+                       AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) \
+                       AND (?4 IS NULL OR queue = ?4) AND (?5 IS NULL OR id < ?5) \
+                     ORDER BY id DESC LIMIT ?6)",
+                    job_columns!()
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT * FROM ({}) ORDER BY id DESC LIMIT ?6",
+            parts.join(" UNION ALL ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&filter.tenant_id)
+            .bind(filter.state.map(JobState::as_str))
+            .bind(filter.kind.as_deref())
+            .bind(filter.queue.as_deref())
+            .bind(filter.before.map(|id| id.to_string()))
+            .bind(filter.limit)
+            .fetch_all(&self.reader)
+            .await?;
         jobs_from_rows(&rows)
     }
 
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        self.transition(
-            "UPDATE jobs SET state = 'cancelled', finished_at = ?3, lease_expires_at = NULL \
-             WHERE tenant_id = ?1 AND id = ?2 AND state IN ('scheduled', 'queued', 'running', 'retrying') \
-             RETURNING *",
-            tenant_id,
-            id,
-        )
-        .await
+        let moved = self.move_job(CANCEL_SQL, "jobs", tenant_id, id).await?;
+        self.transition(moved, tenant_id, id).await
     }
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        self.transition(
-            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, run_at = ?3, finished_at = NULL, result = NULL, \
-                    lease_expires_at = NULL, max_attempts = MAX(max_attempts, attempts + 1) \
-             WHERE tenant_id = ?1 AND id = ?2 AND state IN ('succeeded', 'dead', 'cancelled') \
-             RETURNING *",
-            tenant_id,
-            id,
-        )
-        .await
+        let moved = self
+            .move_job(
+                "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, attempts, max_attempts, \
+                                   payload, result, last_error, timeout_ms, idempotency_key, \
+                                   trace_context, request_id, worker_id, created_at, run_at, \
+                                   started_at, finished_at, lease_expires_at, errors) \
+                 SELECT id, tenant_id, kind, queue, 'queued', priority, attempts, \
+                        MAX(max_attempts, attempts + 1), payload, NULL, last_error, timeout_ms, \
+                        idempotency_key, trace_context, request_id, worker_id, created_at, ?1, \
+                        started_at, NULL, NULL, errors \
+                 FROM job_history WHERE tenant_id = ?2 AND id = ?3",
+                "job_history",
+                tenant_id,
+                id,
+            )
+            .await?;
+        self.transition(moved, tenant_id, id).await
     }
 
     async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
         let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-             WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state ORDER BY queue",
+            "SELECT queue, state, n, oldest FROM ( \
+                 SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
+                 WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state \
+                 UNION ALL \
+                 SELECT queue, state, count(*), NULL FROM job_history \
+                 WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state) \
+             ORDER BY queue",
         )
         .bind(tenant_id)
         .fetch_all(&self.reader)
@@ -101,10 +223,8 @@ impl JobStore for SqliteStore {
 
     async fn live_queue_stats(&self) -> Result<Vec<QueueStats>> {
         let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs WHERE state = 'queued' GROUP BY queue, state \
-             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state IN ('scheduled', 'retrying') GROUP BY queue, state \
-             UNION ALL SELECT queue, state, count(*), min(run_at) FROM jobs WHERE state = 'running' GROUP BY queue, state \
-             ORDER BY queue",
+            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
+             GROUP BY queue, state ORDER BY queue",
         )
         .fetch_all(&self.reader)
         .await?;
@@ -119,13 +239,14 @@ impl JobStore for SqliteStore {
         lease: Duration,
     ) -> Result<Vec<Job>> {
         let (mut conn, now) = self.write().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
                     lease_expires_at = ?3 \
              WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?4 \
                           ORDER BY priority DESC, run_at, id LIMIT ?5) \
-             RETURNING *",
-        )
+             RETURNING ",
+            job_columns!()
+        ))
         .bind(now)
         .bind(worker_id)
         .bind(lease_until(now, lease))
@@ -140,11 +261,12 @@ impl JobStore for SqliteStore {
 
     async fn claim_ids(&self, ids: &[Uuid], worker_id: &str, lease: Duration) -> Result<Vec<Job>> {
         let (mut conn, now) = self.write().await?;
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
                     lease_expires_at = ?3 \
-             WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?4)) RETURNING *",
-        )
+             WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?4)) RETURNING ",
+            job_columns!()
+        ))
         .bind(now)
         .bind(worker_id)
         .bind(lease_until(now, lease))
@@ -158,29 +280,47 @@ impl JobStore for SqliteStore {
         if completions.is_empty() {
             return Ok(0);
         }
+        let batch = serde_json::Value::from(
+            completions
+                .iter()
+                .map(|c| {
+                    let (state, result, error, run_at) = outcome_columns(&c.outcome);
+                    serde_json::json!([
+                        c.id.to_string(),
+                        c.attempt,
+                        state,
+                        result,
+                        error,
+                        run_at.map(micros)
+                    ])
+                })
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let retrying = completions
+            .iter()
+            .any(|c| c.outcome.state() == JobState::Retrying);
         let (mut conn, now) = self.write().await?;
         let mut tx = conn.begin().await?;
-        let mut changed = 0;
-        for c in completions {
-            let (state, result, error, run_at) = outcome_columns(&c.outcome);
-            let finished = JobState::from_str(state)
-                .is_ok_and(JobState::is_finished)
-                .then_some(now);
-            changed += sqlx::query(
-                "UPDATE jobs SET state = ?1, result = ?2, last_error = COALESCE(?3, last_error), \
-                        run_at = COALESCE(?4, run_at), finished_at = ?5, lease_expires_at = NULL \
-                 WHERE id = ?6 AND attempts = ?7 AND state = 'running'",
-            )
-            .bind(state)
-            .bind(result)
-            .bind(error)
-            .bind(run_at.map(micros))
-            .bind(finished)
-            .bind(c.id.to_string())
-            .bind(c.attempt)
+        let mut changed = sqlx::query(COMPLETE_MOVE_SQL)
+            .bind(now)
+            .bind(&batch)
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        if changed > 0 {
+            sqlx::query(COMPLETE_DELETE_SQL)
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if retrying {
+            changed += sqlx::query(COMPLETE_RETRY_SQL)
+                .bind(now)
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(changed)
@@ -200,11 +340,14 @@ impl JobStore for SqliteStore {
         .bind(ids_json(ids))
         .fetch_all(&mut *conn)
         .await?;
-        held.iter()
+        let mut held = held
+            .iter()
             .map(|id| {
                 Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("job id `{id}`: {e}")))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        held.sort();
+        Ok(held)
     }
 
     async fn release(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64> {
@@ -213,7 +356,7 @@ impl JobStore for SqliteStore {
         }
         let (mut conn, now) = self.write().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET state = 'queued', dispatched_at = NULL, attempts = MAX(attempts - 1, 0), worker_id = NULL, \
+            "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
              WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4))",
         )
@@ -229,11 +372,12 @@ impl JobStore for SqliteStore {
 
     async fn promote_due(&self) -> Result<Vec<Job>> {
         let (mut conn, now) = self.write().await?;
-        let rows = sqlx::query(
-            "UPDATE jobs SET state = 'queued', dispatched_at = NULL WHERE id IN ( \
+        let rows = sqlx::query(concat!(
+            "UPDATE jobs SET state = 'queued' WHERE id IN ( \
                  SELECT id FROM jobs WHERE state IN ('scheduled', 'retrying') AND run_at <= ?1 \
-                 ORDER BY run_at LIMIT ?2) RETURNING *",
-        )
+                 ORDER BY run_at LIMIT ?2) RETURNING ",
+            job_columns!()
+        ))
         .bind(now)
         .bind(MAINTENANCE_BATCH)
         .fetch_all(&mut *conn)
@@ -247,56 +391,77 @@ impl JobStore for SqliteStore {
 
     async fn rescue_expired(&self) -> Result<u64> {
         let (mut conn, now) = self.write().await?;
-        let states: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET \
-                    state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                    finished_at = CASE WHEN attempts >= max_attempts THEN ?1 END, \
-                    run_at = ?1, last_error = ?2, lease_expires_at = NULL, dispatched_at = NULL \
-             WHERE state = 'running' AND lease_expires_at < ?1 RETURNING state",
+        let mut tx = conn.begin().await?;
+        let expired: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < ?1 ORDER BY id LIMIT ?2",
         )
         .bind(now)
-        .bind(RESCUED_ERROR)
-        .fetch_all(&mut *conn)
+        .bind(MAINTENANCE_BATCH)
+        .fetch_all(&mut *tx)
         .await?;
-        if states.iter().any(|s| s == JobState::Queued.as_str()) {
-            self.wake();
-        }
-        Ok(states.len() as u64)
-    }
-
-    async fn mark_dispatched(&self, ids: &[Uuid]) -> Result<u64> {
-        if ids.is_empty() {
+        if expired.is_empty() {
             return Ok(0);
         }
-        let (mut conn, now) = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET dispatched_at = ?1 WHERE state = 'queued' AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(now)
-        .bind(ids_json(ids))
-        .execute(&mut *conn)
-        .await?;
-        Ok(done.rows_affected())
+        let ids = serde_json::Value::from(expired).to_string();
+        let dead = sqlx::query(RESCUE_DEAD_SQL)
+            .bind(now)
+            .bind(RESCUED_ERROR)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if dead > 0 {
+            sqlx::query(
+                "DELETE FROM jobs WHERE id IN (SELECT h.id FROM job_history h \
+                 WHERE h.id IN (SELECT value FROM json_each(?1)))",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let requeued = sqlx::query(RESCUE_REQUEUE_SQL)
+            .bind(now)
+            .bind(RESCUED_ERROR)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .len() as u64;
+        tx.commit().await?;
+        if requeued > 0 {
+            self.wake();
+        }
+        Ok(dead + requeued)
     }
 
-    async fn undispatched(
+    async fn queued_queues(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "WITH RECURSIVE q(queue) AS ( \
+                 SELECT (SELECT queue FROM jobs WHERE state = 'queued' ORDER BY queue LIMIT 1) \
+                 UNION ALL \
+                 SELECT (SELECT j.queue FROM jobs j WHERE j.state = 'queued' AND j.queue > q.queue \
+                         ORDER BY j.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) \
+             SELECT queue FROM q WHERE queue IS NOT NULL",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn stale_queued(
         &self,
-        grace: Duration,
-        redispatch_after: Duration,
+        queue: &str,
+        older_than: Duration,
         limit: usize,
     ) -> Result<Vec<Job>> {
-        let now = micros(Utc::now());
-        let ago =
-            |d: Duration| now.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NULL AND run_at < ?1 \
-                            ORDER BY run_at LIMIT ?3) \
-             UNION ALL \
-             SELECT * FROM (SELECT * FROM jobs WHERE state = 'queued' AND dispatched_at IS NOT NULL \
-                            AND dispatched_at < ?2 ORDER BY dispatched_at LIMIT ?3)",
-        )
-        .bind(ago(grace))
-        .bind(ago(redispatch_after))
+        let before = micros(Utc::now())
+            .saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM jobs WHERE state = 'queued' AND queue = ?1 AND run_at < ?2 \
+              ORDER BY priority DESC, run_at, id LIMIT ?3"
+        ))
+        .bind(queue)
+        .bind(before)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
         .await?;

@@ -62,33 +62,38 @@ fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("invalid JSON column: {e}")))
 }
 
+fn opt_micros(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(i)?
+        .map(from_micros)
+        .transpose()
+}
+
 fn job_from_row(row: &SqliteRow) -> Result<Job> {
-    let id: &str = row.try_get("id")?;
+    let id: &str = row.try_get(0)?;
+    let errors = row.try_get::<Option<&str>, _>(21)?.map(json).transpose()?;
     Ok(Job {
         id: Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("job id `{id}`: {e}")))?,
-        tenant_id: row.try_get("tenant_id")?,
-        kind: row.try_get("kind")?,
-        queue: row.try_get("queue")?,
-        state: parse_state(row.try_get("state")?)?,
-        priority: row.try_get("priority")?,
-        attempts: row.try_get("attempts")?,
-        max_attempts: row.try_get("max_attempts")?,
-        payload: json(row.try_get("payload")?)?,
-        result: row
-            .try_get::<Option<&str>, _>("result")?
-            .map(json)
-            .transpose()?,
-        last_error: row.try_get("last_error")?,
-        timeout_ms: row.try_get("timeout_ms")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        trace_context: row.try_get("trace_context")?,
-        request_id: row.try_get("request_id")?,
-        worker_id: row.try_get("worker_id")?,
-        created_at: from_micros(row.try_get("created_at")?)?,
-        run_at: from_micros(row.try_get("run_at")?)?,
-        started_at: opt_time(row, "started_at")?,
-        finished_at: opt_time(row, "finished_at")?,
-        lease_expires_at: opt_time(row, "lease_expires_at")?,
+        tenant_id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        queue: row.try_get(3)?,
+        state: parse_state(row.try_get(4)?)?,
+        priority: row.try_get(5)?,
+        attempts: row.try_get(6)?,
+        max_attempts: row.try_get(7)?,
+        payload: json(row.try_get(8)?)?,
+        result: row.try_get::<Option<&str>, _>(9)?.map(json).transpose()?,
+        last_error: row.try_get(10)?,
+        timeout_ms: row.try_get(11)?,
+        idempotency_key: row.try_get(12)?,
+        trace_context: row.try_get(13)?,
+        request_id: row.try_get(14)?,
+        worker_id: row.try_get(15)?,
+        created_at: from_micros(row.try_get(16)?)?,
+        run_at: from_micros(row.try_get(17)?)?,
+        started_at: opt_micros(row, 18)?,
+        finished_at: opt_micros(row, 19)?,
+        lease_expires_at: opt_micros(row, 20)?,
+        errors: super::attempt_errors(errors)?,
     })
 }
 
@@ -119,60 +124,177 @@ fn ids_json(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()).to_string()
 }
 
-/// Inserts jobs on `conn` (inside the caller's transaction); `true` when some are ready to run.
+/// An ISO 8601 (UTC, milliseconds) text from an integer-microseconds column, for JSON.
+macro_rules! iso {
+    ($col:literal) => {
+        concat!(
+            "strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $col,
+            " / 1000000.0, 'unixepoch')"
+        )
+    };
+}
+pub(crate) use iso;
+
+/// The `errors` column of row `j` with one more failed attempt, ended at `?1` with error `$err`.
+macro_rules! attempt_error {
+    ($err:literal) => {
+        concat!(
+            "json_insert(COALESCE(j.errors, '[]'), '$[#]', json_object('attempt', j.attempts, \
+             'error', ",
+            $err,
+            ", 'worker_id', j.worker_id, 'started_at', ",
+            iso!("j.started_at"),
+            ", 'finished_at', ",
+            iso!("?1"),
+            "))"
+        )
+    };
+}
+pub(crate) use attempt_error;
+
+/// Moves hot rows `j` selected by the `FROM …` clause `$from` to the history, finished at `?1`,
+/// in state `$state`, with `$error` (NULL: none) recorded as their last failed attempt and
+/// `$result` as their result.
+macro_rules! into_history {
+    ($state:literal, $result:literal, $error:literal, $from:literal) => {
+        concat!(
+            "INSERT INTO job_history (id, tenant_id, kind, queue, state, priority, attempts, \
+                                      max_attempts, payload, result, last_error, timeout_ms, \
+                                      idempotency_key, trace_context, request_id, worker_id, \
+                                      created_at, run_at, started_at, finished_at, \
+                                      lease_expires_at, errors) \
+             SELECT j.id, j.tenant_id, j.kind, j.queue, ",
+            $state,
+            ", j.priority, j.attempts, j.max_attempts, j.payload, ",
+            $result,
+            ", COALESCE(",
+            $error,
+            ", j.last_error), j.timeout_ms, j.idempotency_key, j.trace_context, j.request_id, \
+             j.worker_id, j.created_at, j.run_at, j.started_at, ?1, NULL, \
+             CASE WHEN ",
+            $error,
+            " IS NULL OR j.started_at IS NULL THEN j.errors ELSE ",
+            attempt_error!($error),
+            " END ",
+            $from
+        )
+    };
+}
+pub(crate) use into_history;
+
+/// One job of an insert batch as a JSON array, read back by [`INSERT_SQL`] with `->>`.
+fn insert_row(job: &NewJob, now: i64) -> serde_json::Value {
+    serde_json::json!([
+        job.id.to_string(),
+        job.tenant_id,
+        job.kind,
+        job.queue,
+        job.initial_state(from_micros(now).unwrap_or_else(|_| Utc::now()))
+            .as_str(),
+        job.priority,
+        job.max_attempts,
+        job.payload.to_string(),
+        job.timeout_ms,
+        job.idempotency_key,
+        job.trace_context,
+        micros(job.run_at),
+        job.request_id,
+    ])
+}
+
+/// Keys of a batch: taken only where new for the tenant (`?1`: the batch JSON).
+const INSERT_KEYS_SQL: &str = "INSERT INTO job_keys (tenant_id, key, job_id) \
+     SELECT value ->> 1, value ->> 9, value ->> 0 FROM json_each(?1) \
+     WHERE value ->> 9 IS NOT NULL ON CONFLICT DO NOTHING";
+
+/// The batch's rows whose key (if any) is now theirs; `?1` batch JSON, `?2` now.
+const INSERT_SQL: &str = concat!(
+    "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+                       timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
+     SELECT t.value ->> 0, t.value ->> 1, t.value ->> 2, t.value ->> 3, t.value ->> 4, \
+            t.value ->> 5, t.value ->> 6, t.value ->> 7, t.value ->> 8, t.value ->> 9, \
+            t.value ->> 10, t.value ->> 11, ?2, t.value ->> 12 \
+     FROM json_each(?1) AS t \
+     WHERE t.value ->> 9 IS NULL OR EXISTS (SELECT 1 FROM job_keys k \
+            WHERE k.tenant_id = t.value ->> 1 AND k.key = t.value ->> 9 AND k.job_id = t.value ->> 0) \
+     RETURNING ",
+    job_columns!()
+);
+
+/// Inserts jobs on `conn` (inside the caller's transaction) in one statement; `true` when some
+/// are ready to run. A job whose idempotency key its tenant used before is not inserted: the
+/// existing one is returned with `created: false`.
 async fn insert_in(
     conn: &mut SqliteConnection,
     jobs: &[NewJob],
     now: DateTime<Utc>,
 ) -> Result<(Vec<Inserted>, bool)> {
-    let mut out = Vec::with_capacity(jobs.len());
-    let mut ready = false;
-    for job in jobs {
-        let row = sqlx::query(
-            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
-                               timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
-             RETURNING *",
-        )
-        .bind(job.id.to_string())
-        .bind(&job.tenant_id)
-        .bind(&job.kind)
-        .bind(&job.queue)
-        .bind(job.initial_state(now).as_str())
-        .bind(job.priority)
-        .bind(job.max_attempts)
-        .bind(job.payload.to_string())
-        .bind(job.timeout_ms)
-        .bind(job.idempotency_key.as_deref())
-        .bind(job.trace_context.as_deref())
-        .bind(micros(job.run_at))
-        .bind(micros(now))
-        .bind(job.request_id.as_deref())
-        .fetch_optional(&mut *conn)
+    let now = micros(now);
+    let batch =
+        serde_json::Value::from(jobs.iter().map(|j| insert_row(j, now)).collect::<Vec<_>>())
+            .to_string();
+    let keyed = jobs.iter().any(|j| j.idempotency_key.is_some());
+    if keyed {
+        sqlx::query(INSERT_KEYS_SQL)
+            .bind(&batch)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let rows = sqlx::query(INSERT_SQL)
+        .bind(&batch)
+        .bind(now)
+        .fetch_all(&mut *conn)
         .await?;
-        let inserted = match row {
-            Some(row) => Inserted {
-                job: job_from_row(&row)?,
+    let mut created: std::collections::HashMap<Uuid, Job> = rows
+        .iter()
+        .map(|r| job_from_row(r).map(|j| (j.id, j)))
+        .collect::<Result<_>>()?;
+    let ready = created.values().any(|j| j.state == JobState::Queued);
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if let Some(found) = created.remove(&job.id) {
+            out.push(Inserted {
+                job: found,
                 created: true,
-            },
-            None => {
-                let row =
-                    sqlx::query("SELECT * FROM jobs WHERE tenant_id = ?1 AND idempotency_key = ?2")
-                        .bind(&job.tenant_id)
-                        .bind(job.idempotency_key.as_deref())
-                        .fetch_one(&mut *conn)
-                        .await?;
-                Inserted {
-                    job: job_from_row(&row)?,
-                    created: false,
-                }
-            }
+            });
+            continue;
+        }
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT job_id FROM job_keys WHERE tenant_id = ?1 AND key = ?2")
+                .bind(&job.tenant_id)
+                .bind(job.idempotency_key.as_deref())
+                .fetch_optional(&mut *conn)
+                .await?;
+        let found = match existing {
+            Some(id) => get_in(&mut *conn, &job.tenant_id, &id).await?,
+            None => None,
         };
-        ready |= inserted.created && inserted.job.state == JobState::Queued;
-        out.push(inserted);
+        let found = found.ok_or_else(|| {
+            StoreError::Corrupt(format!("job {} neither inserted nor found", job.id))
+        })?;
+        out.push(Inserted {
+            job: found,
+            created: false,
+        });
     }
     Ok((out, ready))
+}
+
+/// One job of a tenant from either table.
+async fn get_in(conn: &mut SqliteConnection, tenant_id: &str, id: &str) -> Result<Option<Job>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM jobs WHERE id = ?2 AND tenant_id = ?1 UNION ALL SELECT ",
+        job_columns!(),
+        " FROM job_history WHERE id = ?2 AND tenant_id = ?1 LIMIT 1"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(job_from_row).transpose()
 }
 
 impl SqliteStore {
@@ -226,28 +348,5 @@ impl SqliteStore {
 
     fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    async fn transition(&self, sql: &str, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        let (mut conn, now) = self.write().await?;
-        let row = sqlx::query(sql)
-            .bind(tenant_id)
-            .bind(id.to_string())
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
-            Some(row) => {
-                let job = job_from_row(&row)?;
-                if job.state == JobState::Queued {
-                    self.wake();
-                }
-                Ok(Transition::Done(Box::new(job)))
-            }
-            None => Ok(match self.get(tenant_id, id).await? {
-                None => Transition::NotFound,
-                Some(job) => Transition::Conflict(job.state),
-            }),
-        }
     }
 }

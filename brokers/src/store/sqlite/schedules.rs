@@ -286,15 +286,32 @@ impl SchedulerStore for SqliteStore {
         limit: i64,
     ) -> Result<u64> {
         let (mut conn, _) = self.write().await?;
-        let done = sqlx::query(
-            "DELETE FROM jobs WHERE id IN ( \
-                 SELECT id FROM jobs WHERE state = ?1 AND finished_at < ?2 ORDER BY finished_at LIMIT ?3)",
+        let mut tx = conn.begin().await?;
+        let gone: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "DELETE FROM job_history WHERE id IN ( \
+                 SELECT id FROM job_history WHERE state = ?1 AND finished_at < ?2 \
+                 ORDER BY finished_at LIMIT ?3) RETURNING id, tenant_id, idempotency_key",
         )
         .bind(state.as_str())
         .bind(micros(finished_before))
         .bind(limit)
-        .execute(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(done.rows_affected())
+        // The keys of pruned jobs go with them, so that a key can be used again afterwards.
+        let keys: Vec<serde_json::Value> = gone
+            .iter()
+            .filter_map(|(id, tenant, key)| Some(serde_json::json!([tenant, key.as_deref()?, id])))
+            .collect();
+        if !keys.is_empty() {
+            sqlx::query(
+                "DELETE FROM job_keys WHERE (tenant_id, key, job_id) IN \
+                 (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))",
+            )
+            .bind(serde_json::Value::from(keys).to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(gone.len() as u64)
     }
 }
