@@ -98,16 +98,19 @@ async fn enqueue(
 /// Whether any job of `queue` is still unfinished: an index probe of the hot table, cheap
 /// enough to poll often without disturbing the run (finished jobs live in the history).
 async fn unfinished(raw: &Raw, queue: &str) -> Result<bool> {
-    let sql = "SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = ";
+    // Queued jobs through the claim index, the others (few) through their partial indexes.
+    let sql = "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued' AND queue = $1) \
+                   OR EXISTS (SELECT 1 FROM jobs WHERE lease_expires_at IS NOT NULL AND queue = $1) \
+                   OR EXISTS (SELECT 1 FROM jobs WHERE state IN ('scheduled', 'retrying') AND queue = $1)";
     Ok(match raw {
         Raw::Pg(pg) => {
-            sqlx::query_scalar(&format!("{sql}$1)"))
+            sqlx::query_scalar(sql)
                 .bind(queue)
                 .fetch_one(pg.pool())
                 .await?
         }
         Raw::Sqlite(lite) => {
-            sqlx::query_scalar(&format!("{sql}?1)"))
+            sqlx::query_scalar(&sql.replace("$1", "?1"))
                 .bind(queue)
                 .fetch_one(lite.pool())
                 .await?

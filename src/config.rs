@@ -34,6 +34,9 @@ pub(crate) struct Config {
     pub(crate) queues: Vec<String>,
     /// Concurrency per queue when a queue does not say.
     pub(crate) concurrency: usize,
+    /// Jobs a worker may claim ahead of its free slots per queue while that queue's jobs are
+    /// fast (default: the queue's concurrency; 0 disables).
+    pub(crate) prefetch: Option<usize>,
     /// Lease on a claimed job (ms).
     pub(crate) lease_ms: u64,
     /// Grace period for in-flight jobs at shutdown (ms).
@@ -129,6 +132,7 @@ impl Default for Config {
             broker_prefix: "pysaas".into(),
             queues: Vec::new(),
             concurrency: 10,
+            prefetch: None,
             lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
             shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
             promote_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_PROMOTE_INTERVAL),

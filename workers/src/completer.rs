@@ -8,7 +8,7 @@ use pysaas_brokers::{Ack, Completion, JobStore};
 use pysaas_jobs::Outcome;
 use tokio::sync::mpsc;
 
-use crate::metrics_names as m;
+use crate::metrics_names::KindMetrics;
 
 /// Longest pause between attempts to write outcomes while the store is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -18,8 +18,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct Finished {
     pub(crate) completion: Completion,
     pub(crate) ack: Option<Box<dyn Ack>>,
-    pub(crate) kind: String,
-    pub(crate) queue: String,
+    pub(crate) metrics: Arc<KindMetrics>,
 }
 
 /// Drains `rx` until every sender is gone, writing up to `batch` outcomes per statement.
@@ -66,17 +65,14 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Finishe
 }
 
 fn record_metrics(finished: &Finished) {
-    let labels = [
-        ("kind", finished.kind.clone()),
-        ("queue", finished.queue.clone()),
-    ];
+    let m = &finished.metrics;
     match &finished.completion.outcome {
-        Outcome::Succeeded { .. } => metrics::counter!(m::SUCCEEDED, &labels).increment(1),
-        Outcome::Retrying { .. } => metrics::counter!(m::FAILED, &labels).increment(1),
+        Outcome::Succeeded { .. } => m.succeeded.increment(1),
+        Outcome::Retrying { .. } => m.failed.increment(1),
         Outcome::Dead { .. } => {
-            metrics::counter!(m::FAILED, &labels).increment(1);
-            metrics::counter!(m::DEAD, &labels).increment(1);
+            m.failed.increment(1);
+            m.dead.increment(1);
         }
-        Outcome::Cancelled { .. } => metrics::counter!(m::CANCELLED, &labels).increment(1),
+        Outcome::Cancelled { .. } => m.cancelled.increment(1),
     }
 }

@@ -5,6 +5,10 @@ use std::time::Duration;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default time in-flight jobs get to finish after SIGTERM before they are released.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// Mean run time below which a queue's jobs count as fast, and a worker claims ahead of its free
+/// slots (up to the queue's `prefetch`). Slow jobs gain nothing from it, and jobs held back in a
+/// worker's buffer would wait there while other workers idle.
+pub const FAST_JOB: Duration = Duration::from_millis(20);
 /// Most outcomes written in one completer statement.
 pub const DEFAULT_COMPLETER_BATCH: usize = 1000;
 
@@ -15,6 +19,10 @@ pub struct QueueConfig {
     pub name: String,
     /// Concurrent jobs from this queue.
     pub concurrency: usize,
+    /// Jobs claimed ahead of free slots while this queue's jobs are fast (under
+    /// [`FAST_JOB`] on average) and there is a backlog, so that claims
+    /// come in large batches; 0 disables it.
+    pub prefetch: usize,
 }
 
 /// How a worker runs.
@@ -48,6 +56,7 @@ impl WorkerConfig {
                 .map(|name| QueueConfig {
                     name: name.into(),
                     concurrency,
+                    prefetch: concurrency,
                 })
                 .collect(),
             lease: DEFAULT_LEASE,

@@ -22,6 +22,7 @@ mod pool;
 
 pub use config::{
     QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_SHUTDOWN_GRACE,
+    FAST_JOB,
 };
 pub use handler::{Handlers, JobContext, JobHandler};
 pub use metrics_names::describe_metrics;

@@ -23,3 +23,60 @@ pub fn describe_metrics() {
         "Time from a job becoming runnable to its attempt starting"
     );
 }
+
+/// A queue's and kind's metric handles, looked up in the recorder once instead of per job.
+#[derive(Debug)]
+pub(crate) struct KindMetrics {
+    pub(crate) started: metrics::Counter,
+    pub(crate) succeeded: metrics::Counter,
+    pub(crate) failed: metrics::Counter,
+    pub(crate) dead: metrics::Counter,
+    pub(crate) cancelled: metrics::Counter,
+    pub(crate) run_duration: metrics::Histogram,
+    pub(crate) queue_wait: metrics::Histogram,
+}
+
+impl KindMetrics {
+    fn new(queue: &str, kind: &str) -> Self {
+        let labels = [("kind", kind.to_owned()), ("queue", queue.to_owned())];
+        KindMetrics {
+            started: metrics::counter!(STARTED, &labels),
+            succeeded: metrics::counter!(SUCCEEDED, &labels),
+            failed: metrics::counter!(FAILED, &labels),
+            dead: metrics::counter!(DEAD, &labels),
+            cancelled: metrics::counter!(CANCELLED, &labels),
+            run_duration: metrics::histogram!(RUN_DURATION, &labels),
+            queue_wait: metrics::histogram!(QUEUE_WAIT, &labels),
+        }
+    }
+}
+
+/// Handles per queue, then kind (looked up by `&str`, without allocating).
+#[derive(Debug, Default)]
+pub(crate) struct MetricsCache(
+    std::sync::RwLock<
+        std::collections::HashMap<
+            String,
+            std::collections::HashMap<String, std::sync::Arc<KindMetrics>>,
+        >,
+    >,
+);
+
+impl MetricsCache {
+    pub(crate) fn get(&self, queue: &str, kind: &str) -> std::sync::Arc<KindMetrics> {
+        if let Some(found) = self
+            .0
+            .read()
+            .ok()
+            .and_then(|map| map.get(queue).and_then(|kinds| kinds.get(kind)).cloned())
+        {
+            return found;
+        }
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(queue.to_owned())
+            .or_default()
+            .entry(kind.to_owned())
+            .or_insert_with(|| std::sync::Arc::new(KindMetrics::new(queue, kind)))
+            .clone()
+    }
+}

@@ -17,15 +17,17 @@ use pysaas_brokers::{
     Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, StoreError,
 };
 use pysaas_jobs::{HandlerError, Outcome, RetryPolicy};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::completer::{self, Finished};
 use crate::heartbeat::{self, InFlight};
-use crate::metrics_names as m;
-use crate::{Handlers, JobContext, QueueConfig, WorkerConfig};
+use crate::metrics_names::MetricsCache;
+use crate::{Handlers, JobContext, QueueConfig, WorkerConfig, FAST_JOB};
 
 /// How long a job whose kind this worker has no handler for waits before another try (a newer
 /// worker version may have it).
@@ -63,6 +65,22 @@ struct Shared {
     in_flight: InFlight,
     completions: mpsc::Sender<Finished>,
     tracker: TaskTracker,
+    metrics: MetricsCache,
+}
+
+/// Frees a job's execution slot and tells the claimer, however its task ends.
+struct SlotGuard {
+    state: Arc<QueueState>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        // Free the slot first, then wake the claimer (`notify_one` keeps the wake-up for it if
+        // it is not waiting yet).
+        self.permit.take();
+        self.state.ended.notify_one();
+    }
 }
 
 /// Removes a job from the in-flight set however its task ends.
@@ -121,6 +139,7 @@ impl Worker {
             in_flight: InFlight::default(),
             completions: tx,
             tracker: TaskTracker::new(),
+            metrics: MetricsCache::default(),
         });
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat::run(
@@ -161,8 +180,20 @@ impl Worker {
         );
 
         shutdown.cancelled().await;
+        let mut unstarted = Vec::new();
         for fetcher in fetchers {
-            let _ = fetcher.await;
+            unstarted.extend(fetcher.await.unwrap_or_default());
+        }
+        if !unstarted.is_empty() {
+            // Claimed ahead but never started: back to their queues at once, no attempt counted.
+            match self.store.release(&config.worker_id, &unstarted).await {
+                Ok(n) => {
+                    tracing::info!(released = n, "released jobs claimed ahead but not started")
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, jobs = unstarted.len(), "release failed; the rescuer will re-queue them when their leases expire")
+                }
+            }
         }
         shared.tracker.close();
         let in_flight = heartbeat::snapshot(&shared.in_flight);
@@ -201,47 +232,105 @@ impl Worker {
     }
 }
 
+/// What a queue's claimer and starter share.
+struct QueueState {
+    /// Free execution slots.
+    run_slots: Arc<Semaphore>,
+    /// Claimed jobs waiting for a slot.
+    buffered: AtomicUsize,
+    /// Exponentially weighted mean run time in microseconds (`u64::MAX` until a job ran).
+    mean_run_us: AtomicU64,
+    /// Signalled whenever a job ends (demand for more jobs may have grown).
+    ended: Notify,
+}
+
+impl QueueState {
+    fn fast(&self) -> bool {
+        Duration::from_micros(self.mean_run_us.load(Ordering::Relaxed)) < FAST_JOB
+    }
+
+    /// How many jobs to claim now: free slots not yet promised to buffered jobs, plus up to
+    /// `prefetch` more while jobs are fast and there is a backlog.
+    fn demand(&self, prefetch: usize, backlog: bool) -> usize {
+        let extra = if backlog && self.fast() { prefetch } else { 0 };
+        (self.run_slots.available_permits() + extra)
+            .saturating_sub(self.buffered.load(Ordering::Relaxed))
+    }
+
+    fn record_run(&self, elapsed: Duration) {
+        let sample = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX - 1);
+        let mean = self.mean_run_us.load(Ordering::Relaxed);
+        // Weighted 1/8 to the newest attempt; the first one sets it.
+        let next = if mean == u64::MAX {
+            sample
+        } else {
+            mean - mean / 8 + sample / 8
+        };
+        self.mean_run_us.store(next, Ordering::Relaxed);
+    }
+}
+
+/// Claims jobs for one queue and starts them, until `shutdown`. Claiming runs apart from
+/// starting, so the next claim is in flight while the last batch runs: claimed jobs wait in a
+/// buffer for an execution slot — at most `concurrency`, plus `prefetch` while the queue's jobs
+/// are fast (see [`FAST_JOB`]) and there is a backlog. Returns the ids of jobs claimed but never
+/// started (to be released).
 async fn fetch_loop(
     shared: Arc<Shared>,
     queue: QueueConfig,
     mut consumer: Box<dyn JobConsumer>,
     shutdown: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(queue.concurrency));
+) -> Vec<Uuid> {
+    let state = Arc::new(QueueState {
+        run_slots: Arc::new(Semaphore::new(queue.concurrency)),
+        buffered: AtomicUsize::new(0),
+        mean_run_us: AtomicU64::new(u64::MAX),
+        ended: Notify::new(),
+    });
+    let (tx, rx) = mpsc::channel::<Delivery>(queue.concurrency + queue.prefetch);
+    let starter = tokio::spawn(start_loop(
+        shared.clone(),
+        state.clone(),
+        rx,
+        shutdown.clone(),
+    ));
     let mut backoff = Duration::from_millis(50);
     let mut backlog = false;
-    let batch_target = (queue.concurrency / 2).max(1);
+    let batch_target = ((queue.concurrency + queue.prefetch) / 2).max(1);
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return,
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-        };
-        let mut permits = vec![first];
-        while let Ok(permit) = slots.clone().try_acquire_owned() {
-            permits.push(permit);
-        }
-        if backlog && permits.len() < batch_target {
-            let deadline = tokio::time::Instant::now() + FETCH_COALESCE;
-            while permits.len() < batch_target && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                while let Ok(permit) = slots.clone().try_acquire_owned() {
-                    permits.push(permit);
-                }
+        // Wait for demand; under a backlog of fast jobs, wait (briefly) for half the capacity
+        // so that claims come in batches.
+        let deadline = tokio::time::Instant::now() + FETCH_COALESCE;
+        let mut asked = state.demand(queue.prefetch, backlog);
+        while asked == 0 || (backlog && state.fast() && asked < batch_target) {
+            let ended = state.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            asked = state.demand(queue.prefetch, backlog);
+            if asked > 0 && !(backlog && state.fast() && asked < batch_target) {
+                break;
             }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    drop(tx);
+                    return starter.await.unwrap_or_default();
+                }
+                () = &mut ended => {}
+                () = tokio::time::sleep_until(deadline), if asked > 0 => break,
+            }
+            asked = state.demand(queue.prefetch, backlog);
         }
-        let asked = permits.len();
+        if shutdown.is_cancelled() {
+            break;
+        }
         match consumer.poll(asked).await {
             Ok(deliveries) if deliveries.is_empty() => {
                 backoff = Duration::from_millis(50);
                 backlog = false;
-                drop(permits);
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     () = consumer.wait() => {}
                 }
             }
@@ -249,41 +338,109 @@ async fn fetch_loop(
                 backoff = Duration::from_millis(50);
                 backlog = deliveries.len() >= asked;
                 for delivery in deliveries {
-                    let permit = permits.pop();
-                    shared
-                        .tracker
-                        .spawn(run_job(shared.clone(), delivery, permit));
+                    // In flight from the claim on: the heartbeat keeps buffered jobs' leases.
+                    if let Ok(mut map) = shared.in_flight.lock() {
+                        map.insert(delivery.job.id, CancellationToken::new());
+                    }
+                    state.buffered.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(delivery).await.is_err() {
+                        break;
+                    }
                 }
             }
             Err(err) => {
                 tracing::warn!(error = %err, queue = %queue.name, retry_in = ?backoff, "claiming jobs failed");
-                drop(permits);
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_FETCH_BACKOFF);
             }
         }
     }
+    drop(tx);
+    starter.await.unwrap_or_default()
 }
 
-async fn run_job(shared: Arc<Shared>, delivery: Delivery, permit: Option<OwnedSemaphorePermit>) {
-    let Delivery { job, ack } = delivery;
-    let stop = CancellationToken::new();
-    if let Ok(mut map) = shared.in_flight.lock() {
-        map.insert(job.id, stop.clone());
+/// Starts buffered jobs as execution slots free up; at shutdown, stops starting them and
+/// returns the ids of those left in the buffer (removed from the in-flight set).
+async fn start_loop(
+    shared: Arc<Shared>,
+    state: Arc<QueueState>,
+    mut rx: mpsc::Receiver<Delivery>,
+    shutdown: CancellationToken,
+) -> Vec<Uuid> {
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            next = rx.recv() => next,
+        };
+        let Some(delivery) = next else { break };
+        let run = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                rx.close();
+                return unstarted(&shared, &state, Some(delivery), rx).await;
+            }
+            run = state.run_slots.clone().acquire_owned() => run,
+        };
+        let Ok(run) = run else { break };
+        state.buffered.fetch_sub(1, Ordering::Relaxed);
+        shared
+            .tracker
+            .spawn(run_job(shared.clone(), state.clone(), delivery, run));
     }
+    rx.close();
+    unstarted(&shared, &state, None, rx).await
+}
+
+/// Empties the buffer of jobs that will not start; their deliveries are dropped unacknowledged
+/// (the broker delivers them again) and their rows are released by the caller.
+async fn unstarted(
+    shared: &Shared,
+    state: &QueueState,
+    first: Option<Delivery>,
+    mut rx: mpsc::Receiver<Delivery>,
+) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = first.map(|d| d.job.id).into_iter().collect();
+    while let Some(delivery) = rx.recv().await {
+        ids.push(delivery.job.id);
+    }
+    state.buffered.fetch_sub(ids.len(), Ordering::Relaxed);
+    if let Ok(mut map) = shared.in_flight.lock() {
+        for id in &ids {
+            map.remove(id);
+        }
+    }
+    ids
+}
+
+async fn run_job(
+    shared: Arc<Shared>,
+    state: Arc<QueueState>,
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+) {
+    let _slot = SlotGuard {
+        state: state.clone(),
+        permit: Some(permit),
+    };
+    let Delivery { job, ack } = delivery;
+    let stop = match shared.in_flight.lock() {
+        Ok(mut map) => map.entry(job.id).or_default().clone(),
+        Err(_) => CancellationToken::new(),
+    };
     let _guard = InFlightGuard {
         in_flight: &shared.in_flight,
         id: job.id,
     };
-    let labels = [("kind", job.kind.clone()), ("queue", job.queue.clone())];
-    metrics::counter!(m::STARTED, &labels).increment(1);
+    let metrics = shared.metrics.get(&job.queue, &job.kind);
+    metrics.started.increment(1);
     if let Some(started) = job.started_at {
         let wait = (started - job.run_at).to_std().unwrap_or_default();
-        metrics::histogram!(m::QUEUE_WAIT, &labels).record(wait.as_secs_f64());
+        metrics.queue_wait.record(wait.as_secs_f64());
     }
     let ctx = JobContext::of(&job);
     let span = tracing::info_span!(
@@ -320,7 +477,9 @@ async fn run_job(shared: Arc<Shared>, delivery: Delivery, permit: Option<OwnedSe
             RetryPolicy::default(),
         ),
     };
-    metrics::histogram!(m::RUN_DURATION, &labels).record(clock.elapsed().as_secs_f64());
+    let elapsed = clock.elapsed();
+    metrics.run_duration.record(elapsed.as_secs_f64());
+    state.record_run(elapsed);
     let outcome = Outcome::decide(result, job.attempts, job.max_attempts, &policy, Utc::now());
     span.in_scope(|| match &outcome {
         Outcome::Succeeded { .. } => tracing::debug!(
@@ -340,13 +499,11 @@ async fn run_job(shared: Arc<Shared>, delivery: Delivery, permit: Option<OwnedSe
             outcome,
         },
         ack,
-        kind: job.kind,
-        queue: job.queue,
+        metrics,
     };
     if shared.completions.send(finished).await.is_err() {
         tracing::error!(job_id = %ctx.id, "completer is gone; outcome not recorded (the job will be rescued)");
     }
-    drop(permit);
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

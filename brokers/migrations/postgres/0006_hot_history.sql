@@ -41,9 +41,14 @@ INSERT INTO job_keys (tenant_id, key, job_id)
     SELECT tenant_id, idempotency_key, id FROM job_history WHERE idempotency_key IS NOT NULL;
 
 -- Hot table: claim order per queue; a tenant's waiting jobs (running ones are few and found
--- through jobs_lease, so a claim adds no entry here).
+-- through jobs_lease, so a claim adds no entry here); leases. A lease is set exactly while a job
+-- runs; the index says `lease_expires_at IS NOT NULL` rather than `state = 'running'` so that
+-- statements addressing running jobs by id (`id = ANY(…) AND state = 'running'`) are planned on
+-- the primary key, not on a scan of every running job, whatever the statistics say.
 CREATE INDEX jobs_claim ON jobs (queue, priority DESC, run_at, id) WHERE state = 'queued';
 CREATE INDEX jobs_tenant ON jobs (tenant_id, id) WHERE state <> 'running';
+DROP INDEX jobs_lease;
+CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
 -- History: a tenant's jobs newest first; its failures (few) on their own; retention pruning.
 CREATE INDEX job_history_tenant ON job_history (tenant_id, id);

@@ -53,6 +53,9 @@ INSERT INTO job_keys (tenant_id, key, job_id)
     SELECT tenant_id, idempotency_key, id FROM job_history WHERE idempotency_key IS NOT NULL;
 
 CREATE INDEX jobs_tenant ON jobs (tenant_id, id) WHERE state <> 'running';
+-- A lease is set exactly while a job runs (see the PostgreSQL migration).
+DROP INDEX jobs_lease;
+CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
 CREATE INDEX job_history_tenant ON job_history (tenant_id, id);
 CREATE INDEX job_history_failed ON job_history (tenant_id, id) WHERE state <> 'succeeded';

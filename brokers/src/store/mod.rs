@@ -290,7 +290,7 @@ pub(crate) fn split_scopes(s: &str) -> Vec<String> {
 /// its failures.
 pub(crate) fn list_sources(state: Option<JobState>) -> &'static [&'static str] {
     const HOT_WAITING: &str = "jobs WHERE state <> 'running'";
-    const HOT_RUNNING: &str = "jobs WHERE state = 'running'";
+    const HOT_RUNNING: &str = "jobs WHERE lease_expires_at IS NOT NULL AND state = 'running'";
     const HISTORY: &str = "job_history WHERE true";
     const HISTORY_FAILED: &str = "job_history WHERE state <> 'succeeded'";
     match state {
