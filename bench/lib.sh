@@ -1,0 +1,21 @@
+# Shared by the peer benchmark scripts: npm packages installed once into a cache outside the
+# repository ($PYSAAS_BENCH_NODE), and a random suffix for throw-away names.
+export PYSAAS_BENCH_NODE="${PYSAAS_BENCH_NODE:-$HOME/.cache/pysaas/bench-node}"
+
+# ensure_npm PACKAGE MAJOR [EXTRA...]: installs PACKAGE@MAJOR (and EXTRA packages) unless
+# PACKAGE at that major version and every EXTRA are already there.
+ensure_npm() {
+  local pkg=$1 major=$2; shift 2
+  local ok=1 extra
+  grep -qs "\"version\": \"${major//./\\.}\\." "$PYSAAS_BENCH_NODE/node_modules/$pkg/package.json" || ok=0
+  for extra in "$@"; do
+    [ -f "$PYSAAS_BENCH_NODE/node_modules/$extra/package.json" ] || ok=0
+  done
+  [ "$ok" = 1 ] && return 0
+  mkdir -p "$PYSAAS_BENCH_NODE"
+  [ -f "$PYSAAS_BENCH_NODE/package.json" ] || echo '{"private": true}' >"$PYSAAS_BENCH_NODE/package.json"
+  npm install --prefix "$PYSAAS_BENCH_NODE" --no-audit --no-fund --loglevel=error \
+    "$pkg@$major" "$@" >&2
+}
+
+random_suffix() { od -An -N4 -tx4 /dev/urandom | tr -d ' '; }
