@@ -733,20 +733,35 @@ pysaas_brokers::each_store!(
     rotated_keys_verify_old_tokens,
 );
 
-/// Two `pysaas api` processes with the Redis-backed limiter share one budget: a burst of 5 is 5
-/// in total, not 5 per process.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_api_processes_share_the_limit_through_redis() {
+/// `pysaas api` processes on one store, killed when dropped.
+struct ApiProcesses {
+    ports: Vec<u16>,
+    children: Vec<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ApiProcesses {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `n` `pysaas api` processes on `db` with `config` (TOML) and `env`, and waits until each
+/// answers.
+async fn api_processes(
+    db: &TestDb,
+    n: usize,
+    config: &str,
+    env: &[(&str, String)],
+) -> ApiProcesses {
     use std::process::{Command, Stdio};
-    let db = TestDb::postgres().await;
-    let prefix = pysaas_brokers::testing::TestRedisPrefix::new();
-    let key = pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "t")
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("api.toml");
-    std::fs::write(&config, "[rate_limits.free]\nrate = 0.2\nburst = 5\n").unwrap();
-    let ports: Vec<u16> = (0..2)
+    let config_path = dir.path().join("api.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let ports: Vec<u16> = (0..n)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
@@ -755,44 +770,35 @@ async fn two_api_processes_share_the_limit_through_redis() {
                 .port()
         })
         .collect();
-    struct Kill(Vec<std::process::Child>);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
+    let children = ports
+        .iter()
+        .map(|port| {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pysaas"));
+            cmd.args([
+                "--config",
+                config_path.to_str().unwrap(),
+                "api",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("PYSAAS_DATABASE_URL", &db.url)
+            .env("PYSAAS_PG_SCHEMA", &db.schema)
+            .env("PYSAAS_DATA_DIR", dir.path())
+            .env("PYSAAS_LOG", "warn")
+            .stdout(Stdio::null());
+            for (k, v) in env {
+                cmd.env(k, v);
             }
-        }
-    }
-    let _children = Kill(
-        ports
-            .iter()
-            .map(|port| {
-                Command::new(env!("CARGO_BIN_EXE_pysaas"))
-                    .args([
-                        "--config",
-                        config.to_str().unwrap(),
-                        "api",
-                        "--listen",
-                        &format!("127.0.0.1:{port}"),
-                    ])
-                    .env("PYSAAS_DATABASE_URL", &db.url)
-                    .env("PYSAAS_PG_SCHEMA", &db.schema)
-                    .env("PYSAAS_DATA_DIR", dir.path())
-                    .env(
-                        "PYSAAS_RATE_LIMIT_BACKEND",
-                        pysaas_brokers::testing::redis_url(),
-                    )
-                    .env("PYSAAS_BROKER_PREFIX", &prefix.prefix)
-                    .env("PYSAAS_LOG", "warn")
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect(),
-    );
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let processes = ApiProcesses {
+        ports,
+        children,
+        _dir: dir,
+    };
     let http = reqwest::Client::new();
-    for port in &ports {
+    for port in &processes.ports {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while http
             .get(format!("http://127.0.0.1:{port}/healthz"))
@@ -807,6 +813,33 @@ async fn two_api_processes_share_the_limit_through_redis() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+    processes
+}
+
+/// Two `pysaas api` processes with the Redis-backed limiter share one budget: a burst of 5 is 5
+/// in total, not 5 per process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_share_the_limit_through_redis() {
+    let db = TestDb::postgres().await;
+    let prefix = pysaas_brokers::testing::TestRedisPrefix::new();
+    let key = pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "t")
+        .await
+        .unwrap();
+    let apis = api_processes(
+        &db,
+        2,
+        "[rate_limits.free]\nrate = 0.2\nburst = 5\n",
+        &[
+            (
+                "PYSAAS_RATE_LIMIT_BACKEND",
+                pysaas_brokers::testing::redis_url(),
+            ),
+            ("PYSAAS_BROKER_PREFIX", prefix.prefix.clone()),
+        ],
+    )
+    .await;
+    let ports = &apis.ports;
+    let http = reqwest::Client::new();
     let mut ok = [0, 0];
     for round in 0..5 {
         for (i, port) in ports.iter().enumerate() {
@@ -829,6 +862,77 @@ async fn two_api_processes_share_the_limit_through_redis() {
     let total = ok[0] + ok[1];
     assert!((5..=6).contains(&total), "admitted {ok:?}");
     assert!(ok[0] > 0 && ok[1] > 0, "both processes served: {ok:?}");
+}
+
+/// API keys are cached per process, and a revocation reaches every process at once: a key
+/// revoked through one `pysaas api` is refused by the other within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_fails_on_every_replica_within_a_second() {
+    let db = TestDb::postgres().await;
+    let admin =
+        pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "admin")
+            .await
+            .unwrap();
+    let apis = api_processes(&db, 2, "", &[]).await;
+    let (a, b) = (apis.ports[0], apis.ports[1]);
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("http://127.0.0.1:{a}/v1/api-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "doomed", "scopes": ["jobs:read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    let get = |port: u16| {
+        let (http, key) = (http.clone(), key.clone());
+        async move {
+            http.get(format!("http://127.0.0.1:{port}/v1/jobs"))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // Both processes have read (and cached) the key.
+    for _ in 0..3 {
+        assert_eq!(get(a).await, StatusCode::OK);
+        assert_eq!(get(b).await, StatusCode::OK);
+    }
+    let revoked = http
+        .delete(format!(
+            "http://127.0.0.1:{a}/v1/api-keys/{}",
+            created["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let at = std::time::Instant::now();
+    assert_eq!(
+        get(a).await,
+        StatusCode::UNAUTHORIZED,
+        "the revoking process"
+    );
+    loop {
+        if get(b).await == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            at.elapsed() < std::time::Duration::from_secs(1),
+            "the other process still accepted the key after 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "revocation seen by the other process after {:?}",
+        at.elapsed()
+    );
 }
 
 /// `pysaas dev` on first start: the default tenant and an admin API key, printed once and kept in

@@ -25,6 +25,7 @@ struct Inner {
     limits: Limits,
     plans: Arc<PlanCache>,
     queue_gauges: Arc<pysaas_brokers::gauges::QueueGauges>,
+    group_commit: pysaas_brokers::store::GroupCommit,
 }
 
 impl AppState {
@@ -36,8 +37,16 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
         auth: Arc<Auth>,
     ) -> Self {
+        tokio::spawn(Auth::follow_changes(
+            Arc::downgrade(&auth),
+            store.auth_changes(),
+        ));
         AppState {
             inner: Arc::new(Inner {
+                group_commit: pysaas_brokers::store::GroupCommit::new(
+                    store.clone(),
+                    dispatcher.clone(),
+                ),
                 store,
                 dispatcher,
                 registry,
@@ -83,6 +92,11 @@ impl AppState {
 
     pub(crate) fn store(&self) -> &Arc<dyn JobStore> {
         &self.inner.store
+    }
+
+    /// Single-job submissions share transactions (see [`pysaas_brokers::store::GroupCommit`]).
+    pub(crate) fn group_commit(&self) -> &pysaas_brokers::store::GroupCommit {
+        &self.inner.group_commit
     }
 
     pub(crate) fn dispatcher(&self) -> &Arc<dyn Dispatcher> {

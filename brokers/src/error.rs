@@ -21,12 +21,19 @@ pub enum StoreError {
     /// A row holds a value the code cannot read (a bug or a hand-edited row).
     #[error("corrupt job row: {0}")]
     Corrupt(String),
+    /// The group-commit batch a request was part of failed with this error.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
 }
 
 impl StoreError {
     /// Whether the error means "try again later" rather than "this request is wrong".
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Shared(inner) => inner.is_unavailable(),
+            _ => false,
+        }
     }
 }
 

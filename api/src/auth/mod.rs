@@ -146,7 +146,13 @@ pub struct Auth {
     /// When each API key's use was last written, so that a busy key costs one write a minute
     /// per process, not one per request (SQLite has a single writer).
     touched: std::sync::Mutex<std::collections::HashMap<Uuid, std::time::Instant>>,
+    /// API keys read from the store, by prefix, with when they were read. Revocations evict
+    /// them at once (see [`Auth::follow_changes`]); the store's TTL bounds the rest.
+    keys: std::sync::Mutex<std::collections::HashMap<String, (Arc<ApiKeyRow>, std::time::Instant)>>,
 }
+
+/// Most API keys cached per process.
+const KEY_CACHE_MAX: usize = 10_000;
 
 impl Auth {
     /// Over a key ring.
@@ -157,6 +163,7 @@ impl Auth {
             settings,
             dummy_hash,
             touched: std::sync::Mutex::new(std::collections::HashMap::new()),
+            keys: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -235,7 +242,62 @@ impl Auth {
         })
     }
 
-    /// Checks an API key against the store.
+    /// Keeps the API-key cache in step with the store's credential changes until the store or
+    /// this `Auth` goes away. Runs once per process (the API starts it).
+    pub async fn follow_changes(
+        auth: std::sync::Weak<Auth>,
+        mut changes: tokio::sync::broadcast::Receiver<pysaas_brokers::AuthChange>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let change = changes.recv().await;
+            let Some(auth) = auth.upgrade() else { return };
+            let mut keys = auth.keys.lock().unwrap_or_else(|e| e.into_inner());
+            match change {
+                Ok(pysaas_brokers::AuthChange::KeyRevoked(prefix)) => {
+                    keys.remove(&prefix);
+                }
+                Ok(pysaas_brokers::AuthChange::Reset) | Err(RecvError::Lagged(_)) => keys.clear(),
+                Err(RecvError::Closed) => {
+                    keys.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The stored row of the key with `prefix`, from the cache while it is fresh.
+    async fn key_row(
+        &self,
+        store: &dyn JobStore,
+        prefix: &str,
+    ) -> Result<Option<Arc<ApiKeyRow>>, ApiError> {
+        let ttl = store.auth_cache_ttl();
+        if let Some((row, at)) = self
+            .keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(prefix)
+        {
+            if at.elapsed() < ttl {
+                return Ok(Some(row.clone()));
+            }
+        }
+        // Read after the clock: a revocation that lands during the read evicts what it returns.
+        let read_at = std::time::Instant::now();
+        let Some(row) = store.api_key_by_prefix(prefix).await? else {
+            return Ok(None);
+        };
+        let row = Arc::new(row);
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= KEY_CACHE_MAX {
+            keys.clear();
+        }
+        keys.insert(prefix.to_owned(), (row.clone(), read_at));
+        Ok(Some(row))
+    }
+
+    /// Checks an API key (cached; revocations reach every process within moments).
     pub async fn verify_api_key(
         &self,
         store: &dyn JobStore,
@@ -243,8 +305,8 @@ impl Auth {
     ) -> Result<Principal, ApiError> {
         let (prefix, _) =
             secrets::parse_api_key(key).ok_or_else(|| unauthorized("malformed API key"))?;
-        let row: ApiKeyRow = store
-            .api_key_by_prefix(prefix)
+        let row = self
+            .key_row(store, prefix)
             .await?
             .ok_or_else(|| unauthorized("invalid API key"))?;
         if !secrets::same_digest(&row.secret_hash, &secrets::digest(key)) {
@@ -259,12 +321,12 @@ impl Auth {
             }
         }
         Ok(Principal {
-            tenant_id: row.tenant_id,
+            tenant_id: row.tenant_id.clone(),
             subject: Subject::ApiKey {
                 id: row.id,
-                prefix: row.prefix,
+                prefix: row.prefix.clone(),
             },
-            scopes: row.scopes,
+            scopes: row.scopes.clone(),
         })
     }
 

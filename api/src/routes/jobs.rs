@@ -89,25 +89,34 @@ fn traceparent(headers: &HeaderMap) -> Option<&str> {
         .filter(|v| v.len() == 55 && v.split('-').count() == 4)
 }
 
-pub(crate) async fn insert(state: &AppState, jobs: Vec<NewJob>) -> Result<Vec<Inserted>, ApiError> {
-    let inserted = state.store().insert(jobs).await?;
-    let created: Vec<_> = inserted
-        .iter()
-        .filter(|i| i.created)
-        .map(|i| i.job.clone())
-        .collect();
-    for job in &created {
-        metrics::counter!("pysaas_jobs_enqueued_total", "kind" => job.kind.clone(), "queue" => job.queue.clone()).increment(1);
-    }
-    let ready: Vec<_> = created
-        .into_iter()
-        .filter(|j| j.state == JobState::Queued)
-        .collect();
-    if !ready.is_empty() {
-        if let Err(err) = state.dispatcher().dispatch(&ready).await {
-            // The rows are committed; the relay re-dispatches queued jobs the broker missed.
-            tracing::warn!(error = %err, jobs = ready.len(), "dispatch after commit failed");
+pub(crate) async fn insert(
+    state: &AppState,
+    mut jobs: Vec<NewJob>,
+) -> Result<Vec<Inserted>, ApiError> {
+    let inserted = if jobs.len() == 1 {
+        // One job: group commit (shared transaction and broker publish with concurrent
+        // submissions; answered once committed).
+        let job = jobs
+            .pop()
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no job to insert"))?;
+        vec![state.group_commit().insert(job).await?]
+    } else {
+        let inserted = state.store().insert(jobs).await?;
+        let ready: Vec<_> = inserted
+            .iter()
+            .filter(|i| i.created && i.job.state == JobState::Queued)
+            .map(|i| i.job.clone())
+            .collect();
+        if !ready.is_empty() {
+            if let Err(err) = state.dispatcher().dispatch(&ready).await {
+                // The rows are committed; the relay re-dispatches queued jobs the broker missed.
+                tracing::warn!(error = %err, jobs = ready.len(), "dispatch after commit failed");
+            }
         }
+        inserted
+    };
+    for job in inserted.iter().filter(|i| i.created).map(|i| &i.job) {
+        metrics::counter!("pysaas_jobs_enqueued_total", "kind" => job.kind.clone(), "queue" => job.queue.clone()).increment(1);
     }
     Ok(inserted)
 }

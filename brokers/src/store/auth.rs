@@ -109,9 +109,26 @@ pub enum RefreshUse {
     Invalid,
 }
 
+/// A change to credentials that caches of them must see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthChange {
+    /// The API key with this prefix was revoked.
+    KeyRevoked(String),
+    /// Changes may have been missed (a listener reconnected): forget everything cached.
+    Reset,
+}
+
 /// Storage of tenants and credentials.
 #[async_trait]
 pub trait AuthStore: Send + Sync {
+    /// Credential changes made by any process on this store: revocations arrive here within
+    /// moments (PostgreSQL `NOTIFY`; in-process for SQLite).
+    fn auth_changes(&self) -> tokio::sync::broadcast::Receiver<AuthChange>;
+
+    /// How long a cached credential may be trusted without a change notice: long where every
+    /// process is notified, short where other processes cannot be (SQLite shared by several).
+    fn auth_cache_ttl(&self) -> std::time::Duration;
+
     /// Creates the tenant if missing; `true` when created.
     async fn ensure_tenant(&self, tenant: &TenantRow) -> Result<bool>;
 

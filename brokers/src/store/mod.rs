@@ -17,6 +17,7 @@ macro_rules! job_columns {
 }
 
 mod auth;
+mod group_commit;
 mod postgres;
 mod schedules;
 mod sqlite;
@@ -31,7 +32,10 @@ use pysaas_jobs::{AttemptError, Job, JobState, NewJob, Outcome};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use auth::{ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow};
+pub use auth::{
+    ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
+};
+pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
 pub use postgres::PgStore;
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 pub use sqlite::SqliteStore;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::store::auth::{
-    ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
+    ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 use crate::Result;
 
@@ -75,6 +75,16 @@ const MEMBERS: &str = "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created
 
 #[async_trait]
 impl AuthStore for PgStore {
+    fn auth_changes(&self) -> tokio::sync::broadcast::Receiver<AuthChange> {
+        self.start_listener();
+        self.auth_sender().subscribe()
+    }
+
+    fn auth_cache_ttl(&self) -> std::time::Duration {
+        // Every process hears of changes; this only bounds how long a missed one could matter.
+        std::time::Duration::from_secs(60)
+    }
+
     async fn ensure_tenant(&self, t: &TenantRow) -> Result<bool> {
         let done = sqlx::query(
             "INSERT INTO tenants (id, name, plan, created_at) VALUES ($1, $2, $3, $4) \
@@ -254,14 +264,24 @@ impl AuthStore for PgStore {
     }
 
     async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        // Every process caching the key hears of it on commit (NOTIFY in the same statement).
+        let prefix: Option<String> = sqlx::query_scalar(
+            "WITH r AS (UPDATE api_keys SET revoked_at = now() \
+                        WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING prefix) \
+             SELECT prefix FROM r WHERE pg_notify($3, prefix) IS NOT NULL",
         )
         .bind(tenant_id)
         .bind(id)
-        .execute(self.pool())
+        .bind(self.auth_channel())
+        .fetch_optional(self.pool())
         .await?;
-        Ok(done.rows_affected() == 1)
+        match prefix {
+            Some(prefix) => {
+                self.announce(AuthChange::KeyRevoked(prefix));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn touch_api_key(&self, id: Uuid) -> Result<()> {

@@ -409,13 +409,7 @@ impl JobStore for PgStore {
     }
 
     fn wakeups(&self) -> watch::Receiver<u64> {
-        self.listener.get_or_init(|| {
-            tokio::spawn(listen(
-                self.pool.clone(),
-                self.channel.clone(),
-                Arc::downgrade(&self.wake),
-            ));
-        });
+        self.start_listener();
         self.wake.subscribe()
     }
 }

@@ -14,13 +14,13 @@ use chrono::{DateTime, Utc};
 use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use super::{
-    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, FireResult, Inserted,
-    JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore, StoreConfig, Transition,
-    RELEASED_ERROR, RESCUED_ERROR,
+    fold_queue_stats, outcome_columns, parse_state, sort_claimed, AuthChange, Completion,
+    FireResult, Inserted, JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore,
+    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
 };
 use crate::{Result, StoreError};
 
@@ -34,6 +34,7 @@ pub struct PgStore {
     schema: String,
     channel: String,
     wake: Arc<watch::Sender<u64>>,
+    auth: broadcast::Sender<AuthChange>,
     listener: Arc<OnceLock<()>>,
 }
 
@@ -67,6 +68,7 @@ impl PgStore {
             channel: format!("pysaas_{}", config.schema),
             schema: config.schema.clone(),
             wake: Arc::new(watch::Sender::new(0)),
+            auth: broadcast::Sender::new(1024),
             listener: Arc::new(OnceLock::new()),
         })
     }
@@ -74,6 +76,32 @@ impl PgStore {
     /// The pool (for tests and tools that need raw SQL).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The channel credential changes are announced on.
+    pub(crate) fn auth_channel(&self) -> String {
+        format!("{}_auth", self.channel)
+    }
+
+    /// Starts the one LISTEN connection of this store (job wake-ups and credential changes).
+    pub(crate) fn start_listener(&self) {
+        self.listener.get_or_init(|| {
+            tokio::spawn(listen(
+                self.pool.clone(),
+                self.channel.clone(),
+                Arc::downgrade(&self.wake),
+                self.auth.clone(),
+            ));
+        });
+    }
+
+    /// Tells this process's caches about a change at once (others hear it through NOTIFY).
+    pub(crate) fn announce(&self, change: AuthChange) {
+        let _ = self.auth.send(change);
+    }
+
+    pub(crate) fn auth_sender(&self) -> &broadcast::Sender<AuthChange> {
+        &self.auth
     }
 
     async fn notify<'e, E>(&self, executor: E, queues: BTreeSet<&str>) -> Result<()>
@@ -333,21 +361,39 @@ fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Keeps one LISTEN connection open for as long as the store lives, bumping `wake` on every
-/// notification and after every reconnect (notifications sent while disconnected are lost).
-async fn listen(pool: PgPool, channel: String, wake: Weak<watch::Sender<u64>>) {
+/// Keeps one LISTEN connection open for as long as the store lives: job wake-ups bump `wake`
+/// (also after every reconnect, as notifications sent while disconnected are lost), credential
+/// changes go to `auth` (a reconnect sends [`AuthChange::Reset`], for the same reason).
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    wake: Weak<watch::Sender<u64>>,
+    auth: broadcast::Sender<AuthChange>,
+) {
+    let auth_channel = format!("{channel}_auth");
     let mut backoff = Duration::from_millis(100);
     loop {
         match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(&channel).await {
+            Ok(mut listener) => match listener
+                .listen_all([channel.as_str(), auth_channel.as_str()])
+                .await
+            {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
+                    let _ = auth.send(AuthChange::Reset);
+                    let Some(w) = wake.upgrade() else { return };
+                    w.send_modify(|n| *n = n.wrapping_add(1));
+                    drop(w);
                     loop {
-                        let Some(wake) = wake.upgrade() else { return };
-                        wake.send_modify(|n| *n = n.wrapping_add(1));
-                        drop(wake);
                         match listener.try_recv().await {
-                            Ok(_) => {}
+                            Ok(Some(note)) if note.channel() == auth_channel => {
+                                let _ =
+                                    auth.send(AuthChange::KeyRevoked(note.payload().to_owned()));
+                            }
+                            Ok(_) => {
+                                let Some(w) = wake.upgrade() else { return };
+                                w.send_modify(|n| *n = n.wrapping_add(1));
+                            }
                             Err(err) => {
                                 tracing::warn!(error = %err, "job store listener failed");
                                 break;

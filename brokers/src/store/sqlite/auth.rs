@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::{from_micros, micros, opt_time};
 use crate::store::auth::{
-    ApiKeyRow, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
+    ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 use crate::{Result, StoreError};
 
@@ -90,6 +90,15 @@ const MEMBERS: &str = "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created
 
 #[async_trait]
 impl AuthStore for SqliteStore {
+    fn auth_changes(&self) -> tokio::sync::broadcast::Receiver<AuthChange> {
+        self.auth.subscribe()
+    }
+
+    fn auth_cache_ttl(&self) -> std::time::Duration {
+        // Changes made by another process on the same file are not announced here.
+        std::time::Duration::from_secs(1)
+    }
+
     async fn ensure_tenant(&self, t: &TenantRow) -> Result<bool> {
         let (mut conn, _) = self.write().await?;
         let done = sqlx::query(
@@ -287,7 +296,18 @@ impl AuthStore for SqliteStore {
         .bind(now)
         .execute(&mut *conn)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let prefix: Option<String> =
+            sqlx::query_scalar("SELECT prefix FROM api_keys WHERE id = ?1")
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(prefix) = prefix {
+            let _ = self.auth.send(AuthChange::KeyRevoked(prefix));
+        }
+        Ok(true)
     }
 
     async fn touch_api_key(&self, id: Uuid) -> Result<()> {

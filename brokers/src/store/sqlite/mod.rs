@@ -41,6 +41,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     wake: Arc<watch::Sender<u64>>,
+    auth: tokio::sync::broadcast::Sender<super::AuthChange>,
 }
 
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
@@ -326,6 +327,7 @@ impl SqliteStore {
             writer,
             reader,
             wake: Arc::new(watch::Sender::new(0)),
+            auth: tokio::sync::broadcast::Sender::new(1024),
         })
     }
 
