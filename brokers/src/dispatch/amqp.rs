@@ -465,7 +465,11 @@ impl AmqpConsumer {
 #[async_trait]
 impl JobConsumer for AmqpConsumer {
     async fn poll(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        self.ensure(u16::try_from(max).unwrap_or(u16::MAX)).await?;
+        // Messages stay unacknowledged until their job's outcome is recorded, so the window must
+        // cover the jobs claimed and running (`max` is what the worker can take now) plus those
+        // on their way to the store and the next batch: twice that.
+        self.ensure(u16::try_from(max.saturating_mul(2)).unwrap_or(u16::MAX))
+            .await?;
         while self.buffer.len() < max {
             let Some(stream) = self.stream.as_mut() else {
                 break;

@@ -238,6 +238,13 @@ impl Dispatcher for RedisDispatcher {
     }
 
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>> {
+        // The group exists before the first read or reclaim (both fail with NOGROUP otherwise);
+        // if Redis is unreachable now, the first read creates it.
+        if let Ok(mut conn) = self.inner.shared().await {
+            if let Err(err) = self.inner.ensure_group(&mut conn, &spec.queue).await {
+                tracing::debug!(error = %err, queue = %spec.queue, "consumer group not created yet");
+            }
+        }
         Ok(Box::new(RedisConsumer {
             inner: self.inner.clone(),
             name: format!("{}-{}", spec.worker_id, spec.queue),
@@ -364,6 +371,9 @@ impl RedisConsumer {
         }
         self.last_reclaim = Some(Instant::now());
         let mut conn = self.inner.shared().await?;
+        self.inner
+            .ensure_group(&mut conn, &self.spec.queue)
+            .await?;
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(self.inner.stream(&self.spec.queue))
             .arg(self.inner.group())

@@ -137,10 +137,9 @@ impl JobStore for PgStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await?;
-        let inserted = self.insert_in(&mut tx, &jobs).await?;
-        tx.commit().await?;
-        Ok(inserted)
+        // One statement, so one round trip and an implicit transaction: all or none.
+        let mut conn = self.pool.acquire().await?;
+        self.insert_in(&mut conn, &jobs).await
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
@@ -256,9 +255,13 @@ impl JobStore for PgStore {
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = now(), \
                     worker_id = $2, lease_expires_at = now() + $3 * interval '1 millisecond' \
-             WHERE id = ANY($1) AND state = 'queued' RETURNING ",
+             WHERE id = ANY($1) AND COALESCE(state = 'queued', false) RETURNING ",
             job_columns!()
         ))
+        // The state test is wrapped so that it cannot match the claim index's predicate: the
+        // rows are to be found by primary key. Written plainly, a generic plan may choose the
+        // claim index and walk every queued job of the table per call (measured: 25 ms per
+        // call with 20,000 queued).
         .bind(ids)
         .bind(worker_id)
         .bind(lease_ms(lease))

@@ -120,7 +120,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// Inserts jobs on `conn` (inside the caller's transaction), notifying their queues on commit.
+    /// Inserts jobs on `conn` in one statement (within the caller's transaction, if any),
+    /// notifying their queues on commit.
     /// A job whose idempotency key its tenant used before is not inserted: the existing job is
     /// returned with `created: false`.
     pub(crate) async fn insert_in(
@@ -171,6 +172,7 @@ impl PgStore {
             .bind(&traces)
             .bind(&run_ats)
             .bind(&request_ids)
+            .bind(&self.channel)
             .fetch_all(&mut *conn)
             .await?;
         let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
@@ -207,12 +209,6 @@ impl PgStore {
                 }
             }
         }
-        let ready: BTreeSet<&str> = created
-            .values()
-            .filter(|j| j.state == JobState::Queued)
-            .map(|j| j.queue.as_str())
-            .collect();
-        self.notify(&mut *conn, ready).await?;
         jobs.iter()
             .map(|new| {
                 if let Some(job) = created.remove(&new.id) {
@@ -247,11 +243,12 @@ macro_rules! insert_input {
     };
 }
 
-/// Inserts the rows of `input` (a CTE) that pass `filter`.
+/// Inserts the rows of `input` (a CTE) that pass `filter`, and notifies the queues of queued
+/// ones on channel `$13` (delivered at commit; PostgreSQL sends each distinct payload once).
 macro_rules! insert_jobs {
     ($filter:literal) => {
         concat!(
-            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+            "ins AS (INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
                                timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
              SELECT id, tenant_id, kind, queue, \
                     CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
@@ -260,19 +257,20 @@ macro_rules! insert_jobs {
              FROM input ",
             $filter,
             " RETURNING ",
-            job_columns!()
+            job_columns!(),
+            ") SELECT ins.*, CASE WHEN state = 'queued' THEN pg_notify($13, queue) END FROM ins"
         )
     };
 }
 
-const INSERT_SQL: &str = concat!("WITH input AS (", insert_input!(), ") ", insert_jobs!(""));
+const INSERT_SQL: &str = concat!("WITH input AS (", insert_input!(), "), ", insert_jobs!(""));
 
 const INSERT_KEYED_SQL: &str = concat!(
     "WITH input AS (",
     insert_input!(),
     "), keys AS (INSERT INTO job_keys (tenant_id, key, job_id) \
                  SELECT tenant_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL \
-                 ON CONFLICT DO NOTHING RETURNING job_id) ",
+                 ON CONFLICT DO NOTHING RETURNING job_id), ",
     insert_jobs!("WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM keys)")
 );
 
