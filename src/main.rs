@@ -105,7 +105,9 @@ fn main() -> Result<()> {
             Command::Schedules(args) => client::schedules(args).await,
             command => {
                 let mut config = Config::load(cli.config.as_deref())?;
-                run::init_tracing(&config);
+                // A benchmark's figures go to stdout; only errors are logged unless asked.
+                let quiet = matches!(command, Command::Bench(_));
+                run::init_tracing(&config, if quiet { "error" } else { run::LOG_DEFAULT });
                 vault::apply(&mut config).await?;
                 match command {
                     Command::Dev { listen, data_dir } => {

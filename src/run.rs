@@ -18,9 +18,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{redact, Config};
 
-pub(crate) fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_env("PYSAAS_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rustify=off,vaultrs=warn"));
+/// Default log filter of the long-running roles.
+pub(crate) const LOG_DEFAULT: &str = "info,sqlx=warn,rustify=off,vaultrs=warn";
+
+/// Logs to stderr, filtered by `PYSAAS_LOG` or else `default`.
+pub(crate) fn init_tracing(config: &Config, default: &str) {
+    let filter = EnvFilter::try_from_env("PYSAAS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

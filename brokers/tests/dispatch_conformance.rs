@@ -122,6 +122,7 @@ impl Transport {
             queue: queue.into(),
             worker_id: worker.into(),
             lease: Duration::from_secs(30),
+            capacity: 10,
         };
         self.dispatcher.consumer(spec).await.unwrap()
     }
@@ -394,6 +395,7 @@ async fn redis_entries_of_a_dead_consumer_are_reclaimed() {
         queue: "work".into(),
         worker_id: "doomed".into(),
         lease: Duration::from_millis(300),
+        capacity: 10,
     };
     let mut doomed = t.dispatcher.consumer(short.clone()).await.unwrap();
     let got = collect(&mut doomed, 2, Duration::from_secs(5)).await;

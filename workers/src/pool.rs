@@ -157,6 +157,7 @@ impl Worker {
                 queue: queue.name.clone(),
                 worker_id: config.worker_id.clone(),
                 lease: config.lease,
+                capacity: queue.concurrency + queue.prefetch,
             };
             let consumer = match self.dispatcher.consumer(spec).await {
                 Ok(consumer) => consumer,

@@ -9,8 +9,8 @@
 //! - `{prefix}.dlx` (fanout) → `{prefix}.dead`, where undecodable messages end up.
 //!
 //! Publishing uses a small pool of long-lived channels in confirm mode; a batch is published
-//! persistent and its confirms awaited together. Consumers prefetch as many messages as the
-//! queue's concurrency.
+//! persistent and its confirms awaited together. Consumers keep a window of twice what their
+//! worker holds (running and claimed ahead) unacknowledged.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -340,9 +340,14 @@ impl Dispatcher for AmqpDispatcher {
     }
 
     async fn consumer(&self, spec: ConsumerSpec) -> Result<Box<dyn JobConsumer>> {
+        // Messages stay unacknowledged until their job's outcome is recorded, so the window covers
+        // what the worker holds (running and claimed ahead) plus as many on their way to the
+        // store or waiting to be claimed: twice its capacity. The window is fixed when the
+        // consumer subscribes (RabbitMQ applies `basic.qos` to consumers created after it).
+        let prefetch = u16::try_from(spec.capacity.saturating_mul(2).max(1)).unwrap_or(u16::MAX);
         Ok(Box::new(AmqpConsumer {
             inner: self.inner.clone(),
-            prefetch: 1,
+            prefetch,
             spec,
             channel: None,
             stream: None,
@@ -392,18 +397,16 @@ impl AmqpConsumer {
         self.buffer.clear();
     }
 
-    async fn ensure(&mut self, prefetch: u16) -> Result<()> {
+    async fn ensure(&mut self) -> Result<()> {
         let healthy = self
             .channel
             .as_ref()
             .is_some_and(|c| c.status().connected())
             && self.stream.is_some();
-        if healthy && prefetch <= self.prefetch {
+        if healthy {
             return Ok(());
         }
-        if !healthy {
-            self.drop_stream();
-        }
+        self.drop_stream();
         let channel = match self.channel.clone() {
             Some(channel) => channel,
             None => {
@@ -418,7 +421,6 @@ impl AmqpConsumer {
                 channel
             }
         };
-        self.prefetch = prefetch.max(self.prefetch).max(1);
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
@@ -465,11 +467,7 @@ impl AmqpConsumer {
 #[async_trait]
 impl JobConsumer for AmqpConsumer {
     async fn poll(&mut self, max: usize) -> Result<Vec<Delivery>> {
-        // Messages stay unacknowledged until their job's outcome is recorded, so the window must
-        // cover the jobs claimed and running (`max` is what the worker can take now) plus those
-        // on their way to the store and the next batch: twice that.
-        self.ensure(u16::try_from(max.saturating_mul(2)).unwrap_or(u16::MAX))
-            .await?;
+        self.ensure().await?;
         while self.buffer.len() < max {
             let Some(stream) = self.stream.as_mut() else {
                 break;
@@ -554,7 +552,7 @@ impl JobConsumer for AmqpConsumer {
         if !self.buffer.is_empty() {
             return;
         }
-        if let Err(err) = self.ensure(self.prefetch).await {
+        if let Err(err) = self.ensure().await {
             tracing::warn!(error = %err, queue = %self.spec.queue, "RabbitMQ unreachable; retrying");
             self.inner.reset().await;
             tokio::time::sleep(RECONNECT_PAUSE).await;

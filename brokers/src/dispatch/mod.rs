@@ -29,6 +29,9 @@ pub struct ConsumerSpec {
     pub worker_id: String,
     /// Lease taken on each claimed job.
     pub lease: Duration,
+    /// Most jobs the worker holds at once from this consumer (running plus claimed ahead): a
+    /// broker may deliver this many and more ahead of acknowledgements.
+    pub capacity: usize,
 }
 
 /// Confirms a delivery to its transport once the job's outcome is recorded.

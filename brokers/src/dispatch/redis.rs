@@ -371,9 +371,7 @@ impl RedisConsumer {
         }
         self.last_reclaim = Some(Instant::now());
         let mut conn = self.inner.shared().await?;
-        self.inner
-            .ensure_group(&mut conn, &self.spec.queue)
-            .await?;
+        self.inner.ensure_group(&mut conn, &self.spec.queue).await?;
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(self.inner.stream(&self.spec.queue))
             .arg(self.inner.group())
