@@ -34,8 +34,8 @@ pub(crate) struct Config {
     pub(crate) queues: Vec<String>,
     /// Concurrency per queue when a queue does not say.
     pub(crate) concurrency: usize,
-    /// Jobs a worker may claim ahead of its free slots per queue while that queue's jobs are
-    /// fast (default: the queue's concurrency; 0 disables).
+    /// Most jobs a worker claims ahead of its free slots per queue under a backlog of fast jobs
+    /// (at most what its slots run in 100 ms; default 500; 0 disables).
     pub(crate) prefetch: Option<usize>,
     /// Lease on a claimed job (ms).
     pub(crate) lease_ms: u64,

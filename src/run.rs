@@ -108,7 +108,7 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
         queues.push(QueueConfig {
             name: name.to_owned(),
             concurrency,
-            prefetch: config.prefetch.unwrap_or(concurrency),
+            prefetch: config.prefetch.unwrap_or(pysaas_workers::DEFAULT_PREFETCH),
         });
     }
     let mut worker = WorkerConfig::for_queues(Vec::<String>::new(), 1).with_lease(config.lease());

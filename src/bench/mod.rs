@@ -45,7 +45,7 @@ pub(crate) struct BenchArgs {
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Jobs a worker may claim ahead of free slots while jobs are fast (default: concurrency).
+    /// Most jobs a worker claims ahead of free slots under a backlog of fast jobs (default 500).
     #[arg(long)]
     prefetch: Option<usize>,
     /// How many times the drain runs (each on a fresh queue); the median is printed too.
@@ -199,7 +199,7 @@ pub(crate) async fn run(config: Config, mut args: BenchArgs) -> Result<()> {
         bench
             .args
             .prefetch
-            .map_or_else(|| "= concurrency".to_owned(), |p| p.to_string())
+            .unwrap_or(pysaas_workers::DEFAULT_PREFETCH)
     );
     let result = bench.phases().await;
     bench.close().await?;

@@ -5,10 +5,13 @@ use std::time::Duration;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default time in-flight jobs get to finish after SIGTERM before they are released.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
-/// Mean run time below which a queue's jobs count as fast, and a worker claims ahead of its free
-/// slots (up to the queue's `prefetch`). Slow jobs gain nothing from it, and jobs held back in a
-/// worker's buffer would wait there while other workers idle.
-pub const FAST_JOB: Duration = Duration::from_millis(20);
+/// How much work (in time) a worker may claim ahead of its free slots under a backlog: as many
+/// jobs as its slots would run in this long at the queue's mean run time, at most the queue's
+/// `prefetch`. Fast jobs get large claims (one statement for hundreds of jobs); slow ones get
+/// none, so that no job waits in one worker's buffer while another worker idles.
+pub const PREFETCH_HORIZON: Duration = Duration::from_millis(100);
+/// Default cap on jobs claimed ahead per queue.
+pub const DEFAULT_PREFETCH: usize = 500;
 /// Most outcomes written in one completer statement.
 pub const DEFAULT_COMPLETER_BATCH: usize = 1000;
 
@@ -19,9 +22,8 @@ pub struct QueueConfig {
     pub name: String,
     /// Concurrent jobs from this queue.
     pub concurrency: usize,
-    /// Jobs claimed ahead of free slots while this queue's jobs are fast (under
-    /// [`FAST_JOB`] on average) and there is a backlog, so that claims
-    /// come in large batches; 0 disables it.
+    /// Most jobs claimed ahead of free slots under a backlog (see [`PREFETCH_HORIZON`]), so
+    /// that claims of fast jobs come in large batches; 0 disables it.
     pub prefetch: usize,
 }
 
@@ -56,7 +58,7 @@ impl WorkerConfig {
                 .map(|name| QueueConfig {
                     name: name.into(),
                     concurrency,
-                    prefetch: concurrency,
+                    prefetch: DEFAULT_PREFETCH,
                 })
                 .collect(),
             lease: DEFAULT_LEASE,

@@ -21,8 +21,8 @@ mod metrics_names;
 mod pool;
 
 pub use config::{
-    QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_SHUTDOWN_GRACE,
-    FAST_JOB,
+    QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_PREFETCH,
+    DEFAULT_SHUTDOWN_GRACE, PREFETCH_HORIZON,
 };
 pub use handler::{Handlers, JobContext, JobHandler};
 pub use metrics_names::describe_metrics;

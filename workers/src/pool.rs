@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::completer::{self, Finished};
 use crate::heartbeat::{self, InFlight};
 use crate::metrics_names::MetricsCache;
-use crate::{Handlers, JobContext, QueueConfig, WorkerConfig, FAST_JOB};
+use crate::{Handlers, JobContext, QueueConfig, WorkerConfig, PREFETCH_HORIZON};
 
 /// How long a job whose kind this worker has no handler for waits before another try (a newer
 /// worker version may have it).
@@ -157,7 +157,10 @@ impl Worker {
                 queue: queue.name.clone(),
                 worker_id: config.worker_id.clone(),
                 lease: config.lease,
-                capacity: queue.concurrency + queue.prefetch,
+                // A broker delivers up to about twice this ahead of acknowledgements, whether or
+                // not the jobs are fast: claim-ahead beyond the concurrency counts only up to the
+                // concurrency here, so that slow jobs' messages do not pile up in one worker.
+                capacity: queue.concurrency + queue.prefetch.min(queue.concurrency),
             };
             let consumer = match self.dispatcher.consumer(spec).await {
                 Ok(consumer) => consumer,
@@ -243,17 +246,34 @@ struct QueueState {
     mean_run_us: AtomicU64,
     /// Signalled whenever a job ends (demand for more jobs may have grown).
     ended: Notify,
+    /// The queue's concurrency.
+    run_slots_total: usize,
 }
 
 impl QueueState {
-    fn fast(&self) -> bool {
-        Duration::from_micros(self.mean_run_us.load(Ordering::Relaxed)) < FAST_JOB
+    /// Jobs worth claiming ahead: what the slots run in [`PREFETCH_HORIZON`] at the mean run
+    /// time, at most `cap` (none until a job has run).
+    fn ahead(&self, cap: usize) -> usize {
+        let mean = self.mean_run_us.load(Ordering::Relaxed);
+        if mean == u64::MAX {
+            return 0;
+        }
+        let horizon = u64::try_from(PREFETCH_HORIZON.as_micros()).unwrap_or(u64::MAX);
+        let slots = self.run_slots_total as u64;
+        usize::try_from(slots.saturating_mul(horizon) / mean.max(1))
+            .unwrap_or(usize::MAX)
+            .min(cap)
     }
 
-    /// How many jobs to claim now: free slots not yet promised to buffered jobs, plus up to
-    /// `prefetch` more while jobs are fast and there is a backlog.
+    /// Whether claims should wait to come in batches (a backlog of jobs worth claiming ahead).
+    fn fast(&self) -> bool {
+        self.ahead(usize::MAX) >= self.run_slots_total
+    }
+
+    /// How many jobs to claim now: free slots not yet promised to buffered jobs, plus the jobs
+    /// worth claiming ahead (see [`QueueState::ahead`]) while there is a backlog.
     fn demand(&self, prefetch: usize, backlog: bool) -> usize {
-        let extra = if backlog && self.fast() { prefetch } else { 0 };
+        let extra = if backlog { self.ahead(prefetch) } else { 0 };
         (self.run_slots.available_permits() + extra)
             .saturating_sub(self.buffered.load(Ordering::Relaxed))
     }
@@ -273,9 +293,9 @@ impl QueueState {
 
 /// Claims jobs for one queue and starts them, until `shutdown`. Claiming runs apart from
 /// starting, so the next claim is in flight while the last batch runs: claimed jobs wait in a
-/// buffer for an execution slot — at most `concurrency`, plus `prefetch` while the queue's jobs
-/// are fast (see [`FAST_JOB`]) and there is a backlog. Returns the ids of jobs claimed but never
-/// started (to be released).
+/// buffer for an execution slot — at most `concurrency`, plus under a backlog what the slots
+/// would run in [`PREFETCH_HORIZON`] (at most `prefetch`). Returns the ids of jobs claimed but
+/// never started (to be released).
 async fn fetch_loop(
     shared: Arc<Shared>,
     queue: QueueConfig,
@@ -287,6 +307,7 @@ async fn fetch_loop(
         buffered: AtomicUsize::new(0),
         mean_run_us: AtomicU64::new(u64::MAX),
         ended: Notify::new(),
+        run_slots_total: queue.concurrency,
     });
     let (tx, rx) = mpsc::channel::<Delivery>(queue.concurrency + queue.prefetch);
     let starter = tokio::spawn(start_loop(
@@ -297,8 +318,8 @@ async fn fetch_loop(
     ));
     let mut backoff = Duration::from_millis(50);
     let mut backlog = false;
-    let batch_target = ((queue.concurrency + queue.prefetch) / 2).max(1);
     loop {
+        let batch_target = ((queue.concurrency + state.ahead(queue.prefetch)) / 2).max(1);
         // Wait for demand; under a backlog of fast jobs, wait (briefly) for half the capacity
         // so that claims come in batches.
         let deadline = tokio::time::Instant::now() + FETCH_COALESCE;
