@@ -8,9 +8,10 @@
 //!   `schedule:<name>:<tick>`, recorded in the same transaction that checks the fencing token.
 //! - [`promoter`]: moves due `scheduled` and `retrying` jobs to `queued` (and tells a broker).
 //! - [`rescuer`]: re-queues `running` jobs whose worker stopped heartbeating.
-//! - [`relay`]: announces to a message broker the queued jobs it has not been told about.
+//! - [`relay`]: announces to a message broker the queued jobs it holds no message for.
 //! - [`pruner`]: deletes finished jobs past their state's retention.
 //! - [`gauges`]: publishes queue depth per queue and state as Prometheus gauges.
+//! - [`vacuumer`]: vacuums the hot job table when its churn has left enough dead rows.
 
 pub mod cron;
 pub mod gauges;
@@ -21,6 +22,7 @@ pub mod relay;
 pub mod rescuer;
 mod service;
 mod sync;
+pub mod vacuumer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +81,8 @@ pub struct SchedulerConfig {
     pub retention: Retention,
     /// How often queue-depth gauges are refreshed.
     pub gauge_interval: Duration,
+    /// How often the hot job table is checked for a vacuum.
+    pub vacuum_interval: Duration,
     /// A tick evaluated later than this is a misfire, handled by the schedule's policy.
     pub misfire_threshold: Duration,
 }
@@ -96,6 +100,7 @@ impl SchedulerConfig {
             prune_interval: pruner::DEFAULT_PRUNE_INTERVAL,
             retention: Retention::default(),
             gauge_interval: gauges::DEFAULT_GAUGE_INTERVAL,
+            vacuum_interval: vacuumer::DEFAULT_VACUUM_INTERVAL,
             misfire_threshold: pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD,
         }
     }
@@ -168,6 +173,11 @@ pub(crate) fn spawn_services(
         store.clone(),
         config.retention,
         config.prune_interval,
+        stop.clone(),
+    ));
+    tracker.spawn(vacuumer::run(
+        store.clone(),
+        config.vacuum_interval,
         stop.clone(),
     ));
     tracker.spawn(gauges::run(store, config.gauge_interval, stop));

@@ -88,6 +88,11 @@ pub(crate) struct Bench {
     pub(crate) finished: &'static counter::Finished,
     /// Queues used, so that their broker queues can be deleted afterwards.
     pub(crate) queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The scheduler leader (promotion, rescue, relay, vacuum…), as a worker process runs it.
+    leader: (
+        tokio_util::sync::CancellationToken,
+        tokio_util::task::TaskTracker,
+    ),
 }
 
 impl Bench {
@@ -233,7 +238,21 @@ impl Bench {
         store.migrate().await.context("migrating the bench store")?;
         let prefix = schema.replace('_', "");
         let dispatcher = open_dispatcher(&args.broker, &prefix, &store)?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let leader = pysaas_scheduler::spawn(
+            pysaas_scheduler::Context {
+                store: store.clone(),
+                dispatcher: dispatcher.clone(),
+                registry: pysaas_workers::Handlers::builtin().registry(),
+                config: pysaas_scheduler::SchedulerConfig::new(format!(
+                    "bench-{}-{schema}",
+                    std::process::id()
+                )),
+            },
+            stop.clone(),
+        );
         Ok(Bench {
+            leader: (stop, leader),
             store,
             dispatcher,
             raw,
@@ -248,6 +267,8 @@ impl Bench {
 
     /// Removes what [`Bench::open`] created.
     pub(crate) async fn close(self) -> Result<()> {
+        self.leader.0.cancel();
+        self.leader.1.wait().await;
         self.dispatcher.close().await;
         let queues: Vec<String> = self
             .queues

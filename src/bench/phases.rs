@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use pysaas_brokers::store::GroupCommit;
 use pysaas_brokers::JobFilter;
 use pysaas_jobs::{NewJob, DEFAULT_TENANT};
 use pysaas_workers::{Handlers, Worker, WorkerConfig};
@@ -185,12 +186,13 @@ impl Bench {
         Ok(())
     }
 
-    /// A fixed offered load, one insert and one announcement per job (as single submissions
-    /// without group commit would do); enqueue→start latency of every job, both stamped by the
-    /// store.
+    /// A fixed offered load, each job submitted on its own as `POST /v1/jobs` submits it (group
+    /// commit: concurrent submissions share a transaction and a broker publish; each is
+    /// answered once durable); enqueue→start latency of every job, both stamped by the store.
     pub(super) async fn steady(&self) -> Result<()> {
         let queue = "steady";
         let (stop, worker) = self.start_worker(queue);
+        let group = GroupCommit::new(self.store.clone(), self.dispatcher.clone());
         let total = self.args.rate * self.args.seconds;
         let interval = Duration::from_secs_f64(1.0 / self.args.rate.max(1) as f64);
         let start = Instant::now();
@@ -199,16 +201,8 @@ impl Bench {
         let mut inserts = tokio::task::JoinSet::new();
         for _ in 0..total {
             ticker.tick().await;
-            let (store, dispatcher) = (self.store.clone(), self.dispatcher.clone());
-            inserts.spawn(async move {
-                let jobs: Vec<_> = store
-                    .insert(vec![noop(queue)])
-                    .await?
-                    .into_iter()
-                    .map(|i| i.job)
-                    .collect();
-                dispatcher.dispatch(&jobs).await
-            });
+            let group = group.clone();
+            inserts.spawn(async move { group.insert(noop(queue)).await.map(drop) });
             while inserts.len() > 256 {
                 if let Some(r) = inserts.join_next().await {
                     r??;
@@ -275,19 +269,6 @@ impl Bench {
     /// them and a worker starts them. Lateness = `started_at − run_at` (never negative).
     pub(super) async fn delayed(&self) -> Result<()> {
         let queue = "delayed";
-        let stop = CancellationToken::new();
-        let scheduler = pysaas_scheduler::spawn(
-            pysaas_scheduler::Context {
-                store: self.store.clone(),
-                dispatcher: self.dispatcher.clone(),
-                registry: Handlers::builtin().registry(),
-                config: pysaas_scheduler::SchedulerConfig::new(format!(
-                    "bench-{}",
-                    std::process::id()
-                )),
-            },
-            stop.clone(),
-        );
         let (worker_stop, worker) = self.start_worker(queue);
         let n = self.args.delayed.max(1);
         let base = chrono::Utc::now() + chrono::Duration::seconds(1);
@@ -302,8 +283,6 @@ impl Bench {
         self.wait_done(queue, n, Duration::from_secs(60)).await?;
         worker_stop.cancel();
         worker.await??;
-        stop.cancel();
-        scheduler.wait().await;
         let mut lateness = self.latencies(queue, |j| (j.started_at, j.run_at)).await?;
         lateness.sort_by(f64::total_cmp);
         let early = lateness.iter().filter(|l| **l < 0.0).count();

@@ -49,6 +49,9 @@ CREATE INDEX jobs_claim ON jobs (queue, priority DESC, run_at, id) WHERE state =
 CREATE INDEX jobs_tenant ON jobs (tenant_id, id) WHERE state <> 'running';
 DROP INDEX jobs_lease;
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+-- The hot table empties and refills all the time: a vacuum must not wait for an exclusive lock
+-- to give its empty tail back to the filesystem (only for the next inserts to extend it again).
+ALTER TABLE jobs SET (vacuum_truncate = false);
 
 -- History: a tenant's jobs newest first; its failures (few) on their own; retention pruning.
 CREATE INDEX job_history_tenant ON job_history (tenant_id, id);

@@ -235,6 +235,12 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
         limit: usize,
     ) -> Result<Vec<Job>>;
 
+    /// Cleans the hot table of the row versions its churn leaves behind, when there are enough
+    /// to matter (PostgreSQL: `VACUUM`, which autovacuum runs at most once a minute — too rarely
+    /// for a table every job passes through, whose claim index scans would otherwise step over
+    /// every job claimed since; SQLite has nothing to do). Returns whether it cleaned.
+    async fn vacuum_hot(&self, min_dead: i64) -> Result<bool>;
+
     /// A counter bumped whenever jobs may have become claimable; consumers wait on it between
     /// empty claims.
     fn wakeups(&self) -> watch::Receiver<u64>;

@@ -84,8 +84,7 @@ impl PgStore {
             Some(row) => {
                 let job = job_from_row(&row)?;
                 if job.state == JobState::Queued {
-                    self.notify(&self.pool, BTreeSet::from([job.queue.as_str()]))
-                        .await?;
+                    self.announce_queues([job.queue.as_str()]);
                 }
                 Ok(Transition::Done(Box::new(job)))
             }
@@ -139,7 +138,15 @@ impl JobStore for PgStore {
         }
         // One statement, so one round trip and an implicit transaction: all or none.
         let mut conn = self.pool.acquire().await?;
-        self.insert_in(&mut conn, &jobs).await
+        let inserted = self.insert_in(&mut conn, &jobs).await?;
+        drop(conn);
+        self.announce_queues(
+            inserted
+                .iter()
+                .filter(|i| i.created && i.job.state == JobState::Queued)
+                .map(|i| i.job.queue.as_str()),
+        );
+        Ok(inserted)
     }
 
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
@@ -338,8 +345,7 @@ impl JobStore for PgStore {
         .bind(RELEASED_ERROR)
         .fetch_all(&self.pool)
         .await?;
-        self.notify(&self.pool, queues.iter().map(String::as_str).collect())
-            .await?;
+        self.announce_queues(queues.iter().map(String::as_str));
         Ok(queues.len() as u64)
     }
 
@@ -355,8 +361,7 @@ impl JobStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         let jobs = jobs_from_rows(&rows)?;
-        self.notify(&self.pool, jobs.iter().map(|j| j.queue.as_str()).collect())
-            .await?;
+        self.announce_queues(jobs.iter().map(|j| j.queue.as_str()));
         Ok(jobs)
     }
 
@@ -372,7 +377,7 @@ impl JobStore for PgStore {
                 queues.insert(row.try_get::<&str, _>("queue")?);
             }
         }
-        self.notify(&self.pool, queues).await?;
+        self.announce_queues(queues);
         Ok(rows.len() as u64)
     }
 
@@ -409,6 +414,21 @@ impl JobStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         jobs_from_rows(&rows)
+    }
+
+    async fn vacuum_hot(&self, min_dead: i64) -> Result<bool> {
+        let dead: Option<i64> = sqlx::query_scalar(
+            "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if dead.unwrap_or(0) < min_dead {
+            return Ok(false);
+        }
+        sqlx::query("VACUUM (TRUNCATE false) jobs")
+            .execute(&self.pool)
+            .await?;
+        Ok(true)
     }
 
     fn wakeups(&self) -> watch::Receiver<u64> {

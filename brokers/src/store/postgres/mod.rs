@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgConnection, PgPool, Postgres, Row};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use super::{
@@ -36,6 +36,7 @@ pub struct PgStore {
     wake: Arc<watch::Sender<u64>>,
     auth: broadcast::Sender<AuthChange>,
     listener: Arc<OnceLock<()>>,
+    notifier: Arc<OnceLock<mpsc::UnboundedSender<String>>>,
 }
 
 fn valid_identifier(s: &str) -> bool {
@@ -70,6 +71,7 @@ impl PgStore {
             wake: Arc::new(watch::Sender::new(0)),
             auth: broadcast::Sender::new(1024),
             listener: Arc::new(OnceLock::new()),
+            notifier: Arc::new(OnceLock::new()),
         })
     }
 
@@ -104,24 +106,30 @@ impl PgStore {
         &self.auth
     }
 
-    async fn notify<'e, E>(&self, executor: E, queues: BTreeSet<&str>) -> Result<()>
-    where
-        E: sqlx::Executor<'e, Database = Postgres>,
-    {
-        if queues.is_empty() {
-            return Ok(());
+    /// Announces that `queues` have jobs to claim, after the change committed: this process's
+    /// consumers are woken at once, other processes by a `NOTIFY` that a background task sends,
+    /// coalesced (one statement for every queue announced meanwhile). A `NOTIFY` inside the
+    /// writing transaction would serialise every such transaction on PostgreSQL's notification
+    /// lock until its commit is flushed (measured: inserts at 1,000/s queued behind it, tens of
+    /// milliseconds each).
+    pub(crate) fn announce_queues<'a>(&self, queues: impl IntoIterator<Item = &'a str>) {
+        let tx = self.notifier.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(notify_loop(self.pool.clone(), self.channel.clone(), rx));
+            tx
+        });
+        let mut any = false;
+        for queue in queues {
+            any = true;
+            let _ = tx.send(queue.to_owned());
         }
-        let queues: Vec<&str> = queues.into_iter().collect();
-        sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
-            .bind(&self.channel)
-            .bind(&queues)
-            .execute(executor)
-            .await?;
-        Ok(())
+        if any {
+            self.wake.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
-    /// Inserts jobs on `conn` in one statement (within the caller's transaction, if any),
-    /// notifying their queues on commit.
+    /// Inserts jobs on `conn` in one statement (within the caller's transaction, if any); the
+    /// caller announces the queued ones' queues once committed ([`Self::announce_queues`]).
     /// A job whose idempotency key its tenant used before is not inserted: the existing job is
     /// returned with `created: false`.
     pub(crate) async fn insert_in(
@@ -172,7 +180,6 @@ impl PgStore {
             .bind(&traces)
             .bind(&run_ats)
             .bind(&request_ids)
-            .bind(&self.channel)
             .fetch_all(&mut *conn)
             .await?;
         let mut created: HashMap<Uuid, Job> = HashMap::with_capacity(rows.len());
@@ -243,12 +250,11 @@ macro_rules! insert_input {
     };
 }
 
-/// Inserts the rows of `input` (a CTE) that pass `filter`, and notifies the queues of queued
-/// ones on channel `$13` (delivered at commit; PostgreSQL sends each distinct payload once).
+/// Inserts the rows of `input` (a CTE) that pass `filter`.
 macro_rules! insert_jobs {
     ($filter:literal) => {
         concat!(
-            "ins AS (INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
+            "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
                                timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
              SELECT id, tenant_id, kind, queue, \
                     CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
@@ -257,20 +263,19 @@ macro_rules! insert_jobs {
              FROM input ",
             $filter,
             " RETURNING ",
-            job_columns!(),
-            ") SELECT ins.*, CASE WHEN state = 'queued' THEN pg_notify($13, queue) END FROM ins"
+            job_columns!()
         )
     };
 }
 
-const INSERT_SQL: &str = concat!("WITH input AS (", insert_input!(), "), ", insert_jobs!(""));
+const INSERT_SQL: &str = concat!("WITH input AS (", insert_input!(), ") ", insert_jobs!(""));
 
 const INSERT_KEYED_SQL: &str = concat!(
     "WITH input AS (",
     insert_input!(),
     "), keys AS (INSERT INTO job_keys (tenant_id, key, job_id) \
                  SELECT tenant_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL \
-                 ON CONFLICT DO NOTHING RETURNING job_id), ",
+                 ON CONFLICT DO NOTHING RETURNING job_id) ",
     insert_jobs!("WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM keys)")
 );
 
@@ -357,6 +362,27 @@ fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>> {
 
 fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Sends the coalesced `NOTIFY`s of [`PgStore::announce_queues`] until the store is dropped.
+async fn notify_loop(pool: PgPool, channel: String, mut rx: mpsc::UnboundedReceiver<String>) {
+    let mut pending = Vec::new();
+    while rx.recv_many(&mut pending, 1024).await > 0 {
+        let queues: Vec<String> = pending
+            .drain(..)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+            .bind(&channel)
+            .bind(&queues)
+            .execute(&pool)
+            .await
+        {
+            // Only a wake-up is lost: consumers also poll.
+            tracing::debug!(error = %err, "NOTIFY failed");
+        }
+    }
 }
 
 /// Keeps one LISTEN connection open for as long as the store lives: job wake-ups bump `wake`

@@ -193,6 +193,12 @@ impl SchedulerStore for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.announce_queues(
+            inserted
+                .iter()
+                .filter(|i| i.created && i.job.state == JobState::Queued)
+                .map(|i| i.job.queue.as_str()),
+        );
         Ok(FireResult::Fired(inserted))
     }
 
