@@ -136,9 +136,16 @@ impl JobStore for SqliteStore {
             return Ok(Vec::new());
         }
         let (mut conn, now) = self.write().await?;
-        let mut tx = conn.begin().await?;
-        let (out, ready) = insert_in(&mut tx, &jobs, from_micros(now)?).await?;
-        tx.commit().await?;
+        let (out, ready) = if jobs.iter().any(|j| j.idempotency_key.is_some()) {
+            // Keys and jobs are two statements: one transaction.
+            let mut tx = conn.begin().await?;
+            let done = insert_in(&mut tx, &jobs, from_micros(now)?).await?;
+            tx.commit().await?;
+            done
+        } else {
+            // One statement, its own transaction: no BEGIN/COMMIT round trips.
+            insert_in(&mut conn, &jobs, from_micros(now)?).await?
+        };
         if ready {
             self.wake();
         }
