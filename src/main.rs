@@ -107,7 +107,14 @@ fn main() -> Result<()> {
                 let mut config = Config::load(cli.config.as_deref())?;
                 // A benchmark's figures go to stdout; only errors are logged unless asked.
                 let quiet = matches!(command, Command::Bench(_));
-                run::init_tracing(&config, if quiet { "error" } else { run::LOG_DEFAULT });
+                run::init_tracing(
+                    &config,
+                    if quiet {
+                        run::LOG_QUIET
+                    } else {
+                        run::LOG_DEFAULT
+                    },
+                );
                 vault::apply(&mut config).await?;
                 match command {
                     Command::Dev { listen, data_dir } => {

@@ -21,6 +21,11 @@ use crate::config::{redact, Config};
 /// Default log filter of the long-running roles.
 pub(crate) const LOG_DEFAULT: &str = "info,sqlx=warn,rustify=off,vaultrs=warn";
 
+/// Log filter of `pysaas bench` and the processes it starts: errors only, so that figures on
+/// stdout are not interleaved. lapin is silenced: closing a connection under live consumers makes
+/// it log "invalid channel state: Closing" as an error, which is the teardown, not a fault.
+pub(crate) const LOG_QUIET: &str = "error,lapin=off";
+
 /// Logs to stderr, filtered by `PYSAAS_LOG` or else `default`.
 pub(crate) fn init_tracing(config: &Config, default: &str) {
     let filter = EnvFilter::try_from_env("PYSAAS_LOG").unwrap_or_else(|_| EnvFilter::new(default));
