@@ -6,7 +6,7 @@
 #   bench/compare.sh amqp     # RabbitMQ drain vs raw lapin and vs Celery 5 (acks_late, best pool)
 #   bench/compare.sh all
 # Env: ROUNDS (3), N (20000), CONCURRENCY (64, PySaaS), PYSAAS_BIN (release build by default),
-# DATABASE_URL, REDIS_URL, AMQP_URL.
+# DATABASE_URL, REDIS_URL, AMQP_URL. Peers' own warnings go to $TMPDIR/pysaas-bench-*.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -74,7 +74,7 @@ compare_amqp() {
   done
   # Celery is slow: one run of each pool per comparison.
   local celery
-  celery=$(N=$n CONCURRENCY=$conc bench/celery.sh | grep -Eo '[0-9]+ tasks/s' | grep -Eo '^[0-9]+' | sort -n | tail -n1)
+  celery=$(N=$n CONCURRENCY=$conc bench/celery.sh 2>>"${TMPDIR:-/tmp}/pysaas-bench-celery.log" | grep -Eo '[0-9]+ tasks/s' | grep -Eo '^[0-9]+' | sort -n | tail -n1)
   echo "RabbitMQ drain, N=$n (PySaaS concurrency $conc; raw lapin: persistent publish+confirm, consume+ack, prefetch $conc):"
   summary PySaaS "raw lapin" "${a[@]}" -- "${raw[@]}"
   echo "  Celery 5 (acks_late, best of prefork/threads, one run): $celery tasks/s; PySaaS median / Celery: $(python3 -c "import statistics,sys; print(f'{statistics.median([float(x) for x in sys.argv[2:]]) / float(sys.argv[1]):.1f}')" "$celery" "${a[@]}")"

@@ -21,7 +21,10 @@ if [ ! -x "$bin" ]; then
   log "building the release binary"
   cargo build --release --locked --bin pysaas >&2
 fi
-command -v wrk >/dev/null || { log "wrk is not installed (apt-get install wrk)"; exit 1; }
+if ! command -v wrk >/dev/null; then
+  log "installing wrk (Debian package)"
+  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+fi
 
 work=$(mktemp -d)
 schema="httpbench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
