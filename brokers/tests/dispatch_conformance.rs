@@ -1,5 +1,6 @@
 //! One dispatch conformance suite for every transport: each test runs against the store
-//! dispatcher and RabbitMQ, on a fresh PostgreSQL schema (and RabbitMQ name prefix).
+//! dispatcher, RabbitMQ and Redis Streams, each over PostgreSQL and over SQLite (a fresh schema or
+//! file, and a fresh broker name prefix, per test).
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -20,6 +21,14 @@ use uuid::Uuid;
 
 const QUEUES: &[&str] = &["work", "other"];
 
+/// `XPENDING key group`: count, lowest and highest id, pending per consumer.
+type XPendingSummary = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
 struct Transport {
     db: TestDb,
     dispatcher: Arc<dyn Dispatcher>,
@@ -29,8 +38,7 @@ struct Transport {
     _redis_prefix: Option<TestRedisPrefix>,
 }
 
-async fn store() -> Transport {
-    let db = TestDb::postgres().await;
+async fn store(db: TestDb) -> Transport {
     let dispatcher = Arc::new(
         StoreDispatcher::new(db.store.clone()).with_poll_interval(Duration::from_millis(100)),
     );
@@ -44,8 +52,7 @@ async fn store() -> Transport {
     }
 }
 
-async fn amqp() -> Transport {
-    let db = TestDb::postgres().await;
+async fn amqp(db: TestDb) -> Transport {
     let prefix = TestAmqpPrefix::new(QUEUES);
     let amqp = AmqpDispatcher::new(
         AmqpConfig {
@@ -67,8 +74,7 @@ async fn amqp() -> Transport {
     }
 }
 
-async fn redis_transport() -> Transport {
-    let db = TestDb::postgres().await;
+async fn redis_transport(db: TestDb) -> Transport {
     let prefix = TestRedisPrefix::new();
     let config = RedisConfig {
         url: redis_url(),
@@ -269,17 +275,20 @@ async fn higher_priority_is_delivered_first(t: Transport) {
 
 macro_rules! dispatch_suite {
     ($($test:ident),* $(,)?) => {
-        mod store_dispatch {
+        dispatch_suite!(@on store_dispatch, store, postgres; $($test),*);
+        dispatch_suite!(@on store_dispatch_sqlite, store, sqlite; $($test),*);
+        dispatch_suite!(@on rabbitmq, amqp, postgres; $($test),*);
+        dispatch_suite!(@on rabbitmq_sqlite, amqp, sqlite; $($test),*);
+        dispatch_suite!(@on redis_streams, redis_transport, postgres; $($test),*);
+        dispatch_suite!(@on redis_streams_sqlite, redis_transport, sqlite; $($test),*);
+    };
+    (@on $module:ident, $transport:ident, $db:ident; $($test:ident),*) => {
+        mod $module {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() { super::$test(super::store().await).await })*
-        }
-        mod rabbitmq {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() { super::$test(super::amqp().await).await })*
-        }
-        mod redis_streams {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $test() { super::$test(super::redis_transport().await).await })*
+            async fn $test() {
+                let db = pysaas_brokers::testing::TestDb::$db().await;
+                super::$test(super::$transport(db).await).await
+            })*
         }
     };
 }
@@ -296,7 +305,7 @@ dispatch_suite!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_poison_message_is_dead_lettered() {
     use lapin::options::{BasicGetOptions, BasicPublishOptions};
-    let t = amqp().await;
+    let t = amqp(TestDb::postgres().await).await;
     let amqp = t.amqp.as_ref().unwrap();
     let channel = amqp.channel().await.unwrap();
     channel
@@ -341,7 +350,7 @@ async fn rabbitmq_poison_message_is_dead_lettered() {
 /// delivering the jobs after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_poison_entry_is_dead_lettered() {
-    let t = redis_transport().await;
+    let t = redis_transport(TestDb::postgres().await).await;
     let redis = t.redis.as_ref().unwrap();
     let mut c = t.consumer("work", "w").await; // creates the group
     let mut conn = redis.connection().await.unwrap();
@@ -372,12 +381,7 @@ async fn redis_poison_entry_is_dead_lettered() {
         dead.ids[0].map.get("env"),
         Some(&redis::Value::BulkString(b"definitely not json".to_vec()))
     );
-    let pending: (
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let pending: XPendingSummary = redis::cmd("XPENDING")
         .arg(redis.stream("work"))
         .arg(redis.dead_letter_stream().replace(":dead", ""))
         .query_async(&mut conn)
@@ -389,7 +393,7 @@ async fn redis_poison_entry_is_dead_lettered() {
 /// Entries a dead consumer left pending are taken over once the lease has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_entries_of_a_dead_consumer_are_reclaimed() {
-    let t = redis_transport().await;
+    let t = redis_transport(TestDb::postgres().await).await;
     let jobs = t.enqueue(vec![job("work"), job("work")]).await;
     let short = ConsumerSpec {
         queue: "work".into(),
