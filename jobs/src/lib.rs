@@ -2,18 +2,21 @@
 //!
 //! A job kind is a typed, serde-serialisable payload that implements [`JobKind`]: it names itself
 //! (`"system.sleep"`), picks a default queue, priority, timeout and [`RetryPolicy`], and carries a
-//! JSON Schema. The [`KindRegistry`] turns untyped submissions into validated ones, and
-//! [`Outcome::decide`] maps what a handler returned onto the next [`JobState`].
+//! JSON Schema. A [`KindRegistry`] (built by the workers' `Handlers`, the one list of the kinds a
+//! deployment runs) turns untyped submissions into validated ones, and [`Outcome::decide`] maps
+//! what a handler returned onto the next [`JobState`].
 //!
 //! ```
 //! use pysaas_jobs::{kinds, JobKind, KindRegistry};
-//! let registry = KindRegistry::builtin();
+//! let mut registry = KindRegistry::new();
+//! registry.register::<kinds::system::Sleep>();
 //! let spec = registry.get("system.sleep").unwrap();
 //! assert_eq!(spec.kind, kinds::system::Sleep::KIND);
 //! assert!(registry.validate("system.sleep", &serde_json::json!({"ms": 5})).is_ok());
 //! assert!(registry.validate("system.sleep", &serde_json::json!({"ms": "x"})).is_err());
 //! ```
 
+mod backoff;
 mod envelope;
 mod error;
 mod job;
@@ -25,6 +28,7 @@ mod retry;
 pub mod schedule;
 mod state;
 
+pub use backoff::Backoff;
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
 pub use error::{HandlerError, JobsError, Result};
 pub use job::{AttemptError, Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};

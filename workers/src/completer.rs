@@ -64,7 +64,7 @@ async fn write(store: &dyn JobStore, finished: Vec<Finished>) {
         ));
         completions.push(f.completion);
     }
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(50), MAX_BACKOFF);
     loop {
         match store.complete(&completions).await {
             Ok(changed) => {
@@ -79,8 +79,7 @@ async fn write(store: &dyn JobStore, finished: Vec<Finished>) {
             }
             Err(err) => {
                 tracing::warn!(error = %err, batch = completions.len(), "recording outcomes failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_wait()).await;
             }
         }
     }

@@ -316,7 +316,7 @@ async fn fetch_loop(
         rx,
         shutdown.clone(),
     ));
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(50), MAX_FETCH_BACKOFF);
     let mut backlog = false;
     loop {
         let batch_target = ((queue.concurrency + state.ahead(queue.prefetch)) / 2).max(1);
@@ -348,7 +348,7 @@ async fn fetch_loop(
         }
         match consumer.poll(asked).await {
             Ok(deliveries) if deliveries.is_empty() => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 backlog = false;
                 tokio::select! {
                     biased;
@@ -357,7 +357,7 @@ async fn fetch_loop(
                 }
             }
             Ok(deliveries) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 backlog = deliveries.len() >= asked;
                 for delivery in deliveries {
                     // In flight from the claim on: the heartbeat keeps buffered jobs' leases.
@@ -371,13 +371,13 @@ async fn fetch_loop(
                 }
             }
             Err(err) => {
-                tracing::warn!(error = %err, queue = %queue.name, retry_in = ?backoff, "claiming jobs failed");
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %err, queue = %queue.name, retry_in = ?wait, "claiming jobs failed");
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(MAX_FETCH_BACKOFF);
             }
         }
     }

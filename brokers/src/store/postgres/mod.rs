@@ -395,7 +395,7 @@ async fn listen(
     auth: broadcast::Sender<AuthChange>,
 ) {
     let auth_channel = format!("{channel}_auth");
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => match listener
@@ -403,7 +403,7 @@ async fn listen(
                 .await
             {
                 Ok(()) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     let _ = auth.send(AuthChange::Reset);
                     let Some(w) = wake.upgrade() else { return };
                     w.send_modify(|n| *n = n.wrapping_add(1));
@@ -432,7 +432,6 @@ async fn listen(
         if wake.strong_count() == 0 {
             return;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next_wait()).await;
     }
 }
