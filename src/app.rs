@@ -8,15 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use pysaas_api::auth::Auth;
 use pysaas_api::AppState;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
+use pysaas_jobs::JobKind;
 use pysaas_jobs::DEFAULT_TENANT;
 use pysaas_scheduler::SchedulerConfig;
-use pysaas_api::auth::Auth;
-use pysaas_jobs::JobKind;
 use pysaas_workers::{Handlers, JobHandler, QueueConfig, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -391,9 +391,8 @@ impl App {
     /// configured; bootstraps an admin key on first start. Runs until SIGTERM/SIGINT.
     pub async fn run_dev(mut self) -> Result<()> {
         if self.config.database_url.is_none() && self.store.is_none() {
-            std::fs::create_dir_all(&self.config.data_dir).with_context(|| {
-                format!("creating data dir {}", self.config.data_dir.display())
-            })?;
+            std::fs::create_dir_all(&self.config.data_dir)
+                .with_context(|| format!("creating data dir {}", self.config.data_dir.display()))?;
             self.config.database_url = Some(format!(
                 "sqlite://{}",
                 self.config.data_dir.join("pysaas.db").display()
@@ -528,7 +527,11 @@ impl Parts {
         failed: &tokio::sync::watch::Sender<Option<String>>,
     ) {
         if let Err(err) = result {
-            tracing::error!(role, error = format!("{err:#}"), "role failed; shutting down");
+            tracing::error!(
+                role,
+                error = format!("{err:#}"),
+                "role failed; shutting down"
+            );
             failed.send_if_modified(|slot| {
                 let first = slot.is_none();
                 if first {
@@ -638,7 +641,10 @@ impl Parts {
             Some(auth) => auth.clone(),
             None => crate::security::auth(
                 config,
-                config.jwt_signing_keys.as_ref().map(crate::config::Secret::expose),
+                config
+                    .jwt_signing_keys
+                    .as_ref()
+                    .map(crate::config::Secret::expose),
             )?,
         };
         if let Some(vault) = &config.vault {

@@ -6,8 +6,9 @@ use serde_json::{json, Value};
 
 const DEFAULT_API: &str = "http://127.0.0.1:8080";
 
+/// Where the API is and how to authenticate.
 #[derive(Debug, Args)]
-pub(crate) struct ApiArgs {
+pub struct ApiArgs {
     /// API base URL.
     #[arg(long, env = "PYSAAS_API", default_value = DEFAULT_API)]
     api: String,
@@ -35,8 +36,9 @@ impl ApiArgs {
     }
 }
 
+/// `pysaas enqueue` options.
 #[derive(Debug, Args)]
-pub(crate) struct EnqueueArgs {
+pub struct EnqueueArgs {
     /// Job kind, e.g. system.sleep.
     kind: String,
     /// Payload as JSON.
@@ -58,8 +60,9 @@ pub(crate) struct EnqueueArgs {
     api: ApiArgs,
 }
 
+/// `pysaas schedules` options.
 #[derive(Debug, Args)]
-pub(crate) struct SchedulesArgs {
+pub struct SchedulesArgs {
     #[command(subcommand)]
     command: SchedulesCommand,
     #[command(flatten)]
@@ -101,8 +104,9 @@ enum SchedulesCommand {
     Delete { name: String },
 }
 
+/// `pysaas jobs` options.
 #[derive(Debug, Args)]
-pub(crate) struct JobsArgs {
+pub struct JobsArgs {
     #[command(subcommand)]
     command: JobsCommand,
     #[command(flatten)]
@@ -152,7 +156,8 @@ fn print(value: &Value) -> Result<()> {
     Ok(())
 }
 
-pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<()> {
+/// `pysaas enqueue`: submits one job and prints it.
+pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
     let payload: Value =
         serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
     let mut body = json!({ "kind": args.kind, "payload": payload });
@@ -170,7 +175,8 @@ pub(crate) async fn enqueue(args: EnqueueArgs) -> Result<()> {
     print(&call(client.post(format!("{}/v1/jobs", args.api.api)).json(&body)).await?)
 }
 
-pub(crate) async fn jobs(args: JobsArgs) -> Result<()> {
+/// `pysaas jobs …`: lists, shows, cancels or retries jobs.
+pub async fn jobs(args: JobsArgs) -> Result<()> {
     let client = args.api.client()?;
     let base = args.api.api.trim_end_matches('/');
     let value = match args.command {
@@ -197,7 +203,8 @@ pub(crate) async fn jobs(args: JobsArgs) -> Result<()> {
     print(&value)
 }
 
-pub(crate) async fn schedules(args: SchedulesArgs) -> Result<()> {
+/// `pysaas schedules …`: manages cron schedules.
+pub async fn schedules(args: SchedulesArgs) -> Result<()> {
     let client = args.api.client()?;
     let base = format!("{}/v1/schedules", args.api.api.trim_end_matches('/'));
     let one = |name: &str| format!("{base}/{name}");

@@ -11,111 +11,173 @@ use figment::Figment;
 use pysaas_jobs::ScheduleSpec;
 use serde::{Deserialize, Serialize};
 
-/// Every setting, with its default.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A secret setting (a token, a private key): its `Debug` and `Serialize` say `[redacted]`, so
+/// that neither logs nor `pysaas config check` can show it; [`Secret::expose`] is the one way to
+/// read it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(secrecy::SecretString);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(secrecy::SecretString::from(value.into()))
+    }
+
+    /// The secret itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+}
+
+/// What a secret prints and serialises as.
+pub const REDACTED: &str = "[redacted]";
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+/// A URL whose password is replaced by `***` when serialised (the value itself is unchanged).
+fn redacted_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact(url))
+}
+
+fn redacted_url_opt<S: serde::Serializer>(
+    url: &Option<String>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => serializer.serialize_some(&redact(url)),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Every setting, with its default. `Debug` and `Serialize` redact secrets and URL passwords.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
-pub(crate) struct Config {
+pub struct Config {
     /// `postgres://…` or `sqlite://…`. `dev` defaults to SQLite in `data_dir`.
-    pub(crate) database_url: Option<String>,
+    #[serde(serialize_with = "redacted_url_opt")]
+    pub database_url: Option<String>,
     /// API listen address.
-    pub(crate) listen: String,
+    pub listen: String,
     /// Where `dev` keeps its SQLite database.
-    pub(crate) data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// PostgreSQL schema of the PySaaS tables.
-    pub(crate) pg_schema: String,
+    pub pg_schema: String,
     /// Store pool size.
-    pub(crate) max_connections: u32,
+    pub max_connections: u32,
     /// Dispatcher: `store` (the default), `amqp://…` (RabbitMQ) or `redis://…` (Redis Streams).
-    pub(crate) broker_url: String,
+    #[serde(serialize_with = "redacted_url")]
+    pub broker_url: String,
     /// Prefix of the broker's exchange and queue names.
-    pub(crate) broker_prefix: String,
+    pub broker_prefix: String,
     /// Queues a worker consumes (`name` or `name=concurrency`); empty means the built-in kinds'
     /// queues.
-    pub(crate) queues: Vec<String>,
+    pub queues: Vec<String>,
     /// Concurrency per queue when a queue does not say.
-    pub(crate) concurrency: usize,
+    pub concurrency: usize,
     /// Most jobs a worker claims ahead of its free slots per queue under a backlog of fast jobs
     /// (at most what its slots run in 100 ms; default 500; 0 disables).
-    pub(crate) prefetch: Option<usize>,
+    pub prefetch: Option<usize>,
     /// Lease on a claimed job (ms).
-    pub(crate) lease_ms: u64,
+    pub lease_ms: u64,
     /// Grace period for in-flight jobs at shutdown (ms).
-    pub(crate) shutdown_grace_ms: u64,
+    pub shutdown_grace_ms: u64,
     /// Promoter interval (ms).
-    pub(crate) promote_interval_ms: u64,
+    pub promote_interval_ms: u64,
     /// Rescuer interval (ms).
-    pub(crate) rescue_interval_ms: u64,
+    pub rescue_interval_ms: u64,
     /// Leader lease (ms): a killed leader is replaced within about this long.
-    pub(crate) leader_ttl_ms: u64,
+    pub leader_ttl_ms: u64,
     /// `worker` (and `dev`) processes also stand for scheduler leader, so that a deployment
     /// without a `pysaas scheduler` still fires cron and delayed jobs. Only the leader works.
-    pub(crate) scheduler_in_workers: bool,
+    pub scheduler_in_workers: bool,
     /// A tick evaluated later than this (ms) is a misfire, handled by the schedule's policy.
-    pub(crate) misfire_threshold_ms: u64,
+    pub misfire_threshold_ms: u64,
     /// Pruner interval (ms).
-    pub(crate) prune_interval_ms: u64,
+    pub prune_interval_ms: u64,
     /// Keep `succeeded` jobs this long (seconds; 0 keeps them forever).
-    pub(crate) retain_succeeded_secs: u64,
+    pub retain_succeeded_secs: u64,
     /// Keep `cancelled` jobs this long (seconds; 0 keeps them forever).
-    pub(crate) retain_cancelled_secs: u64,
+    pub retain_cancelled_secs: u64,
     /// Keep `dead` jobs this long (seconds; 0 keeps them forever).
-    pub(crate) retain_dead_secs: u64,
+    pub retain_dead_secs: u64,
     /// JWT signing keys: one or more Ed25519 PKCS#8 PEM blocks; the first signs, all verify.
     /// Empty: `<data_dir>/jwt-signing-key.pem` (created when missing).
-    pub(crate) jwt_signing_keys: Option<String>,
+    pub jwt_signing_keys: Option<Secret>,
     /// `iss` of access tokens.
-    pub(crate) jwt_issuer: String,
+    pub jwt_issuer: String,
     /// `aud` of access tokens.
-    pub(crate) jwt_audience: String,
+    pub jwt_audience: String,
     /// Access-token lifetime (s).
-    pub(crate) access_token_ttl_secs: u64,
+    pub access_token_ttl_secs: u64,
     /// Refresh-token lifetime (s).
-    pub(crate) refresh_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
     /// Rate-limit state: `memory` (one API process) or `redis://…` (shared by every replica).
-    pub(crate) rate_limit_backend: String,
+    #[serde(serialize_with = "redacted_url")]
+    pub rate_limit_backend: String,
     /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
-    pub(crate) rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
+    pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// Per-API-key limit, on top of the tenant's.
-    pub(crate) api_key_rate_limit: pysaas_api::ratelimit::Limit,
+    pub api_key_rate_limit: pysaas_api::ratelimit::Limit,
     /// Per client address on `/v1/auth/*`.
-    pub(crate) auth_rate_limit: pysaas_api::ratelimit::Limit,
+    pub auth_rate_limit: pysaas_api::ratelimit::Limit,
     /// Client address from the last `X-Forwarded-For` entry (behind a load balancer only).
-    pub(crate) trust_forwarded_for: bool,
+    pub trust_forwarded_for: bool,
     /// CORS: allowed origins (`*` for any); empty sends no CORS headers.
-    pub(crate) cors_origins: Vec<String>,
+    pub cors_origins: Vec<String>,
     /// Requests running longer get 408 (ms; 0 disables).
-    pub(crate) request_timeout_ms: u64,
+    pub request_timeout_ms: u64,
     /// Vault (or OpenBao) address; when set, secrets come from there (see `src/vault.rs`).
-    pub(crate) vault_addr: Option<String>,
+    pub vault_addr: Option<String>,
     /// Vault token (token auth).
-    pub(crate) vault_token: Option<String>,
+    pub vault_token: Option<Secret>,
     /// AppRole role id.
-    pub(crate) vault_role_id: Option<String>,
+    pub vault_role_id: Option<String>,
     /// AppRole secret id.
-    pub(crate) vault_secret_id: Option<String>,
+    pub vault_secret_id: Option<Secret>,
     /// AppRole auth mount.
-    pub(crate) vault_approle_mount: String,
+    pub vault_approle_mount: String,
     /// KV v2 mount.
-    pub(crate) vault_kv_mount: String,
+    pub vault_kv_mount: String,
     /// Secret path in the KV mount.
-    pub(crate) vault_path: String,
+    pub vault_path: String,
     /// How often the secret is re-read and the token renewed if due (s).
-    pub(crate) vault_refresh_secs: u64,
+    pub vault_refresh_secs: u64,
     /// The live Vault connection (not a setting).
     #[serde(skip)]
     pub(crate) vault: Option<std::sync::Arc<crate::vault::VaultSource>>,
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`), so
     /// that Prometheus (and an HPA on queue depth) can scrape processes without the API.
-    pub(crate) metrics_listen: Option<String>,
+    pub metrics_listen: Option<String>,
     /// Let webhooks reach loopback/private/link-local addresses (local development only: on a
     /// shared deployment tenants could reach internal services).
-    pub(crate) webhook_allow_private: bool,
+    pub webhook_allow_private: bool,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
-    pub(crate) schedules: Vec<ScheduleSpec>,
+    pub schedules: Vec<ScheduleSpec>,
     /// Apply migrations at start of `api`, `worker` and `dev`.
-    pub(crate) auto_migrate: bool,
+    pub auto_migrate: bool,
     /// `text` or `json` logs.
-    pub(crate) log_format: String,
+    pub log_format: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string(self) {
+            Ok(json) => write!(f, "Config {json}"),
+            Err(_) => f.write_str("Config { .. }"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -187,8 +249,17 @@ fn duration_ms(d: Duration) -> u64 {
 }
 
 impl Config {
-    /// Loads defaults ← file ← environment.
-    pub(crate) fn load(file: Option<&Path>) -> Result<Self> {
+    /// Loads defaults ← file ← environment and validates the result. The binary instead calls
+    /// [`Config::load_unvalidated`], merges the command line and Vault, then [`Config::validate`]
+    /// once.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let config = Self::load_unvalidated(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Loads defaults ← file ← environment; call [`Config::validate`] once everything is merged.
+    pub fn load_unvalidated(file: Option<&Path>) -> Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
@@ -201,12 +272,17 @@ impl Config {
                 .ignore(&["config", "api", "schedules"])
                 .map(|k| k.as_str().to_lowercase().into()),
         );
-        let config: Config = figment.extract().context("invalid configuration")?;
-        config.validate()?;
-        Ok(config)
+        figment.extract().context("invalid configuration")
     }
 
-    fn validate(&self) -> Result<()> {
+    /// The effective configuration as TOML, secrets and URL passwords redacted
+    /// (`pysaas config check`).
+    pub fn to_redacted_toml(&self) -> Result<String> {
+        toml::to_string(self).context("rendering the configuration")
+    }
+
+    /// Checks every setting, naming the one at fault.
+    pub fn validate(&self) -> Result<()> {
         if let Some(url) = &self.database_url {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
@@ -274,7 +350,7 @@ impl Config {
     }
 
     /// The parsed listen address.
-    pub(crate) fn listen_addr(&self) -> Result<SocketAddr> {
+    pub fn listen_addr(&self) -> Result<SocketAddr> {
         self.listen.parse().with_context(|| {
             format!(
                 "listen (PYSAAS_LISTEN) `{}` is not an address like 127.0.0.1:8080",
@@ -284,22 +360,24 @@ impl Config {
     }
 
     /// The database URL, or the error saying how to set it.
-    pub(crate) fn require_database_url(&self) -> Result<&str> {
+    pub fn require_database_url(&self) -> Result<&str> {
         self.database_url
             .as_deref()
             .context("no database configured: set PYSAAS_DATABASE_URL (postgres://… or sqlite://…) or database_url in the config file")
     }
 
-    pub(crate) fn lease(&self) -> Duration {
+    /// Lease on a running job.
+    pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms)
     }
 
-    pub(crate) fn shutdown_grace(&self) -> Duration {
+    /// Time in-flight jobs get after SIGTERM.
+    pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// Rate limits per plan and per key.
-    pub(crate) fn limits(&self) -> pysaas_api::ratelimit::Limits {
+    pub fn limits(&self) -> pysaas_api::ratelimit::Limits {
         pysaas_api::ratelimit::Limits {
             plans: self.rate_limits.clone(),
             default_plan: "free".into(),
@@ -309,7 +387,7 @@ impl Config {
     }
 
     /// Retention per finished state.
-    pub(crate) fn retention(&self) -> pysaas_scheduler::Retention {
+    pub fn retention(&self) -> pysaas_scheduler::Retention {
         pysaas_scheduler::Retention {
             succeeded: keep_for(self.retain_succeeded_secs),
             cancelled: keep_for(self.retain_cancelled_secs),
@@ -319,12 +397,77 @@ impl Config {
 }
 
 /// A URL with its password hidden, for messages.
-pub(crate) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+    use super::*;
+
+    const TOKEN: &str = "hvs.token-that-must-not-print";
+    const SECRET_ID: &str = "approle-secret-that-must-not-print";
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIKeyThatMustNotPrint\n-----END PRIVATE KEY-----\n";
+    const DB_PASSWORD: &str = "db-password-that-must-not-print";
+
+    fn with_secrets() -> Config {
+        Config {
+            vault_addr: Some("http://127.0.0.1:8200".into()),
+            vault_token: Some(Secret::new(TOKEN)),
+            vault_role_id: Some("role".into()),
+            vault_secret_id: Some(Secret::new(SECRET_ID)),
+            jwt_signing_keys: Some(Secret::new(PEM)),
+            database_url: Some(format!("postgres://app:{DB_PASSWORD}@127.0.0.1/db")),
+            broker_url: format!("amqp://app:{DB_PASSWORD}@127.0.0.1:5672/%2f"),
+            ..Config::default()
+        }
+    }
+
+    fn assert_hidden(text: &str) {
+        for secret in [TOKEN, SECRET_ID, "KeyThatMustNotPrint", DB_PASSWORD] {
+            assert!(!text.contains(secret), "{secret} leaked into: {text}");
+        }
+    }
+
+    #[test]
+    fn debug_and_serialize_never_show_secrets() {
+        let config = with_secrets();
+        let debug = format!("{config:?}");
+        assert_hidden(&debug);
+        assert!(debug.contains(REDACTED), "{debug}");
+        assert_hidden(&format!("{config:#?}"));
+        assert_hidden(&serde_json::to_string(&config).unwrap());
+        let toml = config.to_redacted_toml().unwrap();
+        assert_hidden(&toml);
+        assert!(toml.contains("vault_token = \"[redacted]\""), "{toml}");
+        // The values themselves are intact for the code that uses them.
+        assert_eq!(config.vault_token.as_ref().unwrap().expose(), TOKEN);
+        assert!(config.database_url.unwrap().contains(DB_PASSWORD));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's own test-jail signature.
+    fn secrets_load_from_the_environment_like_any_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("PYSAAS_VAULT_TOKEN", TOKEN);
+            jail.set_env("PYSAAS_JWT_SIGNING_KEYS", PEM);
+            let config = Config::load_unvalidated(None).unwrap();
+            assert_eq!(config.vault_token.as_ref().unwrap().expose(), TOKEN);
+            // The environment provider trims values; PEM parsing does not mind.
+            assert_eq!(
+                config.jwt_signing_keys.as_ref().unwrap().expose(),
+                PEM.trim_end()
+            );
+            assert_hidden(&format!("{config:?}"));
+            Ok(())
+        });
     }
 }

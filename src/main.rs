@@ -1,20 +1,13 @@
 //! `pysaas`: the one binary. `dev` runs everything in one process on SQLite; `api`, `worker`,
 //! `scheduler` and `migrate` are the production roles; `enqueue` and `jobs` talk to a running API; `bench`
-//! measures throughput and latency.
-
-mod bench;
-mod client;
-mod config;
-mod run;
-mod security;
-mod vault;
+//! measures throughput and latency. This file only parses the command line: the roles are
+//! composed by [`pysaas::App`].
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-use crate::config::Config;
+use pysaas::{app, bench, client, App, Config};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +57,9 @@ enum Command {
     /// Administration straight on the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Submit a job through the API.
     Enqueue(client::EnqueueArgs),
     /// Inspect and manage jobs through the API.
@@ -72,6 +68,13 @@ enum Command {
     Schedules(client::SchedulesArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load the file, environment and Vault, validate, and print the effective configuration as
+    /// TOML with secrets and URL passwords redacted.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,47 +107,55 @@ fn main() -> Result<()> {
             Command::Jobs(args) => client::jobs(args).await,
             Command::Schedules(args) => client::schedules(args).await,
             command => {
-                let mut config = Config::load(cli.config.as_deref())?;
+                let mut config = Config::load_unvalidated(cli.config.as_deref())?;
                 // A benchmark's figures go to stdout; only errors are logged unless asked.
-                let quiet = matches!(command, Command::Bench(_));
-                run::init_tracing(
+                let quiet = matches!(command, Command::Bench(_) | Command::Config(_));
+                app::init_tracing(
                     &config,
                     if quiet {
-                        run::LOG_QUIET
+                        app::LOG_QUIET
                     } else {
-                        run::LOG_DEFAULT
+                        app::LOG_DEFAULT
                     },
                 );
-                vault::apply(&mut config).await?;
-                match command {
+                // File and environment, then the command line, then Vault; validated once.
+                match &command {
                     Command::Dev { listen, data_dir } => {
-                        config.listen = listen.unwrap_or(config.listen);
-                        config.data_dir = data_dir.unwrap_or(config.data_dir);
-                        config.listen_addr()?;
-                        run::dev(config).await
+                        config.listen = listen.clone().unwrap_or(config.listen);
+                        config.data_dir = data_dir.clone().unwrap_or(config.data_dir);
                     }
                     Command::Api { listen } => {
-                        config.listen = listen.unwrap_or(config.listen);
-                        config.listen_addr()?;
-                        run::api(config).await
+                        config.listen = listen.clone().unwrap_or(config.listen);
                     }
                     Command::Worker {
                         queues,
                         concurrency,
                     } => {
                         if !queues.is_empty() {
-                            config.queues = queues;
+                            config.queues = queues.clone();
                         }
                         config.concurrency = concurrency.unwrap_or(config.concurrency);
-                        run::worker(config).await
                     }
-                    Command::Scheduler => run::scheduler(config).await,
-                    Command::Migrate => run::migrate(config).await,
+                    _ => {}
+                }
+                pysaas::apply_vault(&mut config).await?;
+                config.validate()?;
+                match command {
+                    Command::Dev { .. } => App::new(config).run_dev().await,
+                    Command::Api { .. } => App::new(config).run_api().await,
+                    Command::Worker { .. } => App::new(config).run_worker().await,
+                    Command::Config(ConfigCommand::Check) => {
+                        print!("{}", config.to_redacted_toml()?);
+                        eprintln!("configuration is valid");
+                        Ok(())
+                    }
+                    Command::Scheduler => App::new(config).run_scheduler().await,
+                    Command::Migrate => app::migrate(config).await,
                     Command::Admin(AdminCommand::CreateKey {
                         tenant,
                         name,
                         scopes,
-                    }) => run::create_key(config, tenant, name, scopes).await,
+                    }) => app::create_key(config, tenant, name, scopes).await,
                     Command::Bench(args) => bench::run(config, args).await,
                     Command::Enqueue(_) | Command::Jobs(_) | Command::Schedules(_) => {
                         unreachable!("handled above")

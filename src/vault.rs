@@ -122,9 +122,9 @@ impl VaultSource {
             (Some(role_id), Some(secret_id), _) => Login::AppRole {
                 mount: config.vault_approle_mount.clone(),
                 role_id: role_id.clone(),
-                secret_id: secret_id.clone(),
+                secret_id: secret_id.expose().to_owned(),
             },
-            (_, _, Some(token)) => Login::Token(token.clone()),
+            (_, _, Some(token)) => Login::Token(token.expose().to_owned()),
             _ => bail!(
                 "vault_addr is set: also set vault_token, or vault_role_id and vault_secret_id"
             ),
@@ -240,7 +240,9 @@ pub(crate) async fn apply(config: &mut Config) -> Result<()> {
         if let Some(value) = secret.get(field) {
             match field {
                 "database_url" => config.database_url = Some(value.clone()),
-                "jwt_signing_keys" => config.jwt_signing_keys = Some(value.clone()),
+                "jwt_signing_keys" => {
+                    config.jwt_signing_keys = Some(crate::config::Secret::new(value.clone()));
+                }
                 "broker_url" => config.broker_url = value.clone(),
                 "rate_limit_backend" => config.rate_limit_backend = value.clone(),
                 _ => continue,

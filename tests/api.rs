@@ -8,90 +8,50 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pysaas_api::AppState;
 use pysaas_brokers::store::{PgStore, StoreConfig};
 use pysaas_brokers::testing::TestDb;
-use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
-use pysaas_scheduler::SchedulerConfig;
-use pysaas_workers::{Handlers, Worker, WorkerConfig};
+use pysaas_brokers::JobStore;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 struct App {
     base: String,
     http: reqwest::Client,
-    stop: CancellationToken,
+    /// Stops the app when dropped (before the database goes).
+    _app: pysaas::testing::TestApp,
     _db: Option<TestDb>,
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> (String, CancellationToken) {
-    // Before the scheduler starts: the leader gauge is set once, at election.
-    let metrics = pysaas_api::install_metrics();
-    pysaas_workers::describe_metrics();
-    pysaas_scheduler::describe_metrics();
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(store.clone()));
+/// The app (API, and with `with_worker` a worker on `default` and `notifications` plus the
+/// scheduler) on `store`, through the shared test harness.
+async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> pysaas::testing::TestApp {
+    let mut config = pysaas::Config::default();
     // The test's webhook target listens on loopback.
-    let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
-        webhook_allow_private: true,
-    });
-    let stop = CancellationToken::new();
-    if with_worker {
-        let scheduler = SchedulerConfig {
-            promote_interval: Duration::from_millis(50),
-            rescue_interval: Duration::from_millis(200),
-            ..SchedulerConfig::new(format!("api-test-{}", uuid::Uuid::new_v4()))
-        };
-        pysaas_scheduler::spawn(
-            pysaas_scheduler::Context {
-                store: store.clone(),
-                dispatcher: dispatcher.clone(),
-                registry: handlers.registry(),
-                config: scheduler,
-            },
-            stop.clone(),
-        );
-        let config = WorkerConfig::for_queues(["default", "notifications"], 8)
-            .with_lease(Duration::from_secs(5));
-        tokio::spawn(
-            Worker::new(store.clone(), dispatcher.clone(), handlers.clone(), config)
-                .run(stop.clone()),
-        );
-    }
-    let state = AppState::new(
-        store,
-        dispatcher,
-        handlers.registry(),
-        metrics,
-        Arc::new(pysaas_api::auth::Auth::ephemeral()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router(state),
-        async move { until.cancelled().await },
-    ));
-    (base, stop)
+    config.webhook_allow_private = true;
+    config.queues = vec!["default".into(), "notifications".into()];
+    config.concurrency = 8;
+    config.lease_ms = 5_000;
+    let roles = pysaas::Roles {
+        api: true,
+        worker: with_worker,
+        scheduler: with_worker,
+    };
+    let app = pysaas::App::new(config)
+        .with_store(store)
+        .with_auth(Arc::new(pysaas_api::auth::Auth::ephemeral()));
+    common::spawn(app, roles).await
 }
 
 async fn spawn_app(db: TestDb) -> App {
-    let (base, stop) = serve(db.store.clone(), true).await;
+    let app = serve(db.store.clone(), true).await;
     let key =
         pysaas_api::auth::admin_key_for(db.store.as_ref(), pysaas_jobs::DEFAULT_TENANT, "test")
             .await
             .unwrap();
     App {
-        base,
+        base: app.base.clone(),
         http: common::bearer_client(&key),
-        stop,
+        _app: app,
         _db: Some(db),
     }
 }
@@ -876,12 +836,12 @@ async fn store_outage_is_503_not_500() {
     let mut config = StoreConfig::new("postgres://postgres@127.0.0.1:1/test");
     config.acquire_timeout = Duration::from_millis(500);
     let store: Arc<dyn JobStore> = Arc::new(PgStore::connect(&config).await.unwrap());
-    let (base, stop) = serve(store, false).await;
+    let served = serve(store, false).await;
     let app = App {
-        base,
+        base: served.base.clone(),
         // Well-formed: checking it needs the store, which is down.
         http: common::bearer_client("pk_abcdefghij_0123456789012345678901234567890123456789012"),
-        stop,
+        _app: served,
         _db: None,
     };
     let started = Instant::now();

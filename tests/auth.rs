@@ -3,29 +3,22 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use pysaas_api::auth::{generate_pem, Auth, AuthSettings, Claims, Keyring};
-use pysaas_api::ratelimit::{Limit, Limits, MemoryLimiter};
-use pysaas_api::AppState;
+use pysaas_api::ratelimit::{Limit, Limits};
 use pysaas_brokers::testing::TestDb;
-use pysaas_brokers::{Dispatcher, StoreDispatcher};
-use pysaas_jobs::KindRegistry;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 struct Server {
     base: String,
-    stop: CancellationToken,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    /// Stops the API when dropped.
+    _app: pysaas::testing::TestApp,
 }
 
 async fn serve(db: &TestDb, pems: &[String]) -> Server {
@@ -33,26 +26,16 @@ async fn serve(db: &TestDb, pems: &[String]) -> Server {
 }
 
 async fn serve_with(db: &TestDb, pems: &[String], limits: Limits) -> Server {
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(db.store.clone()));
     let auth = Auth::new(Keyring::from_pems(pems).unwrap(), AuthSettings::default());
-    let state = AppState::new(
-        db.store.clone(),
-        dispatcher,
-        KindRegistry::builtin(),
-        None,
-        Arc::new(auth),
-    )
-    .with_rate_limits(Arc::new(MemoryLimiter::default()), limits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router(state),
-        async move { until.cancelled().await },
-    ));
-    Server { base, stop }
+    let app = pysaas::App::new(pysaas::Config::default())
+        .with_store(db.store.clone())
+        .with_auth(Arc::new(auth))
+        .with_limits(limits);
+    let app = common::spawn(app, common::api_only()).await;
+    Server {
+        base: app.base.clone(),
+        _app: app,
+    }
 }
 
 /// Sends a request with an optional bearer credential; errors must be problem+json.
@@ -1018,32 +1001,14 @@ async fn dev_bootstraps_an_admin_key_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_follows_the_configured_origins() {
     let db = TestDb::sqlite().await;
-    let dispatcher: Arc<dyn Dispatcher> = Arc::new(StoreDispatcher::new(db.store.clone()));
-    let state = AppState::new(
-        db.store.clone(),
-        dispatcher,
-        KindRegistry::builtin(),
-        None,
-        Arc::new(Auth::ephemeral()),
-    );
-    let gateway = pysaas_api::GatewayConfig {
-        cors_origins: vec!["https://dash.example.com".into()],
-        request_timeout: Some(std::time::Duration::from_secs(5)),
-        trust_forwarded_for: false,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let stop = CancellationToken::new();
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router_with(state, &gateway),
-        async move { until.cancelled().await },
-    ));
-    let _server = Server {
-        base: base.clone(),
-        stop,
-    };
+    let mut config = pysaas::Config::default();
+    config.cors_origins = vec!["https://dash.example.com".into()];
+    config.request_timeout_ms = 5_000;
+    let app = pysaas::App::new(config)
+        .with_store(db.store.clone())
+        .with_auth(Arc::new(Auth::ephemeral()));
+    let app = common::spawn(app, common::api_only()).await;
+    let base = app.base.clone();
     let preflight = |origin: &'static str| {
         let base = base.clone();
         async move {

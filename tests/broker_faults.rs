@@ -9,14 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pysaas_api::AppState;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::{Dispatcher, JobFilter};
-use pysaas_jobs::{JobState, KindRegistry, DEFAULT_TENANT};
+use pysaas_jobs::{JobState, DEFAULT_TENANT};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 fn rabbitmqctl(args: &[&str]) {
     let status = Command::new("rabbitmqctl")
@@ -54,28 +52,13 @@ fn worker(db: &TestDb, broker_url: &str, prefix: &str) -> Child {
         .expect("spawn worker")
 }
 
-/// The API in-process on port 0, publishing through `dispatcher`; returns its base URL.
-async fn spawn_api(
-    db: &TestDb,
-    dispatcher: Arc<dyn Dispatcher>,
-    stop: &CancellationToken,
-) -> String {
-    let state = AppState::new(
-        db.store.clone(),
-        dispatcher,
-        KindRegistry::builtin(),
-        None,
-        Arc::new(pysaas_api::auth::Auth::ephemeral()),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let until = stop.clone();
-    tokio::spawn(pysaas_api::serve(
-        listener,
-        pysaas_api::router(state),
-        async move { until.cancelled().await },
-    ));
-    base
+/// The API in-process on port 0, publishing through `dispatcher`.
+async fn spawn_api(db: &TestDb, dispatcher: Arc<dyn Dispatcher>) -> pysaas::testing::TestApp {
+    let app = pysaas::App::new(pysaas::Config::default())
+        .with_store(db.store.clone())
+        .with_dispatcher(dispatcher)
+        .with_auth(Arc::new(pysaas_api::auth::Auth::ephemeral()));
+    common::spawn(app, common::api_only()).await
 }
 
 /// An HTTP client carrying an `admin` API key of the default tenant.
@@ -147,8 +130,8 @@ async fn rabbitmq_restart_loses_nothing() {
     );
     amqp.declare("default").await.unwrap();
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(amqp);
-    let stop = CancellationToken::new();
-    let base = spawn_api(&db, dispatcher, &stop).await;
+    let api = spawn_api(&db, dispatcher).await;
+    let base = api.base.clone();
     let http = authorised_client(&db).await;
     let submit = |n: usize| {
         let (http, base) = (http.clone(), base.clone());
@@ -182,7 +165,7 @@ async fn rabbitmq_restart_loses_nothing() {
     let jobs = wait_all_succeeded(&db, 50, Duration::from_secs(90)).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    stop.cancel();
+    api.stop().await.unwrap();
     assert_eq!(jobs.len(), 50);
     for job in &jobs {
         assert_eq!(job.state, JobState::Succeeded);
@@ -224,8 +207,8 @@ async fn redis_connection_loss_loses_nothing() {
     )
     .unwrap();
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(redis);
-    let stop = CancellationToken::new();
-    let base = spawn_api(&db, dispatcher, &stop).await;
+    let api = spawn_api(&db, dispatcher).await;
+    let base = api.base.clone();
     let mut child = worker(&db, &redis_url(), &prefix.prefix);
     let http = authorised_client(&db).await;
     let kill_all = || {
@@ -254,7 +237,7 @@ async fn redis_connection_loss_loses_nothing() {
     let jobs = wait_all_succeeded(&db, 60, Duration::from_secs(60)).await;
     child.kill().unwrap();
     child.wait().unwrap();
-    stop.cancel();
+    api.stop().await.unwrap();
     assert_eq!(jobs.len(), 60);
     assert!(jobs.iter().all(|j| j.state == JobState::Succeeded));
     // Work submitted after the last kill resumed within 5 s: the API's publishes and the

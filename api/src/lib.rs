@@ -28,7 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use error::{ApiError, PROBLEM_JSON};
 pub use openapi::ApiDoc;
 pub use routes::jobs::{valid_queue_name, BATCH_MAX, LIST_LIMIT_DEFAULT, MAX_ATTEMPTS_LIMIT};
-pub use state::{install_metrics, AppState};
+pub use state::{describe_metrics, AppState};
 
 /// Largest request body accepted (1 MiB); larger ones get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;

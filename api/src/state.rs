@@ -1,6 +1,6 @@
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 use pysaas_brokers::{Dispatcher, JobStore};
 use pysaas_jobs::KindRegistry;
 
@@ -112,32 +112,12 @@ impl AppState {
     }
 }
 
-/// Histogram buckets (seconds) for run durations and queue waits: 1 ms to 5 min.
-const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
-/// Installs the process-wide Prometheus recorder (once; later calls return the same handle).
-pub fn install_metrics() -> Option<PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
-            match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => {
-                    metrics::describe_counter!(
-                        "pysaas_jobs_enqueued_total",
-                        "Jobs accepted by the API (new, not idempotent replays)"
-                    );
-                    pysaas_brokers::gauges::QueueGauges::describe();
-                    Some(handle)
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "metrics recorder not installed");
-                    None
-                }
-            }
-        })
-        .clone()
+/// Describes the API's metrics (call once the process's recorder is installed; the binary
+/// installs it, so that every crate records into the same one).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "pysaas_jobs_enqueued_total",
+        "Jobs accepted by the API (new, not idempotent replays)"
+    );
+    pysaas_brokers::gauges::QueueGauges::describe();
 }

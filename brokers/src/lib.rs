@@ -7,6 +7,12 @@
 //! Backends: [`store::PgStore`] (PostgreSQL, production) and [`store::SqliteStore`] (embedded
 //! default). Open one from a URL with [`store::connect`].
 
+// A build with only some backends leaves helpers that only the others use.
+#![cfg_attr(
+    not(all(feature = "postgres", feature = "sqlite", feature = "amqp", feature = "redis")),
+    allow(dead_code, unused_macros)
+)]
+
 pub mod dispatch;
 mod error;
 pub mod gauges;

@@ -32,9 +32,16 @@ fn spec(name: &str) -> ScheduleSpec {
     }
 }
 
+/// The one kind these schedules fire.
+fn registry() -> KindRegistry {
+    let mut registry = KindRegistry::new();
+    registry.register::<pysaas_jobs::kinds::system::Noop>();
+    registry
+}
+
 async fn create(db: &TestDb, name: &str) -> Schedule {
     let spec = spec(name);
-    let cron = spec.validate(&KindRegistry::builtin()).unwrap();
+    let cron = spec.validate(&registry()).unwrap();
     let now = db.store.now().await.unwrap();
     let schedule = Schedule::new("acme", spec, ScheduleSource::Api, &cron, now);
     assert!(db.store.create_schedule(&schedule).await.unwrap());
@@ -42,7 +49,7 @@ async fn create(db: &TestDb, name: &str) -> Schedule {
 }
 
 fn fire_for(schedule: &Schedule, ticks: &[DateTime<Utc>]) -> ScheduleFire {
-    let registry = KindRegistry::builtin();
+    let registry = registry();
     let through = ticks.last().copied().unwrap_or(schedule.fired_through);
     ScheduleFire {
         tenant_id: schedule.tenant_id.clone(),
@@ -261,7 +268,7 @@ async fn schedules_update_only_from_the_version_read(db: TestDb) {
 
 async fn pruning_deletes_only_old_finished_jobs(db: TestDb) {
     let s = &db.store;
-    let registry = KindRegistry::builtin();
+    let registry = registry();
     let spec = spec("x");
     let mut jobs = Vec::new();
     for i in 0..4 {

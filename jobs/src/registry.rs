@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{kinds, JobKind, JobsError, NewJob, RetryPolicy, MAX_PRIORITY};
+use crate::{JobKind, JobsError, NewJob, RetryPolicy, MAX_PRIORITY};
 
 /// Upper bound a submission may set for `max_attempts`.
 pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
@@ -102,17 +102,6 @@ impl KindRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Every kind PySaaS ships with.
-    pub fn builtin() -> Self {
-        let mut registry = Self::new();
-        registry
-            .register::<kinds::system::Noop>()
-            .register::<kinds::system::Sleep>()
-            .register::<kinds::system::Fail>()
-            .register::<kinds::notification::Webhook>();
-        registry
     }
 
     /// Adds a kind (replacing one of the same name).
@@ -225,13 +214,22 @@ impl KindRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds;
     use serde_json::json;
+
+    /// The kinds these tests need (the one list of deployed kinds is the workers' `Handlers`).
+    fn registry() -> KindRegistry {
+        let mut registry = KindRegistry::new();
+        registry
+            .register::<kinds::system::Noop>()
+            .register::<kinds::system::Sleep>()
+            .register::<kinds::notification::Webhook>();
+        registry
+    }
 
     #[test]
     fn unknown_kind_names_the_known_ones() {
-        let err = KindRegistry::builtin()
-            .validate("nope", &json!({}))
-            .unwrap_err();
+        let err = registry().validate("nope", &json!({})).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("system.noop") && text.contains("notification.webhook"),
@@ -241,7 +239,7 @@ mod tests {
 
     #[test]
     fn payload_errors_carry_the_field_path() {
-        let registry = KindRegistry::builtin();
+        let registry = registry();
         match registry.validate("notification.webhook", &json!({"url": 5, "body": {}})) {
             Err(JobsError::InvalidPayload { path, .. }) => assert_eq!(path, "url"),
             other => panic!("unexpected {other:?}"),
@@ -254,7 +252,7 @@ mod tests {
 
     #[test]
     fn schemas_are_objects() {
-        for spec in KindRegistry::builtin().specs() {
+        for spec in registry().specs() {
             assert!(spec.schema.is_object(), "{}", spec.kind);
         }
     }

@@ -28,8 +28,9 @@ use pysaas_jobs::{NewJob, DEFAULT_TENANT};
 
 use crate::config::{redact, Config};
 
+/// `pysaas bench` options.
 #[derive(Debug, Clone, Args)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Database to measure (default: PYSAAS_DATABASE_URL, else a temporary SQLite file).
     #[arg(long)]
     database_url: Option<String>,
@@ -170,7 +171,8 @@ fn open_dispatcher(
     })
 }
 
-pub(crate) async fn run(config: Config, mut args: BenchArgs) -> Result<()> {
+/// Runs the chosen phases and prints one line of figures each.
+pub async fn run(config: Config, mut args: BenchArgs) -> Result<()> {
     const PHASES: [&str; 7] = [
         "drain", "raw", "steady", "delayed", "api", "workers", "history",
     ];

@@ -59,7 +59,7 @@ impl Bench {
             .env("PYSAAS_BROKER_PREFIX", &self.prefix)
             .env("PYSAAS_SCHEDULER_IN_WORKERS", "false")
             .env("PYSAAS_AUTO_MIGRATE", "false")
-            .env("PYSAAS_LOG", crate::run::LOG_QUIET)
+            .env("PYSAAS_LOG", crate::app::LOG_QUIET)
             .env_remove("PYSAAS_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null());

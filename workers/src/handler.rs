@@ -142,6 +142,31 @@ impl Handlers {
         registry
     }
 
+    /// The registered kind names, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.map.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// Runs the handler of `ctx.kind` on `payload` right here, as a worker would run one attempt
+    /// (without its timeout, lease or outcome write): what tests of a handler call. An unknown
+    /// kind or a payload that does not fit is a permanent failure, as in a worker.
+    pub async fn perform(
+        &self,
+        ctx: &JobContext,
+        payload: Value,
+    ) -> Result<Option<Value>, HandlerError> {
+        match self.get(&ctx.kind) {
+            Some(registered) => registered.call(ctx, payload).await,
+            None => Err(HandlerError::fail(format!(
+                "no handler for kind `{}` (registered: {})",
+                ctx.kind,
+                self.kinds().join(", ")
+            ))),
+        }
+    }
+
     pub(crate) fn get(&self, kind: &str) -> Option<&Registered> {
         self.map.get(kind)
     }

@@ -3,7 +3,9 @@
 //! message-broker dispatchers deliver ids that the worker then claims with
 //! [`JobStore::claim_ids`], so a duplicate delivery is harmless.
 
+#[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::fmt;

@@ -18,8 +18,10 @@ macro_rules! job_columns {
 
 mod auth;
 mod group_commit;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod schedules;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -36,8 +38,10 @@ pub use auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
+#[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 use crate::{Result, StoreError};
@@ -81,8 +85,18 @@ impl StoreConfig {
 pub async fn connect(config: &StoreConfig) -> Result<Arc<dyn JobStore>> {
     let scheme = config.url.split(':').next().unwrap_or_default();
     match scheme {
+        #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Ok(Arc::new(PgStore::connect(config).await?)),
+        #[cfg(feature = "sqlite")]
         "sqlite" => Ok(Arc::new(SqliteStore::connect(config).await?)),
+        #[cfg(not(feature = "postgres"))]
+        "postgres" | "postgresql" => Err(StoreError::Config(
+            "this build has no PostgreSQL store (cargo feature `postgres`)".into(),
+        )),
+        #[cfg(not(feature = "sqlite"))]
+        "sqlite" => Err(StoreError::Config(
+            "this build has no SQLite store (cargo feature `sqlite`)".into(),
+        )),
         _ => Err(StoreError::Config(format!(
             "database URL must start with postgres:// or sqlite:// (got scheme `{scheme}`)"
         ))),
