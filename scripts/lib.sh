@@ -66,3 +66,14 @@ ensure_promtool() {
   rm -rf "$tmp"
   [ -x "$PROMTOOL" ]
 }
+
+# cargo-deny (licences, bans, sources of every dependency), built once into the cache.
+CARGO_DENY="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/bin/cargo-deny"
+ensure_cargo_deny() {
+  if [ -x "$CARGO_DENY" ]; then return 0; fi
+  log "installing cargo-deny (crates.io, once)"
+  CARGO_TARGET_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/target" \
+    cargo install --locked --quiet cargo-deny \
+    --root "$(dirname "$(dirname "$CARGO_DENY")")"
+  rm -rf "${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/target"
+}

@@ -10,14 +10,20 @@ ensure_rabbitmq
 ensure_redis
 ensure_openbao
 ensure_promtool
+ensure_cargo_deny
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
 export PYSAAS_TEST_PROMTOOL="${PYSAAS_TEST_PROMTOOL:-$PROMTOOL}"
 
+log "checking dependencies (licences, bans, sources)"
+cargo fetch --locked --quiet  # every platform's crates, so that the check itself runs offline
+"$CARGO_DENY" deny --offline check licenses bans sources
 log "building"
 cargo build --locked --workspace --all-targets --all-features
+log "building the API docs (rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 log "running tests"
 cargo test --locked --workspace --all-features --no-fail-fast "$@" 2>&1 | tee "${TMPDIR:-/tmp}/pysaas-test.log"
 status=${PIPESTATUS[0]}

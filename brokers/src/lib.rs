@@ -9,7 +9,12 @@
 
 // A build with only some backends leaves helpers that only the others use.
 #![cfg_attr(
-    not(all(feature = "postgres", feature = "sqlite", feature = "amqp", feature = "redis")),
+    not(all(
+        feature = "postgres",
+        feature = "sqlite",
+        feature = "amqp",
+        feature = "redis"
+    )),
     allow(dead_code, unused_macros)
 )]
 

@@ -1,7 +1,7 @@
 //! PySaaS scheduler: cron schedules fired exactly once across replicas, delayed-job promotion,
 //! and the maintenance services. See `docs/scheduling.md`.
 //!
-//! Any number of scheduler processes run [`run`]; they elect one leader through a lease row with
+//! Any number of scheduler processes run [`spawn`]; they elect one leader through a lease row with
 //! a fencing token ([`leader`]). Only the leader runs the services:
 //!
 //! - [`cron`]: fires due schedule ticks, each one job with the idempotency key
