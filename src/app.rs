@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{redact, Config};
+use crate::config::{redact, Broker, Config, RateLimitBackend};
 
 /// Default log filter of the long-running roles.
 pub const LOG_DEFAULT: &str = "info,sqlx=warn,rustify=off,vaultrs=warn";
@@ -38,7 +38,7 @@ pub fn init_tracing(config: &Config, default: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if config.log_format == "json" {
+    let _ = if config.log_format == crate::config::LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()
@@ -79,12 +79,12 @@ fn shutdown_signal() -> CancellationToken {
 /// `auto_migrate`).
 pub async fn open_store(config: &Config, url: &str) -> Result<Arc<dyn JobStore>> {
     let mut store_config = StoreConfig::new(url);
-    store_config.schema = config.pg_schema.clone();
-    store_config.max_connections = config.max_connections;
+    store_config.schema = config.store.pg_schema.clone();
+    store_config.max_connections = config.store.max_connections;
     let store = store::connect(&store_config)
         .await
         .with_context(|| format!("opening the job store at {}", redact(url)))?;
-    if config.auto_migrate {
+    if config.store.auto_migrate {
         store.migrate().await.context("applying migrations")?;
     }
     Ok(store)
@@ -92,7 +92,7 @@ pub async fn open_store(config: &Config, url: &str) -> Result<Arc<dyn JobStore>>
 
 fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
     let mut queues = Vec::new();
-    let names: Vec<String> = if config.queues.is_empty() {
+    let names: Vec<String> = if config.worker.queues.is_empty() {
         handlers
             .registry()
             .default_queues()
@@ -100,7 +100,7 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
             .map(str::to_owned)
             .collect()
     } else {
-        config.queues.clone()
+        config.worker.queues.clone()
     };
     for entry in names {
         let (name, concurrency) = match entry.split_once('=') {
@@ -110,7 +110,7 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
                     .parse()
                     .with_context(|| format!("queue `{entry}`: concurrency must be a number"))?,
             ),
-            None => (entry.trim(), config.concurrency),
+            None => (entry.trim(), config.worker.concurrency),
         };
         if !pysaas_api::valid_queue_name(name) {
             bail!("queue name `{name}` is invalid: use a-z, 0-9, `.`, `_`, `-`");
@@ -121,7 +121,10 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
         queues.push(QueueConfig {
             name: name.to_owned(),
             concurrency,
-            prefetch: config.prefetch.unwrap_or(pysaas_workers::DEFAULT_PREFETCH),
+            prefetch: config
+                .worker
+                .prefetch
+                .unwrap_or(pysaas_workers::DEFAULT_PREFETCH),
         });
     }
     let mut worker = WorkerConfig::for_queues(Vec::<String>::new(), 1).with_lease(config.lease());
@@ -147,42 +150,38 @@ fn worker_id() -> String {
 fn scheduler_config(config: &Config) -> SchedulerConfig {
     let ms = |v: u64| Duration::from_millis(v.max(10));
     SchedulerConfig {
-        leader_ttl: ms(config.leader_ttl_ms),
-        promote_interval: ms(config.promote_interval_ms),
-        rescue_interval: ms(config.rescue_interval_ms),
-        prune_interval: ms(config.prune_interval_ms),
+        leader_ttl: ms(config.scheduler.leader_ttl_ms),
+        promote_interval: ms(config.scheduler.promote_interval_ms),
+        rescue_interval: ms(config.scheduler.rescue_interval_ms),
+        prune_interval: ms(config.scheduler.prune_interval_ms),
         retention: config.retention(),
-        misfire_threshold: Duration::from_millis(config.misfire_threshold_ms),
+        misfire_threshold: Duration::from_millis(config.scheduler.misfire_threshold_ms),
         ..SchedulerConfig::new(worker_id())
     }
 }
 
-/// The dispatcher `broker_url` names.
+/// The dispatcher `broker.url` names.
 fn open_dispatcher(config: &Config, store: &Arc<dyn JobStore>) -> Result<Arc<dyn Dispatcher>> {
-    let url = config.broker_url.as_str();
-    if url == "store" {
-        return Ok(Arc::new(StoreDispatcher::new(store.clone())));
-    }
-    if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        let amqp = AmqpConfig {
-            url: url.to_owned(),
-            prefix: config.broker_prefix.clone(),
-        };
-        tracing::info!(broker = %redact(url), prefix = %config.broker_prefix, "dispatching through RabbitMQ");
-        return Ok(Arc::new(AmqpDispatcher::new(amqp, store.clone())));
-    }
-    if url.starts_with("redis://") || url.starts_with("rediss://") {
-        let redis = RedisConfig {
-            url: url.to_owned(),
-            prefix: config.broker_prefix.clone(),
-        };
-        tracing::info!(broker = %redact(url), prefix = %config.broker_prefix, "dispatching through Redis Streams");
-        return Ok(Arc::new(RedisDispatcher::new(redis, store.clone())?));
-    }
-    bail!(
-        "broker_url (PYSAAS_BROKER_URL) must be `store`, amqp://… or redis://… (got `{}`)",
-        redact(url)
-    )
+    let prefix = config.broker.prefix.clone();
+    Ok(match &config.broker.url {
+        Broker::Store => Arc::new(StoreDispatcher::new(store.clone())),
+        Broker::Amqp(url) => {
+            tracing::info!(broker = %redact(url), prefix = %prefix, "dispatching through RabbitMQ");
+            let amqp = AmqpConfig {
+                url: url.clone(),
+                prefix,
+            };
+            Arc::new(AmqpDispatcher::new(amqp, store.clone()))
+        }
+        Broker::Redis(url) => {
+            tracing::info!(broker = %redact(url), prefix = %prefix, "dispatching through Redis Streams");
+            let redis = RedisConfig {
+                url: url.clone(),
+                prefix,
+            };
+            Arc::new(RedisDispatcher::new(redis, store.clone())?)
+        }
+    })
 }
 
 /// Which roles [`App::start`] runs.
@@ -225,6 +224,7 @@ pub struct App {
     limits: Option<pysaas_api::ratelimit::Limits>,
     /// `dev`: create and print an admin key on first start.
     bootstrap_admin_key: bool,
+    vault: Option<crate::Vault>,
 }
 
 impl std::fmt::Debug for App {
@@ -240,7 +240,7 @@ impl App {
     /// The built-in kinds on `config`.
     pub fn new(config: Config) -> Self {
         let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
-            webhook_allow_private: config.webhook_allow_private,
+            webhook_allow_private: config.worker.webhook_allow_private,
         });
         App {
             config,
@@ -250,7 +250,15 @@ impl App {
             auth: None,
             limits: None,
             bootstrap_admin_key: false,
+            vault: None,
         }
+    }
+
+    /// Keeps the Vault connection that filled the config alive: its token renewed, the API's
+    /// signing keys replaced when they change in Vault.
+    pub fn with_vault(mut self, vault: Option<crate::Vault>) -> Self {
+        self.vault = vault;
+        self
     }
 
     /// Adds kind `K`, run by `handler`: the API accepts it, workers run it, schedules may fire
@@ -272,7 +280,7 @@ impl App {
         self
     }
 
-    /// Uses `dispatcher` instead of the one `broker_url` names.
+    /// Uses `dispatcher` instead of the one `broker.url` names.
     pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
         self.dispatcher = Some(dispatcher);
         self
@@ -390,16 +398,17 @@ impl App {
     /// `pysaas dev`: every role in one process, on SQLite in `data_dir` unless a database is
     /// configured; bootstraps an admin key on first start. Runs until SIGTERM/SIGINT.
     pub async fn run_dev(mut self) -> Result<()> {
-        if self.config.database_url.is_none() && self.store.is_none() {
-            std::fs::create_dir_all(&self.config.data_dir)
-                .with_context(|| format!("creating data dir {}", self.config.data_dir.display()))?;
-            self.config.database_url = Some(format!(
+        if self.config.store.url.is_none() && self.store.is_none() {
+            std::fs::create_dir_all(&self.config.store.data_dir).with_context(|| {
+                format!("creating data dir {}", self.config.store.data_dir.display())
+            })?;
+            self.config.store.url = Some(format!(
                 "sqlite://{}",
-                self.config.data_dir.join("pysaas.db").display()
+                self.config.store.data_dir.join("pysaas.db").display()
             ));
         }
         self.bootstrap_admin_key = true;
-        let data_dir = self.config.data_dir.clone();
+        let data_dir = self.config.store.data_dir.clone();
         let running = self.start(Roles::all(), shutdown_signal()).await?;
         println!("PySaaS dev: embedded store in {}", data_dir.display());
         running.wait().await
@@ -419,7 +428,7 @@ impl App {
     pub async fn run_worker(self) -> Result<()> {
         let roles = Roles {
             worker: true,
-            scheduler: self.config.scheduler_in_workers,
+            scheduler: self.config.scheduler.in_workers,
             ..Roles::default()
         };
         self.start(roles, shutdown_signal()).await?.wait().await
@@ -487,6 +496,7 @@ struct Parts {
     auth: Option<Arc<Auth>>,
     limits: Option<pysaas_api::ratelimit::Limits>,
     bootstrap_admin_key: bool,
+    vault: Option<crate::Vault>,
     shutdown: CancellationToken,
 }
 
@@ -515,6 +525,7 @@ impl Parts {
             auth: app.auth,
             limits: app.limits,
             bootstrap_admin_key: app.bootstrap_admin_key,
+            vault: app.vault,
             shutdown,
         })
     }
@@ -642,29 +653,28 @@ impl Parts {
             None => crate::security::auth(
                 config,
                 config
+                    .auth
                     .jwt_signing_keys
                     .as_ref()
                     .map(crate::config::Secret::expose),
             )?,
         };
-        if let Some(vault) = &config.vault {
+        if let Some(crate::Vault(vault)) = &self.vault {
             vault
                 .clone()
                 .spawn_upkeep(Some(auth.clone()), self.shutdown.clone());
         }
-        let limiter: Arc<dyn pysaas_api::ratelimit::RateLimiter> =
-            if config.rate_limit_backend == "memory" {
-                Arc::new(pysaas_api::ratelimit::MemoryLimiter::default())
-            } else {
-                Arc::new(
-                    pysaas_api::ratelimit::RedisLimiter::connect(
-                        &config.rate_limit_backend,
-                        &config.broker_prefix,
-                    )
+        let limiter: Arc<dyn pysaas_api::ratelimit::RateLimiter> = match &config
+            .api
+            .rate_limit_backend
+        {
+            RateLimitBackend::Memory => Arc::new(pysaas_api::ratelimit::MemoryLimiter::default()),
+            RateLimitBackend::Redis(url) => Arc::new(
+                pysaas_api::ratelimit::RedisLimiter::connect(url, &config.broker.prefix)
                     .await
                     .context("connecting the rate limiter to Redis")?,
-                )
-            };
+            ),
+        };
         let limits = self.limits.clone().unwrap_or_else(|| config.limits());
         let state = AppState::new(
             self.store.clone(),
@@ -675,10 +685,10 @@ impl Parts {
         )
         .with_rate_limits(limiter, limits);
         let gateway = pysaas_api::GatewayConfig {
-            cors_origins: config.cors_origins.clone(),
-            request_timeout: (config.request_timeout_ms > 0)
-                .then(|| Duration::from_millis(config.request_timeout_ms)),
-            trust_forwarded_for: config.trust_forwarded_for,
+            cors_origins: config.api.cors_origins.clone(),
+            request_timeout: (config.api.request_timeout_ms > 0)
+                .then(|| Duration::from_millis(config.api.request_timeout_ms)),
+            trust_forwarded_for: config.api.trust_forwarded_for,
         };
         tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
         println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
@@ -760,7 +770,7 @@ pub async fn create_key(
 /// `pysaas migrate`: creates or upgrades the schema.
 pub async fn migrate(mut config: Config) -> Result<()> {
     let url = config.require_database_url()?.to_owned();
-    config.auto_migrate = true;
+    config.store.auto_migrate = true;
     let store = open_store(&config, &url).await?;
     println!(
         "migrations applied to {} ({})",

@@ -47,10 +47,6 @@ impl Serialize for Secret {
 }
 
 /// A URL whose password is replaced by `***` when serialised (the value itself is unchanged).
-fn redacted_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact(url))
-}
-
 fn redacted_url_opt<S: serde::Serializer>(
     url: &Option<String>,
     serializer: S,
@@ -61,177 +57,450 @@ fn redacted_url_opt<S: serde::Serializer>(
     }
 }
 
-/// Every setting, with its default. `Debug` and `Serialize` redact secrets and URL passwords.
+/// Where job state lives.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Config {
-    /// `postgres://…` or `sqlite://…`. `dev` defaults to SQLite in `data_dir`.
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://…` or `sqlite://…` (`PYSAAS_DATABASE_URL`). `dev` defaults to SQLite in
+    /// `data_dir`.
     #[serde(serialize_with = "redacted_url_opt")]
-    pub database_url: Option<String>,
-    /// API listen address.
-    pub listen: String,
-    /// Where `dev` keeps its SQLite database.
-    pub data_dir: PathBuf,
-    /// PostgreSQL schema of the PySaaS tables.
+    pub url: Option<String>,
+    /// PostgreSQL schema of the PySaaS tables (`PYSAAS_PG_SCHEMA`).
     pub pg_schema: String,
-    /// Store pool size.
+    /// Pool size (`PYSAAS_MAX_CONNECTIONS`).
     pub max_connections: u32,
-    /// Dispatcher: `store` (the default), `amqp://…` (RabbitMQ) or `redis://…` (Redis Streams).
-    #[serde(serialize_with = "redacted_url")]
-    pub broker_url: String,
-    /// Prefix of the broker's exchange and queue names.
-    pub broker_prefix: String,
-    /// Queues a worker consumes (`name` or `name=concurrency`); empty means the built-in kinds'
-    /// queues.
-    pub queues: Vec<String>,
-    /// Concurrency per queue when a queue does not say.
-    pub concurrency: usize,
-    /// Most jobs a worker claims ahead of its free slots per queue under a backlog of fast jobs
-    /// (at most what its slots run in 100 ms; default 500; 0 disables).
-    pub prefetch: Option<usize>,
-    /// Lease on a claimed job (ms).
-    pub lease_ms: u64,
-    /// Grace period for in-flight jobs at shutdown (ms).
-    pub shutdown_grace_ms: u64,
-    /// Promoter interval (ms).
-    pub promote_interval_ms: u64,
-    /// Rescuer interval (ms).
-    pub rescue_interval_ms: u64,
-    /// Leader lease (ms): a killed leader is replaced within about this long.
-    pub leader_ttl_ms: u64,
-    /// `worker` (and `dev`) processes also stand for scheduler leader, so that a deployment
-    /// without a `pysaas scheduler` still fires cron and delayed jobs. Only the leader works.
-    pub scheduler_in_workers: bool,
-    /// A tick evaluated later than this (ms) is a misfire, handled by the schedule's policy.
-    pub misfire_threshold_ms: u64,
-    /// Pruner interval (ms).
-    pub prune_interval_ms: u64,
-    /// Keep `succeeded` jobs this long (seconds; 0 keeps them forever).
-    pub retain_succeeded_secs: u64,
-    /// Keep `cancelled` jobs this long (seconds; 0 keeps them forever).
-    pub retain_cancelled_secs: u64,
-    /// Keep `dead` jobs this long (seconds; 0 keeps them forever).
-    pub retain_dead_secs: u64,
-    /// JWT signing keys: one or more Ed25519 PKCS#8 PEM blocks; the first signs, all verify.
-    /// Empty: `<data_dir>/jwt-signing-key.pem` (created when missing).
-    pub jwt_signing_keys: Option<Secret>,
-    /// `iss` of access tokens.
-    pub jwt_issuer: String,
-    /// `aud` of access tokens.
-    pub jwt_audience: String,
-    /// Access-token lifetime (s).
-    pub access_token_ttl_secs: u64,
-    /// Refresh-token lifetime (s).
-    pub refresh_token_ttl_secs: u64,
-    /// Rate-limit state: `memory` (one API process) or `redis://…` (shared by every replica).
-    #[serde(serialize_with = "redacted_url")]
-    pub rate_limit_backend: String,
-    /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
-    pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
-    /// Per-API-key limit, on top of the tenant's.
-    pub api_key_rate_limit: pysaas_api::ratelimit::Limit,
-    /// Per client address on `/v1/auth/*`.
-    pub auth_rate_limit: pysaas_api::ratelimit::Limit,
-    /// Client address from the last `X-Forwarded-For` entry (behind a load balancer only).
-    pub trust_forwarded_for: bool,
-    /// CORS: allowed origins (`*` for any); empty sends no CORS headers.
-    pub cors_origins: Vec<String>,
-    /// Requests running longer get 408 (ms; 0 disables).
-    pub request_timeout_ms: u64,
-    /// Vault (or OpenBao) address; when set, secrets come from there (see `src/vault.rs`).
-    pub vault_addr: Option<String>,
-    /// Vault token (token auth).
-    pub vault_token: Option<Secret>,
-    /// AppRole role id.
-    pub vault_role_id: Option<String>,
-    /// AppRole secret id.
-    pub vault_secret_id: Option<Secret>,
-    /// AppRole auth mount.
-    pub vault_approle_mount: String,
-    /// KV v2 mount.
-    pub vault_kv_mount: String,
-    /// Secret path in the KV mount.
-    pub vault_path: String,
-    /// How often the secret is re-read and the token renewed if due (s).
-    pub vault_refresh_secs: u64,
-    /// The live Vault connection (not a setting).
-    #[serde(skip)]
-    pub(crate) vault: Option<std::sync::Arc<crate::vault::VaultSource>>,
-    /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`), so
-    /// that Prometheus (and an HPA on queue depth) can scrape processes without the API.
-    pub metrics_listen: Option<String>,
-    /// Let webhooks reach loopback/private/link-local addresses (local development only: on a
-    /// shared deployment tenants could reach internal services).
-    pub webhook_allow_private: bool,
-    /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
-    pub schedules: Vec<ScheduleSpec>,
-    /// Apply migrations at start of `api`, `worker` and `dev`.
+    /// Apply migrations at start of `api`, `worker` and `dev` (`PYSAAS_AUTO_MIGRATE`).
     pub auto_migrate: bool,
-    /// `text` or `json` logs.
-    pub log_format: String,
+    /// Where `dev` keeps its SQLite database and generated keys (`PYSAAS_DATA_DIR`).
+    pub data_dir: PathBuf,
 }
 
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_string(self) {
-            Ok(json) => write!(f, "Config {json}"),
-            Err(_) => f.write_str("Config { .. }"),
+/// How workers learn about work.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerSection {
+    /// `store` (the default), `amqp://…` (RabbitMQ) or `redis://…` (Redis Streams)
+    /// (`PYSAAS_BROKER_URL`).
+    pub url: Broker,
+    /// Prefix of the broker's exchanges, queues and keys (`PYSAAS_BROKER_PREFIX`).
+    pub prefix: String,
+}
+
+/// A dispatcher, from `broker.url`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// Workers claim straight from the store.
+    Store,
+    /// RabbitMQ at this `amqp://` or `amqps://` URL.
+    Amqp(String),
+    /// Redis Streams at this `redis://` or `rediss://` URL.
+    Redis(String),
+}
+
+impl TryFrom<String> for Broker {
+    type Error = String;
+    fn try_from(url: String) -> std::result::Result<Self, String> {
+        if url == "store" {
+            Ok(Broker::Store)
+        } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            Ok(Broker::Amqp(url))
+        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Ok(Broker::Redis(url))
+        } else {
+            Err(format!(
+                "must be `store`, amqp://… or redis://… (got `{}`)",
+                redact(&url)
+            ))
+        }
+    }
+}
+
+impl Broker {
+    /// The URL as configured (`store` for the store).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Broker::Store => "store",
+            Broker::Amqp(url) | Broker::Redis(url) => url,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Broker {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Broker::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Broker {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&redact(self.as_str()))
+    }
+}
+
+/// Where rate-limit state lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RateLimitBackend {
+    /// In this process (one API process).
+    Memory,
+    /// In Redis at this URL, shared by every API replica.
+    Redis(String),
+}
+
+impl<'de> Deserialize<'de> for RateLimitBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let value = String::deserialize(d)?;
+        if value == "memory" {
+            Ok(RateLimitBackend::Memory)
+        } else if value.starts_with("redis://") || value.starts_with("rediss://") {
+            Ok(RateLimitBackend::Redis(value))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "must be `memory` or redis://… (got `{}`)",
+                redact(&value)
+            )))
+        }
+    }
+}
+
+impl Serialize for RateLimitBackend {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            RateLimitBackend::Memory => s.serialize_str("memory"),
+            RateLimitBackend::Redis(url) => s.serialize_str(&redact(url)),
+        }
+    }
+}
+
+/// The HTTP edge.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Listen address (`PYSAAS_LISTEN`).
+    pub listen: String,
+    /// CORS: allowed origins (`*` for any); empty sends no CORS headers (`PYSAAS_CORS_ORIGINS`).
+    pub cors_origins: Vec<String>,
+    /// Requests running longer get 408 (ms; 0 disables) (`PYSAAS_REQUEST_TIMEOUT_MS`).
+    pub request_timeout_ms: u64,
+    /// Client address from the last `X-Forwarded-For` entry (behind a load balancer only)
+    /// (`PYSAAS_TRUST_FORWARDED_FOR`).
+    pub trust_forwarded_for: bool,
+    /// Rate-limit state: `memory` or `redis://…` (`PYSAAS_RATE_LIMIT_BACKEND`).
+    pub rate_limit_backend: RateLimitBackend,
+    /// Per-API-key limit, on top of the tenant's plan (`[api.key_rate_limit]`).
+    pub key_rate_limit: pysaas_api::ratelimit::Limit,
+    /// Per client address on `/v1/auth/*` (`[api.auth_rate_limit]`).
+    pub auth_rate_limit: pysaas_api::ratelimit::Limit,
+}
+
+/// Tokens.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// JWT signing keys: one or more Ed25519 PKCS#8 PEM blocks; the first signs, all verify
+    /// (`PYSAAS_JWT_SIGNING_KEYS`). Empty: `<data_dir>/jwt-signing-key.pem`, created when missing.
+    pub jwt_signing_keys: Option<Secret>,
+    /// `iss` of access tokens (`PYSAAS_JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// `aud` of access tokens (`PYSAAS_JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Access-token lifetime (s) (`PYSAAS_ACCESS_TOKEN_TTL_SECS`).
+    pub access_token_ttl_secs: u64,
+    /// Refresh-token lifetime (s) (`PYSAAS_REFRESH_TOKEN_TTL_SECS`).
+    pub refresh_token_ttl_secs: u64,
+}
+
+/// Worker pools.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Queues to consume (`name` or `name=concurrency`); empty: the registered kinds' queues
+    /// (`PYSAAS_QUEUES`).
+    pub queues: Vec<String>,
+    /// Concurrency per queue when a queue does not say (`PYSAAS_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Most jobs claimed ahead of free slots per queue under a backlog of fast jobs (at most what
+    /// the slots run in 100 ms; default 500; 0 disables) (`PYSAAS_PREFETCH`).
+    pub prefetch: Option<usize>,
+    /// Lease on a claimed job (ms) (`PYSAAS_LEASE_MS`).
+    pub lease_ms: u64,
+    /// Grace period for in-flight jobs at shutdown (ms) (`PYSAAS_SHUTDOWN_GRACE_MS`).
+    pub shutdown_grace_ms: u64,
+    /// Let webhooks reach loopback, private and link-local addresses (local development only)
+    /// (`PYSAAS_WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
+}
+
+/// Leader election, cron, delayed jobs and maintenance.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerSection {
+    /// `worker` (and `dev`) processes also stand for leader, so that a deployment without a
+    /// `pysaas scheduler` still fires cron and delayed jobs (`PYSAAS_SCHEDULER_IN_WORKERS`).
+    pub in_workers: bool,
+    /// Leader lease (ms): a killed leader is replaced within about this long
+    /// (`PYSAAS_LEADER_TTL_MS`).
+    pub leader_ttl_ms: u64,
+    /// Promoter interval (ms) (`PYSAAS_PROMOTE_INTERVAL_MS`).
+    pub promote_interval_ms: u64,
+    /// Rescuer interval (ms) (`PYSAAS_RESCUE_INTERVAL_MS`).
+    pub rescue_interval_ms: u64,
+    /// A tick evaluated later than this (ms) is a misfire (`PYSAAS_MISFIRE_THRESHOLD_MS`).
+    pub misfire_threshold_ms: u64,
+    /// Pruner interval (ms) (`PYSAAS_PRUNE_INTERVAL_MS`).
+    pub prune_interval_ms: u64,
+    /// Keep `succeeded` jobs this long (s; 0 keeps them) (`PYSAAS_RETAIN_SUCCEEDED_SECS`).
+    pub retain_succeeded_secs: u64,
+    /// Keep `cancelled` jobs this long (s; 0 keeps them) (`PYSAAS_RETAIN_CANCELLED_SECS`).
+    pub retain_cancelled_secs: u64,
+    /// Keep `dead` jobs this long (s; 0 keeps them) (`PYSAAS_RETAIN_DEAD_SECS`).
+    pub retain_dead_secs: u64,
+}
+
+/// Secrets from Vault (or OpenBao); see `src/vault.rs`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSection {
+    /// Address; when set, secrets come from there (`PYSAAS_VAULT_ADDR`).
+    pub addr: Option<String>,
+    /// Token auth (`PYSAAS_VAULT_TOKEN`).
+    pub token: Option<Secret>,
+    /// AppRole role id (`PYSAAS_VAULT_ROLE_ID`).
+    pub role_id: Option<String>,
+    /// AppRole secret id (`PYSAAS_VAULT_SECRET_ID`).
+    pub secret_id: Option<Secret>,
+    /// AppRole auth mount (`PYSAAS_VAULT_APPROLE_MOUNT`).
+    pub approle_mount: String,
+    /// KV v2 mount (`PYSAAS_VAULT_KV_MOUNT`).
+    pub kv_mount: String,
+    /// Secret path in the KV mount (`PYSAAS_VAULT_PATH`).
+    pub path: String,
+    /// How often the secret is re-read and the token renewed if due (s)
+    /// (`PYSAAS_VAULT_REFRESH_SECS`).
+    pub refresh_secs: u64,
+}
+
+/// Logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting, by section, with its default. Loaded from defaults ← TOML file ← `PYSAAS_*`
+/// environment variables (flat names, e.g. `PYSAAS_DATABASE_URL` for `store.url`: see
+/// [`ENV_KEYS`]) ← the command line ← Vault, then validated once. `Debug` and `Serialize`
+/// redact secrets and URL passwords.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[store]`.
+    pub store: StoreSection,
+    /// `[broker]`.
+    pub broker: BrokerSection,
+    /// `[api]`.
+    pub api: ApiSection,
+    /// `[auth]`.
+    pub auth: AuthSection,
+    /// `[worker]`.
+    pub worker: WorkerSection,
+    /// `[scheduler]`.
+    pub scheduler: SchedulerSection,
+    /// `[vault]`.
+    pub vault: VaultSection,
+    /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
+    pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
+    /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
+    /// (`PYSAAS_METRICS_LISTEN`).
+    pub metrics_listen: Option<String>,
+    /// `text` or `json` logs (`PYSAAS_LOG_FORMAT`); filter with `PYSAAS_LOG`.
+    pub log_format: LogFormat,
+    /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+/// `PYSAAS_*` environment variables and the setting each one sets.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("database_url", "store.url"),
+    ("pg_schema", "store.pg_schema"),
+    ("max_connections", "store.max_connections"),
+    ("auto_migrate", "store.auto_migrate"),
+    ("data_dir", "store.data_dir"),
+    ("broker_url", "broker.url"),
+    ("broker_prefix", "broker.prefix"),
+    ("listen", "api.listen"),
+    ("cors_origins", "api.cors_origins"),
+    ("request_timeout_ms", "api.request_timeout_ms"),
+    ("trust_forwarded_for", "api.trust_forwarded_for"),
+    ("rate_limit_backend", "api.rate_limit_backend"),
+    ("jwt_signing_keys", "auth.jwt_signing_keys"),
+    ("jwt_issuer", "auth.jwt_issuer"),
+    ("jwt_audience", "auth.jwt_audience"),
+    ("access_token_ttl_secs", "auth.access_token_ttl_secs"),
+    ("refresh_token_ttl_secs", "auth.refresh_token_ttl_secs"),
+    ("queues", "worker.queues"),
+    ("concurrency", "worker.concurrency"),
+    ("prefetch", "worker.prefetch"),
+    ("lease_ms", "worker.lease_ms"),
+    ("shutdown_grace_ms", "worker.shutdown_grace_ms"),
+    ("webhook_allow_private", "worker.webhook_allow_private"),
+    ("scheduler_in_workers", "scheduler.in_workers"),
+    ("leader_ttl_ms", "scheduler.leader_ttl_ms"),
+    ("promote_interval_ms", "scheduler.promote_interval_ms"),
+    ("rescue_interval_ms", "scheduler.rescue_interval_ms"),
+    ("misfire_threshold_ms", "scheduler.misfire_threshold_ms"),
+    ("prune_interval_ms", "scheduler.prune_interval_ms"),
+    ("retain_succeeded_secs", "scheduler.retain_succeeded_secs"),
+    ("retain_cancelled_secs", "scheduler.retain_cancelled_secs"),
+    ("retain_dead_secs", "scheduler.retain_dead_secs"),
+    ("vault_addr", "vault.addr"),
+    ("vault_token", "vault.token"),
+    ("vault_role_id", "vault.role_id"),
+    ("vault_secret_id", "vault.secret_id"),
+    ("vault_approle_mount", "vault.approle_mount"),
+    ("vault_kv_mount", "vault.kv_mount"),
+    ("vault_path", "vault.path"),
+    ("vault_refresh_secs", "vault.refresh_secs"),
+    ("metrics_listen", "metrics_listen"),
+    ("log_format", "log_format"),
+];
+
+/// `Debug` as the redacted serialisation, so that no secret or URL password can print.
+macro_rules! debug_as_redacted {
+    ($($ty:ident),* $(,)?) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_string(self) {
+                    Ok(json) => write!(f, "{} {json}", stringify!($ty)),
+                    Err(_) => write!(f, "{} {{ .. }}", stringify!($ty)),
+                }
+            }
+        }
+    )*};
+}
+
+debug_as_redacted!(
+    Config,
+    StoreSection,
+    BrokerSection,
+    Broker,
+    RateLimitBackend,
+    ApiSection,
+    AuthSection,
+    WorkerSection,
+    SchedulerSection,
+    VaultSection,
+);
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: None,
+            pg_schema: pysaas_brokers::store::DEFAULT_PG_SCHEMA.into(),
+            max_connections: pysaas_brokers::store::DEFAULT_MAX_CONNECTIONS,
+            auto_migrate: true,
+            data_dir: PathBuf::from(".pysaas"),
+        }
+    }
+}
+
+impl Default for BrokerSection {
+    fn default() -> Self {
+        BrokerSection {
+            url: Broker::Store,
+            prefix: "pysaas".into(),
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        let limits = pysaas_api::ratelimit::Limits::default();
+        ApiSection {
+            listen: "127.0.0.1:8080".into(),
+            cors_origins: Vec::new(),
+            request_timeout_ms: 30_000,
+            trust_forwarded_for: false,
+            rate_limit_backend: RateLimitBackend::Memory,
+            key_rate_limit: limits.api_key,
+            auth_rate_limit: limits.auth_per_ip,
+        }
+    }
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            jwt_signing_keys: None,
+            jwt_issuer: "pysaas".into(),
+            jwt_audience: "pysaas-api".into(),
+            access_token_ttl_secs: 15 * 60,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            queues: Vec::new(),
+            concurrency: 10,
+            prefetch: None,
+            lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
+            shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
+            webhook_allow_private: false,
+        }
+    }
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        let retention = pysaas_scheduler::Retention::default();
+        SchedulerSection {
+            in_workers: true,
+            leader_ttl_ms: duration_ms(pysaas_scheduler::DEFAULT_LEADER_TTL),
+            promote_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_PROMOTE_INTERVAL),
+            rescue_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_RESCUE_INTERVAL),
+            misfire_threshold_ms: duration_ms(pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD),
+            prune_interval_ms: duration_ms(pysaas_scheduler::pruner::DEFAULT_PRUNE_INTERVAL),
+            retain_succeeded_secs: retention_secs(retention.succeeded),
+            retain_cancelled_secs: retention_secs(retention.cancelled),
+            retain_dead_secs: retention_secs(retention.dead),
+        }
+    }
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        VaultSection {
+            addr: None,
+            token: None,
+            role_id: None,
+            secret_id: None,
+            approle_mount: "approle".into(),
+            kv_mount: "secret".into(),
+            path: "pysaas".into(),
+            refresh_secs: 60,
         }
     }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let retention = pysaas_scheduler::Retention::default();
-        let limits = pysaas_api::ratelimit::Limits::default();
         Config {
-            database_url: None,
-            listen: "127.0.0.1:8080".into(),
-            data_dir: PathBuf::from(".pysaas"),
-            pg_schema: pysaas_brokers::store::DEFAULT_PG_SCHEMA.into(),
-            max_connections: pysaas_brokers::store::DEFAULT_MAX_CONNECTIONS,
-            broker_url: "store".into(),
-            broker_prefix: "pysaas".into(),
-            queues: Vec::new(),
-            concurrency: 10,
-            prefetch: None,
-            lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
-            shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
-            promote_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_PROMOTE_INTERVAL),
-            rescue_interval_ms: duration_ms(pysaas_scheduler::DEFAULT_RESCUE_INTERVAL),
-            leader_ttl_ms: duration_ms(pysaas_scheduler::DEFAULT_LEADER_TTL),
-            scheduler_in_workers: true,
-            misfire_threshold_ms: duration_ms(pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD),
-            prune_interval_ms: duration_ms(pysaas_scheduler::pruner::DEFAULT_PRUNE_INTERVAL),
-            retain_succeeded_secs: retention_secs(retention.succeeded),
-            retain_cancelled_secs: retention_secs(retention.cancelled),
-            retain_dead_secs: retention_secs(retention.dead),
-            schedules: Vec::new(),
-            jwt_signing_keys: None,
+            store: StoreSection::default(),
+            broker: BrokerSection::default(),
+            api: ApiSection::default(),
+            auth: AuthSection::default(),
+            worker: WorkerSection::default(),
+            scheduler: SchedulerSection::default(),
+            vault: VaultSection::default(),
+            rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
-            webhook_allow_private: false,
-            vault_addr: None,
-            vault_token: None,
-            vault_role_id: None,
-            vault_secret_id: None,
-            vault_approle_mount: "approle".into(),
-            vault_kv_mount: "secret".into(),
-            vault_path: "pysaas".into(),
-            vault_refresh_secs: 60,
-            vault: None,
-            rate_limit_backend: "memory".into(),
-            rate_limits: limits.plans.clone(),
-            api_key_rate_limit: limits.api_key,
-            auth_rate_limit: limits.auth_per_ip,
-            trust_forwarded_for: false,
-            cors_origins: Vec::new(),
-            request_timeout_ms: 30_000,
-            jwt_issuer: "pysaas".into(),
-            jwt_audience: "pysaas-api".into(),
-            access_token_ttl_secs: 15 * 60,
-            refresh_token_ttl_secs: 30 * 24 * 3600,
-            auto_migrate: true,
-            log_format: "text".into(),
+            log_format: LogFormat::Text,
+            schedules: Vec::new(),
         }
     }
 }
@@ -269,10 +538,33 @@ impl Config {
         }
         let figment = figment.merge(
             Env::prefixed("PYSAAS_")
-                .ignore(&["config", "api", "schedules"])
-                .map(|k| k.as_str().to_lowercase().into()),
+                .filter(|k| {
+                    ENV_KEYS
+                        .iter()
+                        .any(|(flat, _)| k.as_str().eq_ignore_ascii_case(flat))
+                })
+                .map(|k| {
+                    ENV_KEYS
+                        .iter()
+                        .find(|(flat, _)| k.as_str().eq_ignore_ascii_case(flat))
+                        .map_or_else(|| k.as_str().to_lowercase(), |(_, path)| (*path).to_owned())
+                        .into()
+                }),
         );
-        figment.extract().context("invalid configuration")
+        figment.extract().map_err(|err| {
+            // Name the setting as the file spells it, and the variable that sets it.
+            let path = err.path.join(".").to_lowercase();
+            let var = ENV_KEYS
+                .iter()
+                .find(|(_, p)| *p == path)
+                .map(|(flat, _)| format!(" (PYSAAS_{})", flat.to_uppercase()))
+                .unwrap_or_default();
+            if path.is_empty() {
+                anyhow::anyhow!("invalid configuration: {err}")
+            } else {
+                anyhow::anyhow!("invalid configuration: {path}{var}: {err}")
+            }
+        })
     }
 
     /// The effective configuration as TOML, secrets and URL passwords redacted
@@ -283,50 +575,35 @@ impl Config {
 
     /// Checks every setting, naming the one at fault.
     pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.database_url {
+        if let Some(url) = &self.store.url {
             if !(url.starts_with("postgres://")
                 || url.starts_with("postgresql://")
                 || url.starts_with("sqlite:"))
             {
-                bail!("database_url (PYSAAS_DATABASE_URL) must start with postgres:// or sqlite:// (got `{}`)", redact(url));
+                bail!("store.url (PYSAAS_DATABASE_URL) must start with postgres:// or sqlite:// (got `{}`)", redact(url));
             }
         }
         self.listen_addr()?;
-        if self.concurrency == 0 {
-            bail!("concurrency (PYSAAS_CONCURRENCY) must be at least 1");
+        if self.worker.concurrency == 0 {
+            bail!("worker.concurrency (PYSAAS_CONCURRENCY) must be at least 1");
         }
-        if self.lease_ms < 100 {
-            bail!("lease_ms (PYSAAS_LEASE_MS) must be at least 100");
+        if self.worker.lease_ms < 100 {
+            bail!("worker.lease_ms (PYSAAS_LEASE_MS) must be at least 100");
         }
-        let broker = self.broker_url.as_str();
-        let schemes = ["amqp://", "amqps://", "redis://", "rediss://"];
-        if !(broker == "store" || schemes.iter().any(|s| broker.starts_with(s))) {
-            bail!(
-                "broker_url (PYSAAS_BROKER_URL) must be `store`, amqp://… or redis://… (got `{}`)",
-                redact(broker)
-            );
-        }
-        if !pysaas_api::valid_queue_name(&self.broker_prefix) {
-            bail!("broker_prefix (PYSAAS_BROKER_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
-        }
-        let backend = self.rate_limit_backend.as_str();
-        if !(backend == "memory"
-            || backend.starts_with("redis://")
-            || backend.starts_with("rediss://"))
-        {
-            bail!("rate_limit_backend (PYSAAS_RATE_LIMIT_BACKEND) must be `memory` or redis://… (got `{}`)", redact(backend));
+        if !pysaas_api::valid_queue_name(&self.broker.prefix) {
+            bail!("broker.prefix (PYSAAS_BROKER_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
         }
         for (plan, limit) in self
             .rate_limits
             .iter()
-            .map(|(p, l)| (p.as_str(), l))
+            .map(|(p, l)| (format!("rate_limits.{p}"), l))
             .chain([
-                ("api key", &self.api_key_rate_limit),
-                ("auth per address", &self.auth_rate_limit),
+                ("api.key_rate_limit".to_owned(), &self.api.key_rate_limit),
+                ("api.auth_rate_limit".to_owned(), &self.api.auth_rate_limit),
             ])
         {
             if !(limit.rate > 0.0 && limit.burst >= 1) {
-                bail!("rate limit `{plan}`: rate must be > 0 and burst at least 1");
+                bail!("{plan}: rate must be > 0 and burst at least 1");
             }
         }
         if let Some(addr) = &self.metrics_listen {
@@ -334,8 +611,8 @@ impl Config {
                 format!("metrics_listen (PYSAAS_METRICS_LISTEN) `{addr}` is not an address like 0.0.0.0:9090")
             })?;
         }
-        if self.leader_ttl_ms < 300 {
-            bail!("leader_ttl_ms (PYSAAS_LEADER_TTL_MS) must be at least 300");
+        if self.scheduler.leader_ttl_ms < 300 {
+            bail!("scheduler.leader_ttl_ms (PYSAAS_LEADER_TTL_MS) must be at least 300");
         }
         let mut names = std::collections::BTreeSet::new();
         for schedule in &self.schedules {
@@ -343,37 +620,41 @@ impl Config {
                 bail!("schedules: `{}` is declared twice", schedule.name);
             }
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            bail!("log_format (PYSAAS_LOG_FORMAT) must be `text` or `json`");
+        if self.vault.addr.is_some()
+            && self.vault.token.is_none()
+            && (self.vault.role_id.is_none() || self.vault.secret_id.is_none())
+        {
+            bail!("vault.addr is set: also set vault.token (PYSAAS_VAULT_TOKEN), or vault.role_id and vault.secret_id");
         }
         Ok(())
     }
 
     /// The parsed listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr> {
-        self.listen.parse().with_context(|| {
+        self.api.listen.parse().with_context(|| {
             format!(
-                "listen (PYSAAS_LISTEN) `{}` is not an address like 127.0.0.1:8080",
-                self.listen
+                "api.listen (PYSAAS_LISTEN) `{}` is not an address like 127.0.0.1:8080",
+                self.api.listen
             )
         })
     }
 
     /// The database URL, or the error saying how to set it.
     pub fn require_database_url(&self) -> Result<&str> {
-        self.database_url
+        self.store
+            .url
             .as_deref()
-            .context("no database configured: set PYSAAS_DATABASE_URL (postgres://… or sqlite://…) or database_url in the config file")
+            .context("no database configured: set PYSAAS_DATABASE_URL (postgres://… or sqlite://…) or store.url in the config file")
     }
 
     /// Lease on a running job.
     pub fn lease(&self) -> Duration {
-        Duration::from_millis(self.lease_ms)
+        Duration::from_millis(self.worker.lease_ms)
     }
 
     /// Time in-flight jobs get after SIGTERM.
     pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_millis(self.shutdown_grace_ms)
+        Duration::from_millis(self.worker.shutdown_grace_ms)
     }
 
     /// Rate limits per plan and per key.
@@ -381,17 +662,17 @@ impl Config {
         pysaas_api::ratelimit::Limits {
             plans: self.rate_limits.clone(),
             default_plan: "free".into(),
-            api_key: self.api_key_rate_limit,
-            auth_per_ip: self.auth_rate_limit,
+            api_key: self.api.key_rate_limit,
+            auth_per_ip: self.api.auth_rate_limit,
         }
     }
 
     /// Retention per finished state.
     pub fn retention(&self) -> pysaas_scheduler::Retention {
         pysaas_scheduler::Retention {
-            succeeded: keep_for(self.retain_succeeded_secs),
-            cancelled: keep_for(self.retain_cancelled_secs),
-            dead: keep_for(self.retain_dead_secs),
+            succeeded: keep_for(self.scheduler.retain_succeeded_secs),
+            cancelled: keep_for(self.scheduler.retain_cancelled_secs),
+            dead: keep_for(self.scheduler.retain_dead_secs),
         }
     }
 }
@@ -419,16 +700,15 @@ mod tests {
     const DB_PASSWORD: &str = "db-password-that-must-not-print";
 
     fn with_secrets() -> Config {
-        Config {
-            vault_addr: Some("http://127.0.0.1:8200".into()),
-            vault_token: Some(Secret::new(TOKEN)),
-            vault_role_id: Some("role".into()),
-            vault_secret_id: Some(Secret::new(SECRET_ID)),
-            jwt_signing_keys: Some(Secret::new(PEM)),
-            database_url: Some(format!("postgres://app:{DB_PASSWORD}@127.0.0.1/db")),
-            broker_url: format!("amqp://app:{DB_PASSWORD}@127.0.0.1:5672/%2f"),
-            ..Config::default()
-        }
+        let mut config = Config::default();
+        config.vault.addr = Some("http://127.0.0.1:8200".into());
+        config.vault.token = Some(Secret::new(TOKEN));
+        config.vault.role_id = Some("role".into());
+        config.vault.secret_id = Some(Secret::new(SECRET_ID));
+        config.auth.jwt_signing_keys = Some(Secret::new(PEM));
+        config.store.url = Some(format!("postgres://app:{DB_PASSWORD}@127.0.0.1/db"));
+        config.broker.url = Broker::Amqp(format!("amqp://app:{DB_PASSWORD}@127.0.0.1:5672/%2f"));
+        config
     }
 
     fn assert_hidden(text: &str) {
@@ -447,10 +727,10 @@ mod tests {
         assert_hidden(&serde_json::to_string(&config).unwrap());
         let toml = config.to_redacted_toml().unwrap();
         assert_hidden(&toml);
-        assert!(toml.contains("vault_token = \"[redacted]\""), "{toml}");
+        assert!(toml.contains("token = \"[redacted]\""), "{toml}");
         // The values themselves are intact for the code that uses them.
-        assert_eq!(config.vault_token.as_ref().unwrap().expose(), TOKEN);
-        assert!(config.database_url.unwrap().contains(DB_PASSWORD));
+        assert_eq!(config.vault.token.as_ref().unwrap().expose(), TOKEN);
+        assert!(config.store.url.unwrap().contains(DB_PASSWORD));
     }
 
     #[test]
@@ -460,10 +740,10 @@ mod tests {
             jail.set_env("PYSAAS_VAULT_TOKEN", TOKEN);
             jail.set_env("PYSAAS_JWT_SIGNING_KEYS", PEM);
             let config = Config::load_unvalidated(None).unwrap();
-            assert_eq!(config.vault_token.as_ref().unwrap().expose(), TOKEN);
+            assert_eq!(config.vault.token.as_ref().unwrap().expose(), TOKEN);
             // The environment provider trims values; PEM parsing does not mind.
             assert_eq!(
-                config.jwt_signing_keys.as_ref().unwrap().expose(),
+                config.auth.jwt_signing_keys.as_ref().unwrap().expose(),
                 PEM.trim_end()
             );
             assert_hidden(&format!("{config:?}"));

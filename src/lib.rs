@@ -47,8 +47,13 @@ pub use config::Config;
 pub use pysaas_jobs::{HandlerError, JobKind, RetryPolicy, DEFAULT_TENANT};
 pub use pysaas_workers::{Handlers, JobContext, JobHandler};
 
-/// Reads Vault (or OpenBao) into `config` when `vault_addr` is set: the secrets it holds
-/// override the file's and the environment's. A no-op otherwise.
-pub async fn apply_vault(config: &mut Config) -> anyhow::Result<()> {
-    vault::apply(config).await
+/// Reads Vault (or OpenBao) into `config` when `vault.addr` is set: the secrets it holds
+/// override the file's and the environment's. Returns the connection, for [`App::with_vault`]
+/// (which keeps the token renewed and follows key rotations); `None` without Vault.
+pub async fn apply_vault(config: &mut Config) -> anyhow::Result<Option<Vault>> {
+    Ok(vault::apply(config).await?.map(Vault))
 }
+
+/// A live Vault connection (see [`apply_vault`]).
+#[derive(Debug, Clone)]
+pub struct Vault(std::sync::Arc<vault::VaultSource>);

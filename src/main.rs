@@ -121,35 +121,37 @@ fn main() -> Result<()> {
                 // File and environment, then the command line, then Vault; validated once.
                 match &command {
                     Command::Dev { listen, data_dir } => {
-                        config.listen = listen.clone().unwrap_or(config.listen);
-                        config.data_dir = data_dir.clone().unwrap_or(config.data_dir);
+                        config.api.listen = listen.clone().unwrap_or(config.api.listen);
+                        config.store.data_dir = data_dir.clone().unwrap_or(config.store.data_dir);
                     }
                     Command::Api { listen } => {
-                        config.listen = listen.clone().unwrap_or(config.listen);
+                        config.api.listen = listen.clone().unwrap_or(config.api.listen);
                     }
                     Command::Worker {
                         queues,
                         concurrency,
                     } => {
                         if !queues.is_empty() {
-                            config.queues = queues.clone();
+                            config.worker.queues = queues.clone();
                         }
-                        config.concurrency = concurrency.unwrap_or(config.concurrency);
+                        config.worker.concurrency =
+                            concurrency.unwrap_or(config.worker.concurrency);
                     }
                     _ => {}
                 }
-                pysaas::apply_vault(&mut config).await?;
+                let vault = pysaas::apply_vault(&mut config).await?;
                 config.validate()?;
+                let app = |config| App::new(config).with_vault(vault.clone());
                 match command {
-                    Command::Dev { .. } => App::new(config).run_dev().await,
-                    Command::Api { .. } => App::new(config).run_api().await,
-                    Command::Worker { .. } => App::new(config).run_worker().await,
+                    Command::Dev { .. } => app(config).run_dev().await,
+                    Command::Api { .. } => app(config).run_api().await,
+                    Command::Worker { .. } => app(config).run_worker().await,
                     Command::Config(ConfigCommand::Check) => {
                         print!("{}", config.to_redacted_toml()?);
                         eprintln!("configuration is valid");
                         Ok(())
                     }
-                    Command::Scheduler => App::new(config).run_scheduler().await,
+                    Command::Scheduler => app(config).run_scheduler().await,
                     Command::Migrate => app::migrate(config).await,
                     Command::Admin(AdminCommand::CreateKey {
                         tenant,

@@ -49,12 +49,13 @@ pub(crate) fn keyring(config: &Config, configured: Option<&str>) -> Result<Keyri
     let pems = match configured.filter(|k| !k.trim().is_empty()) {
         Some(keys) => pem_blocks(keys),
         None => {
-            let path = config.data_dir.join(KEY_FILE);
+            let path = config.store.data_dir.join(KEY_FILE);
             if !path.exists() {
-                std::fs::create_dir_all(&config.data_dir)?;
+                std::fs::create_dir_all(&config.store.data_dir)?;
                 // Written aside, then linked into place: two processes starting at once never
                 // see half a key, and the first one's key wins.
                 let tmp = config
+                    .store
                     .data_dir
                     .join(format!(".{KEY_FILE}.{}", std::process::id()));
                 write_private(&tmp, &generate_pem())?;
@@ -87,10 +88,10 @@ pub(crate) fn keyring(config: &Config, configured: Option<&str>) -> Result<Keyri
 /// The credential checker the API uses.
 pub(crate) fn auth(config: &Config, keys: Option<&str>) -> Result<Arc<Auth>> {
     let settings = AuthSettings {
-        issuer: config.jwt_issuer.clone(),
-        audience: config.jwt_audience.clone(),
-        access_ttl: Duration::from_secs(config.access_token_ttl_secs.max(1)),
-        refresh_ttl: Duration::from_secs(config.refresh_token_ttl_secs.max(1)),
+        issuer: config.auth.jwt_issuer.clone(),
+        audience: config.auth.jwt_audience.clone(),
+        access_ttl: Duration::from_secs(config.auth.access_token_ttl_secs.max(1)),
+        refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_secs.max(1)),
         ..AuthSettings::default()
     };
     Ok(Arc::new(Auth::new(keyring(config, keys)?, settings)))
@@ -112,7 +113,7 @@ pub(crate) async fn ensure_default_tenant(store: &dyn JobStore) -> Result<()> {
 /// `dev` on first start: an `admin` API key for the default tenant, printed once and written to
 /// `<data_dir>/admin.key` (0600).
 pub(crate) async fn bootstrap_admin_key(store: &dyn JobStore, config: &Config) -> Result<()> {
-    let path = config.data_dir.join(ADMIN_KEY_FILE);
+    let path = config.store.data_dir.join(ADMIN_KEY_FILE);
     if path.exists() {
         println!("admin API key: in {}", path.display());
         return Ok(());

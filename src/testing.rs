@@ -159,20 +159,20 @@ pub async fn spawn_app(app: App, roles: Roles) -> Result<TestApp> {
     let mut app = app;
     // Signing keys and the like go to a temporary data dir, never into the working directory.
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let own_store = !(app.store_given() || app.config().database_url.is_some());
+    let own_store = !(app.store_given() || app.config().store.url.is_some());
     let config = app.config_mut();
-    config.data_dir = dir.path().to_path_buf();
+    config.store.data_dir = dir.path().to_path_buf();
     if own_store {
-        config.database_url = Some(format!(
+        config.store.url = Some(format!(
             "sqlite://{}",
             dir.path().join("pysaas.db").display()
         ));
     }
     {
         let config = app.config_mut();
-        config.listen = "127.0.0.1:0".into();
-        config.promote_interval_ms = 50;
-        config.rescue_interval_ms = 200;
+        config.api.listen = "127.0.0.1:0".into();
+        config.scheduler.promote_interval_ms = 50;
+        config.scheduler.rescue_interval_ms = 200;
     }
     let running = app
         .start(roles, tokio_util::sync::CancellationToken::new())

@@ -111,16 +111,16 @@ impl VaultSource {
 
     /// Connects when `vault_addr` is set.
     pub(crate) async fn connect(config: &Config) -> Result<Option<Arc<Self>>> {
-        let Some(addr) = config.vault_addr.clone() else {
+        let Some(addr) = config.vault.addr.clone() else {
             return Ok(None);
         };
         let login = match (
-            &config.vault_role_id,
-            &config.vault_secret_id,
-            &config.vault_token,
+            &config.vault.role_id,
+            &config.vault.secret_id,
+            &config.vault.token,
         ) {
             (Some(role_id), Some(secret_id), _) => Login::AppRole {
-                mount: config.vault_approle_mount.clone(),
+                mount: config.vault.approle_mount.clone(),
                 role_id: role_id.clone(),
                 secret_id: secret_id.expose().to_owned(),
             },
@@ -133,9 +133,9 @@ impl VaultSource {
         Ok(Some(Arc::new(VaultSource {
             addr,
             login,
-            kv_mount: config.vault_kv_mount.clone(),
-            path: config.vault_path.clone(),
-            refresh: Duration::from_secs(config.vault_refresh_secs.max(1)),
+            kv_mount: config.vault.kv_mount.clone(),
+            path: config.vault.path.clone(),
+            refresh: Duration::from_secs(config.vault.refresh_secs.max(1)),
             session: Mutex::new(session),
         })))
     }
@@ -230,27 +230,33 @@ impl VaultSource {
 }
 
 /// Connects to Vault if configured and lets the secret's fields override the configuration.
-pub(crate) async fn apply(config: &mut Config) -> Result<()> {
+pub(crate) async fn apply(config: &mut Config) -> Result<Option<Arc<VaultSource>>> {
     let Some(vault) = VaultSource::connect(config).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let secret = vault.read().await?;
     let mut applied = Vec::new();
     for field in FIELDS {
         if let Some(value) = secret.get(field) {
             match field {
-                "database_url" => config.database_url = Some(value.clone()),
+                "database_url" => config.store.url = Some(value.clone()),
                 "jwt_signing_keys" => {
-                    config.jwt_signing_keys = Some(crate::config::Secret::new(value.clone()));
+                    config.auth.jwt_signing_keys = Some(crate::config::Secret::new(value.clone()));
                 }
-                "broker_url" => config.broker_url = value.clone(),
-                "rate_limit_backend" => config.rate_limit_backend = value.clone(),
+                "broker_url" => {
+                    config.broker.url = crate::config::Broker::try_from(value.clone())
+                        .map_err(|e| anyhow::anyhow!("broker_url from Vault {e}"))?;
+                }
+                "rate_limit_backend" => {
+                    config.api.rate_limit_backend =
+                        serde_json::from_value(serde_json::Value::String(value.clone()))
+                            .map_err(|e| anyhow::anyhow!("rate_limit_backend from Vault {e}"))?;
+                }
                 _ => continue,
             }
             applied.push(field);
         }
     }
     tracing::info!(path = %format!("{}/{}", vault.kv_mount, vault.path), fields = ?applied, "secrets loaded from Vault");
-    config.vault = Some(vault);
-    Ok(())
+    Ok(Some(vault))
 }

@@ -27,10 +27,10 @@ struct App {
 async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> pysaas::testing::TestApp {
     let mut config = pysaas::Config::default();
     // The test's webhook target listens on loopback.
-    config.webhook_allow_private = true;
-    config.queues = vec!["default".into(), "notifications".into()];
-    config.concurrency = 8;
-    config.lease_ms = 5_000;
+    config.worker.webhook_allow_private = true;
+    config.worker.queues = vec!["default".into(), "notifications".into()];
+    config.worker.concurrency = 8;
+    config.worker.lease_ms = 5_000;
     let roles = pysaas::Roles {
         api: true,
         worker: with_worker,

@@ -1002,8 +1002,8 @@ async fn dev_bootstraps_an_admin_key_once() {
 async fn cors_follows_the_configured_origins() {
     let db = TestDb::sqlite().await;
     let mut config = pysaas::Config::default();
-    config.cors_origins = vec!["https://dash.example.com".into()];
-    config.request_timeout_ms = 5_000;
+    config.api.cors_origins = vec!["https://dash.example.com".into()];
+    config.api.request_timeout_ms = 5_000;
     let app = pysaas::App::new(config)
         .with_store(db.store.clone())
         .with_auth(Arc::new(Auth::ephemeral()));

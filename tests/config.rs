@@ -34,14 +34,31 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("concurrency = 33"), "{stdout}");
-    assert!(stdout.contains("vault_token = \"[redacted]\""), "{stdout}");
-    assert!(
-        stdout.contains("vault_secret_id = \"[redacted]\""),
+    // Sections, with the values the environment gave.
+    let parsed: toml::Value = toml::from_str(&stdout).unwrap();
+    assert_eq!(
+        parsed["worker"]["concurrency"].as_integer(),
+        Some(33),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("jwt_signing_keys = \"[redacted]\""),
+    assert_eq!(
+        parsed["vault"]["token"].as_str(),
+        Some("[redacted]"),
+        "{stdout}"
+    );
+    assert_eq!(
+        parsed["vault"]["secret_id"].as_str(),
+        Some("[redacted]"),
+        "{stdout}"
+    );
+    assert_eq!(
+        parsed["vault"]["role_id"].as_str(),
+        Some("pysaas"),
+        "{stdout}"
+    );
+    assert_eq!(
+        parsed["auth"]["jwt_signing_keys"].as_str(),
+        Some("[redacted]"),
         "{stdout}"
     );
     assert!(
@@ -59,8 +76,54 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
 
 #[test]
 fn config_check_names_the_bad_setting() {
-    let out = check(&[("PYSAAS_CONCURRENCY", "0".into())]);
+    for (var, value, key) in [
+        ("PYSAAS_CONCURRENCY", "0", "worker.concurrency"),
+        ("PYSAAS_BROKER_URL", "kafka://x", "broker.url"),
+        (
+            "PYSAAS_RATE_LIMIT_BACKEND",
+            "memcached",
+            "api.rate_limit_backend",
+        ),
+        ("PYSAAS_LOG_FORMAT", "xml", "log_format"),
+    ] {
+        let out = check(&[(var, value.into())]);
+        assert!(!out.status.success(), "{var}={value} accepted");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains(var) && stderr.contains(key),
+            "{var}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_in_sections_is_read_and_unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pysaas.toml");
+    std::fs::write(
+        &file,
+        "[worker]\nqueues = [\"billing=64\"]\n[scheduler]\nin_workers = false\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: toml::Value = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_eq!(parsed["worker"]["queues"][0].as_str(), Some("billing=64"));
+    assert_eq!(parsed["scheduler"]["in_workers"].as_bool(), Some(false));
+
+    std::fs::write(&file, "[worker]\nconcurency = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["--config", file.to_str().unwrap(), "config", "check"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("PYSAAS_CONCURRENCY"), "{stderr}");
+    assert!(stderr.contains("concurency"), "{stderr}");
 }

@@ -183,7 +183,7 @@ pub async fn run(config: Config, mut args: BenchArgs) -> Result<()> {
         args.phases.push("raw".into());
     }
     let temp_dir = std::env::temp_dir().join(format!("pysaas-bench-{}", std::process::id()));
-    let url = match args.database_url.clone().or(config.database_url.clone()) {
+    let url = match args.database_url.clone().or(config.store.url.clone()) {
         Some(url) => url,
         None => {
             std::fs::create_dir_all(&temp_dir)?;

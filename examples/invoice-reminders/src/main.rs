@@ -7,9 +7,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut config = pysaas::Config::load(None)?;
+        let mut config = pysaas::Config::load_unvalidated(None)?;
         pysaas::app::init_tracing(&config, pysaas::app::LOG_DEFAULT);
-        pysaas::apply_vault(&mut config).await?;
-        pysaas_example_reminders::app(config).run_dev().await
+        let vault = pysaas::apply_vault(&mut config).await?;
+        config.validate()?;
+        pysaas_example_reminders::app(config)
+            .with_vault(vault)
+            .run_dev()
+            .await
     })
 }
