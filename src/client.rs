@@ -1,39 +1,367 @@
-//! `pysaas enqueue` and `pysaas jobs …`: a thin client of the HTTP API.
+//! `pysaas enqueue`, `pysaas jobs …` and `pysaas schedules …`: a client of the HTTP API.
+//!
+//! Output is human by default (aligned tables, a job's fields one per line) and one JSON document
+//! with `-o json`. Errors are one line (the problem's title and detail, and each field at fault)
+//! with an exit code by class: see [`ExitClass`].
 
-use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 const DEFAULT_API: &str = "http://127.0.0.1:8080";
 
-/// Where the API is and how to authenticate.
+/// What kind of failure a client command met; the process exits with its code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitClass {
+    /// Bad command line or a request the API refused as invalid (400, 409, 413, 415, 422): 2.
+    Usage = 2,
+    /// No such job or schedule (404): 3.
+    NotFound = 3,
+    /// No credential, a bad one, or missing scope (401, 403): 4.
+    Auth = 4,
+    /// The API or what it depends on is unreachable or failed (5xx, connection refused): 5.
+    Server = 5,
+}
+
+/// A client failure: one line for the user, and the class that picks the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ClientError {
+    /// Exit class.
+    pub class: ExitClass,
+    /// What to print.
+    pub message: String,
+}
+
+fn fail(class: ExitClass, message: impl Into<String>) -> anyhow::Error {
+    ClientError {
+        class,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned tables and readable fields.
+    Human,
+    /// One JSON document (for scripts and jq).
+    Json,
+}
+
+/// Where the API is, how to authenticate and how to print: accepted before or after the
+/// subcommand (`pysaas jobs list --api URL` and `pysaas jobs --api URL list`).
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// API base URL.
-    #[arg(long, env = "PYSAAS_API", default_value = DEFAULT_API)]
+    #[arg(long, global = true, env = "PYSAAS_API", default_value = DEFAULT_API)]
     api: String,
-    /// API key (default: `.pysaas/admin.key`, written by `pysaas dev`).
-    #[arg(long, env = "PYSAAS_API_KEY", hide_env_values = true)]
+    /// API key or access token (else PYSAAS_API_KEY, else `<data-dir>/admin.key` written by
+    /// `pysaas dev`).
+    #[arg(long, global = true, env = "PYSAAS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The dev data dir whose `admin.key` is used when no key is given.
+    #[arg(
+        long,
+        global = true,
+        env = "PYSAAS_DATA_DIR",
+        default_value = ".pysaas"
+    )]
+    data_dir: PathBuf,
+    /// `human` (default) or `json`.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Human)]
+    output: Output,
 }
 
 impl ApiArgs {
-    fn client(&self) -> Result<reqwest::Client> {
-        let key = self
-            .api_key
-            .clone()
-            .or_else(|| crate::security::local_admin_key(std::path::Path::new(".pysaas")));
+    fn base(&self) -> &str {
+        self.api.trim_end_matches('/')
+    }
+
+    /// The credential and where it came from (for the 401 message).
+    fn credential(&self) -> (Option<String>, String) {
+        if let Some(key) = &self.api_key {
+            return (Some(key.clone()), "--api-key / PYSAAS_API_KEY".into());
+        }
+        let file = self.data_dir.join("admin.key");
+        let found = crate::security::local_admin_key(&self.data_dir);
+        let looked = format!(
+            "--api-key, PYSAAS_API_KEY and {}{}",
+            file.display(),
+            if found.is_some() { "" } else { " (not found)" }
+        );
+        (found, looked)
+    }
+
+    fn client(&self) -> Result<Client> {
+        let (key, looked) = self.credential();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(key) = key {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-                .context("the API key has characters a header cannot carry")?;
+                .map_err(|_| {
+                    fail(
+                        ExitClass::Usage,
+                        "the API key has characters a header cannot carry",
+                    )
+                })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        Ok(reqwest::Client::builder()
+        let http = reqwest::Client::builder()
             .default_headers(headers)
-            .build()?)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: self.base().to_owned(),
+            looked,
+            output: self.output,
+        })
     }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    looked: String,
+    output: Output,
+}
+
+impl Client {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends, and turns a problem+json answer into one line with the right class.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request.send().await.map_err(|err| {
+            fail(
+                ExitClass::Server,
+                format!(
+                    "cannot reach the PySaaS API at {} ({}); is it running? (--api / PYSAAS_API)",
+                    self.base,
+                    root_cause(&err)
+                ),
+            )
+        })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let class = match status.as_u16() {
+            401 | 403 => ExitClass::Auth,
+            404 => ExitClass::NotFound,
+            400..=499 => ExitClass::Usage,
+            _ => ExitClass::Server,
+        };
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        let mut message = match (text("title"), text("detail")) {
+            (Some(title), Some(detail)) if detail != title => format!("{title}: {detail}"),
+            (Some(title), _) => title,
+            (None, Some(detail)) => detail,
+            (None, None) => status.to_string(),
+        };
+        if let Some(errors) = body.get("errors").and_then(Value::as_array) {
+            for e in errors {
+                let path = e.get("path").and_then(Value::as_str).unwrap_or("");
+                let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
+                message.push_str(&format!("; {path}: {msg}"));
+            }
+        }
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            message.push_str(&format!(" (looked for a credential in {})", self.looked));
+        }
+        Err(fail(class, message))
+    }
+
+    fn print(&self, value: &Value, human: impl FnOnce(&Value) -> String) -> Result<()> {
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+            Output::Human => print!("{}", human(value)),
+        }
+        Ok(())
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+fn colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn paint(state: &str) -> String {
+    if !colour() {
+        return state.to_owned();
+    }
+    let code = match state {
+        "succeeded" => "32",
+        "dead" => "31",
+        "running" => "36",
+        "retrying" => "33",
+        "cancelled" => "90",
+        _ => "0",
+    };
+    format!("\x1b[{code}m{state}\x1b[0m")
+}
+
+/// An aligned table; `None` cells print as `-`. Colour escapes do not count towards widths.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let visible = |s: &str| {
+        let mut n = 0;
+        let mut in_escape = false;
+        for c in s.chars() {
+            match (in_escape, c) {
+                (false, '\x1b') => in_escape = true,
+                (true, 'm') => in_escape = false,
+                (false, _) => n += 1,
+                _ => {}
+            }
+        }
+        n
+    };
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(visible(cell));
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 < cells.len() {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(w - visible(cell) + 2));
+            } else {
+                out.push_str(cell);
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn field(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        None | Some(Value::Null) => "-".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `2026-12-01T12:00:00Z` → `3m` (how long ago), or the text unchanged if it does not parse.
+fn age(v: &Value, key: &str) -> String {
+    let text = field(v, key);
+    match chrono::DateTime::parse_from_rfc3339(&text) {
+        Ok(t) => {
+            let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                .num_seconds()
+                .max(0);
+            match secs {
+                0..=59 => format!("{secs}s"),
+                60..=3599 => format!("{}m", secs / 60),
+                3600..=86_399 => format!("{}h", secs / 3600),
+                _ => format!("{}d", secs / 86_400),
+            }
+        }
+        Err(_) => text,
+    }
+}
+
+fn jobs_table(value: &Value) -> String {
+    let jobs = value
+        .get("jobs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if jobs.is_empty() {
+        return "no jobs\n".into();
+    }
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                field(j, "id"),
+                field(j, "kind"),
+                field(j, "queue"),
+                paint(&field(j, "state")),
+                format!("{}/{}", field(j, "attempts"), field(j, "max_attempts")),
+                age(j, "created_at"),
+            ]
+        })
+        .collect();
+    table(&["id", "kind", "queue", "state", "attempts", "age"], &rows)
+}
+
+/// A job's (or schedule's) fields, one per line, nested values as compact JSON.
+fn details(value: &Value) -> String {
+    let Some(map) = value.as_object() else {
+        return format!("{value}\n");
+    };
+    let width = map.keys().map(String::len).max().unwrap_or(0);
+    let mut out = String::new();
+    for (key, v) in map {
+        let shown = match v {
+            Value::Null => "-".to_owned(),
+            Value::String(s) if key == "state" => paint(s),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!("{key:<width$}  {shown}\n"));
+    }
+    out
+}
+
+fn schedules_table(value: &Value) -> String {
+    let list = value
+        .get("schedules")
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| value.as_array().cloned())
+        .unwrap_or_default();
+    if list.is_empty() {
+        return "no schedules\n".into();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                field(s, "name"),
+                field(s, "cron"),
+                field(s, "timezone"),
+                field(s, "kind"),
+                if s.get("paused").and_then(Value::as_bool) == Some(true) {
+                    "paused".into()
+                } else {
+                    "active".into()
+                },
+                field(s, "next_fire_at"),
+            ]
+        })
+        .collect();
+    table(
+        &["name", "cron", "timezone", "kind", "status", "next fire"],
+        &rows,
+    )
 }
 
 /// `pysaas enqueue` options.
@@ -134,32 +462,14 @@ enum JobsCommand {
     Retry { id: String },
 }
 
-async fn call(request: reqwest::RequestBuilder) -> Result<Value> {
-    let response = request
-        .send()
-        .await
-        .context("cannot reach the PySaaS API (is it running? see --api)")?;
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let detail = body.get("detail").and_then(Value::as_str).unwrap_or("");
-        bail!(
-            "{status}: {detail}\n{}",
-            serde_json::to_string_pretty(&body)?
-        );
-    }
-    Ok(body)
-}
-
-fn print(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+fn json_arg(text: &str, flag: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| fail(ExitClass::Usage, format!("{flag} is not valid JSON: {e}")))
 }
 
 /// `pysaas enqueue`: submits one job and prints it.
 pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
-    let payload: Value =
-        serde_json::from_str(&args.payload).context("--payload is not valid JSON")?;
+    let payload = json_arg(&args.payload, "--payload")?;
     let mut body = json!({ "kind": args.kind, "payload": payload });
     for (key, value) in [
         ("queue", args.queue.map(Value::from)),
@@ -172,14 +482,16 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         }
     }
     let client = args.api.client()?;
-    print(&call(client.post(format!("{}/v1/jobs", args.api.api)).json(&body)).await?)
+    let job = client
+        .call(client.http.post(client.url("/v1/jobs")).json(&body))
+        .await?;
+    client.print(&job, details)
 }
 
 /// `pysaas jobs …`: lists, shows, cancels or retries jobs.
 pub async fn jobs(args: JobsArgs) -> Result<()> {
     let client = args.api.client()?;
-    let base = args.api.api.trim_end_matches('/');
-    let value = match args.command {
+    match args.command {
         JobsCommand::List {
             state,
             kind,
@@ -190,27 +502,52 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
             query.extend(state.map(|v| ("state", v)));
             query.extend(kind.map(|v| ("kind", v)));
             query.extend(queue.map(|v| ("queue", v)));
-            call(client.get(format!("{base}/v1/jobs")).query(&query)).await?
+            let page = client
+                .call(client.http.get(client.url("/v1/jobs")).query(&query))
+                .await?;
+            client.print(&page, jobs_table)
         }
-        JobsCommand::Show { id } => call(client.get(format!("{base}/v1/jobs/{id}"))).await?,
+        JobsCommand::Show { id } => {
+            let job = client
+                .call(client.http.get(client.url(&format!("/v1/jobs/{id}"))))
+                .await?;
+            client.print(&job, details)
+        }
         JobsCommand::Cancel { id } => {
-            call(client.post(format!("{base}/v1/jobs/{id}/cancel"))).await?
+            let job = client
+                .call(
+                    client
+                        .http
+                        .post(client.url(&format!("/v1/jobs/{id}/cancel"))),
+                )
+                .await?;
+            client.print(&job, details)
         }
         JobsCommand::Retry { id } => {
-            call(client.post(format!("{base}/v1/jobs/{id}/retry"))).await?
+            let job = client
+                .call(
+                    client
+                        .http
+                        .post(client.url(&format!("/v1/jobs/{id}/retry"))),
+                )
+                .await?;
+            client.print(&job, details)
         }
-    };
-    print(&value)
+    }
 }
 
 /// `pysaas schedules …`: manages cron schedules.
 pub async fn schedules(args: SchedulesArgs) -> Result<()> {
     let client = args.api.client()?;
-    let base = format!("{}/v1/schedules", args.api.api.trim_end_matches('/'));
-    let one = |name: &str| format!("{base}/{name}");
+    let one = |name: &str| client.url(&format!("/v1/schedules/{name}"));
     let value = match args.command {
-        SchedulesCommand::List => call(client.get(&base)).await?,
-        SchedulesCommand::Show { name } => call(client.get(one(&name))).await?,
+        SchedulesCommand::List => {
+            let list = client
+                .call(client.http.get(client.url("/v1/schedules")))
+                .await?;
+            return client.print(&list, schedules_table);
+        }
+        SchedulesCommand::Show { name } => client.call(client.http.get(one(&name))).await?,
         SchedulesCommand::Create {
             name,
             cron,
@@ -219,35 +556,34 @@ pub async fn schedules(args: SchedulesArgs) -> Result<()> {
             timezone,
             misfire,
         } => {
-            let payload: Value =
-                serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            let payload = json_arg(&payload, "--payload")?;
             let mut body = json!({"name": name, "cron": cron, "kind": kind, "payload": payload, "timezone": timezone});
             if let Some(misfire) = misfire {
                 body["misfire"] = Value::from(misfire);
             }
-            call(client.post(&base).json(&body)).await?
+            client
+                .call(client.http.post(client.url("/v1/schedules")).json(&body))
+                .await?
         }
         SchedulesCommand::Pause { name } => {
-            call(client.post(format!("{}/pause", one(&name)))).await?
+            client
+                .call(client.http.post(format!("{}/pause", one(&name))))
+                .await?
         }
         SchedulesCommand::Resume { name } => {
-            call(client.post(format!("{}/resume", one(&name)))).await?
+            client
+                .call(client.http.post(format!("{}/resume", one(&name))))
+                .await?
         }
         SchedulesCommand::Trigger { name } => {
-            call(client.post(format!("{}/trigger", one(&name)))).await?
+            client
+                .call(client.http.post(format!("{}/trigger", one(&name))))
+                .await?
         }
         SchedulesCommand::Delete { name } => {
-            let response = client
-                .delete(one(&name))
-                .send()
-                .await
-                .context("cannot reach the PySaaS API (is it running? see --api)")?;
-            if !response.status().is_success() {
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                bail!("{}", serde_json::to_string_pretty(&body)?);
-            }
+            client.call(client.http.delete(one(&name))).await?;
             json!({"deleted": name})
         }
     };
-    print(&value)
+    client.print(&value, details)
 }

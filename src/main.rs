@@ -19,6 +19,9 @@ struct Cli {
     /// TOML config file (settings can also come from PYSAAS_* variables).
     #[arg(long, global = true, env = "PYSAAS_CONFIG")]
     config: Option<PathBuf>,
+    /// On failure, print the whole error chain with its backtrace (if RUST_BACKTRACE is set).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -93,8 +96,29 @@ enum AdminCommand {
     },
 }
 
-fn main() -> Result<()> {
+/// Exit codes: 0 success; 1 any other failure; 2 usage (bad arguments, or a request the API
+/// refused as invalid); 3 not found; 4 authentication or authorisation; 5 the API or its store
+/// unreachable or failing.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let debug = cli.debug;
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            if debug {
+                eprintln!("error: {err:?}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            let code = err
+                .downcast_ref::<client::ClientError>()
+                .map_or(1, |e| e.class as u8);
+            std::process::ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     // One TLS crypto provider for every client (ring: already built for reqwest; no C toolchain
     // beyond it). Fails only if one is installed already, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
