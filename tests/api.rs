@@ -358,7 +358,12 @@ async fn cancel_retry_and_failures(app: App) {
         .wait_state(&id, "succeeded", Duration::from_secs(10))
         .await;
     assert_eq!(done["attempts"], 3);
-    assert!(done["last_error"]
+    // The success clears last_error; the failed attempts stay in `errors`.
+    assert!(done["last_error"].is_null(), "{done}");
+    let errors = done["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{done}");
+    assert_eq!(errors[1]["attempt"], 2);
+    assert!(errors[1]["error"]
         .as_str()
         .unwrap()
         .contains("failing attempt 2"));
@@ -408,7 +413,7 @@ async fn cancel_retry_and_failures(app: App) {
     let (_, job) = app
         .post(
             "/v1/jobs",
-            json!({"kind": "system.sleep", "payload": {"ms": 60000}}),
+            json!({"kind": "system.sleep", "payload": {"ms": 50000}}),
         )
         .await;
     let id = job["id"].as_str().unwrap().to_owned();
@@ -480,7 +485,8 @@ async fn webhook_posts_and_retries_non_2xx(app: App) {
         .await;
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["result"]["status"], 204);
-    assert!(done["last_error"].as_str().unwrap().contains("503"));
+    assert!(done["last_error"].is_null(), "{done}");
+    assert!(done["errors"][0]["error"].as_str().unwrap().contains("503"));
     assert_eq!(
         *hits.lock().unwrap(),
         vec![json!({"event": "paid"}), json!({"event": "paid"})]
@@ -818,7 +824,63 @@ macro_rules! api_suite {
     };
 }
 
+/// A body must be declared JSON: `text/plain` (or no type) is 415, not parsed regardless.
+async fn bodies_must_be_declared_json(app: App) {
+    let send = |content_type: Option<&'static str>| {
+        let mut request = app
+            .http
+            .post(format!("{}/v1/jobs", app.base))
+            .body(r#"{"kind": "system.noop"}"#);
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+    let (s, b) = send(Some("text/plain")).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{b}");
+    assert!(b["detail"].as_str().unwrap().contains("text/plain"), "{b}");
+    let (s, _) = send(None).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (s, b) = send(Some("application/json; charset=utf-8")).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // Bodiless actions need no type.
+    let id = b["id"].as_str().unwrap();
+    let r = app
+        .http
+        .post(format!("{}/v1/jobs/{id}/cancel", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+/// A job that could never run is refused at submission, naming the field, and nothing is stored.
+async fn jobs_that_can_never_run_are_refused(app: App) {
+    for (payload, field) in [
+        (
+            json!({"kind": "notification.webhook", "payload": {"url": "ftp://files.example/x", "body": {}}}),
+            "url",
+        ),
+        (
+            json!({"kind": "notification.webhook", "payload": {"url": "not a url", "body": {}}}),
+            "url",
+        ),
+        (
+            json!({"kind": "system.sleep", "payload": {"ms": 120_000}}),
+            "ms",
+        ),
+    ] {
+        let (s, b) = app.post("/v1/jobs", payload.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{payload}: {b}");
+        assert!(b.to_string().contains(field), "{b}");
+    }
+    let (_, page) = app.get("/v1/jobs").await;
+    assert!(page["jobs"].as_array().unwrap().is_empty(), "{page}");
+}
+
 api_suite!(
+    jobs_that_can_never_run_are_refused,
+    bodies_must_be_declared_json,
     submitted_noop_succeeds_quickly,
     bad_input_gets_precise_problems,
     batches_are_all_or_nothing,

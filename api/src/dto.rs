@@ -92,6 +92,24 @@ pub struct JobView {
     pub started_at: Option<DateTime<Utc>>,
     /// When the job finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Every failed attempt, oldest first (a job that succeeded after failures keeps them here;
+    /// its `last_error` is cleared).
+    pub errors: Vec<AttemptView>,
+}
+
+/// One failed attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    /// Attempt number (1-based).
+    pub attempt: i32,
+    /// What went wrong.
+    pub error: String,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When the attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
 }
 
 impl From<Job> for JobView {
@@ -116,6 +134,17 @@ impl From<Job> for JobView {
             run_at: job.run_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
+            errors: job
+                .errors
+                .into_iter()
+                .map(|e| AttemptView {
+                    attempt: e.attempt,
+                    error: e.error,
+                    worker_id: e.worker_id,
+                    started_at: e.started_at,
+                    finished_at: e.finished_at,
+                })
+                .collect(),
         }
     }
 }

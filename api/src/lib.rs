@@ -127,6 +127,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         router = router.layer(cors(&gateway.cors_origins));
     }
     router
+        .layer(middleware::from_fn(require_json_bodies))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
@@ -185,6 +186,41 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
+}
+
+/// A request with a body must say it is JSON (`application/json` or `application/…+json`):
+/// anything else is `415`, not parsed as JSON regardless.
+async fn require_json_bodies(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let media = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let json = media.as_deref().is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+        if !json {
+            let detail = match media {
+                Some(m) => {
+                    format!("the body is `{m}`; send JSON with `Content-Type: application/json`")
+                }
+                None => {
+                    "the body has no Content-Type; send JSON with `Content-Type: application/json`"
+                        .into()
+                }
+            };
+            return ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, detail).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// Turns error responses that axum produced without a body (405, for example) into problems.

@@ -23,7 +23,7 @@ use crate::routes::{auth, jobs, schedules, system};
         system::queues, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
-        dto::SubmitJob, dto::SubmitBatch, dto::JobView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
+        dto::SubmitJob, dto::SubmitBatch, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, FieldError, auth::Signup, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
@@ -134,5 +134,27 @@ impl Modify for CommonResponses {
                 add("503", "The job store is unreachable (see Retry-After)");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    /// OpenAPI requires unique operation ids; generated clients name their methods after them.
+    #[test]
+    fn every_operation_has_a_unique_descriptive_id() {
+        let doc = serde_json::to_value(super::ApiDoc::openapi()).unwrap_or_default();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(id.len() > 4, "{method} {path}: operationId `{id}`");
+                if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("operationId `{id}` names both {other} and {method} {path}");
+                }
+            }
+        }
+        assert!(seen.len() >= 31, "{seen:?}");
     }
 }

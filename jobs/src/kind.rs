@@ -27,4 +27,11 @@ pub trait JobKind:
     fn retry_policy() -> RetryPolicy {
         RetryPolicy::default()
     }
+
+    /// Checks what the type alone cannot say (a URL's scheme, a bound relative to the timeout),
+    /// at submission: `Err((field, message))` refuses the job with 422 naming the field, instead
+    /// of accepting one that can never run.
+    fn check(&self) -> Result<(), (String, String)> {
+        Ok(())
+    }
 }

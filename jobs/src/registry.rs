@@ -72,9 +72,9 @@ pub struct KindSpec {
 }
 
 fn validate_as<K: JobKind>(payload: &Value) -> Result<(), (String, String)> {
-    serde_path_to_error::deserialize::<_, K>(payload)
-        .map(drop)
-        .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+    let typed = serde_path_to_error::deserialize::<_, K>(payload)
+        .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
+    typed.check()
 }
 
 impl KindSpec {
@@ -248,6 +248,43 @@ mod tests {
             Err(JobsError::InvalidPayload { message, .. }) => assert!(message.contains("extra")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn jobs_that_can_never_run_are_refused_naming_the_field() {
+        let registry = registry();
+        for (kind, payload, field, says) in [
+            (
+                "notification.webhook",
+                json!({"url": "ftp://x.example/f", "body": {}}),
+                "url",
+                "http",
+            ),
+            (
+                "notification.webhook",
+                json!({"url": "/relative", "body": {}}),
+                "url",
+                "absolute",
+            ),
+            ("system.sleep", json!({"ms": 3_600_000}), "ms", "timeout"),
+        ] {
+            match registry.validate(kind, &payload) {
+                Err(JobsError::InvalidPayload { path, message, .. }) => {
+                    assert_eq!(path, field, "{payload}");
+                    assert!(message.contains(says), "{message}");
+                }
+                other => panic!("{payload} accepted: {other:?}"),
+            }
+        }
+        assert!(registry
+            .validate(
+                "notification.webhook",
+                &json!({"url": "https://hooks.example.com/x", "body": {}})
+            )
+            .is_ok());
+        assert!(registry
+            .validate("system.sleep", &json!({"ms": 10}))
+            .is_ok());
     }
 
     #[test]

@@ -289,7 +289,7 @@ async fn issue(
 }
 
 /// Create an account: a user and a tenant they own. Returns tokens.
-#[utoipa::path(post, path = "/v1/auth/signup", tag = "auth", request_body = Signup, security(()),
+#[utoipa::path(post, path = "/v1/auth/signup", operation_id = "signup", tag = "auth", request_body = Signup, security(()),
     responses((status = 201, body = Tokens),
               (status = 409, description = "Email taken", content_type = "application/problem+json"),
               (status = 422, description = "Invalid field", content_type = "application/problem+json")))]
@@ -339,7 +339,7 @@ pub(crate) async fn signup(
 }
 
 /// Log in. Unknown email, wrong password and a locked account all get the same 401.
-#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = Login, security(()),
+#[utoipa::path(post, path = "/v1/auth/login", operation_id = "login", tag = "auth", request_body = Login, security(()),
     responses((status = 200, body = Tokens),
               (status = 401, description = "Invalid email or password", content_type = "application/problem+json")))]
 pub(crate) async fn login(
@@ -404,7 +404,7 @@ pub(crate) async fn login(
 
 /// Exchange a refresh token for a new pair. Each refresh token works once: presenting a used one
 /// again revokes its whole family (every session descending from that login).
-#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshBody, security(()),
+#[utoipa::path(post, path = "/v1/auth/refresh", operation_id = "refreshTokens", tag = "auth", request_body = RefreshBody, security(()),
     responses((status = 200, body = Tokens),
               (status = 401, description = "Invalid, expired or reused refresh token", content_type = "application/problem+json")))]
 pub(crate) async fn refresh(
@@ -447,7 +447,7 @@ pub(crate) async fn refresh(
 }
 
 /// Log out: revokes the refresh token's family. Access tokens expire on their own.
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshBody, security(()),
+#[utoipa::path(post, path = "/v1/auth/logout", operation_id = "logout", tag = "auth", request_body = RefreshBody, security(()),
     responses((status = 204, description = "Logged out")))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
@@ -465,7 +465,7 @@ pub(crate) async fn logout(
 }
 
 /// The caller: tenant, identity, scopes.
-#[utoipa::path(get, path = "/v1/me", tag = "auth", responses((status = 200, body = Me)))]
+#[utoipa::path(get, path = "/v1/me", operation_id = "getMe", tag = "auth", responses((status = 200, body = Me)))]
 pub(crate) async fn me(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<Any>,
@@ -489,7 +489,7 @@ pub(crate) async fn me(
 }
 
 /// The tenant's API keys.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "auth", responses((status = 200, body = ApiKeyList)))]
+#[utoipa::path(get, path = "/v1/api-keys", operation_id = "listApiKeys", tag = "auth", responses((status = 200, body = ApiKeyList)))]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     TenantOf(tenant_id, _): TenantOf<Admin>,
@@ -505,7 +505,7 @@ pub(crate) async fn list_keys(
 }
 
 /// Create an API key; its secret is in this response only.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "auth", request_body = CreateApiKey,
+#[utoipa::path(post, path = "/v1/api-keys", operation_id = "createApiKey", tag = "auth", request_body = CreateApiKey,
     responses((status = 201, body = ApiKeyView),
               (status = 422, description = "Unknown scope, or a scope the creator lacks", content_type = "application/problem+json")))]
 pub(crate) async fn create_key(
@@ -550,7 +550,7 @@ pub(crate) async fn create_key(
 }
 
 /// Revoke an API key (at once: the next request with it gets 401).
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "auth", params(("id" = String, Path, description = "Key id")),
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", operation_id = "revokeApiKey", tag = "auth", params(("id" = String, Path, description = "Key id")),
     responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", content_type = "application/problem+json")))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
@@ -567,7 +567,7 @@ pub(crate) async fn revoke_key(
 }
 
 /// The tenant's members.
-#[utoipa::path(get, path = "/v1/members", tag = "auth", responses((status = 200, body = MemberList)))]
+#[utoipa::path(get, path = "/v1/members", operation_id = "listMembers", tag = "auth", responses((status = 200, body = MemberList)))]
 pub(crate) async fn list_members(
     State(state): State<AppState>,
     TenantOf(tenant_id, _): TenantOf<Admin>,
@@ -588,7 +588,7 @@ pub(crate) async fn list_members(
 }
 
 /// Add an existing user as a member, or change a member's role. Only an owner grants `owner`.
-#[utoipa::path(put, path = "/v1/members", tag = "auth", request_body = SetMember,
+#[utoipa::path(put, path = "/v1/members", operation_id = "setMember", tag = "auth", request_body = SetMember,
     responses((status = 200, body = MemberList), (status = 404, description = "No such user", content_type = "application/problem+json")))]
 pub(crate) async fn set_member(
     State(state): State<AppState>,
@@ -627,7 +627,7 @@ pub(crate) async fn set_member(
 }
 
 /// Remove a member.
-#[utoipa::path(delete, path = "/v1/members/{user_id}", tag = "auth", params(("user_id" = String, Path, description = "User id")),
+#[utoipa::path(delete, path = "/v1/members/{user_id}", operation_id = "removeMember", tag = "auth", params(("user_id" = String, Path, description = "User id")),
     responses((status = 204, description = "Removed"), (status = 404, description = "Not a member", content_type = "application/problem+json")))]
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
@@ -663,7 +663,7 @@ fn guard_last_owner(
 }
 
 /// The public keys that verify access tokens (JWK Set).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", security(()),
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "auth", security(()),
     responses((status = 200, description = "JWK Set", body = Object)))]
 pub(crate) async fn jwks(State(state): State<AppState>) -> Json<Value> {
     Json(state.auth().keyring().jwks())

@@ -127,7 +127,7 @@ fn location(id: Uuid) -> HeaderValue {
 }
 
 /// Submit a job.
-#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = SubmitJob,
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "submitJob", tag = "jobs", request_body = SubmitJob,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same job")),
     responses(
         (status = 202, description = "Accepted: the job is recorded", body = JobView),
@@ -181,7 +181,7 @@ pub(crate) async fn submit(
 }
 
 /// Submit up to 1,000 jobs in one transaction (all or none).
-#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs", request_body = SubmitBatch,
+#[utoipa::path(post, path = "/v1/jobs/batch", operation_id = "submitJobBatch", tag = "jobs", request_body = SubmitBatch,
     responses(
         (status = 202, description = "All jobs recorded", body = BatchAccepted),
         (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
@@ -252,7 +252,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 /// One job.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "getJob", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -269,7 +269,7 @@ pub(crate) async fn get(
 }
 
 /// List jobs, newest first, with keyset pagination.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "listJobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobPage), (status = 422, description = "Invalid filter", content_type = "application/problem+json")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -325,7 +325,7 @@ fn transition(result: Transition, id: Uuid, action: &str) -> Result<Json<JobView
 }
 
 /// Cancel a job that has not finished.
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancelJob", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json"),
               (status = 409, description = "Already finished", content_type = "application/problem+json")))]
 pub(crate) async fn cancel(
@@ -338,7 +338,7 @@ pub(crate) async fn cancel(
 }
 
 /// Run a finished (succeeded, dead or cancelled) job again, as a new attempt.
-#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs", params(("id" = String, Path, description = "Job id")),
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", operation_id = "retryJob", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json"),
               (status = 409, description = "Not finished", content_type = "application/problem+json")))]
 pub(crate) async fn retry(

@@ -33,7 +33,7 @@ async fn view(state: &AppState, schedule: Schedule) -> Result<ScheduleView, ApiE
 }
 
 /// The tenant's schedules with their next five fire times.
-#[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
+#[utoipa::path(get, path = "/v1/schedules", operation_id = "listSchedules", tag = "schedules",
     responses((status = 200, body = ScheduleList)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -51,7 +51,7 @@ pub(crate) async fn list(
 }
 
 /// Create a schedule. Ticks before its creation never fire.
-#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = CreateSchedule,
+#[utoipa::path(post, path = "/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = CreateSchedule,
     responses(
         (status = 201, body = ScheduleView),
         (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
@@ -88,7 +88,7 @@ pub(crate) async fn create(
 }
 
 /// One schedule with its next five fire times and its last fire.
-#[utoipa::path(get, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(get, path = "/v1/schedules/{name}", operation_id = "getSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -145,7 +145,7 @@ async fn modify(
 
 /// Change a schedule with a JSON merge patch (RFC 7396) of its fields. A new `cron` or
 /// `timezone` applies from now on. The name cannot change.
-#[utoipa::path(patch, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(patch, path = "/v1/schedules/{name}", operation_id = "updateSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     request_body(content = Object, content_type = "application/merge-patch+json", description = "Fields of the schedule to change"),
     responses(
         (status = 200, body = ScheduleView),
@@ -194,7 +194,7 @@ pub(crate) async fn patch(
 }
 
 /// Delete a schedule. Jobs it already enqueued are kept.
-#[utoipa::path(delete, path = "/v1/schedules/{name}", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(delete, path = "/v1/schedules/{name}", operation_id = "deleteSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
@@ -209,7 +209,7 @@ pub(crate) async fn delete(
 }
 
 /// Pause a schedule: it fires nothing until resumed.
-#[utoipa::path(post, path = "/v1/schedules/{name}/pause", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/pause", operation_id = "pauseSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
@@ -226,7 +226,7 @@ pub(crate) async fn pause(
 }
 
 /// Resume a paused schedule. Ticks missed while paused are not fired.
-#[utoipa::path(post, path = "/v1/schedules/{name}/resume", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/resume", operation_id = "resumeSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     responses((status = 200, body = ScheduleView), (status = 404, description = "No such schedule", content_type = "application/problem+json")))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
@@ -240,7 +240,7 @@ pub(crate) async fn resume(
 }
 
 /// Enqueue the schedule's job now, outside its ticks (works while paused too).
-#[utoipa::path(post, path = "/v1/schedules/{name}/trigger", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
+#[utoipa::path(post, path = "/v1/schedules/{name}/trigger", operation_id = "triggerSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
     responses((status = 202, body = JobView), (status = 404, description = "No such schedule", content_type = "application/problem+json"),
               (status = 422, description = "The schedule's job is no longer valid", content_type = "application/problem+json")))]
 pub(crate) async fn trigger(

@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// Per-queue counts by state and the age of the oldest queued job.
-#[utoipa::path(get, path = "/v1/queues", tag = "queues", responses((status = 200, body = QueueList)))]
+#[utoipa::path(get, path = "/v1/queues", operation_id = "listQueues", tag = "queues", responses((status = 200, body = QueueList)))]
 pub(crate) async fn queues(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<JobsRead>,
@@ -24,7 +24,7 @@ pub(crate) async fn queues(
 }
 
 /// The job kinds this deployment accepts, with their payload schemas.
-#[utoipa::path(get, path = "/v1/kinds", tag = "jobs", responses((status = 200, body = KindList)))]
+#[utoipa::path(get, path = "/v1/kinds", operation_id = "listKinds", tag = "jobs", responses((status = 200, body = KindList)))]
 pub(crate) async fn kinds(
     State(state): State<AppState>,
     _caller: Authorized<Any>,
@@ -45,7 +45,7 @@ pub(crate) async fn kinds(
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "system", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "system", security(()), responses((status = 200, body = Health)))]
 pub(crate) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -53,7 +53,7 @@ pub(crate) async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the job store answers.
-#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", tag = "system", security(()),
     responses((status = 200, body = Health), (status = 503, description = "Store unreachable", content_type = "application/problem+json")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     state.store().ping().await.map_err(|err| {
@@ -66,7 +66,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = state.metrics() else {
         return Err(ApiError::not_found("metrics are disabled"));

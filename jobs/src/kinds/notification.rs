@@ -24,4 +24,18 @@ impl JobKind for Webhook {
     fn timeout() -> Duration {
         Duration::from_secs(30)
     }
+
+    fn check(&self) -> Result<(), (String, String)> {
+        match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+            Ok(u) => Err((
+                "url".into(),
+                format!("must be an http or https URL (got scheme `{}`)", u.scheme()),
+            )),
+            Err(e) => Err((
+                "url".into(),
+                format!("must be an absolute http or https URL ({e})"),
+            )),
+        }
+    }
 }

@@ -25,6 +25,20 @@ pub struct Sleep {
 
 impl JobKind for Sleep {
     const KIND: &'static str = "system.sleep";
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let limit = Self::timeout();
+        if Duration::from_millis(self.ms) >= limit {
+            return Err((
+                "ms".into(),
+                format!(
+                    "must be below the kind's timeout of {} ms (the job would time out every attempt)",
+                    limit.as_millis()
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Fails its first `times` attempts with a retryable error, then succeeds.

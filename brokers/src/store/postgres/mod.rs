@@ -289,7 +289,7 @@ macro_rules! into_history {
                                   trace_context, request_id, worker_id, created_at, run_at, \
                                   started_at, finished_at, lease_expires_at, errors) \
          SELECT id, tenant_id, kind, queue, new_state, priority, attempts, max_attempts, payload, \
-                new_result, COALESCE(new_error, last_error), timeout_ms, idempotency_key, \
+                new_result, CASE WHEN new_state = 'succeeded' THEN NULL ELSE COALESCE(new_error, last_error) END, timeout_ms, idempotency_key, \
                 trace_context, request_id, worker_id, created_at, run_at, started_at, now(), NULL, \
                 CASE WHEN new_error IS NULL OR started_at IS NULL THEN errors \
                      ELSE COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object( \

@@ -169,9 +169,12 @@ macro_rules! into_history {
             $state,
             ", j.priority, j.attempts, j.max_attempts, j.payload, ",
             $result,
-            ", COALESCE(",
+            // A success clears the last error: earlier failures stay in `errors`.
+            ", CASE WHEN ",
+            $state,
+            " = 'succeeded' THEN NULL ELSE COALESCE(",
             $error,
-            ", j.last_error), j.timeout_ms, j.idempotency_key, j.trace_context, j.request_id, \
+            ", j.last_error) END, j.timeout_ms, j.idempotency_key, j.trace_context, j.request_id, \
              j.worker_id, j.created_at, j.run_at, j.started_at, ?1, NULL, \
              CASE WHEN ",
             $error,
