@@ -77,7 +77,16 @@ async fn signup(server: &Server, email: &str) -> Value {
         Some(json!({"email": email, "password": "correct horse battery", "tenant_name": email})),
     )
     .await;
-    assert_eq!(s, StatusCode::CREATED, "{tokens}");
+    assert_eq!(s, StatusCode::ACCEPTED, "{tokens}");
+    let (s, tokens, _) = call(
+        server,
+        Method::POST,
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": email, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
     tokens
 }
 
@@ -364,13 +373,37 @@ async fn refresh_rotation_and_login(db: TestDb) {
     let server = serve(&db, &[generate_pem()]).await;
     let first = signup(&server, "Eve@Example.com").await;
     assert_eq!(claims(&first)["role"], "owner");
-    let (s, _, _) = call(&server, Method::POST, "/v1/auth/signup", None,
+    let (s, b, _) = call(&server, Method::POST, "/v1/auth/signup", None,
         Some(json!({"email": "eve@example.com", "password": "another long password", "tenant_name": "x"}))).await;
+    // Signup does not reveal that the email is registered: the same answer as for a new one …
+    let (s_new, b_new, _) = call(&server, Method::POST, "/v1/auth/signup", None,
+        Some(json!({"email": "fresh@example.com", "password": "another long password", "tenant_name": "x"}))).await;
+    assert_eq!((s, &b), (s_new, &b_new));
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // … and emails stay case-insensitive and unique: the account is untouched, the second
+    // password opens nothing.
+    let (s, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": "eve@example.com", "password": "another long password"})),
+    )
+    .await;
     assert_eq!(
         s,
-        StatusCode::CONFLICT,
+        StatusCode::UNAUTHORIZED,
         "emails are case-insensitive and unique"
     );
+    let (s, _, _) = call(
+        &server,
+        Method::POST,
+        "/v1/auth/login",
+        None,
+        Some(json!({"email": "EVE@example.com", "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
     let (s, b, _) = call(
         &server,
         Method::POST,

@@ -208,9 +208,16 @@ async fn keys_and_database_url_come_from_openbao_and_rotate_live() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": "vault@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         r.status(),
-        StatusCode::CREATED,
+        StatusCode::OK,
         "the database URL from OpenBao works"
     );
     let tokens: Value = r.json().await.unwrap();

@@ -25,7 +25,7 @@ use crate::routes::{auth, jobs, schedules, system};
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
-        dto::ScheduleView, dto::ScheduleList, FieldError, auth::Signup, auth::Login,
+        dto::ScheduleView, dto::ScheduleList, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,

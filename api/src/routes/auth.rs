@@ -288,10 +288,11 @@ async fn issue(
     })
 }
 
-/// Create an account: a user and a tenant they own. Returns tokens.
+/// Create an account: a user and a tenant they own. The answer is the same `202` whether the
+/// email was new or already registered (so signup cannot tell anyone which emails have accounts);
+/// log in next. An already-registered account is left exactly as it was.
 #[utoipa::path(post, path = "/v1/auth/signup", operation_id = "signup", tag = "auth", request_body = Signup, security(()),
-    responses((status = 201, body = Tokens),
-              (status = 409, description = "Email taken", content_type = "application/problem+json"),
+    responses((status = 202, description = "Accepted; log in with the email and password", body = SignupAccepted),
               (status = 422, description = "Invalid field", content_type = "application/problem+json")))]
 pub(crate) async fn signup(
     State(state): State<AppState>,
@@ -329,13 +330,29 @@ pub(crate) async fn signup(
         locked_until: None,
         created_at: now,
     };
-    if !state.store().signup(&tenant, &user).await? {
-        return Err(ApiError::conflict(
-            "an account with this email exists; log in",
-        ));
-    }
-    let tokens = issue(&state, user.id, &tenant.id, "owner", None).await?;
-    Ok((StatusCode::CREATED, Json(tokens)).into_response())
+    // Created or not (the email had an account), the answer is the same, after the same work
+    // (the password was hashed either way).
+    let created = state.store().signup(&tenant, &user).await?;
+    tracing::debug!(created, "signup");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SignupAccepted {
+            status: "accepted".into(),
+            detail:
+                "if this email had no account, it has one now: log in with it (POST /v1/auth/login)"
+                    .into(),
+        }),
+    )
+        .into_response())
+}
+
+/// The answer to every valid signup.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupAccepted {
+    /// Always `accepted`.
+    pub(crate) status: String,
+    /// What to do next.
+    pub(crate) detail: String,
 }
 
 /// Log in. Unknown email, wrong password and a locked account all get the same 401.
