@@ -19,6 +19,7 @@ ensure_postgres() {
   if pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then return 0; fi
   log "starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  STARTED+=(postgres)
   wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
 }
 
@@ -27,6 +28,7 @@ ensure_redis() {
   log "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  STARTED+=(redis)
   wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
 }
 
@@ -34,6 +36,7 @@ ensure_rabbitmq() {
   if rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; then return 0; fi
   log "starting RabbitMQ"
   rabbitmq-server -detached || true
+  STARTED+=(rabbitmq)
   wait_for RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
 }
 
@@ -49,7 +52,9 @@ ensure_openbao() {
   fi
   log "starting OpenBao dev server"
   setsid "$BAO_VENV/bin/bao" server -dev -dev-root-token-id=root \
-    -dev-listen-address=127.0.0.1:8200 >"${TMPDIR:-/tmp}/pysaas-openbao.log" 2>&1 < /dev/null &
+    -dev-listen-address=127.0.0.1:8200 >"${PYSAAS_RUN_DIR:-${TMPDIR:-/tmp}}/openbao.log" 2>&1 < /dev/null &
+  OPENBAO_PID=$!
+  STARTED+=(openbao)
   wait_for OpenBao curl -sf http://127.0.0.1:8200/v1/sys/health
 }
 
@@ -76,4 +81,20 @@ ensure_cargo_deny() {
     cargo install --locked --quiet cargo-deny \
     --root "$(dirname "$(dirname "$CARGO_DENY")")"
   rm -rf "${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/target"
+}
+
+# Servers this run started (ensure_* append to it); stop_started stops them again, so that a run
+# leaves the machine's services as it found them.
+STARTED=()
+stop_started() {
+  local name
+  for name in "${STARTED[@]}"; do
+    log "stopping $name (this run started it)"
+    case "$name" in
+      openbao) kill "$OPENBAO_PID" 2>/dev/null || true ;;
+      redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
+      rabbitmq) rabbitmqctl stop >/dev/null 2>&1 || true ;;
+      postgres) pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main stop || true ;;
+    esac
+  done
 }

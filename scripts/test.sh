@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+# This run's logs in a directory of its own (kept, and named, at the end).
+PYSAAS_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/pysaas-test.XXXXXX")
+export PYSAAS_RUN_DIR
+trap stop_started EXIT
 ensure_postgres
 ensure_rabbitmq
 ensure_redis
@@ -25,9 +29,9 @@ cargo build --locked --workspace --all-targets --all-features
 log "building the API docs (rustdoc warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
 log "running tests"
-cargo test --locked --workspace --all-features --no-fail-fast "$@" 2>&1 | tee "${TMPDIR:-/tmp}/pysaas-test.log"
+cargo test --locked --workspace --all-features --no-fail-fast "$@" 2>&1 | tee "$PYSAAS_RUN_DIR/test.log"
 status=${PIPESTATUS[0]}
-passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "${TMPDIR:-/tmp}/pysaas-test.log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "${TMPDIR:-/tmp}/pysaas-test.log" | awk '{s+=$1} END {print s+0}')
-echo "${passed} passed, ${failed} failed"
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$PYSAAS_RUN_DIR/test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$PYSAAS_RUN_DIR/test.log" | awk '{s+=$1} END {print s+0}')
+echo "${passed} passed, ${failed} failed (log: $PYSAAS_RUN_DIR/test.log)"
 exit "$status"

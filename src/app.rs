@@ -680,7 +680,7 @@ impl Parts {
             self.store.clone(),
             self.dispatcher.clone(),
             self.handlers.registry(),
-            install_metrics(),
+            config.api.public_metrics.then(install_metrics).flatten(),
             auth,
         )
         .with_rate_limits(limiter, limits);

@@ -190,6 +190,10 @@ pub struct ApiSection {
     pub key_rate_limit: pysaas_api::ratelimit::Limit,
     /// Per client address on `/v1/auth/*` (`[api.auth_rate_limit]`).
     pub auth_rate_limit: pysaas_api::ratelimit::Limit,
+    /// Also serve `/metrics` on the public API port, without a credential (`PYSAAS_PUBLIC_METRICS`).
+    /// Off by default: the series name every tenant's queues and schedules; Prometheus scrapes
+    /// `metrics_listen` instead.
+    pub public_metrics: bool,
 }
 
 /// Tokens.
@@ -335,6 +339,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("request_timeout_ms", "api.request_timeout_ms"),
     ("trust_forwarded_for", "api.trust_forwarded_for"),
     ("rate_limit_backend", "api.rate_limit_backend"),
+    ("public_metrics", "api.public_metrics"),
     ("jwt_signing_keys", "auth.jwt_signing_keys"),
     ("jwt_issuer", "auth.jwt_issuer"),
     ("jwt_audience", "auth.jwt_audience"),
@@ -426,6 +431,7 @@ impl Default for ApiSection {
             rate_limit_backend: RateLimitBackend::Memory,
             key_rate_limit: limits.api_key,
             auth_rate_limit: limits.auth_per_ip,
+            public_metrics: false,
         }
     }
 }

@@ -31,6 +31,8 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> pysaas::testing::
     config.worker.queues = vec!["default".into(), "notifications".into()];
     config.worker.concurrency = 8;
     config.worker.lease_ms = 5_000;
+    // health_metrics_and_openapi scrapes the API itself.
+    config.api.public_metrics = true;
     let roles = pysaas::Roles {
         api: true,
         worker: with_worker,
@@ -922,4 +924,43 @@ async fn store_outage_is_503_not_500() {
         StatusCode::OK,
         "liveness does not depend on the store"
     );
+}
+
+/// `/metrics` names every tenant's queues and schedules, so the public port does not serve it by
+/// default; `metrics_listen` does, with jobs counted as they enter `queued` by source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_stay_off_the_public_port_by_default() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = pysaas::Config {
+        metrics_listen: Some(format!("127.0.0.1:{port}")),
+        ..pysaas::Config::default()
+    };
+    let app = common::spawn(pysaas::App::new(config), common::api_only()).await;
+    let (_, http) = app.admin_client().await.unwrap();
+    let r = http
+        .post(app.url("/v1/jobs"))
+        .json(&json!({"kind": "system.noop", "queue": "metricsprobe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (s, b) = read(http.get(app.url("/metrics")).send().await.unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(
+        b["detail"].as_str().unwrap().contains("metrics_listen"),
+        "{b}"
+    );
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series =
+        r#"pysaas_jobs_enqueued_total{kind="system.noop",queue="metricsprobe",source="api"} 1"#;
+    assert!(text.contains(series), "{series} missing:\n{text}");
 }

@@ -116,8 +116,8 @@ impl AppState {
 /// installs it, so that every crate records into the same one).
 pub fn describe_metrics() {
     metrics::describe_counter!(
-        "pysaas_jobs_enqueued_total",
-        "Jobs accepted by the API (new, not idempotent replays)"
+        pysaas_brokers::gauges::JOBS_ENQUEUED,
+        "Jobs entering queued: submitted ready (source=api), promoted when due (promoted), fired by a schedule (cron), retried by a user (retry)"
     );
     pysaas_brokers::gauges::QueueGauges::describe();
 }

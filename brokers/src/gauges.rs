@@ -12,6 +12,24 @@ use pysaas_jobs::JobState;
 
 use crate::{JobStore, QueueStats, Result};
 
+/// Name of the counter of jobs entering `queued`, labelled `kind`, `queue` and `source`: `api`
+/// (submitted ready to run), `promoted` (a delayed job or a retry whose time came), `cron` (fired
+/// by a schedule), `retry` (a user's retry of a finished job).
+pub const JOBS_ENQUEUED: &str = "pysaas_jobs_enqueued_total";
+
+/// Counts `jobs` (those now `queued`) as entering the queue from `source`.
+pub fn count_enqueued<'a>(
+    jobs: impl IntoIterator<Item = &'a pysaas_jobs::Job>,
+    source: &'static str,
+) {
+    for job in jobs {
+        if job.state == JobState::Queued {
+            metrics::counter!(JOBS_ENQUEUED, "kind" => job.kind.clone(), "queue" => job.queue.clone(), "source" => source)
+                .increment(1);
+        }
+    }
+}
+
 /// Name of the depth gauge.
 pub const QUEUE_DEPTH: &str = "pysaas_queue_depth";
 /// Name of the oldest-queued-job age gauge.

@@ -105,8 +105,12 @@ async fn pass(
                         "schedule fired"
                     );
                 }
-                metrics::counter!("pysaas_schedule_ticks_total", "schedule" => schedule.spec.name.clone())
+                metrics::counter!("pysaas_schedule_ticks_total", "tenant" => schedule.tenant_id.clone(), "schedule" => schedule.spec.name.clone())
                     .increment(created as u64);
+                pysaas_brokers::gauges::count_enqueued(
+                    inserted.iter().filter(|i| i.created).map(|i| &i.job),
+                    "cron",
+                );
                 fired.extend(
                     inserted
                         .into_iter()
@@ -159,7 +163,7 @@ pub fn plan(
                 .collect();
             let jobs = jobs.unwrap_or_else(|err| {
                 tracing::error!(schedule = %name, error = %err, ticks = ticks.len(), "schedule ticks skipped: its job is invalid");
-                metrics::counter!("pysaas_schedule_errors_total", "schedule" => name.clone()).increment(1);
+                metrics::counter!("pysaas_schedule_errors_total", "tenant" => schedule.tenant_id.clone(), "schedule" => name.clone()).increment(1);
                 Vec::new()
             });
             (jobs, cron.next_after(fired_through))

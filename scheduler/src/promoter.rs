@@ -23,6 +23,7 @@ pub async fn run(
         let (store, dispatcher) = (store.clone(), dispatcher.clone());
         async move {
             let jobs = store.promote_due().await?;
+            pysaas_brokers::gauges::count_enqueued(&jobs, "promoted");
             if broker && !jobs.is_empty() {
                 // A failed publish is not lost: the relay announces what was not marked.
                 if let Err(err) = dispatcher.dispatch(&jobs).await {

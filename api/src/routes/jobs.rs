@@ -115,9 +115,11 @@ pub(crate) async fn insert(
         }
         inserted
     };
-    for job in inserted.iter().filter(|i| i.created).map(|i| &i.job) {
-        metrics::counter!("pysaas_jobs_enqueued_total", "kind" => job.kind.clone(), "queue" => job.queue.clone()).increment(1);
-    }
+    // Delayed jobs are counted when the promoter makes them queued.
+    pysaas_brokers::gauges::count_enqueued(
+        inserted.iter().filter(|i| i.created).map(|i| &i.job),
+        "api",
+    );
     Ok(inserted)
 }
 
@@ -349,6 +351,7 @@ pub(crate) async fn retry(
     let id = parse_id(&id)?;
     let result = state.store().retry(&tenant, id).await?;
     if let Transition::Done(job) = &result {
+        pysaas_brokers::gauges::count_enqueued([job.as_ref()], "retry");
         if let Err(err) = state.dispatcher().dispatch(std::slice::from_ref(job)).await {
             tracing::warn!(error = %err, job_id = %id, "dispatch after retry failed");
         }

@@ -69,7 +69,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 #[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = state.metrics() else {
-        return Err(ApiError::not_found("metrics are disabled"));
+        return Err(ApiError::not_found(
+            "metrics are not served on the public API (they name every tenant's queues): scrape metrics_listen (PYSAAS_METRICS_LISTEN), or set api.public_metrics",
+        ));
     };
     if let Err(err) = state.queue_gauges().refresh(state.store().as_ref()).await {
         tracing::warn!(error = %err, "queue depth gauges not refreshed");
