@@ -880,7 +880,72 @@ async fn jobs_that_can_never_run_are_refused(app: App) {
     assert!(page["jobs"].as_array().unwrap().is_empty(), "{page}");
 }
 
+/// Errors speak the API's language (JSON types, RFC 3339), `detail` and `errors[].path` name the
+/// same path, and query-string errors have the same shape as body errors.
+async fn messages_speak_json_not_rust(app: App) {
+    let cases = [
+        (
+            json!({"kind": "system.noop", "run_at": "tomorrow"}),
+            "run_at",
+            "RFC 3339",
+        ),
+        (
+            json!({"kind": "system.sleep", "payload": {"ms": "x"}}),
+            "payload.ms",
+            "whole number",
+        ),
+        (
+            json!({"kind": "system.noop", "priority": "high"}),
+            "priority",
+            "whole number",
+        ),
+    ];
+    for (body, path, says) in cases {
+        let (s, b) = app.post("/v1/jobs", body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let detail = b["detail"].as_str().unwrap();
+        assert_eq!(b["errors"][0]["path"], path, "{b}");
+        assert!(
+            detail.contains(&format!("`{path}`")) && detail.contains(says),
+            "{b}"
+        );
+        for rust in [
+            "u64",
+            "i16",
+            "struct ",
+            "line 1 column",
+            "invalid characters",
+        ] {
+            assert!(!b.to_string().contains(rust), "{rust} in {b}");
+        }
+    }
+    for query in ["state=", "limit=abc"] {
+        let (s, b) = app.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+        let field = query.split('=').next().unwrap();
+        assert_eq!(b["errors"][0]["path"], field, "{b}");
+        assert!(
+            !b["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Failed to deserialize"),
+            "{b}"
+        );
+    }
+    let (_, b) = app
+        .post(
+            "/v1/jobs/batch",
+            json!({"jobs": [{"kind": "system.noop"}, {"kind": "nope"}]}),
+        )
+        .await;
+    assert_eq!(
+        b["detail"], "1 of the jobs is invalid; none was inserted",
+        "{b}"
+    );
+}
+
 api_suite!(
+    messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,
     bodies_must_be_declared_json,
     submitted_noop_succeeds_quickly,

@@ -150,17 +150,21 @@ impl From<JobsError> for ApiError {
                 ApiError::unprocessable(err.to_string()).with("known_kinds", known)
             }
             JobsError::InvalidPayload {
+                ref kind,
                 ref path,
                 ref message,
-                ..
-            } => ApiError::invalid_fields(
-                err.to_string(),
-                vec![FieldError {
-                    index: None,
-                    path: format!("payload.{path}").replace("payload..", "payload"),
-                    message: message.clone(),
-                }],
-            ),
+            } => {
+                let path = payload_path(path);
+                let message = humane(message);
+                ApiError::invalid_fields(
+                    format!("invalid payload for `{kind}`: `{path}` {message}"),
+                    vec![FieldError {
+                        index: None,
+                        path,
+                        message,
+                    }],
+                )
+            }
             JobsError::InvalidField { field, ref message } => ApiError::invalid_fields(
                 err.to_string(),
                 vec![FieldError {
@@ -190,7 +194,91 @@ impl From<BytesRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        ApiError::unprocessable(rejection.body_text())
+        // "Failed to deserialize query string: state: unknown variant ``, expected one of …"
+        let text = rejection.body_text();
+        let rest = text
+            .split_once("query string: ")
+            .map_or(text.as_str(), |(_, r)| r);
+        let (field, message) = match rest.split_once(": ") {
+            Some((field, message)) if !field.contains(' ') => (field.to_owned(), message),
+            _ => (String::new(), rest),
+        };
+        let message = humane(message);
+        let detail = if field.is_empty() {
+            format!("invalid query string: {message}")
+        } else {
+            format!("invalid query parameter `{field}`: {message}")
+        };
+        ApiError::invalid_fields(
+            detail,
+            vec![FieldError {
+                index: None,
+                path: field,
+                message,
+            }],
+        )
+    }
+}
+
+/// A serde message in the API's words: JSON types instead of Rust's, no parser positions.
+pub(crate) fn humane(message: &str) -> String {
+    let mut m = message.to_owned();
+    // " at line 1 column 41"
+    if let Some(i) = m.find(" at line ") {
+        m.truncate(i);
+    }
+    // chrono's parse errors: the field holds a date-time.
+    for chrono in [
+        "input contains invalid characters",
+        "premature end of input",
+        "trailing input",
+        "input is out of range",
+        "input is not enough for unique date and time",
+    ] {
+        if m == chrono {
+            return "must be an RFC 3339 date-time, e.g. 2026-12-01T12:00:00Z".into();
+        }
+    }
+    if let Some(rest) = m.strip_prefix("unknown variant ``, expected ") {
+        return format!("must not be empty: expected {rest}");
+    }
+    for (rust, json) in [
+        ("expected u8", "expected a non-negative whole number"),
+        ("expected u16", "expected a non-negative whole number"),
+        ("expected u32", "expected a non-negative whole number"),
+        ("expected u64", "expected a non-negative whole number"),
+        ("expected usize", "expected a non-negative whole number"),
+        ("expected i16", "expected a whole number"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("invalid digit found in string", "expected a whole number"),
+        (
+            "cannot parse integer from empty string",
+            "must not be empty: expected a whole number",
+        ),
+    ] {
+        if let Some(i) = m.find(rust) {
+            m.replace_range(i..i + rust.len(), json);
+        }
+    }
+    if let Some(i) = m.find("expected struct ") {
+        // "expected struct SubmitJob with 7 elements" / "expected struct Noop"
+        m.truncate(i);
+        m.push_str("expected an object");
+    }
+    m = m.replace(", there are no fields", ": no fields are accepted here");
+    m = m.replace("invalid type: ", "got ");
+    m
+}
+
+/// `payload.<path>` (the whole payload: `payload`), as both `detail` and `errors[].path` say it.
+pub(crate) fn payload_path(path: &str) -> String {
+    if path == "." || path.is_empty() {
+        "payload".into()
+    } else {
+        format!("payload.{path}")
     }
 }
 
@@ -202,14 +290,22 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         let path = err.path().to_string();
         let inner = err.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => ApiError::invalid_fields(
-                format!("invalid request body at `{path}`: {inner}"),
-                vec![FieldError {
-                    index: None,
-                    path,
-                    message: inner.to_string(),
-                }],
-            ),
+            serde_json::error::Category::Data => {
+                let message = humane(&inner.to_string());
+                let detail = if path == "." {
+                    format!("invalid request body: {message}")
+                } else {
+                    format!("invalid request body: `{path}` {message}")
+                };
+                ApiError::invalid_fields(
+                    detail,
+                    vec![FieldError {
+                        index: None,
+                        path,
+                        message,
+                    }],
+                )
+            }
             _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
         }
     })?;

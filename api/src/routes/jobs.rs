@@ -220,10 +220,10 @@ pub(crate) async fn submit_batch(
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid_fields(
-            format!(
-                "{} of the jobs are invalid; none was inserted",
-                errors.len()
-            ),
+            match errors.len() {
+                1 => "1 of the jobs is invalid; none was inserted".to_owned(),
+                n => format!("{n} of the jobs are invalid; none was inserted"),
+            },
             errors,
         ));
     }
@@ -236,8 +236,8 @@ fn field_error(index: usize, err: JobsError) -> FieldError {
     let (path, message) = match &err {
         JobsError::UnknownKind { .. } => ("kind".to_owned(), err.to_string()),
         JobsError::InvalidPayload { path, message, .. } => (
-            format!("payload.{path}").replace("payload..", "payload"),
-            message.clone(),
+            crate::error::payload_path(path),
+            crate::error::humane(message),
         ),
         JobsError::InvalidField { field, message } => ((*field).to_owned(), message.clone()),
         other => (String::new(), other.to_string()),
