@@ -749,7 +749,20 @@ pub async fn create_key(
             );
         }
     }
-    let url = config.require_database_url()?.to_owned();
+    let url = match config.store.url.clone() {
+        Some(url) => url,
+        // Like `pysaas dev`: the embedded store in the data dir, if there is one.
+        None => {
+            let db = config.store.data_dir.join("pysaas.db");
+            if !db.exists() {
+                bail!(
+                    "no database configured and no dev store at {}: set PYSAAS_DATABASE_URL, or pass --data-dir where `pysaas dev` keeps its data",
+                    db.display()
+                );
+            }
+            format!("sqlite://{}", db.display())
+        }
+    };
     let store = open_store(&config, &url).await?;
     crate::security::ensure_default_tenant(store.as_ref()).await?;
     if store.get_tenant(&tenant).await?.is_none() {

@@ -88,13 +88,19 @@ impl ApiArgs {
             return (Some(key.clone()), "--api-key / PYSAAS_API_KEY".into());
         }
         let file = self.data_dir.join("admin.key");
-        let found = crate::security::local_admin_key(&self.data_dir);
+        let stored = credentials_path();
         let looked = format!(
-            "--api-key, PYSAAS_API_KEY and {}{}",
+            "--api-key, PYSAAS_API_KEY, {} and {} (`pysaas login`)",
             file.display(),
-            if found.is_some() { "" } else { " (not found)" }
+            stored
+                .as_ref()
+                .map_or_else(|| "no credentials file".into(), |p| p.display().to_string())
         );
-        (found, looked)
+        if let Some(key) = crate::security::local_admin_key(&self.data_dir) {
+            return (Some(key), looked);
+        }
+        let key = stored.and_then(|p| read_credentials(&p).remove(self.base()));
+        (key, looked)
     }
 
     fn client(&self) -> Result<Client> {
@@ -364,6 +370,112 @@ fn schedules_table(value: &Value) -> String {
     )
 }
 
+/// The per-user credentials file: `$PYSAAS_CREDENTIALS`, else
+/// `$XDG_CONFIG_HOME/pysaas/credentials.toml`, else `~/.config/pysaas/credentials.toml`. One API
+/// key per API URL, written by `pysaas login` (mode 0600).
+pub fn credentials_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PYSAAS_CREDENTIALS") {
+        return Some(PathBuf::from(path));
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("pysaas").join("credentials.toml"))
+}
+
+fn read_credentials(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+fn write_credentials(
+    path: &std::path::Path,
+    keys: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = toml::to_string(keys).context("writing the credentials")?;
+    // Replaced whole, never left readable by others.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    crate::security::write_private(&tmp, &text)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `pysaas login` options.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// `pysaas login`: checks an API key against the API (`GET /v1/me`) and stores it for that API
+/// URL in the credentials file. The key comes from `--api-key` / `PYSAAS_API_KEY`, or one line on
+/// standard input (so that it stays out of the shell's history).
+pub async fn login(args: LoginArgs) -> Result<()> {
+    let key = match &args.api.api_key {
+        Some(key) => key.clone(),
+        None => {
+            eprintln!("API key for {}:", args.api.base());
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the API key from standard input")?;
+            line.trim().to_owned()
+        }
+    };
+    if key.is_empty() {
+        return Err(fail(ExitClass::Usage, "no API key given"));
+    }
+    let api = ApiArgs {
+        api: args.api.api.clone(),
+        api_key: Some(key.clone()),
+        data_dir: args.api.data_dir.clone(),
+        output: args.api.output,
+    };
+    let client = api.client()?;
+    let me = client.call(client.http.get(client.url("/v1/me"))).await?;
+    let path = credentials_path().ok_or_else(|| {
+        fail(
+            ExitClass::Usage,
+            "no home directory: set PYSAAS_CREDENTIALS",
+        )
+    })?;
+    let mut keys = read_credentials(&path);
+    keys.insert(api.base().to_owned(), key);
+    write_credentials(&path, &keys)?;
+    eprintln!(
+        "logged in to {} as tenant {} (scopes {}); the key is in {}",
+        api.base(),
+        field(&me, "tenant_id"),
+        me.get("scopes").map_or_else(String::new, Value::to_string),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `pysaas logout`: forgets the stored key for the API URL.
+pub fn logout(args: LoginArgs) -> Result<()> {
+    let path = credentials_path().ok_or_else(|| {
+        fail(
+            ExitClass::Usage,
+            "no home directory: set PYSAAS_CREDENTIALS",
+        )
+    })?;
+    let mut keys = read_credentials(&path);
+    if keys.remove(args.api.base()).is_some() {
+        write_credentials(&path, &keys)?;
+        eprintln!("forgot the key for {}", args.api.base());
+    } else {
+        eprintln!("no key stored for {}", args.api.base());
+    }
+    Ok(())
+}
+
 /// `pysaas enqueue` options.
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
@@ -384,6 +496,9 @@ pub struct EnqueueArgs {
     /// Idempotency key.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Attempts allowed (default: the kind's).
+    #[arg(long)]
+    max_attempts: Option<i32>,
     #[command(flatten)]
     api: ApiArgs,
 }
@@ -460,6 +575,14 @@ enum JobsCommand {
     Cancel { id: String },
     /// Retry a finished job.
     Retry { id: String },
+    /// Follow a job until it finishes, a line per change of state; exits 0 once it succeeded,
+    /// 1 if it ended dead or cancelled.
+    Watch {
+        id: String,
+        /// Give up after this many seconds (0: never).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
 }
 
 fn json_arg(text: &str, flag: &str) -> Result<Value> {
@@ -476,6 +599,7 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         ("priority", args.priority.map(Value::from)),
         ("run_at", args.run_at.map(Value::from)),
         ("idempotency_key", args.idempotency_key.map(Value::from)),
+        ("max_attempts", args.max_attempts.map(Value::from)),
     ] {
         if let Some(value) = value {
             body[key] = value;
@@ -533,6 +657,43 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
                 .await?;
             client.print(&job, details)
         }
+        JobsCommand::Watch { id, timeout } => watch(&client, &id, timeout).await,
+    }
+}
+
+/// Polls the job, printing each new state (JSON lines with `-o json`), until it is finished.
+async fn watch(client: &Client, id: &str, timeout: u64) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut last: Option<(String, String)> = None;
+    loop {
+        let job = client
+            .call(client.http.get(client.url(&format!("/v1/jobs/{id}"))))
+            .await?;
+        let state = field(&job, "state");
+        let attempts = field(&job, "attempts");
+        if last.as_ref() != Some(&(state.clone(), attempts.clone())) {
+            match client.output {
+                Output::Json => println!("{}", serde_json::to_string(&job)?),
+                Output::Human => {
+                    let now = chrono::Utc::now().format("%H:%M:%S%.3f");
+                    let error = match job.get("last_error").and_then(Value::as_str) {
+                        Some(e) if state != "succeeded" => format!("  ({e})"),
+                        _ => String::new(),
+                    };
+                    println!("{now}  {}  attempt {attempts}{error}", paint(&state));
+                }
+            }
+            last = Some((state.clone(), attempts));
+        }
+        match state.as_str() {
+            "succeeded" => return Ok(()),
+            "dead" | "cancelled" => anyhow::bail!("job {id} ended {state}"),
+            _ => {}
+        }
+        if timeout > 0 && started.elapsed() >= std::time::Duration::from_secs(timeout) {
+            anyhow::bail!("job {id} still {state} after {timeout} s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

@@ -69,8 +69,17 @@ enum Command {
     Jobs(client::JobsArgs),
     /// Manage cron schedules through the API.
     Schedules(client::SchedulesArgs),
+    /// Check an API key and store it for this API in the per-user credentials file.
+    Login(client::LoginArgs),
+    /// Forget the stored key for this API.
+    Logout(client::LoginArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script: `pysaas completions bash > /etc/bash_completion.d/pysaas`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +102,10 @@ enum AdminCommand {
         /// Scopes (repeat or comma-separate): jobs:read, jobs:write, schedules:write, admin.
         #[arg(long = "scope", value_delimiter = ',', default_value = "admin")]
         scopes: Vec<String>,
+        /// Without PYSAAS_DATABASE_URL: the dev store in this directory (default ./.pysaas, as
+        /// `pysaas dev`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -130,6 +143,18 @@ fn run(cli: Cli) -> Result<()> {
             Command::Enqueue(args) => client::enqueue(args).await,
             Command::Jobs(args) => client::jobs(args).await,
             Command::Schedules(args) => client::schedules(args).await,
+            Command::Login(args) => client::login(args).await,
+            Command::Logout(args) => client::logout(args),
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "pysaas",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
             command => {
                 let mut config = Config::load_unvalidated(cli.config.as_deref())?;
                 // A benchmark's figures go to stdout; only errors are logged unless asked.
@@ -181,9 +206,20 @@ fn run(cli: Cli) -> Result<()> {
                         tenant,
                         name,
                         scopes,
-                    }) => app::create_key(config, tenant, name, scopes).await,
+                        data_dir,
+                    }) => {
+                        if let Some(dir) = data_dir {
+                            config.store.data_dir = dir;
+                        }
+                        app::create_key(config, tenant, name, scopes).await
+                    }
                     Command::Bench(args) => bench::run(config, args).await,
-                    Command::Enqueue(_) | Command::Jobs(_) | Command::Schedules(_) => {
+                    Command::Enqueue(_)
+                    | Command::Jobs(_)
+                    | Command::Schedules(_)
+                    | Command::Login(_)
+                    | Command::Logout(_)
+                    | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }
                 }

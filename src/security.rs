@@ -29,7 +29,7 @@ pub(crate) fn pem_blocks(text: &str) -> Vec<String> {
 }
 
 /// Writes `contents` to a new file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

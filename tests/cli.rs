@@ -167,3 +167,138 @@ async fn client_commands_print_tables_json_and_one_line_errors() {
     assert_eq!(pysaas(&["jobs", "show"]).status.code(), Some(2));
     app.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_stores_a_key_and_watch_follows_a_job() {
+    let app = pysaas::testing::spawn_app(
+        pysaas::App::new(pysaas::Config::default()),
+        pysaas::Roles::all(),
+    )
+    .await
+    .unwrap();
+    let (key, _) = app.admin_client().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.toml");
+    let empty = dir.path().join("no-dev-here");
+    let with_credentials = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pysaas"))
+            .args(args)
+            .args(["--api", &app.base, "--data-dir", empty.to_str().unwrap()])
+            .env_remove("PYSAAS_API_KEY")
+            .env("PYSAAS_CREDENTIALS", &credentials)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+
+    // Not logged in yet: 4, naming the credentials file among the places looked at.
+    let line = fails_with(&with_credentials(&["jobs", "list"]), 4);
+    assert!(line.contains("credentials.toml"), "{line}");
+
+    // A wrong key is refused and not stored.
+    let wrong = with_credentials(&[
+        "login",
+        "--api-key",
+        "pk_abcdefghij_0123456789012345678901234567890123456789012",
+    ]);
+    assert_eq!(wrong.status.code(), Some(4));
+    assert!(!credentials.exists());
+
+    let login = with_credentials(&["login", "--api-key", &key]);
+    assert!(login.status.success(), "{}", text(&login.stderr));
+    assert!(text(&login.stderr).contains("tenant default"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&credentials)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let listed = with_credentials(&["jobs", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+
+    // watch follows a job to the end: 0 when it succeeds, 1 when it ends dead.
+    let sleep = with_credentials(&[
+        "enqueue",
+        "system.sleep",
+        "--payload",
+        r#"{"ms": 300}"#,
+        "-o",
+        "json",
+    ]);
+    let id = serde_json::from_slice::<Value>(&sleep.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watched = with_credentials(&["jobs", "watch", &id, "--timeout", "20"]);
+    assert!(watched.status.success(), "{}", text(&watched.stderr));
+    let lines = text(&watched.stdout);
+    assert!(
+        lines.lines().last().unwrap().contains("succeeded"),
+        "{lines}"
+    );
+    let fail = with_credentials(&[
+        "enqueue",
+        "system.fail",
+        "--payload",
+        r#"{"times": 5}"#,
+        "--max-attempts",
+        "1",
+        "-o",
+        "json",
+    ]);
+    assert!(fail.status.success(), "{}", text(&fail.stderr));
+    let id = serde_json::from_slice::<Value>(&fail.stdout).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let watched = with_credentials(&["jobs", "watch", &id, "--timeout", "20"]);
+    assert_eq!(watched.status.code(), Some(1), "{}", text(&watched.stderr));
+    assert!(text(&watched.stderr).contains("ended dead"));
+
+    let logout = with_credentials(&["logout"]);
+    assert!(logout.status.success());
+    assert_eq!(with_credentials(&["jobs", "list"]).status.code(), Some(4));
+    app.stop().await.unwrap();
+}
+
+#[test]
+fn admin_create_key_finds_the_dev_store_and_completions_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("pysaas.db").display());
+    let migrated = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .arg("migrate")
+        .env("PYSAAS_DATABASE_URL", &db)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    let create = |data_dir: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_pysaas"))
+            .args([
+                "admin",
+                "create-key",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+            ])
+            .env_remove("PYSAAS_DATABASE_URL")
+            .env_remove("PYSAAS_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let made = create(dir.path());
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    assert!(
+        text(&made.stdout).trim().starts_with("pk_"),
+        "{}",
+        text(&made.stdout)
+    );
+    let nowhere = tempfile::tempdir().unwrap();
+    let missing = create(nowhere.path());
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("PYSAAS_DATABASE_URL"));
+
+    let bash = pysaas(&["completions", "bash"]);
+    assert!(bash.status.success());
+    assert!(text(&bash.stdout).contains("complete -F _pysaas"));
+}
