@@ -383,6 +383,18 @@ pub fn credentials_path() -> Option<PathBuf> {
     Some(config.join("pysaas").join("credentials.toml"))
 }
 
+/// The credentials file and the keys it holds (none yet if it does not exist).
+fn stored_keys() -> Result<(PathBuf, std::collections::BTreeMap<String, String>)> {
+    let path = credentials_path().ok_or_else(|| {
+        fail(
+            ExitClass::Usage,
+            "no home directory: set PYSAAS_CREDENTIALS",
+        )
+    })?;
+    let keys = read_credentials(&path);
+    Ok((path, keys))
+}
+
 fn read_credentials(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
     std::fs::read_to_string(path)
         .ok()
@@ -439,13 +451,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
     };
     let client = api.client()?;
     let me = client.call(client.http.get(client.url("/v1/me"))).await?;
-    let path = credentials_path().ok_or_else(|| {
-        fail(
-            ExitClass::Usage,
-            "no home directory: set PYSAAS_CREDENTIALS",
-        )
-    })?;
-    let mut keys = read_credentials(&path);
+    let (path, mut keys) = stored_keys()?;
     keys.insert(api.base().to_owned(), key);
     write_credentials(&path, &keys)?;
     eprintln!(
@@ -460,13 +466,7 @@ pub async fn login(args: LoginArgs) -> Result<()> {
 
 /// `pysaas logout`: forgets the stored key for the API URL.
 pub fn logout(args: LoginArgs) -> Result<()> {
-    let path = credentials_path().ok_or_else(|| {
-        fail(
-            ExitClass::Usage,
-            "no home directory: set PYSAAS_CREDENTIALS",
-        )
-    })?;
-    let mut keys = read_credentials(&path);
+    let (path, mut keys) = stored_keys()?;
     if keys.remove(args.api.base()).is_some() {
         write_credentials(&path, &keys)?;
         eprintln!("forgot the key for {}", args.api.base());

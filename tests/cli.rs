@@ -39,8 +39,8 @@ fn fails_with(out: &Output, code: i32) -> String {
     lines[0].to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_commands_print_tables_json_and_one_line_errors() {
+/// The whole app on a fresh SQLite database, and an admin key for it.
+async fn running_app() -> (pysaas::testing::TestApp, String) {
     let app = pysaas::testing::spawn_app(
         pysaas::App::new(pysaas::Config::default()),
         pysaas::Roles::all(),
@@ -48,6 +48,12 @@ async fn client_commands_print_tables_json_and_one_line_errors() {
     .await
     .unwrap();
     let (key, _) = app.admin_client().await.unwrap();
+    (app, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_commands_print_tables_json_and_one_line_errors() {
+    let (app, key) = running_app().await;
     let base = app.base.clone();
     let (b, k) = (base.as_str(), key.as_str());
 
@@ -170,13 +176,7 @@ async fn client_commands_print_tables_json_and_one_line_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_stores_a_key_and_watch_follows_a_job() {
-    let app = pysaas::testing::spawn_app(
-        pysaas::App::new(pysaas::Config::default()),
-        pysaas::Roles::all(),
-    )
-    .await
-    .unwrap();
-    let (key, _) = app.admin_client().await.unwrap();
+    let (app, key) = running_app().await;
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials.toml");
     let empty = dir.path().join("no-dev-here");
