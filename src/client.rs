@@ -480,7 +480,12 @@ pub fn logout(args: LoginArgs) -> Result<()> {
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// Job kind, e.g. system.sleep.
-    kind: String,
+    #[arg(required_unless_present = "from")]
+    kind: Option<String>,
+    /// Bulk: one job per line of this JSON Lines file (`-`: standard input), each line a
+    /// `POST /v1/jobs` body; sent 1,000 per request (`POST /v1/jobs/batch`), with progress.
+    #[arg(long, conflicts_with = "kind")]
+    from: Option<PathBuf>,
     /// Payload as JSON.
     #[arg(long, default_value = "{}")]
     payload: String,
@@ -592,6 +597,9 @@ fn json_arg(text: &str, flag: &str) -> Result<Value> {
 
 /// `pysaas enqueue`: submits one job and prints it.
 pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
+    if let Some(from) = &args.from {
+        return enqueue_from(&args.api, from).await;
+    }
     let payload = json_arg(&args.payload, "--payload")?;
     let mut body = json!({ "kind": args.kind, "payload": payload });
     for (key, value) in [
@@ -610,6 +618,83 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
         .call(client.http.post(client.url("/v1/jobs")).json(&body))
         .await?;
     client.print(&job, details)
+}
+
+/// Jobs per `POST /v1/jobs/batch` request.
+const BULK_BATCH: usize = 1000;
+
+/// `pysaas enqueue --from FILE`: every line parsed first (a bad line stops everything before a
+/// request is sent, naming the line), then batches of [`BULK_BATCH`]; each batch is all or
+/// nothing, and a refused one stops the run, saying which line and how many went in before it.
+async fn enqueue_from(api: &ApiArgs, from: &std::path::Path) -> Result<()> {
+    let text = if from.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(from).map_err(|e| {
+            fail(
+                ExitClass::Usage,
+                format!("cannot read {}: {e}", from.display()),
+            )
+        })?
+    };
+    let mut jobs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let job: Value = serde_json::from_str(line).map_err(|e| {
+            fail(
+                ExitClass::Usage,
+                format!("{}:{}: not a JSON object: {e}", from.display(), n + 1),
+            )
+        })?;
+        if !job.is_object() {
+            return Err(fail(
+                ExitClass::Usage,
+                format!(
+                    "{}:{}: a line must be a JSON object like {{\"kind\": …}}",
+                    from.display(),
+                    n + 1
+                ),
+            ));
+        }
+        jobs.push((n + 1, job));
+    }
+    let client = api.client()?;
+    let progress = indicatif::ProgressBar::new(jobs.len() as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut accepted = 0usize;
+    for chunk in jobs.chunks(BULK_BATCH) {
+        let body = json!({ "jobs": chunk.iter().map(|(_, j)| j).collect::<Vec<_>>() });
+        let sent = client
+            .call(client.http.post(client.url("/v1/jobs/batch")).json(&body))
+            .await;
+        if let Err(err) = sent {
+            progress.abandon();
+            let first = chunk.first().map_or(0, |(n, _)| *n);
+            let last = chunk.last().map_or(0, |(n, _)| *n);
+            let class = err
+                .downcast_ref::<ClientError>()
+                .map_or(ExitClass::Server, |e| e.class);
+            return Err(fail(
+                class,
+                format!(
+                    "lines {first}-{last} refused, none of them stored ({accepted} jobs from earlier lines were): {err}"
+                ),
+            ));
+        }
+        accepted += chunk.len();
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    match client.output {
+        Output::Json => println!("{}", json!({ "enqueued": accepted })),
+        Output::Human => println!("enqueued {accepted} jobs from {}", from.display()),
+    }
+    Ok(())
 }
 
 /// `pysaas jobs …`: lists, shows, cancels or retries jobs.

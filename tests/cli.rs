@@ -302,3 +302,73 @@ fn admin_create_key_finds_the_dev_store_and_completions_print() {
     assert!(bash.status.success());
     assert!(text(&bash.stdout).contains("complete -F _pysaas"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_enqueue_from_a_jsonl_file() {
+    let (app, key) = running_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lines: Vec<String>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let line = |i: usize| {
+        format!(r#"{{"kind": "system.noop", "queue": "bulk", "idempotency_key": "k{i}"}}"#)
+    };
+    let run = |file: &str| {
+        pysaas(&[
+            "enqueue",
+            "--from",
+            file,
+            "--api",
+            &app.base,
+            "--api-key",
+            &key,
+        ])
+    };
+    let count = || async {
+        let filter = pysaas_brokers::JobFilter {
+            tenant_id: pysaas::DEFAULT_TENANT.into(),
+            state: None,
+            kind: None,
+            queue: Some("bulk".into()),
+            limit: 1000,
+            before: None,
+        };
+        let mut n = 0;
+        let mut filter = filter;
+        loop {
+            let page = app.store.list(&filter).await.unwrap();
+            n += page.len();
+            match page.last() {
+                Some(last) if page.len() == 1000 => filter.before = Some(last.id),
+                _ => return n,
+            }
+        }
+    };
+
+    // A line that is not JSON stops everything before a request is sent, naming the line.
+    let mut lines: Vec<String> = (0..5).map(line).collect();
+    lines[2] = "{not json".into();
+    let bad = run(&write("bad.jsonl", lines));
+    let message = fails_with(&bad, 2);
+    assert!(message.contains("bad.jsonl:3:"), "{message}");
+    assert_eq!(count().await, 0);
+
+    let ok = run(&write("jobs.jsonl", (0..2500).map(line).collect()));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(text(&ok.stdout).contains("enqueued 2500 jobs"));
+    assert_eq!(count().await, 2500);
+
+    // A refused batch is all or nothing, and the run says how far it got.
+    let mut lines: Vec<String> = (2500..5000).map(line).collect();
+    lines[1500] = r#"{"kind": "nope"}"#.into();
+    let refused = run(&write("partial.jsonl", lines));
+    let message = fails_with(&refused, 2);
+    assert!(
+        message.contains("lines 1001-2000") && message.contains("1000 jobs"),
+        "{message}"
+    );
+    assert_eq!(count().await, 3500);
+    app.stop().await.unwrap();
+}
