@@ -944,7 +944,50 @@ async fn messages_speak_json_not_rust(app: App) {
     );
 }
 
+/// A job for a queue no worker has ever consumed is accepted, with a warning; the queue listing
+/// says which queues are consumed.
+async fn unconsumed_queues_are_pointed_out(app: App) {
+    let (s, job) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.noop", "queue": "nobody-here"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(
+        job["warning"].as_str().unwrap().contains("nobody-here"),
+        "{job}"
+    );
+    // The app's worker consumes `default` (it says so as it starts and every few seconds).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let (_, job) = app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+        if job.get("warning").is_none() {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "default never seen consumed: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(job["queue"], "default");
+    let (_, list) = app.get("/v1/queues").await;
+    let queue = |name: &str| {
+        list["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+    };
+    assert!(queue("nobody-here")["last_consumed_at"].is_null(), "{list}");
+    assert!(queue("default")["last_consumed_at"].is_string(), "{list}");
+}
+
 api_suite!(
+    unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,
     bodies_must_be_declared_json,

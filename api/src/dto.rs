@@ -95,6 +95,10 @@ pub struct JobView {
     /// Every failed attempt, oldest first (a job that succeeded after failures keeps them here;
     /// its `last_error` is cleared).
     pub errors: Vec<AttemptView>,
+    /// On submission only: why the job may not start soon (no worker has ever consumed its
+    /// queue: it waits until one does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One failed attempt.
@@ -145,6 +149,7 @@ impl From<Job> for JobView {
                     finished_at: e.finished_at,
                 })
                 .collect(),
+            warning: None,
         }
     }
 }
@@ -193,11 +198,18 @@ pub struct QueueView {
     pub counts: BTreeMap<String, i64>,
     /// Age in seconds of the oldest queued job (0 when none is queued).
     pub oldest_queued_age_seconds: f64,
+    /// When a worker last said it consumes this queue; `null`: no worker ever has, and its jobs
+    /// wait until one does.
+    pub last_consumed_at: Option<DateTime<Utc>>,
 }
 
 impl QueueView {
-    /// Builds the view at time `now`.
-    pub fn new(stats: QueueStats, now: DateTime<Utc>) -> Self {
+    /// Builds the view at time `now`; `last_consumed_at` from the workers' records.
+    pub fn new(
+        stats: QueueStats,
+        now: DateTime<Utc>,
+        last_consumed_at: Option<DateTime<Utc>>,
+    ) -> Self {
         let counts = JobState::ALL
             .iter()
             .map(|s| {
@@ -215,6 +227,7 @@ impl QueueView {
             name: stats.queue,
             counts,
             oldest_queued_age_seconds: age,
+            last_consumed_at,
         }
     }
 }

@@ -26,6 +26,47 @@ struct Inner {
     plans: Arc<PlanCache>,
     queue_gauges: Arc<pysaas_brokers::gauges::QueueGauges>,
     group_commit: pysaas_brokers::store::GroupCommit,
+    consumed: Arc<ConsumedQueues>,
+}
+
+/// The queues some worker has consumed, read from the store at most once a second and only
+/// when a submission names a queue not known to be consumed (a consumed queue costs nothing).
+#[derive(Debug, Default)]
+pub(crate) struct ConsumedQueues {
+    known: std::sync::Mutex<(
+        Option<std::time::Instant>,
+        std::collections::BTreeSet<String>,
+    )>,
+}
+
+impl ConsumedQueues {
+    /// Whether a worker has ever consumed `queue` (an unreachable store counts as yes: the
+    /// submission itself reports the outage).
+    pub(crate) async fn consumed(&self, store: &dyn JobStore, queue: &str) -> bool {
+        let stale = {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            if known.1.contains(queue) {
+                return true;
+            }
+            known
+                .0
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+        };
+        if stale {
+            match store.consumed_queues().await {
+                Ok(queues) => {
+                    let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                    *known = (
+                        Some(std::time::Instant::now()),
+                        queues.into_keys().collect(),
+                    );
+                    return known.1.contains(queue);
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
 }
 
 impl AppState {
@@ -56,6 +97,7 @@ impl AppState {
                 limits: Limits::default(),
                 plans: Arc::new(PlanCache::default()),
                 queue_gauges: Arc::new(pysaas_brokers::gauges::QueueGauges::default()),
+                consumed: Arc::new(ConsumedQueues::default()),
             }),
         }
     }
@@ -101,6 +143,10 @@ impl AppState {
 
     pub(crate) fn dispatcher(&self) -> &Arc<dyn Dispatcher> {
         &self.inner.dispatcher
+    }
+
+    pub(crate) fn consumed(&self) -> &ConsumedQueues {
+        &self.inner.consumed
     }
 
     pub(crate) fn registry(&self) -> &KindRegistry {

@@ -525,7 +525,23 @@ async fn relay_finds_jobs_no_broker_was_told_about(db: TestDb) {
     );
 }
 
+async fn consumed_queues_are_recorded(db: TestDb) {
+    let s = &db.store;
+    assert!(s.consumed_queues().await.unwrap().is_empty());
+    s.touch_consumed(&["billing".into(), "mail".into()])
+        .await
+        .unwrap();
+    let first = s.consumed_queues().await.unwrap();
+    assert_eq!(first.keys().collect::<Vec<_>>(), ["billing", "mail"]);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    s.touch_consumed(&["billing".into()]).await.unwrap();
+    let second = s.consumed_queues().await.unwrap();
+    assert!(second["billing"] > first["billing"], "last_seen moves on");
+    assert_eq!(second["mail"], first["mail"]);
+}
+
 pysaas_brokers::each_store!(
+    consumed_queues_are_recorded,
     insert_and_get_round_trip,
     idempotency_key_yields_the_same_job,
     batch_insert_is_all_or_nothing,

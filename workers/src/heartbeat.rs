@@ -1,5 +1,5 @@
-//! Keeps leases on in-flight jobs alive, and stops jobs this worker no longer holds (cancelled
-//! by a user, or rescued after this worker was presumed dead).
+//! Keeps leases on in-flight jobs alive, stops jobs this worker no longer holds (cancelled by a
+//! user, or rescued after this worker was presumed dead), and records the queues it consumes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +22,7 @@ pub(crate) fn snapshot(in_flight: &InFlight) -> Vec<Uuid> {
 pub(crate) async fn run(
     store: Arc<dyn JobStore>,
     in_flight: InFlight,
+    queues: Vec<String>,
     worker_id: String,
     lease: Duration,
     interval: Duration,
@@ -33,6 +34,10 @@ pub(crate) async fn run(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticker.tick() => {}
+        }
+        // The API tells submitters of a queue nobody consumes; say that these are consumed.
+        if let Err(err) = store.touch_consumed(&queues).await {
+            tracing::warn!(error = %err, "recording consumed queues failed");
         }
         let ids = snapshot(&in_flight);
         if ids.is_empty() {

@@ -145,6 +145,7 @@ impl Worker {
         let heartbeat = tokio::spawn(heartbeat::run(
             self.store.clone(),
             shared.in_flight.clone(),
+            config.queues.iter().map(|q| q.name.clone()).collect(),
             config.worker_id.clone(),
             config.lease,
             config.heartbeat_interval.max(Duration::from_millis(10)),

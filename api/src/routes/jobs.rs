@@ -155,10 +155,11 @@ pub(crate) async fn submit(
     })?;
     let id = inserted.job.id;
     if inserted.created {
+        let view = with_warning(&state, JobView::from(inserted.job)).await;
         return Ok((
             StatusCode::ACCEPTED,
             [(header::LOCATION, location(id))],
-            Json(JobView::from(inserted.job)),
+            Json(view),
         )
             .into_response());
     }
@@ -228,8 +229,27 @@ pub(crate) async fn submit_batch(
         ));
     }
     let inserted = insert(&state, jobs).await?;
-    let jobs = inserted.into_iter().map(|i| JobView::from(i.job)).collect();
+    let mut jobs = Vec::with_capacity(inserted.len());
+    for i in inserted {
+        jobs.push(with_warning(&state, JobView::from(i.job)).await);
+    }
     Ok((StatusCode::ACCEPTED, Json(BatchAccepted { jobs })).into_response())
+}
+
+/// Adds a warning to a just-submitted job whose queue no worker has ever consumed: it is
+/// accepted (workers may come later) but will wait until one does.
+async fn with_warning(state: &AppState, mut view: JobView) -> JobView {
+    if !state
+        .consumed()
+        .consumed(state.store().as_ref(), &view.queue)
+        .await
+    {
+        view.warning = Some(format!(
+            "no worker has consumed queue `{}` yet: the job waits until one does (`pysaas worker --queues {}`)",
+            view.queue, view.queue
+        ));
+    }
+    view
 }
 
 fn field_error(index: usize, err: JobsError) -> FieldError {

@@ -17,9 +17,16 @@ pub(crate) async fn queues(
     TenantOf(tenant, _): TenantOf<JobsRead>,
 ) -> Result<Json<QueueList>, ApiError> {
     let stats = state.store().queue_stats(Some(&tenant)).await?;
+    let consumed = state.store().consumed_queues().await?;
     let now = state.store().now().await?;
     Ok(Json(QueueList {
-        queues: stats.into_iter().map(|s| QueueView::new(s, now)).collect(),
+        queues: stats
+            .into_iter()
+            .map(|s| {
+                let seen = consumed.get(&s.queue).copied();
+                QueueView::new(s, now, seen)
+            })
+            .collect(),
     }))
 }
 

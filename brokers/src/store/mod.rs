@@ -239,6 +239,12 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
     /// Queues that hold queued jobs (read through the claim index: one probe per queue).
     async fn queued_queues(&self) -> Result<Vec<String>>;
 
+    /// Records that a worker consumes `queues` now (workers call it every few seconds).
+    async fn touch_consumed(&self, queues: &[String]) -> Result<()>;
+
+    /// Every queue a worker has ever consumed, with when one last said so.
+    async fn consumed_queues(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
+
     /// The first `limit` queued jobs of `queue` in claim order that became claimable more than
     /// `older_than` ago: what the relay announces again when the broker says it holds nothing
     /// for the queue (a publish that failed or never happened, or a message the broker lost).

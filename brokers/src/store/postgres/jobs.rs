@@ -381,6 +381,25 @@ impl JobStore for PgStore {
         Ok(rows.len() as u64)
     }
 
+    async fn touch_consumed(&self, queues: &[String]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO queue_consumers (queue, last_seen) SELECT q, now() FROM unnest($1::text[]) AS q \
+             ON CONFLICT (queue) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(queues)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn consumed_queues(&self) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
+        let rows: Vec<(String, DateTime<Utc>)> =
+            sqlx::query_as("SELECT queue, last_seen FROM queue_consumers")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
     async fn queued_queues(&self) -> Result<Vec<String>> {
         // A loose index scan of the claim index: one probe per queue, however long the queues.
         Ok(sqlx::query_scalar(

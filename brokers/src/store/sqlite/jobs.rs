@@ -440,6 +440,31 @@ impl JobStore for SqliteStore {
         Ok(dead + requeued)
     }
 
+    async fn touch_consumed(&self, queues: &[String]) -> Result<()> {
+        let (mut conn, now) = self.write().await?;
+        for queue in queues {
+            sqlx::query(
+                "INSERT INTO queue_consumers (queue, last_seen) VALUES (?1, ?2) \
+                 ON CONFLICT (queue) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(queue)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn consumed_queues(&self) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT queue, last_seen FROM queue_consumers")
+                .fetch_all(&self.reader)
+                .await?;
+        rows.into_iter()
+            .map(|(q, t)| Ok((q, super::from_micros(t)?)))
+            .collect()
+    }
+
     async fn queued_queues(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
             "WITH RECURSIVE q(queue) AS ( \
