@@ -919,6 +919,21 @@ async fn messages_speak_json_not_rust(app: App) {
             assert!(!b.to_string().contains(rust), "{rust} in {b}");
         }
     }
+    // Objects only: serde would read a struct from an array, by position.
+    let (s, b) = app.post_raw("/v1/jobs", "[\"system.noop\"]").await;
+    assert_eq!(
+        (s, b["errors"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some(".")),
+        "{b}"
+    );
+    let (s, b) = app
+        .post("/v1/jobs", json!({"kind": "system.sleep", "payload": [5]}))
+        .await;
+    assert_eq!(
+        (s, b["errors"][0]["path"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("payload")),
+        "{b}"
+    );
     for query in ["state=", "limit=abc"] {
         let (s, b) = app.get(&format!("/v1/jobs?{query}")).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");

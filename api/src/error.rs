@@ -285,6 +285,19 @@ pub(crate) fn payload_path(path: &str) -> String {
 /// Parses a JSON body: malformed JSON is 400, a well-formed body of the wrong shape is 422 with
 /// the field path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object; serde would otherwise take a struct from an array, by position.
+    if let Some(first) = body.iter().find(|b| !b.is_ascii_whitespace()) {
+        if matches!(first, b'[' | b'"' | b'0'..=b'9' | b'-' | b't' | b'f' | b'n') {
+            return Err(ApiError::invalid_fields(
+                "invalid request body: must be a JSON object",
+                vec![FieldError {
+                    index: None,
+                    path: ".".into(),
+                    message: "must be a JSON object".into(),
+                }],
+            ));
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
         let path = err.path().to_string();

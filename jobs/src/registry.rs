@@ -72,6 +72,10 @@ pub struct KindSpec {
 }
 
 fn validate_as<K: JobKind>(payload: &Value) -> Result<(), (String, String)> {
+    // serde would take a struct from an array, by position; a payload is an object.
+    if !payload.is_object() {
+        return Err((".".into(), "must be a JSON object".into()));
+    }
     let typed = serde_path_to_error::deserialize::<_, K>(payload)
         .map_err(|e| (e.path().to_string(), e.inner().to_string()))?;
     typed.check()
