@@ -163,7 +163,7 @@ impl AppState {
 pub fn describe_metrics() {
     metrics::describe_counter!(
         pysaas_brokers::gauges::JOBS_ENQUEUED,
-        "Jobs entering queued: submitted ready (source=api), promoted when due (promoted), fired by a schedule (cron), retried by a user (retry)"
+        "Jobs entering queued: submitted ready (source=api), promoted when due (promoted), fired by a schedule (cron), retried by a user (retry), rescued after a lost worker (rescued), released at shutdown (released)"
     );
     pysaas_brokers::gauges::QueueGauges::describe();
 }

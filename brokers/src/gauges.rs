@@ -14,7 +14,8 @@ use crate::{JobStore, QueueStats, Result};
 
 /// Name of the counter of jobs entering `queued`, labelled `kind`, `queue` and `source`: `api`
 /// (submitted ready to run), `promoted` (a delayed job or a retry whose time came), `cron` (fired
-/// by a schedule), `retry` (a user's retry of a finished job).
+/// by a schedule), `retry` (a user's retry of a finished job), `rescued` (its worker was lost and
+/// the lease expired), `released` (given back by a worker shutting down).
 pub const JOBS_ENQUEUED: &str = "pysaas_jobs_enqueued_total";
 
 /// Counts `jobs` (those now `queued`) as entering the queue from `source`.
@@ -24,10 +25,15 @@ pub fn count_enqueued<'a>(
 ) {
     for job in jobs {
         if job.state == JobState::Queued {
-            metrics::counter!(JOBS_ENQUEUED, "kind" => job.kind.clone(), "queue" => job.queue.clone(), "source" => source)
-                .increment(1);
+            count_one_enqueued(&job.kind, &job.queue, source);
         }
     }
+}
+
+/// Counts one job of `kind` entering `queue` from `source`.
+pub fn count_one_enqueued(kind: &str, queue: &str, source: &'static str) {
+    metrics::counter!(JOBS_ENQUEUED, "kind" => kind.to_owned(), "queue" => queue.to_owned(), "source" => source)
+        .increment(1);
 }
 
 /// Name of the depth gauge.

@@ -64,13 +64,13 @@ const RESCUE_SQL: &str = concat!(
                               $2::text AS new_error), \
           hist AS (",
     into_history!(),
-    " RETURNING queue, state), \
+    " RETURNING queue, state, kind), \
           requeued AS (UPDATE jobs j SET state = 'queued', run_at = now(), last_error = $2, \
                               lease_expires_at = NULL, errors = ",
     attempt_error!("$2"),
     " WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts < j.max_attempts \
-                         RETURNING j.queue, j.state) \
-     SELECT queue, state FROM hist UNION ALL SELECT queue, state FROM requeued"
+                         RETURNING j.queue, j.state, j.kind) \
+     SELECT queue, state, kind FROM hist UNION ALL SELECT queue, state, kind FROM requeued"
 );
 
 impl PgStore {
@@ -335,18 +335,21 @@ impl JobStore for PgStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let queues: Vec<String> = sqlx::query_scalar(
+        let released: Vec<(String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = now(), last_error = $3 \
-             WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING queue",
+             WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING kind, queue",
         )
         .bind(ids)
         .bind(worker_id)
         .bind(RELEASED_ERROR)
         .fetch_all(&self.pool)
         .await?;
-        self.announce_queues(queues.iter().map(String::as_str));
-        Ok(queues.len() as u64)
+        for (kind, queue) in &released {
+            crate::gauges::count_one_enqueued(kind, queue, "released");
+        }
+        self.announce_queues(released.iter().map(|(_, q)| q.as_str()));
+        Ok(released.len() as u64)
     }
 
     async fn promote_due(&self) -> Result<Vec<Job>> {
@@ -374,7 +377,9 @@ impl JobStore for PgStore {
         let mut queues = BTreeSet::new();
         for row in &rows {
             if row.try_get::<&str, _>("state")? == JobState::Queued.as_str() {
-                queues.insert(row.try_get::<&str, _>("queue")?);
+                let queue = row.try_get::<&str, _>("queue")?;
+                crate::gauges::count_one_enqueued(row.try_get("kind")?, queue, "rescued");
+                queues.insert(queue);
             }
         }
         self.announce_queues(queues);

@@ -51,7 +51,7 @@ const RESCUE_REQUEUE_SQL: &str = concat!(
             errors = ",
     attempt_error!("?2"),
     " WHERE j.id IN (SELECT value FROM json_each(?3)) AND j.attempts < j.max_attempts \
-     RETURNING state"
+     RETURNING kind, queue"
 );
 
 impl SqliteStore {
@@ -362,19 +362,23 @@ impl JobStore for SqliteStore {
             return Ok(0);
         }
         let (mut conn, now) = self.write().await?;
-        let done = sqlx::query(
+        let released: Vec<(String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
-             WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4))",
+             WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4)) \
+             RETURNING kind, queue",
         )
         .bind(now)
         .bind(RELEASED_ERROR)
         .bind(worker_id)
         .bind(ids_json(ids))
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await?;
+        for (kind, queue) in &released {
+            crate::gauges::count_one_enqueued(kind, queue, "released");
+        }
         self.wake();
-        Ok(done.rows_affected())
+        Ok(released.len() as u64)
     }
 
     async fn promote_due(&self) -> Result<Vec<Job>> {
@@ -426,14 +430,17 @@ impl JobStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let requeued = sqlx::query(RESCUE_REQUEUE_SQL)
+        let requeued: Vec<(String, String)> = sqlx::query_as(RESCUE_REQUEUE_SQL)
             .bind(now)
             .bind(RESCUED_ERROR)
             .bind(&ids)
             .fetch_all(&mut *tx)
-            .await?
-            .len() as u64;
+            .await?;
         tx.commit().await?;
+        for (kind, queue) in &requeued {
+            crate::gauges::count_one_enqueued(kind, queue, "rescued");
+        }
+        let requeued = requeued.len() as u64;
         if requeued > 0 {
             self.wake();
         }
