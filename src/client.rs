@@ -360,7 +360,12 @@ fn schedules_table(value: &Value) -> String {
                 } else {
                     "active".into()
                 },
-                field(s, "next_fire_at"),
+                s.get("next_fire_times")
+                    .and_then(Value::as_array)
+                    .and_then(|t| t.first())
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_owned(),
             ]
         })
         .collect();

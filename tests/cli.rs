@@ -114,6 +114,31 @@ async fn client_commands_print_tables_json_and_one_line_errors() {
         "{fields}"
     );
 
+    // Schedules as a table, with the next fire time.
+    let created = pysaas(&[
+        "schedules",
+        "create",
+        "nightly",
+        "--cron",
+        "0 0 3 * * *",
+        "--kind",
+        "system.noop",
+        "--api",
+        b,
+        "--api-key",
+        k,
+    ]);
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let schedules = text(&pysaas(&["schedules", "list", "--api", b, "--api-key", k]).stdout);
+    let row = schedules
+        .lines()
+        .find(|l| l.starts_with("nightly"))
+        .unwrap();
+    assert!(
+        row.contains("0 0 3 * * *") && row.contains("T03:00:00"),
+        "{schedules}"
+    );
+
     // Not found: 3.
     let missing = pysaas(&[
         "jobs",
