@@ -170,22 +170,49 @@ pub struct JobPage {
     pub next_cursor: Option<String>,
 }
 
+/// The OpenAPI schema of a job state: one of [`JobState::ALL`], as the API spells them.
+fn state_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(JobState::ALL.iter().map(|s| s.as_str())))
+        .build()
+}
+
+/// An empty query value (`?state=`) means the filter is not set, as a form leaves it.
+fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// List filters.
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only jobs in this state.
-    #[param(value_type = Option<String>)]
+    /// Only jobs in this state (empty: any).
+    #[param(schema_with = state_schema)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub state: Option<JobState>,
-    /// Only this kind.
+    /// Only this kind (empty: any).
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub kind: Option<String>,
-    /// Only this queue.
+    /// Only this queue (empty: any).
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub queue: Option<String>,
     /// Page size, 1 ..= 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (empty: the first page).
+    #[param(value_type = Option<String>, format = Uuid)]
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub cursor: Option<String>,
 }
 

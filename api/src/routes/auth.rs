@@ -67,12 +67,13 @@ async fn blocking<T: Send + 'static>(
 #[serde(deny_unknown_fields)]
 pub(crate) struct Signup {
     /// Email (case-insensitive, unique).
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, min_length = 3, max_length = 254)]
     pub(crate) email: String,
     /// 12 to 128 characters.
+    #[schema(min_length = 12, max_length = 128)]
     pub(crate) password: String,
-    /// Organisation name.
-    #[schema(example = "Acme")]
+    /// Organisation name, 1 to 100 characters.
+    #[schema(example = "Acme", min_length = 1, max_length = 100, pattern = r"\S")]
     pub(crate) tenant_name: String,
 }
 
@@ -168,8 +169,8 @@ pub(crate) enum RoleName {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateApiKey {
-    /// Label.
-    #[schema(example = "ci")]
+    /// Label, 1 to 100 characters.
+    #[schema(example = "ci", min_length = 1, max_length = 100, pattern = r"\S")]
     pub(crate) name: String,
     /// Scopes: a subset of the creator's (`jobs:read`, `jobs:write`, `schedules:write`, `admin`).
     #[schema(example = json!(["jobs:write"]), min_items = 1, inline, value_type = Vec<ScopeName>)]
@@ -225,6 +226,7 @@ pub(crate) struct ApiKeyList {
 #[serde(deny_unknown_fields)]
 pub(crate) struct SetMember {
     /// An existing user's email.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub(crate) email: String,
     /// `owner`, `admin`, `member` or `viewer`.
     #[schema(value_type = RoleName)]

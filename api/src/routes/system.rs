@@ -73,7 +73,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Health>
 }
 
 /// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "system", security(()), responses((status = 200, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "system", security(()),
+    responses((status = 200, content_type = "text/plain"),
+              (status = 404, description = "Not served on this port (see metrics_listen)", content_type = "application/problem+json")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let Some(handle) = state.metrics() else {
         return Err(ApiError::not_found(
