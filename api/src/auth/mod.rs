@@ -266,6 +266,15 @@ impl Auth {
         }
     }
 
+    /// Drops the key with this id from this process's cache at once (the revoking process must
+    /// not wait for its own notice to come back from the store).
+    pub(crate) fn forget_key(&self, id: uuid::Uuid) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (row, _)| row.id != id);
+    }
+
     /// The stored row of the key with `prefix`, from the cache while it is fresh.
     async fn key_row(
         &self,

@@ -579,6 +579,8 @@ pub(crate) async fn revoke_key(
     let missing = || ApiError::not_found(format!("no API key `{id}`"));
     let key = Uuid::parse_str(&id).map_err(|_| missing())?;
     if state.store().revoke_api_key(&tenant_id, key).await? {
+        // Every other replica hears of it through the store; this one forgets it now.
+        state.auth().forget_key(key);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(missing())
