@@ -44,13 +44,18 @@ impl ConsumedQueues {
     /// submission itself reports the outage).
     pub(crate) async fn consumed(&self, store: &dyn JobStore, queue: &str) -> bool {
         let stale = {
-            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
             if known.1.contains(queue) {
                 return true;
             }
-            known
+            let stale = known
                 .0
-                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1))
+                .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+            if stale {
+                // Claim this second's refresh, so that concurrent submissions do not all query.
+                known.0 = Some(std::time::Instant::now());
+            }
+            stale
         };
         if stale {
             match store.consumed_queues().await {
