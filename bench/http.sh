@@ -39,8 +39,9 @@ cleanup() {
 trap cleanup EXIT
 
 cat >"$work/pysaas.toml" <<EOF
+[api]
 rate_limit_backend = "memory"
-api_key_rate_limit = { rate = 1e9, burst = 1000000000 }
+key_rate_limit = { rate = 1e9, burst = 1000000000 }
 [rate_limits.free]
 rate = 1e9
 burst = 1000000000
