@@ -21,6 +21,8 @@ mod group_commit;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod schedules;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

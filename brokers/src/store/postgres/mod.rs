@@ -1,6 +1,7 @@
 //! PostgreSQL job store: `FOR UPDATE SKIP LOCKED` claims and `LISTEN/NOTIFY` wake-ups.
 
 mod auth;
+mod codec;
 mod jobs;
 mod schedules;
 
@@ -11,17 +12,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Postgres, Row};
+use pysaas_jobs::{Job, JobState, NewJob};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    fold_queue_stats, outcome_columns, parse_state, sort_claimed, AuthChange, Completion,
-    FireResult, Inserted, JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore,
-    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+    outcome_columns, sort_claimed, AuthChange, Completion, FireResult, Inserted, JobFilter,
+    JobStore, Lease, QueueStats, ScheduleFire, StoreConfig, Transition, RELEASED_ERROR,
+    RESCUED_ERROR,
 };
+use crate::store::sql::{job_from_row, jobs_from_rows, stats_from_rows};
 use crate::{Result, StoreError};
 
 /// How many due rows one promotion or rescue pass moves at most.
@@ -312,53 +314,6 @@ macro_rules! attempt_error {
     };
 }
 pub(crate) use attempt_error;
-
-fn job_from_row(row: &PgRow) -> Result<Job> {
-    let errors: Option<serde_json::Value> = row.try_get(21)?;
-    Ok(Job {
-        id: row.try_get(0)?,
-        tenant_id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        queue: row.try_get(3)?,
-        state: parse_state(row.try_get(4)?)?,
-        priority: row.try_get(5)?,
-        attempts: row.try_get(6)?,
-        max_attempts: row.try_get(7)?,
-        payload: row.try_get(8)?,
-        result: row.try_get(9)?,
-        last_error: row.try_get(10)?,
-        timeout_ms: row.try_get(11)?,
-        idempotency_key: row.try_get(12)?,
-        trace_context: row.try_get(13)?,
-        request_id: row.try_get(14)?,
-        worker_id: row.try_get(15)?,
-        created_at: row.try_get(16)?,
-        run_at: row.try_get(17)?,
-        started_at: row.try_get(18)?,
-        finished_at: row.try_get(19)?,
-        lease_expires_at: row.try_get(20)?,
-        errors: super::attempt_errors(errors)?,
-    })
-}
-
-fn stats_from_rows(rows: &[PgRow]) -> Result<Vec<QueueStats>> {
-    let rows = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get("queue")?,
-                parse_state(row.try_get("state")?)?,
-                row.try_get("n")?,
-                row.try_get("oldest")?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(fold_queue_stats(rows))
-}
-
-fn jobs_from_rows(rows: &[PgRow]) -> Result<Vec<Job>> {
-    rows.iter().map(job_from_row).collect()
-}
 
 fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)

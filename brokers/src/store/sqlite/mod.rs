@@ -3,6 +3,7 @@
 //! statements, and wake-ups are in-process.
 
 mod auth;
+mod codec;
 mod jobs;
 mod schedules;
 
@@ -12,20 +13,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::{Job, JobState, NewJob, Schedule, ScheduleSpec};
+use pysaas_jobs::{Job, JobState, NewJob};
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    fold_queue_stats, outcome_columns, parse_state, sort_claimed, Completion, FireResult, Inserted,
-    JobFilter, JobStore, Lease, QueueStats, ScheduleFire, SchedulerStore, StoreConfig, Transition,
-    RELEASED_ERROR, RESCUED_ERROR,
+    outcome_columns, sort_claimed, Completion, FireResult, Inserted, JobFilter, JobStore, Lease,
+    QueueStats, ScheduleFire, StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
 };
+use crate::store::sql::{job_from_row, jobs_from_rows, stats_from_rows};
 use crate::{Result, StoreError};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -51,70 +50,6 @@ pub(super) fn micros(t: DateTime<Utc>) -> i64 {
 pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_micros(v)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} out of range")))
-}
-
-pub(super) fn opt_time(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>> {
-    row.try_get::<Option<i64>, _>(col)?
-        .map(from_micros)
-        .transpose()
-}
-
-fn json(text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("invalid JSON column: {e}")))
-}
-
-fn opt_micros(row: &SqliteRow, i: usize) -> Result<Option<DateTime<Utc>>> {
-    row.try_get::<Option<i64>, _>(i)?
-        .map(from_micros)
-        .transpose()
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job> {
-    let id: &str = row.try_get(0)?;
-    let errors = row.try_get::<Option<&str>, _>(21)?.map(json).transpose()?;
-    Ok(Job {
-        id: Uuid::parse_str(id).map_err(|e| StoreError::Corrupt(format!("job id `{id}`: {e}")))?,
-        tenant_id: row.try_get(1)?,
-        kind: row.try_get(2)?,
-        queue: row.try_get(3)?,
-        state: parse_state(row.try_get(4)?)?,
-        priority: row.try_get(5)?,
-        attempts: row.try_get(6)?,
-        max_attempts: row.try_get(7)?,
-        payload: json(row.try_get(8)?)?,
-        result: row.try_get::<Option<&str>, _>(9)?.map(json).transpose()?,
-        last_error: row.try_get(10)?,
-        timeout_ms: row.try_get(11)?,
-        idempotency_key: row.try_get(12)?,
-        trace_context: row.try_get(13)?,
-        request_id: row.try_get(14)?,
-        worker_id: row.try_get(15)?,
-        created_at: from_micros(row.try_get(16)?)?,
-        run_at: from_micros(row.try_get(17)?)?,
-        started_at: opt_micros(row, 18)?,
-        finished_at: opt_micros(row, 19)?,
-        lease_expires_at: opt_micros(row, 20)?,
-        errors: super::attempt_errors(errors)?,
-    })
-}
-
-fn stats_from_rows(rows: &[SqliteRow]) -> Result<Vec<QueueStats>> {
-    let rows = rows
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get("queue")?,
-                parse_state(row.try_get("state")?)?,
-                row.try_get("n")?,
-                opt_time(row, "oldest")?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(fold_queue_stats(rows))
-}
-
-fn jobs_from_rows(rows: &[SqliteRow]) -> Result<Vec<Job>> {
-    rows.iter().map(job_from_row).collect()
 }
 
 fn lease_until(now: i64, lease: Duration) -> i64 {

@@ -1,0 +1,87 @@
+//! The shared statements on PostgreSQL: native `uuid`, `timestamptz` and `jsonb` columns.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::store::sql::{plain_columns, Arg, Col, Columns, SqlBackend, Stmt};
+use crate::Result;
+
+impl Columns for PgRow {
+    plain_columns!();
+
+    fn time<'c>(&self, i: impl Into<Col<'c>>) -> Result<DateTime<Utc>> {
+        Ok(self.try_get(i.into())?)
+    }
+
+    fn opt_time<'c>(&self, i: impl Into<Col<'c>>) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.try_get(i.into())?)
+    }
+
+    fn uuid<'c>(&self, i: impl Into<Col<'c>>) -> Result<Uuid> {
+        Ok(self.try_get(i.into())?)
+    }
+
+    fn opt_uuid<'c>(&self, i: impl Into<Col<'c>>) -> Result<Option<Uuid>> {
+        Ok(self.try_get(i.into())?)
+    }
+
+    fn json<'c>(&self, i: impl Into<Col<'c>>) -> Result<serde_json::Value> {
+        Ok(self.try_get(i.into())?)
+    }
+
+    fn opt_json<'c>(&self, i: impl Into<Col<'c>>) -> Result<Option<serde_json::Value>> {
+        Ok(self.try_get(i.into())?)
+    }
+}
+
+fn query<'q>(stmt: Stmt, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
+    args.iter()
+        .fold(sqlx::query(stmt.text()), |q, arg| match arg {
+            Arg::Text(v) => q.bind(*v),
+            Arg::Small(v) => q.bind(*v),
+            Arg::Int(v) => q.bind(*v),
+            Arg::Big(v) => q.bind(*v),
+            Arg::Flag(v) => q.bind(*v),
+            Arg::Bytes(v) => q.bind(*v),
+            Arg::Time(v) => q.bind(*v),
+            Arg::Uuid(v) => q.bind(*v),
+            Arg::Json(v) => q.bind(*v),
+            Arg::Now => q.bind(Utc::now()),
+        })
+}
+
+#[async_trait]
+impl SqlBackend for PgStore {
+    type Row = PgRow;
+
+    async fn fetch_optional(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Option<PgRow>> {
+        Ok(query(stmt, args).fetch_optional(self.pool()).await?)
+    }
+
+    async fn fetch_all(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
+        Ok(query(stmt, args).fetch_all(self.pool()).await?)
+    }
+
+    async fn execute(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<u64> {
+        Ok(query(stmt, args)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    async fn execute_all(&self, steps: &[(Stmt, &[Arg<'_>])]) -> Result<bool> {
+        let mut tx = self.pool().begin().await?;
+        for (stmt, args) in steps {
+            if query(*stmt, args).execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,231 @@
+//! [`AuthStore`] once for both backends.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::rows::{api_key, membership, refresh, tenant, user};
+use super::{args, Arg, AuthDialect, Columns, Stmt};
+use crate::store::auth::{
+    ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
+};
+use crate::Result;
+
+const ENSURE_TENANT: Stmt = Stmt::write(
+    "INSERT INTO tenants (id, name, plan, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO NOTHING",
+);
+const GET_TENANT: Stmt = Stmt::read("SELECT * FROM tenants WHERE id = $1");
+const INSERT_USER: Stmt = Stmt::write(
+    "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (email) DO NOTHING",
+);
+const INSERT_TENANT: Stmt =
+    Stmt::write("INSERT INTO tenants (id, name, plan, created_at) VALUES ($1, $2, $3, $4)");
+const INSERT_OWNER: Stmt = Stmt::write(
+    "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+);
+const USER_BY_EMAIL: Stmt = Stmt::read("SELECT * FROM users WHERE email = $1");
+const USER_BY_ID: Stmt = Stmt::read("SELECT * FROM users WHERE id = $1");
+const LOGIN_FAILED: Stmt = Stmt::write(
+    "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+);
+const LOCK_USER: Stmt = Stmt::write("UPDATE users SET locked_until = $2 WHERE id = $1");
+const LOGIN_SUCCEEDED: Stmt = Stmt::write(
+    "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND failed_logins > 0",
+);
+const MEMBERSHIPS_OF: Stmt = Stmt::read(
+    "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created_at \
+     FROM memberships m JOIN users u ON u.id = m.user_id \
+     WHERE m.user_id = $1 ORDER BY m.created_at, m.tenant_id",
+);
+const MEMBERS: Stmt = Stmt::read(
+    "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created_at \
+     FROM memberships m JOIN users u ON u.id = m.user_id \
+     WHERE m.tenant_id = $1 ORDER BY m.created_at, u.email",
+);
+const SET_MEMBERSHIP: Stmt = Stmt::write(
+    "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
+);
+const REMOVE_MEMBERSHIP: Stmt =
+    Stmt::write("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2");
+const INSERT_API_KEY: Stmt = Stmt::write(
+    "INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, scopes, created_by, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+);
+const API_KEY_BY_PREFIX: Stmt = Stmt::read("SELECT * FROM api_keys WHERE prefix = $1");
+const API_KEYS: Stmt =
+    Stmt::read("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC");
+/// Use of a key is recorded at most once a minute (`$3`: a minute before now).
+const TOUCH_API_KEY: Stmt = Stmt::write(
+    "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+       AND (last_used_at IS NULL OR last_used_at < $3)",
+);
+const INSERT_REFRESH: Stmt = Stmt::write(
+    "INSERT INTO refresh_tokens (id, family_id, user_id, tenant_id, token_hash, expires_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+);
+const USE_REFRESH: Stmt = Stmt::write(
+    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
+       AND revoked_at IS NULL AND expires_at > $2 RETURNING *",
+);
+const REFRESH_BY_HASH: Stmt = Stmt::read("SELECT * FROM refresh_tokens WHERE token_hash = $1");
+const REVOKE_FAMILY: Stmt = Stmt::write(
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+);
+
+#[async_trait]
+impl<S: AuthDialect> AuthStore for S {
+    fn auth_changes(&self) -> tokio::sync::broadcast::Receiver<AuthChange> {
+        self.changes()
+    }
+
+    fn auth_cache_ttl(&self) -> std::time::Duration {
+        self.cache_ttl()
+    }
+
+    async fn ensure_tenant(&self, t: &TenantRow) -> Result<bool> {
+        let args = args![&t.id, &t.name, &t.plan, t.created_at];
+        Ok(self.execute(ENSURE_TENANT, &args).await? == 1)
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<TenantRow>> {
+        let row = self.fetch_optional(GET_TENANT, &args![id]).await?;
+        row.as_ref().map(tenant).transpose()
+    }
+
+    async fn signup(&self, t: &TenantRow, u: &UserRow) -> Result<bool> {
+        let user = args![u.id, &u.email, &u.password_hash, u.created_at];
+        let tenant = args![&t.id, &t.name, &t.plan, t.created_at];
+        let owner = args![&t.id, u.id, u.created_at];
+        self.execute_all(&[
+            (INSERT_USER, &user),
+            (INSERT_TENANT, &tenant),
+            (INSERT_OWNER, &owner),
+        ])
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>> {
+        let row = self.fetch_optional(USER_BY_EMAIL, &args![email]).await?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>> {
+        let row = self.fetch_optional(USER_BY_ID, &args![id]).await?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn login_failed(&self, user_id: Uuid) -> Result<i32> {
+        let row = self.fetch_optional(LOGIN_FAILED, &args![user_id]).await?;
+        row.map_or(Ok(0), |row| row.int(0))
+    }
+
+    async fn lock_user(&self, user_id: Uuid, until: DateTime<Utc>) -> Result<()> {
+        self.execute(LOCK_USER, &args![user_id, until]).await?;
+        Ok(())
+    }
+
+    async fn login_succeeded(&self, user_id: Uuid) -> Result<()> {
+        self.execute(LOGIN_SUCCEEDED, &args![user_id]).await?;
+        Ok(())
+    }
+
+    async fn memberships_of(&self, user_id: Uuid) -> Result<Vec<MembershipRow>> {
+        let rows = self.fetch_all(MEMBERSHIPS_OF, &args![user_id]).await?;
+        rows.iter().map(membership).collect()
+    }
+
+    async fn members(&self, tenant_id: &str) -> Result<Vec<MembershipRow>> {
+        let rows = self.fetch_all(MEMBERS, &args![tenant_id]).await?;
+        rows.iter().map(membership).collect()
+    }
+
+    async fn set_membership(&self, tenant_id: &str, user_id: Uuid, role: &str) -> Result<()> {
+        let args = args![tenant_id, user_id, role, Arg::Now];
+        self.execute(SET_MEMBERSHIP, &args).await?;
+        Ok(())
+    }
+
+    async fn remove_membership(&self, tenant_id: &str, user_id: Uuid) -> Result<bool> {
+        Ok(self
+            .execute(REMOVE_MEMBERSHIP, &args![tenant_id, user_id])
+            .await?
+            == 1)
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+        let scopes = k.scopes.join(" ");
+        let args = args![
+            k.id,
+            &k.tenant_id,
+            &k.prefix,
+            &k.secret_hash,
+            &k.name,
+            &scopes,
+            k.created_by,
+            k.created_at
+        ];
+        self.execute(INSERT_API_KEY, &args).await?;
+        Ok(())
+    }
+
+    async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyRow>> {
+        let row = self
+            .fetch_optional(API_KEY_BY_PREFIX, &args![prefix])
+            .await?;
+        row.as_ref().map(api_key).transpose()
+    }
+
+    async fn api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>> {
+        let rows = self.fetch_all(API_KEYS, &args![tenant_id]).await?;
+        rows.iter().map(api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> Result<bool> {
+        Ok(self.revoke_key(tenant_id, id).await?.is_some())
+    }
+
+    async fn touch_api_key(&self, id: Uuid) -> Result<()> {
+        let a_minute_ago = Utc::now() - chrono::TimeDelta::minutes(1);
+        let args = args![id, Arg::Now, a_minute_ago];
+        self.execute(TOUCH_API_KEY, &args).await?;
+        Ok(())
+    }
+
+    async fn insert_refresh(&self, t: &RefreshRow) -> Result<()> {
+        let args = args![
+            t.id,
+            t.family_id,
+            t.user_id,
+            &t.tenant_id,
+            &t.token_hash,
+            t.expires_at,
+            Arg::Now
+        ];
+        self.execute(INSERT_REFRESH, &args).await?;
+        Ok(())
+    }
+
+    async fn use_refresh(&self, token_hash: &[u8]) -> Result<RefreshUse> {
+        let args = args![token_hash, Arg::Now];
+        if let Some(row) = self.fetch_optional(USE_REFRESH, &args).await? {
+            return Ok(RefreshUse::Rotated(refresh(&row)?));
+        }
+        let row = self.fetch_optional(REFRESH_BY_HASH, &args[..1]).await?;
+        match row.as_ref().map(refresh).transpose()? {
+            Some(t) if t.used_at.is_some() || t.revoked_at.is_some() => {
+                self.revoke_family(t.family_id).await?;
+                Ok(RefreshUse::Reused(t))
+            }
+            _ => Ok(RefreshUse::Invalid),
+        }
+    }
+
+    async fn revoke_family(&self, family_id: Uuid) -> Result<()> {
+        let args = args![family_id, Arg::Now];
+        self.execute(REVOKE_FAMILY, &args).await?;
+        Ok(())
+    }
+}
