@@ -30,7 +30,7 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    ApiKeyRow, AuthChange, AuthStore, Completion, FireResult, Inserted, JobFilter, JobStore, Lease,
-    MembershipRow, QueueStats, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore, StoreConfig,
-    TenantRow, Transition, UserRow, LIST_LIMIT_MAX,
+    ApiKeyRow, AuthChange, AuthStore, Completion, FireResult, Inserted, JobFilter, JobReads,
+    JobStore, Lease, MembershipRow, QueueStats, RefreshRow, RefreshUse, ScheduleFire,
+    SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, LIST_LIMIT_MAX,
 };

@@ -165,10 +165,46 @@ pub struct QueueStats {
     pub oldest_queued_at: Option<DateTime<Utc>>,
 }
 
+/// What the API, the dispatchers and the gauges read about jobs and queues: the same statements
+/// on every SQL backend (`store/sql/jobs.rs`).
+#[async_trait]
+pub trait JobReads: Send + Sync {
+    /// One job of a tenant.
+    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>>;
+
+    /// A page of a tenant's jobs, newest first.
+    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Per-queue counts (all tenants when `tenant_id` is `None`).
+    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>>;
+
+    /// Per-queue counts of unfinished jobs only (all tenants), read through the partial indexes
+    /// of those states: cheap however many finished rows the table holds (queue-depth gauges).
+    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>>;
+
+    /// Queues that hold queued jobs (read through the claim index: one probe per queue).
+    async fn queued_queues(&self) -> Result<Vec<String>>;
+
+    /// Every queue a worker has ever consumed, with when one last said so.
+    async fn consumed_queues(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
+
+    /// The first `limit` queued jobs of `queue` in claim order that became claimable more than
+    /// `older_than` ago: what the relay announces again when the broker says it holds nothing
+    /// for the queue (a publish that failed or never happened, or a message the broker lost).
+    async fn stale_queued(
+        &self,
+        queue: &str,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<Job>>;
+}
+
 /// Durable job storage. Every backend passes the same conformance suite
 /// (`brokers/tests/store_conformance.rs`).
 #[async_trait]
-pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait JobStore:
+    JobReads + SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static
+{
     /// Backend name (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;
 
@@ -185,32 +221,19 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
     /// for its tenant is not inserted; the existing one is returned with `created: false`.
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>>;
 
-    /// One job of a tenant.
-    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>>;
-
-    /// A page of a tenant's jobs, newest first.
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>>;
-
     /// Cancels an unfinished job.
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition>;
 
     /// Re-queues a finished job for a new attempt.
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition>;
 
-    /// Per-queue counts (all tenants when `tenant_id` is `None`).
-    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>>;
-
-    /// Per-queue counts of unfinished jobs only (all tenants), read through the partial indexes
-    /// of those states: cheap however many finished rows the table holds (queue-depth gauges).
-    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>>;
-
     /// Claims up to `limit` queued jobs of `queue` (highest priority, then oldest first) for
-    /// `worker_id`, holding a lease of `lease`. Each claim starts a new attempt.
+    /// `worker`, holding a lease of `lease`. Each claim starts a new attempt.
     async fn claim(
         &self,
         queue: &str,
         limit: usize,
-        worker_id: &str,
+        worker: &str,
         lease: Duration,
     ) -> Result<Vec<Job>>;
 
@@ -238,24 +261,8 @@ pub trait JobStore: SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug +
     /// `dead`. Returns how many rows changed.
     async fn rescue_expired(&self) -> Result<u64>;
 
-    /// Queues that hold queued jobs (read through the claim index: one probe per queue).
-    async fn queued_queues(&self) -> Result<Vec<String>>;
-
     /// Records that a worker consumes `queues` now (workers call it every few seconds).
     async fn touch_consumed(&self, queues: &[String]) -> Result<()>;
-
-    /// Every queue a worker has ever consumed, with when one last said so.
-    async fn consumed_queues(&self) -> Result<BTreeMap<String, DateTime<Utc>>>;
-
-    /// The first `limit` queued jobs of `queue` in claim order that became claimable more than
-    /// `older_than` ago: what the relay announces again when the broker says it holds nothing
-    /// for the queue (a publish that failed or never happened, or a message the broker lost).
-    async fn stale_queued(
-        &self,
-        queue: &str,
-        older_than: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>>;
 
     /// Cleans the hot table of the row versions its churn leaves behind, when there are enough
     /// to matter (PostgreSQL: `VACUUM`, which autovacuum runs at most once a minute — too rarely

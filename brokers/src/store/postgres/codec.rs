@@ -39,7 +39,7 @@ impl Columns for PgRow {
     }
 }
 
-fn query<'q>(stmt: Stmt, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
+fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
     args.iter()
         .fold(sqlx::query(stmt.text()), |q, arg| match arg {
             Arg::Text(v) => q.bind(*v),
@@ -59,22 +59,22 @@ fn query<'q>(stmt: Stmt, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments
 impl SqlBackend for PgStore {
     type Row = PgRow;
 
-    async fn fetch_optional(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Option<PgRow>> {
+    async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<PgRow>> {
         Ok(query(stmt, args).fetch_optional(self.pool()).await?)
     }
 
-    async fn fetch_all(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
+    async fn fetch_all(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
         Ok(query(stmt, args).fetch_all(self.pool()).await?)
     }
 
-    async fn execute(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<u64> {
+    async fn execute(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64> {
         Ok(query(stmt, args)
             .execute(self.pool())
             .await?
             .rows_affected())
     }
 
-    async fn execute_all(&self, steps: &[(Stmt, &[Arg<'_>])]) -> Result<bool> {
+    async fn execute_all(&self, steps: &[(Stmt<'_>, &[Arg<'_>])]) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
         for (stmt, args) in steps {
             if query(*stmt, args).execute(&mut *tx).await?.rows_affected() == 0 {

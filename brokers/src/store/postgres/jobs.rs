@@ -3,6 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::store::JobReads;
 
 /// A cancelled job moves to the history; `$1` tenant, `$2` id.
 const CANCEL_SQL: &str = concat!(
@@ -149,82 +150,12 @@ impl JobStore for PgStore {
         Ok(inserted)
     }
 
-    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE id = $2 AND tenant_id = $1 UNION ALL SELECT ",
-            job_columns!(),
-            " FROM job_history WHERE id = $2 AND tenant_id = $1 LIMIT 1"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let sources = super::super::list_sources(filter.state);
-        let parts: Vec<String> = sources
-            .iter()
-            .map(|source| {
-                format!(
-                    "(SELECT {} FROM {source} AND tenant_id = $1 \
-                       AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
-                       AND ($4::text IS NULL OR queue = $4) AND ($5::uuid IS NULL OR id < $5) \
-                     ORDER BY id DESC LIMIT $6)",
-                    job_columns!()
-                )
-            })
-            .collect();
-        let sql = format!(
-            "SELECT * FROM ({}) AS page ORDER BY id DESC LIMIT $6",
-            parts.join(" UNION ALL ")
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&filter.tenant_id)
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.kind.as_deref())
-            .bind(filter.queue.as_deref())
-            .bind(filter.before)
-            .bind(filter.limit)
-            .fetch_all(&self.pool)
-            .await?;
-        jobs_from_rows(&rows)
-    }
-
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         self.transition(CANCEL_SQL, tenant_id, id).await
     }
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         self.transition(RETRY_SQL, tenant_id, id).await
-    }
-
-    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
-        let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state \
-             UNION ALL \
-             SELECT queue, state, count(*), NULL FROM job_history \
-             WHERE ($1::text IS NULL OR tenant_id = $1) GROUP BY queue, state \
-             ORDER BY queue",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?;
-        stats_from_rows(&rows)
-    }
-
-    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>> {
-        let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-             GROUP BY queue, state ORDER BY queue",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        stats_from_rows(&rows)
     }
 
     async fn claim(
@@ -395,49 +326,6 @@ impl JobStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    async fn consumed_queues(&self) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
-        let rows: Vec<(String, DateTime<Utc>)> =
-            sqlx::query_as("SELECT queue, last_seen FROM queue_consumers")
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    async fn queued_queues(&self) -> Result<Vec<String>> {
-        // A loose index scan of the claim index: one probe per queue, however long the queues.
-        Ok(sqlx::query_scalar(
-            "WITH RECURSIVE q(queue) AS ( \
-                 (SELECT queue FROM jobs WHERE state = 'queued' ORDER BY queue LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT j.queue FROM jobs j WHERE j.state = 'queued' AND j.queue > q.queue \
-                         ORDER BY j.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) \
-             SELECT queue FROM q WHERE queue IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn stale_queued(
-        &self,
-        queue: &str,
-        older_than: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE state = 'queued' AND queue = $1 \
-                AND run_at < now() - $2 * interval '1 millisecond' \
-              ORDER BY priority DESC, run_at, id LIMIT $3"
-        ))
-        .bind(queue)
-        .bind(lease_ms(older_than))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        jobs_from_rows(&rows)
     }
 
     async fn vacuum_hot(&self, min_dead: i64) -> Result<bool> {

@@ -19,11 +19,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use super::{
-    outcome_columns, sort_claimed, AuthChange, Completion, FireResult, Inserted, JobFilter,
-    JobStore, Lease, QueueStats, ScheduleFire, StoreConfig, Transition, RELEASED_ERROR,
-    RESCUED_ERROR,
+    outcome_columns, sort_claimed, AuthChange, Completion, FireResult, Inserted, JobStore, Lease,
+    ScheduleFire, StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
 };
-use crate::store::sql::{job_from_row, jobs_from_rows, stats_from_rows};
+use crate::store::sql::{job_from_row, jobs_from_rows};
 use crate::{Result, StoreError};
 
 /// How many due rows one promotion or rescue pass moves at most.

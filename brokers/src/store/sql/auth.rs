@@ -11,67 +11,68 @@ use crate::store::auth::{
 };
 use crate::Result;
 
-const ENSURE_TENANT: Stmt = Stmt::write(
+const ENSURE_TENANT: Stmt<'static> = Stmt::write(
     "INSERT INTO tenants (id, name, plan, created_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (id) DO NOTHING",
 );
-const GET_TENANT: Stmt = Stmt::read("SELECT * FROM tenants WHERE id = $1");
-const INSERT_USER: Stmt = Stmt::write(
+const GET_TENANT: Stmt<'static> = Stmt::read("SELECT * FROM tenants WHERE id = $1");
+const INSERT_USER: Stmt<'static> = Stmt::write(
     "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (email) DO NOTHING",
 );
-const INSERT_TENANT: Stmt =
+const INSERT_TENANT: Stmt<'static> =
     Stmt::write("INSERT INTO tenants (id, name, plan, created_at) VALUES ($1, $2, $3, $4)");
-const INSERT_OWNER: Stmt = Stmt::write(
+const INSERT_OWNER: Stmt<'static> = Stmt::write(
     "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
 );
-const USER_BY_EMAIL: Stmt = Stmt::read("SELECT * FROM users WHERE email = $1");
-const USER_BY_ID: Stmt = Stmt::read("SELECT * FROM users WHERE id = $1");
-const LOGIN_FAILED: Stmt = Stmt::write(
+const USER_BY_EMAIL: Stmt<'static> = Stmt::read("SELECT * FROM users WHERE email = $1");
+const USER_BY_ID: Stmt<'static> = Stmt::read("SELECT * FROM users WHERE id = $1");
+const LOGIN_FAILED: Stmt<'static> = Stmt::write(
     "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
 );
-const LOCK_USER: Stmt = Stmt::write("UPDATE users SET locked_until = $2 WHERE id = $1");
-const LOGIN_SUCCEEDED: Stmt = Stmt::write(
+const LOCK_USER: Stmt<'static> = Stmt::write("UPDATE users SET locked_until = $2 WHERE id = $1");
+const LOGIN_SUCCEEDED: Stmt<'static> = Stmt::write(
     "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1 AND failed_logins > 0",
 );
-const MEMBERSHIPS_OF: Stmt = Stmt::read(
+const MEMBERSHIPS_OF: Stmt<'static> = Stmt::read(
     "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created_at \
      FROM memberships m JOIN users u ON u.id = m.user_id \
      WHERE m.user_id = $1 ORDER BY m.created_at, m.tenant_id",
 );
-const MEMBERS: Stmt = Stmt::read(
+const MEMBERS: Stmt<'static> = Stmt::read(
     "SELECT m.tenant_id, m.user_id, u.email, m.role, m.created_at \
      FROM memberships m JOIN users u ON u.id = m.user_id \
      WHERE m.tenant_id = $1 ORDER BY m.created_at, u.email",
 );
-const SET_MEMBERSHIP: Stmt = Stmt::write(
+const SET_MEMBERSHIP: Stmt<'static> = Stmt::write(
     "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
 );
-const REMOVE_MEMBERSHIP: Stmt =
+const REMOVE_MEMBERSHIP: Stmt<'static> =
     Stmt::write("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2");
-const INSERT_API_KEY: Stmt = Stmt::write(
+const INSERT_API_KEY: Stmt<'static> = Stmt::write(
     "INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, scopes, created_by, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 );
-const API_KEY_BY_PREFIX: Stmt = Stmt::read("SELECT * FROM api_keys WHERE prefix = $1");
-const API_KEYS: Stmt =
+const API_KEY_BY_PREFIX: Stmt<'static> = Stmt::read("SELECT * FROM api_keys WHERE prefix = $1");
+const API_KEYS: Stmt<'static> =
     Stmt::read("SELECT * FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC");
 /// Use of a key is recorded at most once a minute (`$3`: a minute before now).
-const TOUCH_API_KEY: Stmt = Stmt::write(
+const TOUCH_API_KEY: Stmt<'static> = Stmt::write(
     "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
        AND (last_used_at IS NULL OR last_used_at < $3)",
 );
-const INSERT_REFRESH: Stmt = Stmt::write(
+const INSERT_REFRESH: Stmt<'static> = Stmt::write(
     "INSERT INTO refresh_tokens (id, family_id, user_id, tenant_id, token_hash, expires_at, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)",
 );
-const USE_REFRESH: Stmt = Stmt::write(
+const USE_REFRESH: Stmt<'static> = Stmt::write(
     "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL \
        AND revoked_at IS NULL AND expires_at > $2 RETURNING *",
 );
-const REFRESH_BY_HASH: Stmt = Stmt::read("SELECT * FROM refresh_tokens WHERE token_hash = $1");
-const REVOKE_FAMILY: Stmt = Stmt::write(
+const REFRESH_BY_HASH: Stmt<'static> =
+    Stmt::read("SELECT * FROM refresh_tokens WHERE token_hash = $1");
+const REVOKE_FAMILY: Stmt<'static> = Stmt::write(
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
 );
 

@@ -9,6 +9,7 @@
 //! leases, notifications) stays in the backend modules.
 
 mod auth;
+pub(crate) mod jobs;
 mod rows;
 mod schedules;
 
@@ -20,31 +21,31 @@ use pysaas_jobs::JobState;
 use sqlx::ColumnIndex;
 use uuid::Uuid;
 
-pub(crate) use rows::{job_from_row, jobs_from_rows, lease_from_row, stats_from_rows};
+pub(crate) use rows::{job_from_row, jobs_from_rows, lease_from_row};
 
 use super::{AuthChange, FireResult, Lease, ScheduleFire};
 use crate::Result;
 
 /// A statement written once for both dialects.
 #[derive(Debug, Clone, Copy)]
-pub struct Stmt {
-    text: &'static str,
+pub struct Stmt<'a> {
+    text: &'a str,
     read: bool,
 }
 
-impl Stmt {
+impl<'a> Stmt<'a> {
     /// A statement that only reads (SQLite runs it on a reader connection).
-    pub(crate) const fn read(text: &'static str) -> Self {
+    pub(crate) const fn read(text: &'a str) -> Self {
         Stmt { text, read: true }
     }
 
     /// A statement that writes (SQLite runs it on the one writer).
-    pub(crate) const fn write(text: &'static str) -> Self {
+    pub(crate) const fn write(text: &'a str) -> Self {
         Stmt { text, read: false }
     }
 
     /// The SQL text.
-    pub(crate) fn text(&self) -> &'static str {
+    pub(crate) fn text(&self) -> &'a str {
         self.text
     }
 
@@ -235,17 +236,17 @@ pub trait SqlBackend: Send + Sync + 'static {
     type Row: Columns + Send + Sync;
 
     /// At most one row.
-    async fn fetch_optional(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Option<Self::Row>>;
+    async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<Self::Row>>;
 
     /// Every row.
-    async fn fetch_all(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Vec<Self::Row>>;
+    async fn fetch_all(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<Self::Row>>;
 
     /// Runs a statement; how many rows it changed.
-    async fn execute(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<u64>;
+    async fn execute(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64>;
 
     /// Runs statements in one transaction, stopping (and rolling back) at the first that changes
     /// no row; `true` when all ran and committed.
-    async fn execute_all(&self, steps: &[(Stmt, &[Arg<'_>])]) -> Result<bool>;
+    async fn execute_all(&self, steps: &[(Stmt<'_>, &[Arg<'_>])]) -> Result<bool>;
 }
 
 /// The credential operations whose SQL differs between the backends.

@@ -12,34 +12,36 @@ use super::{args, Arg, Columns, ScheduleDialect, Stmt};
 use crate::store::{FireResult, Lease, ScheduleFire, SchedulerStore};
 use crate::Result;
 
-const CREATE: Stmt = Stmt::write(
+const CREATE: Stmt<'static> = Stmt::write(
     "INSERT INTO schedules (tenant_id, name, cron, timezone, kind, payload, queue, priority, \
                             max_attempts, misfire, catch_up_max, paused, source, fired_through, \
                             next_fire_at, created_at, updated_at, version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, 1) \
      ON CONFLICT (tenant_id, name) DO NOTHING",
 );
-const GET: Stmt = Stmt::read("SELECT * FROM schedules WHERE tenant_id = $1 AND name = $2");
-const LIST: Stmt = Stmt::read("SELECT * FROM schedules WHERE tenant_id = $1 ORDER BY name");
-const UPDATE: Stmt = Stmt::write(
+const GET: Stmt<'static> = Stmt::read("SELECT * FROM schedules WHERE tenant_id = $1 AND name = $2");
+const LIST: Stmt<'static> =
+    Stmt::read("SELECT * FROM schedules WHERE tenant_id = $1 ORDER BY name");
+const UPDATE: Stmt<'static> = Stmt::write(
     "UPDATE schedules SET cron = $3, timezone = $4, kind = $5, payload = $6, queue = $7, \
             priority = $8, max_attempts = $9, misfire = $10, catch_up_max = $11, paused = $12, \
             source = $13, fired_through = $14, next_fire_at = $15, updated_at = $16, \
             version = version + 1 \
      WHERE tenant_id = $1 AND name = $2 AND version = $17 RETURNING *",
 );
-const DELETE: Stmt = Stmt::write("DELETE FROM schedules WHERE tenant_id = $1 AND name = $2");
-const DUE: Stmt = Stmt::read(
+const DELETE: Stmt<'static> =
+    Stmt::write("DELETE FROM schedules WHERE tenant_id = $1 AND name = $2");
+const DUE: Stmt<'static> = Stmt::read(
     "SELECT * FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1 \
      ORDER BY next_fire_at LIMIT $2",
 );
-const NEXT_FIRE: Stmt = Stmt::read(
+const NEXT_FIRE: Stmt<'static> = Stmt::read(
     "SELECT min(next_fire_at) AS soonest FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL",
 );
-const RECORD_TRIGGER: Stmt = Stmt::write(
+const RECORD_TRIGGER: Stmt<'static> = Stmt::write(
     "UPDATE schedules SET last_fire_at = $3, last_job_id = $4 WHERE tenant_id = $1 AND name = $2",
 );
-const CURRENT_LEASE: Stmt = Stmt::read("SELECT * FROM leases WHERE name = $1");
+const CURRENT_LEASE: Stmt<'static> = Stmt::read("SELECT * FROM leases WHERE name = $1");
 
 /// A schedule's columns as `$1 ..= $15` (tenant, name, definition, paused, source,
 /// fired_through, next_fire_at), then `$16`: now.

@@ -59,7 +59,11 @@ impl Columns for SqliteRow {
 }
 
 /// `now`: the writer's clock for writes (microseconds).
-fn query<'q>(stmt: Stmt, args: &'q [Arg<'q>], now: i64) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+fn query<'q>(
+    stmt: Stmt<'q>,
+    args: &'q [Arg<'q>],
+    now: i64,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
     args.iter()
         .fold(sqlx::query(stmt.text()), |q, arg| match arg {
             Arg::Text(v) => q.bind(*v),
@@ -77,7 +81,7 @@ fn query<'q>(stmt: Stmt, args: &'q [Arg<'q>], now: i64) -> Query<'q, Sqlite, Sql
 
 impl SqliteStore {
     /// A connection for `stmt` (a reader, or the writer) and the time of the statement.
-    async fn conn_for(&self, stmt: Stmt) -> Result<(PoolConnection<Sqlite>, i64)> {
+    async fn conn_for(&self, stmt: Stmt<'_>) -> Result<(PoolConnection<Sqlite>, i64)> {
         if stmt.is_read() {
             Ok((self.reader().acquire().await?, micros(Utc::now())))
         } else {
@@ -90,17 +94,17 @@ impl SqliteStore {
 impl SqlBackend for SqliteStore {
     type Row = SqliteRow;
 
-    async fn fetch_optional(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Option<SqliteRow>> {
+    async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<SqliteRow>> {
         let (mut conn, now) = self.conn_for(stmt).await?;
         Ok(query(stmt, args, now).fetch_optional(&mut *conn).await?)
     }
 
-    async fn fetch_all(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<Vec<SqliteRow>> {
+    async fn fetch_all(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<SqliteRow>> {
         let (mut conn, now) = self.conn_for(stmt).await?;
         Ok(query(stmt, args, now).fetch_all(&mut *conn).await?)
     }
 
-    async fn execute(&self, stmt: Stmt, args: &[Arg<'_>]) -> Result<u64> {
+    async fn execute(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64> {
         let (mut conn, now) = self.conn_for(stmt).await?;
         Ok(query(stmt, args, now)
             .execute(&mut *conn)
@@ -108,7 +112,7 @@ impl SqlBackend for SqliteStore {
             .rows_affected())
     }
 
-    async fn execute_all(&self, steps: &[(Stmt, &[Arg<'_>])]) -> Result<bool> {
+    async fn execute_all(&self, steps: &[(Stmt<'_>, &[Arg<'_>])]) -> Result<bool> {
         let (mut conn, now) = self.write().await?;
         let mut tx = conn.begin().await?;
         for (stmt, args) in steps {

@@ -4,6 +4,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
+use crate::store::JobReads;
 
 /// The outcomes of a batch (`?2`: a JSON array of `[id, attempt, state, result, error, run_at]`)
 /// that finish their job, moved to the history at `?1`.
@@ -152,41 +153,6 @@ impl JobStore for SqliteStore {
         Ok(out)
     }
 
-    async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
-        let mut conn = self.reader.acquire().await?;
-        get_in(&mut conn, tenant_id, &id.to_string()).await
-    }
-
-    async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let sources = super::super::list_sources(filter.state);
-        let parts: Vec<String> = sources
-            .iter()
-            .map(|source| {
-                format!(
-                    "SELECT * FROM (SELECT {} FROM {source} AND tenant_id = ?1 \
-                       AND (?2 IS NULL OR state = ?2) AND (?3 IS NULL OR kind = ?3) \
-                       AND (?4 IS NULL OR queue = ?4) AND (?5 IS NULL OR id < ?5) \
-                     ORDER BY id DESC LIMIT ?6)",
-                    job_columns!()
-                )
-            })
-            .collect();
-        let sql = format!(
-            "SELECT * FROM ({}) ORDER BY id DESC LIMIT ?6",
-            parts.join(" UNION ALL ")
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&filter.tenant_id)
-            .bind(filter.state.map(JobState::as_str))
-            .bind(filter.kind.as_deref())
-            .bind(filter.queue.as_deref())
-            .bind(filter.before.map(|id| id.to_string()))
-            .bind(filter.limit)
-            .fetch_all(&self.reader)
-            .await?;
-        jobs_from_rows(&rows)
-    }
-
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         let moved = self.move_job(CANCEL_SQL, "jobs", tenant_id, id).await?;
         self.transition(moved, tenant_id, id).await
@@ -210,32 +176,6 @@ impl JobStore for SqliteStore {
             )
             .await?;
         self.transition(moved, tenant_id, id).await
-    }
-
-    async fn queue_stats(&self, tenant_id: Option<&str>) -> Result<Vec<QueueStats>> {
-        let rows = sqlx::query(
-            "SELECT queue, state, n, oldest FROM ( \
-                 SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-                 WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state \
-                 UNION ALL \
-                 SELECT queue, state, count(*), NULL FROM job_history \
-                 WHERE (?1 IS NULL OR tenant_id = ?1) GROUP BY queue, state) \
-             ORDER BY queue",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.reader)
-        .await?;
-        stats_from_rows(&rows)
-    }
-
-    async fn live_queue_stats(&self) -> Result<Vec<QueueStats>> {
-        let rows = sqlx::query(
-            "SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
-             GROUP BY queue, state ORDER BY queue",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        stats_from_rows(&rows)
     }
 
     async fn claim(
@@ -460,51 +400,6 @@ impl JobStore for SqliteStore {
             .await?;
         }
         Ok(())
-    }
-
-    async fn consumed_queues(&self) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT queue, last_seen FROM queue_consumers")
-                .fetch_all(&self.reader)
-                .await?;
-        rows.into_iter()
-            .map(|(q, t)| Ok((q, super::from_micros(t)?)))
-            .collect()
-    }
-
-    async fn queued_queues(&self) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "WITH RECURSIVE q(queue) AS ( \
-                 SELECT (SELECT queue FROM jobs WHERE state = 'queued' ORDER BY queue LIMIT 1) \
-                 UNION ALL \
-                 SELECT (SELECT j.queue FROM jobs j WHERE j.state = 'queued' AND j.queue > q.queue \
-                         ORDER BY j.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL) \
-             SELECT queue FROM q WHERE queue IS NOT NULL",
-        )
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    async fn stale_queued(
-        &self,
-        queue: &str,
-        older_than: Duration,
-        limit: usize,
-    ) -> Result<Vec<Job>> {
-        let before = micros(Utc::now())
-            .saturating_sub(i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX));
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM jobs WHERE state = 'queued' AND queue = ?1 AND run_at < ?2 \
-              ORDER BY priority DESC, run_at, id LIMIT ?3"
-        ))
-        .bind(queue)
-        .bind(before)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.reader)
-        .await?;
-        jobs_from_rows(&rows)
     }
 
     async fn vacuum_hot(&self, _min_dead: i64) -> Result<bool> {

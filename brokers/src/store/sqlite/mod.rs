@@ -21,10 +21,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    outcome_columns, sort_claimed, Completion, FireResult, Inserted, JobFilter, JobStore, Lease,
-    QueueStats, ScheduleFire, StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
+    outcome_columns, sort_claimed, Completion, FireResult, Inserted, JobStore, Lease, ScheduleFire,
+    StoreConfig, Transition, RELEASED_ERROR, RESCUED_ERROR,
 };
-use crate::store::sql::{job_from_row, jobs_from_rows, stats_from_rows};
+use crate::store::sql::{job_from_row, jobs_from_rows};
 use crate::{Result, StoreError};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -222,17 +222,11 @@ async fn insert_in(
 
 /// One job of a tenant from either table.
 async fn get_in(conn: &mut SqliteConnection, tenant_id: &str, id: &str) -> Result<Option<Job>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        job_columns!(),
-        " FROM jobs WHERE id = ?2 AND tenant_id = ?1 UNION ALL SELECT ",
-        job_columns!(),
-        " FROM job_history WHERE id = ?2 AND tenant_id = ?1 LIMIT 1"
-    ))
-    .bind(tenant_id)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(crate::store::sql::jobs::GET.text())
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
