@@ -38,6 +38,9 @@ async fn serve_with(db: &TestDb, pems: &[String], limits: Limits) -> Server {
     }
 }
 
+/// Status, body (JSON, or the text as a JSON string) and headers of a response.
+type Response = (StatusCode, Value, reqwest::header::HeaderMap);
+
 /// Sends a request with an optional bearer credential; errors must be problem+json.
 async fn call(
     server: &Server,
@@ -45,7 +48,7 @@ async fn call(
     path: &str,
     bearer: Option<&str>,
     body: Option<Value>,
-) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+) -> Response {
     let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.base));
     if let Some(token) = bearer {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -68,22 +71,61 @@ async fn call(
     (status, body, headers)
 }
 
+/// Sends `request` and reads its JSON body.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
+/// A GET with a bearer credential.
+async fn get(server: &Server, path: &str, bearer: &str) -> Response {
+    call(server, Method::GET, path, Some(bearer), None).await
+}
+
+/// A DELETE with a bearer credential.
+async fn delete(server: &Server, path: &str, bearer: &str) -> Response {
+    call(server, Method::DELETE, path, Some(bearer), None).await
+}
+
+/// A POST of `body` with a bearer credential.
+async fn post(server: &Server, path: &str, bearer: &str, body: Value) -> Response {
+    call(server, Method::POST, path, Some(bearer), Some(body)).await
+}
+
+/// Creates an API key named `name` with `scopes` (a JSON array).
+async fn create_key(server: &Server, bearer: &str, name: &str, scopes: Value) -> Response {
+    let body = json!({"name": name, "scopes": scopes});
+    post(server, "/v1/api-keys", bearer, body).await
+}
+
+/// Creates a `system.noop` schedule.
+async fn create_schedule(server: &Server, bearer: &str, name: &str, cron: &str) -> Response {
+    let body = json!({"name": name, "cron": cron, "kind": "system.noop"});
+    post(server, "/v1/schedules", bearer, body).await
+}
+
+/// A POST of `body` without credentials.
+async fn anon_post(server: &Server, path: &str, body: Value) -> Response {
+    call(server, Method::POST, path, None, Some(body)).await
+}
+
+/// Gives the user with `email` the `role` in the bearer's tenant.
+async fn set_role(server: &Server, bearer: &str, email: &str, role: &str) -> Response {
+    let body = json!({"email": email, "role": role});
+    call(server, Method::PUT, "/v1/members", Some(bearer), Some(body)).await
+}
+
 async fn signup(server: &Server, email: &str) -> Value {
-    let (s, tokens, _) = call(
+    let (s, tokens, _) = anon_post(
         server,
-        Method::POST,
         "/v1/auth/signup",
-        None,
-        Some(json!({"email": email, "password": "correct horse battery", "tenant_name": email})),
+        json!({"email": email, "password": "correct horse battery", "tenant_name": email}),
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{tokens}");
-    let (s, tokens, _) = call(
+    let (s, tokens, _) = anon_post(
         server,
-        Method::POST,
         "/v1/auth/login",
-        None,
-        Some(json!({"email": email, "password": "correct horse battery"})),
+        json!({"email": email, "password": "correct horse battery"}),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{tokens}");
@@ -105,14 +147,7 @@ fn claims(tokens: &Value) -> Value {
 }
 
 async fn submit(server: &Server, bearer: &str) -> (StatusCode, Value) {
-    let (s, b, _) = call(
-        server,
-        Method::POST,
-        "/v1/jobs",
-        Some(bearer),
-        Some(json!({"kind": "system.noop"})),
-    )
-    .await;
+    let (s, b, _) = post(server, "/v1/jobs", bearer, json!({"kind": "system.noop"})).await;
     (s, b)
 }
 
@@ -180,7 +215,7 @@ async fn bad_tokens_are_refused(db: TestDb) {
             "pk_abcdefghij_0123456789012345678901234567890123456789012".to_owned(),
         ),
     ] {
-        let (s, b, h) = call(&server, Method::GET, "/v1/jobs", Some(&token), None).await;
+        let (s, b, h) = get(&server, "/v1/jobs", &token).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{case}: {b}");
         assert!(h.get("www-authenticate").is_some(), "{case}");
     }
@@ -202,43 +237,24 @@ async fn bad_tokens_are_refused(db: TestDb) {
 async fn api_keys_and_scopes(db: TestDb) {
     let server = serve(&db, &[generate_pem()]).await;
     let owner = access(&signup(&server, "owner@example.com").await);
-    let (s, created, _) = call(
-        &server,
-        Method::POST,
-        "/v1/api-keys",
-        Some(&owner),
-        Some(json!({"name": "reader", "scopes": ["jobs:read"]})),
-    )
-    .await;
+    let (s, created, _) = create_key(&server, &owner, "reader", json!(["jobs:read"])).await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     let reader = created["key"].as_str().unwrap().to_owned();
     assert!(reader.starts_with(&format!("pk_{}_", created["prefix"].as_str().unwrap())));
-    let (_, listed, _) = call(&server, Method::GET, "/v1/api-keys", Some(&owner), None).await;
+    let (_, listed, _) = get(&server, "/v1/api-keys", &owner).await;
     assert!(
         listed["api_keys"][0].get("key").is_none(),
         "the secret is shown once: {listed}"
     );
 
     // jobs:read reads but cannot write: 403 naming the scope.
-    assert_eq!(
-        call(&server, Method::GET, "/v1/jobs", Some(&reader), None)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(get(&server, "/v1/jobs", &reader).await.0, StatusCode::OK);
     let (s, b) = submit(&server, &reader).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["required_scope"], "jobs:write");
-    let (s, _, _) = call(&server, Method::GET, "/v1/api-keys", Some(&reader), None).await;
+    let (s, _, _) = get(&server, "/v1/api-keys", &reader).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, b, _) = call(
-        &server,
-        Method::POST,
-        "/v1/schedules",
-        Some(&reader),
-        Some(json!({"name": "x", "cron": "0 * * * * *", "kind": "system.noop"})),
-    )
-    .await;
+    let (s, b, _) = create_schedule(&server, &reader, "x", "0 * * * * *").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     // The X-Api-Key header works too.
     let r = reqwest::Client::new()
@@ -256,20 +272,13 @@ async fn api_keys_and_scopes(db: TestDb) {
 
     // Bad scope requests.
     for (scopes, path) in [(json!(["jobs:delete"]), "scopes[0]"), (json!([]), "scopes")] {
-        let (s, b, _) = call(
-            &server,
-            Method::POST,
-            "/v1/api-keys",
-            Some(&owner),
-            Some(json!({"name": "x", "scopes": scopes})),
-        )
-        .await;
+        let (s, b, _) = create_key(&server, &owner, "x", scopes).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
         assert_eq!(b["errors"][0]["path"], path);
     }
 
     // Use is recorded (to the minute).
-    let (_, listed, _) = call(&server, Method::GET, "/v1/api-keys", Some(&owner), None).await;
+    let (_, listed, _) = get(&server, "/v1/api-keys", &owner).await;
     let used = listed["api_keys"]
         .as_array()
         .unwrap()
@@ -280,25 +289,11 @@ async fn api_keys_and_scopes(db: TestDb) {
 
     // Revocation takes effect on the next request.
     let id = created["id"].as_str().unwrap();
-    let (s, _, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/api-keys/{id}"),
-        Some(&owner),
-        None,
-    )
-    .await;
+    let (s, _, _) = delete(&server, &format!("/v1/api-keys/{id}"), &owner).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, b, _) = call(&server, Method::GET, "/v1/jobs", Some(&reader), None).await;
+    let (s, b, _) = get(&server, "/v1/jobs", &reader).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "revoked key: {b}");
-    let (s, _, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/api-keys/{id}"),
-        Some(&owner),
-        None,
-    )
-    .await;
+    let (s, _, _) = delete(&server, &format!("/v1/api-keys/{id}"), &owner).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -328,42 +323,20 @@ async fn tenants_are_isolated(db: TestDb) {
         .await;
         assert_eq!(s2, StatusCode::NOT_FOUND);
     }
-    let (_, list, _) = call(&server, Method::GET, "/v1/jobs", Some(&a), None).await;
+    let (_, list, _) = get(&server, "/v1/jobs", &a).await;
     assert_eq!(list["jobs"], json!([]), "A lists none of B's jobs");
-    let (_, queues, _) = call(&server, Method::GET, "/v1/queues", Some(&a), None).await;
+    let (_, queues, _) = get(&server, "/v1/queues", &a).await;
     assert_eq!(queues["queues"], json!([]), "nor counts them");
-    let (_, list, _) = call(&server, Method::GET, "/v1/jobs", Some(&b), None).await;
+    let (_, list, _) = get(&server, "/v1/jobs", &b).await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
     // Schedules too.
-    let (s, _, _) = call(
-        &server,
-        Method::POST,
-        "/v1/schedules",
-        Some(&b),
-        Some(json!({"name": "nightly", "cron": "0 0 3 * * *", "kind": "system.noop"})),
-    )
-    .await;
+    let (s, _, _) = create_schedule(&server, &b, "nightly", "0 0 3 * * *").await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(
-        call(
-            &server,
-            Method::GET,
-            "/v1/schedules/nightly",
-            Some(&a),
-            None
-        )
-        .await
-        .0,
+        get(&server, "/v1/schedules/nightly", &a).await.0,
         StatusCode::NOT_FOUND
     );
-    let (s, _, _) = call(
-        &server,
-        Method::POST,
-        "/v1/schedules",
-        Some(&a),
-        Some(json!({"name": "nightly", "cron": "0 0 3 * * *", "kind": "system.noop"})),
-    )
-    .await;
+    let (s, _, _) = create_schedule(&server, &a, "nightly", "0 0 3 * * *").await;
     assert_eq!(s, StatusCode::CREATED, "names are per tenant");
 }
 
@@ -373,21 +346,19 @@ async fn refresh_rotation_and_login(db: TestDb) {
     let server = serve(&db, &[generate_pem()]).await;
     let first = signup(&server, "Eve@Example.com").await;
     assert_eq!(claims(&first)["role"], "owner");
-    let (s, b, _) = call(&server, Method::POST, "/v1/auth/signup", None,
-        Some(json!({"email": "eve@example.com", "password": "another long password", "tenant_name": "x"}))).await;
+    let again = json!({"email": "eve@example.com", "password": "another long password", "tenant_name": "x"});
+    let (s, b, _) = anon_post(&server, "/v1/auth/signup", again).await;
     // Signup does not reveal that the email is registered: the same answer as for a new one …
-    let (s_new, b_new, _) = call(&server, Method::POST, "/v1/auth/signup", None,
-        Some(json!({"email": "fresh@example.com", "password": "another long password", "tenant_name": "x"}))).await;
+    let fresh = json!({"email": "fresh@example.com", "password": "another long password", "tenant_name": "x"});
+    let (s_new, b_new, _) = anon_post(&server, "/v1/auth/signup", fresh).await;
     assert_eq!((s, &b), (s_new, &b_new));
     assert_eq!(s, StatusCode::ACCEPTED);
     // … and emails stay case-insensitive and unique: the account is untouched, the second
     // password opens nothing.
-    let (s, _, _) = call(
+    let (s, _, _) = anon_post(
         &server,
-        Method::POST,
         "/v1/auth/login",
-        None,
-        Some(json!({"email": "eve@example.com", "password": "another long password"})),
+        json!({"email": "eve@example.com", "password": "another long password"}),
     )
     .await;
     assert_eq!(
@@ -395,21 +366,17 @@ async fn refresh_rotation_and_login(db: TestDb) {
         StatusCode::UNAUTHORIZED,
         "emails are case-insensitive and unique"
     );
-    let (s, _, _) = call(
+    let (s, _, _) = anon_post(
         &server,
-        Method::POST,
         "/v1/auth/login",
-        None,
-        Some(json!({"email": "EVE@example.com", "password": "correct horse battery"})),
+        json!({"email": "EVE@example.com", "password": "correct horse battery"}),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, b, _) = call(
+    let (s, b, _) = anon_post(
         &server,
-        Method::POST,
         "/v1/auth/signup",
-        None,
-        Some(json!({"email": "new@example.com", "password": "short", "tenant_name": "x"})),
+        json!({"email": "new@example.com", "password": "short", "tenant_name": "x"}),
     )
     .await;
     assert_eq!(
@@ -420,16 +387,7 @@ async fn refresh_rotation_and_login(db: TestDb) {
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
     let refresh = |token: String| {
         let server = &server;
-        async move {
-            call(
-                server,
-                Method::POST,
-                "/v1/auth/refresh",
-                None,
-                Some(json!({"refresh_token": token})),
-            )
-            .await
-        }
+        async move { anon_post(server, "/v1/auth/refresh", json!({"refresh_token": token})).await }
     };
     let (s, second, _) = refresh(rt1.clone()).await;
     assert_eq!(s, StatusCode::OK, "{second}");
@@ -464,14 +422,7 @@ async fn refresh_rotation_and_login(db: TestDb) {
     let (s, session, _) = login("EVE@example.com", "correct horse battery").await;
     assert_eq!(s, StatusCode::OK, "{session}");
     let rt = session["refresh_token"].as_str().unwrap().to_owned();
-    let (s, _, _) = call(
-        &server,
-        Method::POST,
-        "/v1/auth/logout",
-        None,
-        Some(json!({"refresh_token": rt})),
-    )
-    .await;
+    let (s, _, _) = anon_post(&server, "/v1/auth/logout", json!({"refresh_token": rt})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(refresh(rt).await.0, StatusCode::UNAUTHORIZED);
 
@@ -509,64 +460,38 @@ async fn members_and_roles(db: TestDb) {
     let server = serve(&db, &[generate_pem()]).await;
     let owner = access(&signup(&server, "boss@example.com").await);
     signup(&server, "viewer@example.com").await;
-    let (s, b, _) = call(
-        &server,
-        Method::PUT,
-        "/v1/members",
-        Some(&owner),
-        Some(json!({"email": "viewer@example.com", "role": "viewer"})),
-    )
-    .await;
+    let (s, b, _) = set_role(&server, &owner, "viewer@example.com", "viewer").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["members"].as_array().unwrap().len(), 2);
     let tenant = claims(&json!({"access_token": owner}))["tid"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (s, session, _) = call(&server, Method::POST, "/v1/auth/login", None,
-        Some(json!({"email": "viewer@example.com", "password": "correct horse battery", "tenant_id": tenant}))).await;
+    let body = json!({
+        "email": "viewer@example.com", "password": "correct horse battery", "tenant_id": tenant
+    });
+    let (s, session, _) = anon_post(&server, "/v1/auth/login", body).await;
     assert_eq!(s, StatusCode::OK, "{session}");
     assert_eq!(
         (session["role"].as_str(), session["tenant_id"].as_str()),
         (Some("viewer"), Some(tenant.as_str()))
     );
     let viewer = access(&session);
-    assert_eq!(
-        call(&server, Method::GET, "/v1/jobs", Some(&viewer), None)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(get(&server, "/v1/jobs", &viewer).await.0, StatusCode::OK);
     assert_eq!(submit(&server, &viewer).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        call(&server, Method::GET, "/v1/members", Some(&viewer), None)
-            .await
-            .0,
+        get(&server, "/v1/members", &viewer).await.0,
         StatusCode::FORBIDDEN
     );
-    let (s, b, _) = call(
-        &server,
-        Method::PUT,
-        "/v1/members",
-        Some(&owner),
-        Some(json!({"email": "viewer@example.com", "role": "emperor"})),
-    )
-    .await;
+    let (s, b, _) = set_role(&server, &owner, "viewer@example.com", "emperor").await;
     assert_eq!(
         (s, b["errors"][0]["path"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("role"))
     );
     // The last owner cannot leave or be demoted.
-    let (_, me, _) = call(&server, Method::GET, "/v1/me", Some(&owner), None).await;
+    let (_, me, _) = get(&server, "/v1/me", &owner).await;
     let owner_id = me["id"].as_str().unwrap();
-    let (s, _, _) = call(
-        &server,
-        Method::DELETE,
-        &format!("/v1/members/{owner_id}"),
-        Some(&owner),
-        None,
-    )
-    .await;
+    let (s, _, _) = delete(&server, &format!("/v1/members/{owner_id}"), &owner).await;
     assert_eq!(s, StatusCode::CONFLICT);
 }
 
@@ -578,21 +503,14 @@ async fn rotated_keys_verify_old_tokens(db: TestDb) {
     let tokens = signup(&before, "rot@example.com").await;
     let token = access(&tokens);
     let rotated = serve(&db, &[new.clone(), old.clone()]).await;
-    assert_eq!(
-        call(&rotated, Method::GET, "/v1/me", Some(&token), None)
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(get(&rotated, "/v1/me", &token).await.0, StatusCode::OK);
     let (_, jwks, _) = call(&rotated, Method::GET, "/.well-known/jwks.json", None, None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     // New tokens are signed with the new key.
-    let (_, fresh, _) = call(
+    let (_, fresh, _) = anon_post(
         &rotated,
-        Method::POST,
         "/v1/auth/refresh",
-        None,
-        Some(json!({"refresh_token": tokens["refresh_token"]})),
+        json!({"refresh_token": tokens["refresh_token"]}),
     )
     .await;
     let kid_new = Keyring::from_pems(&[&new]).unwrap().active_kid().to_owned();
@@ -606,9 +524,7 @@ async fn rotated_keys_verify_old_tokens(db: TestDb) {
     assert_eq!(header["alg"], "EdDSA");
     let dropped = serve(&db, std::slice::from_ref(&new)).await;
     assert_eq!(
-        call(&dropped, Method::GET, "/v1/me", Some(&token), None)
-            .await
-            .0,
+        get(&dropped, "/v1/me", &token).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
@@ -643,7 +559,7 @@ async fn bursts_are_limited(db: TestDb) {
     let mut statuses = Vec::new();
     let mut last = None;
     for _ in 0..7 {
-        let (s, b, h) = call(&server, Method::GET, "/v1/jobs", Some(&owner), None).await;
+        let (s, b, h) = get(&server, "/v1/jobs", &owner).await;
         if s == StatusCode::OK {
             assert!(
                 h.get("ratelimit-limit").is_some() && h.get("ratelimit-remaining").is_some(),
@@ -671,22 +587,11 @@ async fn bursts_are_limited(db: TestDb) {
 
     // The API key's own limit (burst 2) bites before its tenant's.
     let other = access(&signup(&server, "keys@example.com").await);
-    let (_, key, _) = call(
-        &server,
-        Method::POST,
-        "/v1/api-keys",
-        Some(&other),
-        Some(json!({"name": "k", "scopes": ["jobs:read"]})),
-    )
-    .await;
+    let (_, key, _) = create_key(&server, &other, "k", json!(["jobs:read"])).await;
     let key = key["key"].as_str().unwrap().to_owned();
     let statuses: Vec<StatusCode> = futures::future::join_all((0..4).map(|_| {
         let (server, key) = (&server, &key);
-        async move {
-            call(server, Method::GET, "/v1/jobs", Some(key), None)
-                .await
-                .0
-        }
+        async move { get(server, "/v1/jobs", key).await.0 }
     }))
     .await;
     assert!(
@@ -892,16 +797,12 @@ async fn a_revoked_key_fails_on_every_replica_within_a_second() {
     let apis = api_processes(&db, 2, "", &[]).await;
     let (a, b) = (apis.ports[0], apis.ports[1]);
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("http://127.0.0.1:{a}/v1/api-keys"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "doomed", "scopes": ["jobs:read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = json_of(
+        http.post(format!("http://127.0.0.1:{a}/v1/api-keys"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": "doomed", "scopes": ["jobs:read"]})),
+    )
+    .await;
     let key = created["key"].as_str().unwrap().to_owned();
     let get = |port: u16| {
         let (http, key) = (http.clone(), key.clone());
@@ -1003,15 +904,12 @@ async fn dev_bootstraps_an_admin_key_once() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let me: Value = reqwest::Client::new()
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = json_of(
+        reqwest::Client::new()
+            .get(format!("{base}/v1/me"))
+            .bearer_auth(&key),
+    )
+    .await;
     assert_eq!(
         (me["tenant_id"].as_str(), me["scopes"].clone()),
         (Some("default"), json!(["admin"]))

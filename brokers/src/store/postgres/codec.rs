@@ -8,7 +8,7 @@ use sqlx::{Postgres, Row};
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::store::sql::{plain_columns, Arg, Col, Columns, SqlBackend, Stmt};
+use crate::store::sql::{bind_args, plain_columns, Arg, Col, Columns, SqlBackend, Stmt};
 use crate::Result;
 
 impl Columns for PgRow {
@@ -40,19 +40,12 @@ impl Columns for PgRow {
 }
 
 fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
-    args.iter()
-        .fold(sqlx::query(stmt.text()), |q, arg| match arg {
-            Arg::Text(v) => q.bind(*v),
-            Arg::Small(v) => q.bind(*v),
-            Arg::Int(v) => q.bind(*v),
-            Arg::Big(v) => q.bind(*v),
-            Arg::Flag(v) => q.bind(*v),
-            Arg::Bytes(v) => q.bind(*v),
-            Arg::Time(v) => q.bind(*v),
-            Arg::Uuid(v) => q.bind(*v),
-            Arg::Json(v) => q.bind(*v),
-            Arg::Now => q.bind(Utc::now()),
-        })
+    bind_args!(sqlx::query(stmt.text()), args, q, {
+        Arg::Time(v) => q.bind(*v),
+        Arg::Uuid(v) => q.bind(*v),
+        Arg::Json(v) => q.bind(*v),
+        Arg::Now => q.bind(Utc::now()),
+    })
 }
 
 #[async_trait]

@@ -3,7 +3,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
-use crate::store::JobReads;
+use crate::store::sql::jobs::transition;
 
 /// A cancelled job moves to the history; `$1` tenant, `$2` id.
 const CANCEL_SQL: &str = concat!(
@@ -81,19 +81,11 @@ impl PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        match row {
-            Some(row) => {
-                let job = job_from_row(&row)?;
-                if job.state == JobState::Queued {
-                    self.announce_queues([job.queue.as_str()]);
-                }
-                Ok(Transition::Done(Box::new(job)))
-            }
-            None => Ok(match self.get(tenant_id, id).await? {
-                None => Transition::NotFound,
-                Some(job) => Transition::Conflict(job.state),
-            }),
+        let moved = row.as_ref().map(job_from_row).transpose()?;
+        if let Some(job) = moved.as_ref().filter(|j| j.state == JobState::Queued) {
+            self.announce_queues([job.queue.as_str()]);
         }
+        transition(self, moved, tenant_id, id).await
     }
 }
 

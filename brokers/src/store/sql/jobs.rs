@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::rows::{job_from_row, jobs_from_rows, stats_from_rows};
 use super::{args, Columns, SqlBackend, Stmt};
-use crate::store::{list_sources, JobFilter, JobReads, QueueStats};
+use crate::store::{list_sources, JobFilter, JobReads, QueueStats, Transition};
 use crate::Result;
 
 /// One job of a tenant, hot or finished.
@@ -125,4 +125,21 @@ impl<S: SqlBackend> JobReads for S {
                 .await?,
         )
     }
+}
+
+/// What a cancel or retry did: the job it moved, or why it moved none (no such job, or one in
+/// a state the move does not apply to).
+pub(crate) async fn transition<S: JobReads>(
+    store: &S,
+    moved: Option<Job>,
+    tenant_id: &str,
+    id: Uuid,
+) -> Result<Transition> {
+    if let Some(job) = moved {
+        return Ok(Transition::Done(Box::new(job)));
+    }
+    Ok(match store.get(tenant_id, id).await? {
+        None => Transition::NotFound,
+        Some(job) => Transition::Conflict(job.state),
+    })
 }

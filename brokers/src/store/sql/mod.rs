@@ -112,6 +112,23 @@ arg_from! {
     &'a serde_json::Value => Json,
 }
 
+/// Binds `args` to `$query`: the kinds both backends bind alike here, the rest by `$arms`
+/// (naming the query `$q`).
+macro_rules! bind_args {
+    ($query:expr, $args:expr, $q:ident, { $($arms:tt)* }) => {
+        $args.iter().fold($query, |$q, arg| match arg {
+            Arg::Text(v) => $q.bind(*v),
+            Arg::Small(v) => $q.bind(*v),
+            Arg::Int(v) => $q.bind(*v),
+            Arg::Big(v) => $q.bind(*v),
+            Arg::Flag(v) => $q.bind(*v),
+            Arg::Bytes(v) => $q.bind(*v),
+            $($arms)*
+        })
+    };
+}
+pub(crate) use bind_args;
+
 /// `[Arg; n]` from values that convert into [`Arg`].
 macro_rules! args {
     ($($value:expr),* $(,)?) => { [$($crate::store::sql::Arg::from($value)),*] };

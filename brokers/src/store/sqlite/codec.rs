@@ -10,7 +10,7 @@ use sqlx::{Connection, Row, Sqlite};
 use uuid::Uuid;
 
 use super::{from_micros, micros, SqliteStore};
-use crate::store::sql::{plain_columns, Arg, Col, Columns, SqlBackend, Stmt};
+use crate::store::sql::{bind_args, plain_columns, Arg, Col, Columns, SqlBackend, Stmt};
 use crate::{Result, StoreError};
 
 fn parse_uuid(text: &str, col: &Col<'_>) -> Result<Uuid> {
@@ -64,19 +64,12 @@ fn query<'q>(
     args: &'q [Arg<'q>],
     now: i64,
 ) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    args.iter()
-        .fold(sqlx::query(stmt.text()), |q, arg| match arg {
-            Arg::Text(v) => q.bind(*v),
-            Arg::Small(v) => q.bind(*v),
-            Arg::Int(v) => q.bind(*v),
-            Arg::Big(v) => q.bind(*v),
-            Arg::Flag(v) => q.bind(*v),
-            Arg::Bytes(v) => q.bind(*v),
-            Arg::Time(v) => q.bind(v.map(micros)),
-            Arg::Uuid(v) => q.bind(v.map(|id| id.to_string())),
-            Arg::Json(v) => q.bind(v.to_string()),
-            Arg::Now => q.bind(now),
-        })
+    bind_args!(sqlx::query(stmt.text()), args, q, {
+        Arg::Time(v) => q.bind(v.map(micros)),
+        Arg::Uuid(v) => q.bind(v.map(|id| id.to_string())),
+        Arg::Json(v) => q.bind(v.to_string()),
+        Arg::Now => q.bind(now),
+    })
 }
 
 impl SqliteStore {

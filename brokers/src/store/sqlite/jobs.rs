@@ -4,7 +4,7 @@
 
 #[allow(clippy::wildcard_imports)]
 use super::*;
-use crate::store::JobReads;
+use crate::store::sql::jobs::transition;
 
 /// The outcomes of a batch (`?2`: a JSON array of `[id, attempt, state, result, error, run_at]`)
 /// that finish their job, moved to the history at `?1`.
@@ -89,24 +89,12 @@ impl SqliteStore {
         Ok(job)
     }
 
-    async fn transition(
-        &self,
-        moved: Option<Job>,
-        tenant_id: &str,
-        id: Uuid,
-    ) -> Result<Transition> {
-        match moved {
-            Some(job) => {
-                if job.state == JobState::Queued {
-                    self.wake();
-                }
-                Ok(Transition::Done(Box::new(job)))
-            }
-            None => Ok(match self.get(tenant_id, id).await? {
-                None => Transition::NotFound,
-                Some(job) => Transition::Conflict(job.state),
-            }),
+    /// What a move did: the job moved, or why none was.
+    async fn moved(&self, moved: Option<Job>, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        if moved.as_ref().is_some_and(|j| j.state == JobState::Queued) {
+            self.wake();
         }
+        transition(self, moved, tenant_id, id).await
     }
 }
 
@@ -155,7 +143,7 @@ impl JobStore for SqliteStore {
 
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         let moved = self.move_job(CANCEL_SQL, "jobs", tenant_id, id).await?;
-        self.transition(moved, tenant_id, id).await
+        self.moved(moved, tenant_id, id).await
     }
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
@@ -175,7 +163,7 @@ impl JobStore for SqliteStore {
                 id,
             )
             .await?;
-        self.transition(moved, tenant_id, id).await
+        self.moved(moved, tenant_id, id).await
     }
 
     async fn claim(
