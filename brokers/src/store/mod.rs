@@ -169,6 +169,9 @@ pub struct QueueStats {
 /// on every SQL backend (`store/sql/jobs.rs`).
 #[async_trait]
 pub trait JobReads: Send + Sync {
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<()>;
+
     /// One job of a tenant.
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>>;
 
@@ -210,9 +213,6 @@ pub trait JobStore:
 
     /// Creates or upgrades the schema.
     async fn migrate(&self) -> Result<()>;
-
-    /// Checks the store answers.
-    async fn ping(&self) -> Result<()>;
 
     /// The store's clock (the database server's, for PostgreSQL).
     async fn now(&self) -> Result<DateTime<Utc>>;

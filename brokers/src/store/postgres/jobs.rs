@@ -114,11 +114,6 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     async fn now(&self) -> Result<DateTime<Utc>> {
         Ok(sqlx::query_scalar("SELECT now()")
             .fetch_one(&self.pool)
@@ -150,13 +145,7 @@ impl JobStore for PgStore {
         self.transition(RETRY_SQL, tenant_id, id).await
     }
 
-    async fn claim(
-        &self,
-        queue: &str,
-        limit: usize,
-        worker_id: &str,
-        lease: Duration,
-    ) -> Result<Vec<Job>> {
+    async fn claim(&self, queue: &str, n: usize, worker: &str, ttl: Duration) -> Result<Vec<Job>> {
         let rows = sqlx::query(concat!(
             "WITH next AS ( \
                  SELECT id FROM jobs WHERE state = 'queued' AND queue = $1 \
@@ -171,9 +160,9 @@ impl JobStore for PgStore {
         // (a generic plan did: a hash join over a sequential scan), so the statement could not
         // be prepared once and reused.
         .bind(queue)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(worker_id)
-        .bind(lease_ms(lease))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(worker)
+        .bind(lease_ms(ttl))
         .fetch_all(&self.pool)
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;

@@ -59,6 +59,11 @@ const STALE_QUEUED: Stmt<'static> = Stmt::read(concat!(
 
 #[async_trait]
 impl<S: SqlBackend> JobReads for S {
+    async fn ping(&self) -> Result<()> {
+        self.fetch_optional(Stmt::read("SELECT 1"), &[]).await?;
+        Ok(())
+    }
+
     async fn get(&self, tenant_id: &str, id: Uuid) -> Result<Option<Job>> {
         let row = self.fetch_optional(GET, &args![tenant_id, id]).await?;
         row.as_ref().map(job_from_row).transpose()

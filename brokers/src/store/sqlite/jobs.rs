@@ -100,19 +100,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
     async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.writer)
             .await?;
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -166,13 +157,7 @@ impl JobStore for SqliteStore {
         self.moved(moved, tenant_id, id).await
     }
 
-    async fn claim(
-        &self,
-        queue: &str,
-        limit: usize,
-        worker_id: &str,
-        lease: Duration,
-    ) -> Result<Vec<Job>> {
+    async fn claim(&self, queue: &str, n: usize, worker: &str, ttl: Duration) -> Result<Vec<Job>> {
         let (mut conn, now) = self.write().await?;
         let rows = sqlx::query(concat!(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?1, worker_id = ?2, \
@@ -183,10 +168,10 @@ impl JobStore for SqliteStore {
             job_columns!()
         ))
         .bind(now)
-        .bind(worker_id)
-        .bind(lease_until(now, lease))
+        .bind(worker)
+        .bind(lease_until(now, ttl))
         .bind(queue)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
         .fetch_all(&mut *conn)
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;
@@ -397,5 +382,9 @@ impl JobStore for SqliteStore {
 
     fn wakeups(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 }
