@@ -3,10 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
 use pysaas_brokers::JobFilter;
 use pysaas_jobs::{Job, JobState, NewJob, DEFAULT_TENANT};
@@ -14,18 +15,13 @@ use serde_json::json;
 
 fn sleep_job(ms: u64) -> NewJob {
     NewJob {
-        id: uuid::Uuid::now_v7(),
-        tenant_id: DEFAULT_TENANT.into(),
-        kind: "system.sleep".into(),
-        queue: "default".into(),
-        payload: json!({ "ms": ms }),
-        priority: 0,
         max_attempts: 5,
-        run_at: Utc::now(),
-        timeout_ms: 60_000,
-        idempotency_key: None,
-        trace_context: None,
-        request_id: None,
+        ..NewJob::new(
+            DEFAULT_TENANT,
+            "system.sleep",
+            "default",
+            json!({ "ms": ms }),
+        )
     }
 }
 
@@ -67,24 +63,15 @@ fn worker_on(db: &TestDb, broker: &Broker, concurrency: usize, env: &[(&str, &st
 }
 
 fn worker(db: &TestDb, concurrency: usize, env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pysaas"));
-    cmd.args([
+    let concurrency = concurrency.to_string();
+    let args = [
         "worker",
         "--queues",
         "default",
         "--concurrency",
-        &concurrency.to_string(),
-    ])
-    .env("PYSAAS_DATABASE_URL", &db.url)
-    .env("PYSAAS_PG_SCHEMA", &db.schema)
-    .env("PYSAAS_LOG", "warn")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn pysaas worker")
+        &concurrency,
+    ];
+    common::pysaas_process(db, &args, env)
 }
 
 async fn jobs(db: &TestDb) -> Vec<Job> {

@@ -3,9 +3,11 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -33,18 +35,8 @@ fn config_file(toml: &str) -> tempfile::NamedTempFile {
 }
 
 fn spawn(db: &TestDb, role: &str, config: &tempfile::NamedTempFile, env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pysaas"));
-    cmd.args(["--config", config.path().to_str().unwrap(), role])
-        .env("PYSAAS_DATABASE_URL", &db.url)
-        .env("PYSAAS_PG_SCHEMA", &db.schema)
-        .env("PYSAAS_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn pysaas")
+    let args = ["--config", config.path().to_str().unwrap(), role];
+    common::pysaas_process(db, &args, env)
 }
 
 fn kill9(child: &mut Child) {
@@ -322,18 +314,10 @@ async fn misfire_policies_after_a_scheduler_was_down() {
 
 fn delayed(run_in: Duration) -> NewJob {
     NewJob {
-        id: uuid::Uuid::now_v7(),
-        tenant_id: DEFAULT_TENANT.into(),
-        kind: "system.noop".into(),
-        queue: "default".into(),
-        payload: json!({}),
-        priority: 0,
         max_attempts: 3,
         run_at: Utc::now() + chrono::Duration::from_std(run_in).unwrap(),
         timeout_ms: 10_000,
-        idempotency_key: None,
-        trace_context: None,
-        request_id: None,
+        ..NewJob::new(DEFAULT_TENANT, "system.noop", "default", json!({}))
     }
 }
 

@@ -1,5 +1,5 @@
 //! Queue-depth gauges: `pysaas_queue_depth{queue,state}` for the unfinished states and
-//! `pysaas_queue_oldest_queued_age_seconds{queue}`, read with [`JobStore::live_queue_stats`]
+//! `pysaas_queue_oldest_queued_age_seconds{queue}`, read with [`crate::JobReads::live_queue_stats`]
 //! (partial indexes only). Published by the API on every scrape and by the scheduler leader every
 //! few seconds (for processes without the API); every publisher reads the same store, so any of
 //! them is right — aggregate with `max by (queue, state)`.

@@ -9,10 +9,28 @@ use crate::JobStore;
 
 /// Where PostgreSQL tests connect (override with `PYSAAS_TEST_DATABASE_URL`).
 pub const DEFAULT_TEST_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// Where RabbitMQ tests connect (override with `PYSAAS_TEST_AMQP_URL`).
+pub const DEFAULT_TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Where Redis tests connect (override with `PYSAAS_TEST_REDIS_URL`).
+pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
 
 /// The PostgreSQL URL tests use.
 pub fn pg_url() -> String {
-    std::env::var("PYSAAS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_PG_URL.to_owned())
+    env_or("PYSAAS_TEST_DATABASE_URL", DEFAULT_TEST_PG_URL)
+}
+
+/// The RabbitMQ URL tests use.
+pub fn amqp_url() -> String {
+    env_or("PYSAAS_TEST_AMQP_URL", DEFAULT_TEST_AMQP_URL)
+}
+
+/// The Redis URL tests use.
+pub fn redis_url() -> String {
+    env_or("PYSAAS_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
 }
 
 /// An isolated, migrated store.
@@ -53,9 +71,26 @@ impl TestDb {
         let mut config = StoreConfig::new(&url);
         config.schema = schema.clone();
         config.max_connections = 8;
-        let store = PgStore::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let store = PgStore::connect(&config).await;
+        TestDb::migrated(store, url, schema, None).await
+    }
+
+    /// A store on a fresh SQLite file in a temporary directory.
+    pub async fn sqlite() -> Self {
+        let dir = std::env::temp_dir().join(unique("pysaas_test"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let url = format!("sqlite://{}", dir.join("jobs.db").display());
+        let store = SqliteStore::connect(&StoreConfig::new(&url)).await;
+        TestDb::migrated(store, url, String::new(), Some(dir)).await
+    }
+
+    async fn migrated<S: JobStore>(
+        store: crate::Result<S>,
+        url: String,
+        schema: String,
+        sqlite_dir: Option<PathBuf>,
+    ) -> Self {
+        let store = store.unwrap_or_else(|e| panic!("open {url}: {e}"));
         store
             .migrate()
             .await
@@ -64,27 +99,7 @@ impl TestDb {
             store: Arc::new(store),
             url,
             schema,
-            sqlite_dir: None,
-        }
-    }
-
-    /// A store on a fresh SQLite file in a temporary directory.
-    pub async fn sqlite() -> Self {
-        let dir = std::env::temp_dir().join(unique("pysaas_test"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let url = format!("sqlite://{}", dir.join("jobs.db").display());
-        let store = SqliteStore::connect(&StoreConfig::new(&url))
-            .await
-            .unwrap_or_else(|e| panic!("open {url}: {e}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|e| panic!("migrate {url}: {e}"));
-        TestDb {
-            store: Arc::new(store),
-            url,
-            schema: String::new(),
-            sqlite_dir: Some(dir),
+            sqlite_dir,
         }
     }
 }
@@ -106,14 +121,6 @@ impl Drop for TestDb {
             }
         });
     }
-}
-
-/// Where RabbitMQ tests connect (override with `PYSAAS_TEST_AMQP_URL`).
-pub const DEFAULT_TEST_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-
-/// The RabbitMQ URL tests use.
-pub fn amqp_url() -> String {
-    std::env::var("PYSAAS_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_TEST_AMQP_URL.to_owned())
 }
 
 /// A unique RabbitMQ name prefix whose exchanges and queues are deleted when dropped.
@@ -167,14 +174,6 @@ impl Drop for TestAmqpPrefix {
             let _ = conn.close(200, "test cleanup").await;
         });
     }
-}
-
-/// Where Redis tests connect (override with `PYSAAS_TEST_REDIS_URL`).
-pub const DEFAULT_TEST_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
-
-/// The Redis URL tests use.
-pub fn redis_url() -> String {
-    std::env::var("PYSAAS_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_TEST_REDIS_URL.to_owned())
 }
 
 /// A unique Redis key prefix whose keys are deleted when dropped.

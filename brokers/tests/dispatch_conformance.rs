@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::testing::{amqp_url, redis_url, TestAmqpPrefix, TestDb, TestRedisPrefix};
@@ -93,18 +92,9 @@ async fn redis_transport(db: TestDb) -> Transport {
 
 fn job(queue: &str) -> NewJob {
     NewJob {
-        id: Uuid::now_v7(),
-        tenant_id: "acme".into(),
-        kind: "system.noop".into(),
-        queue: queue.into(),
-        payload: json!({}),
-        priority: 0,
         max_attempts: 3,
-        run_at: Utc::now(),
         timeout_ms: 1000,
-        idempotency_key: None,
-        trace_context: None,
-        request_id: None,
+        ..NewJob::new("acme", "system.noop", queue, json!({}))
     }
 }
 

@@ -18,18 +18,9 @@ const LEASE: Duration = Duration::from_secs(30);
 
 fn job(queue: &str) -> NewJob {
     NewJob {
-        id: Uuid::now_v7(),
-        tenant_id: "acme".into(),
-        kind: "system.noop".into(),
-        queue: queue.into(),
-        payload: json!({"n": 1}),
-        priority: 0,
         max_attempts: 3,
-        run_at: Utc::now(),
         timeout_ms: 1000,
-        idempotency_key: None,
-        trace_context: None,
-        request_id: None,
+        ..NewJob::new("acme", "system.noop", queue, json!({"n": 1}))
     }
 }
 

@@ -42,6 +42,32 @@ pub struct NewJob {
 }
 
 impl NewJob {
+    /// A job of `kind` on `queue` for `tenant_id`, to run now with the defaults a submission
+    /// without options gets: priority 0, [`crate::DEFAULT_MAX_ATTEMPTS`] attempts,
+    /// [`crate::DEFAULT_TIMEOUT`] per attempt, no idempotency key. The payload is not checked
+    /// here (the registry does that for submissions); set other fields directly.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        kind: impl Into<String>,
+        queue: impl Into<String>,
+        payload: Value,
+    ) -> Self {
+        NewJob {
+            id: Uuid::now_v7(),
+            tenant_id: tenant_id.into(),
+            kind: kind.into(),
+            queue: queue.into(),
+            payload,
+            priority: 0,
+            max_attempts: crate::DEFAULT_MAX_ATTEMPTS,
+            run_at: Utc::now(),
+            timeout_ms: i64::try_from(crate::DEFAULT_TIMEOUT.as_millis()).unwrap_or(i64::MAX),
+            idempotency_key: None,
+            trace_context: None,
+            request_id: None,
+        }
+    }
+
     /// The state the job is inserted in, given the current time.
     pub fn initial_state(&self, now: DateTime<Utc>) -> JobState {
         if self.run_at > now {

@@ -88,22 +88,13 @@ async fn pass(
         match store.fire_schedule(lease, fire).await? {
             FireResult::Fired(inserted) => {
                 let created = inserted.iter().filter(|i| i.created).count();
-                if ticks > 1 {
-                    tracing::info!(
-                        tenant = %schedule.tenant_id,
-                        schedule = %schedule.spec.name,
-                        ticks,
-                        created,
-                        "schedule caught up on missed ticks"
-                    );
-                } else if ticks == 1 {
-                    tracing::debug!(
-                        tenant = %schedule.tenant_id,
-                        schedule = %schedule.spec.name,
-                        ticks,
-                        created,
-                        "schedule fired"
-                    );
+                let (tenant, name) = (&schedule.tenant_id, &schedule.spec.name);
+                match ticks {
+                    0 => {}
+                    1 => tracing::debug!(%tenant, schedule = %name, created, "schedule fired"),
+                    _ => {
+                        tracing::info!(%tenant, schedule = %name, ticks, created, "schedule caught up on missed ticks")
+                    }
                 }
                 metrics::counter!("pysaas_schedule_ticks_total", "tenant" => schedule.tenant_id.clone(), "schedule" => schedule.spec.name.clone())
                     .increment(created as u64);

@@ -20,3 +20,23 @@ pub(crate) fn api_only() -> pysaas::Roles {
         ..pysaas::Roles::default()
     }
 }
+
+/// The `pysaas` binary with `args`, on `db`'s store, quiet (warnings on stderr only), with
+/// `env` set on top.
+pub(crate) fn pysaas_process(
+    db: &pysaas_brokers::testing::TestDb,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    use std::process::Stdio;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pysaas"));
+    cmd.args(args)
+        .env("PYSAAS_DATABASE_URL", &db.url)
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .env("PYSAAS_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd.spawn().expect("spawn pysaas")
+}
