@@ -784,7 +784,10 @@ pub async fn create_key(
 pub async fn migrate(mut config: Config) -> Result<()> {
     let url = config.require_database_url()?.to_owned();
     config.store.auto_migrate = true;
-    let store = open_store(&config, &url).await?;
+    let spinner = crate::progress::spinner(format!("applying migrations to {}", redact(&url)));
+    let store = open_store(&config, &url).await;
+    spinner.finish_and_clear();
+    let store = store?;
     println!(
         "migrations applied to {} ({})",
         redact(&url),

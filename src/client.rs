@@ -666,11 +666,7 @@ async fn enqueue_from(api: &ApiArgs, from: &std::path::Path) -> Result<()> {
         jobs.push((n + 1, job));
     }
     let client = api.client()?;
-    let progress = indicatif::ProgressBar::new(jobs.len() as u64);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let progress = crate::progress::bar(jobs.len() as u64, "jobs");
     let mut accepted = 0usize;
     for chunk in jobs.chunks(BULK_BATCH) {
         let body = json!({ "jobs": chunk.iter().map(|(_, j)| j).collect::<Vec<_>>() });

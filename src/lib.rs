@@ -38,6 +38,7 @@ pub mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+mod progress;
 mod security;
 pub mod testing;
 mod vault;

@@ -61,7 +61,10 @@ impl Bench {
     /// records them, without polling the database), then checks the store agrees.
     pub(super) async fn wait_done(&self, queue: &str, n: usize, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
+        let progress = crate::progress::bar(n as u64, "jobs");
+        progress.set_message(queue.to_owned());
         while self.finished.of(queue) < n as u64 {
+            progress.set_position(self.finished.of(queue));
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "queue `{queue}`: {} of {n} jobs done after {within:?}",
@@ -69,6 +72,7 @@ impl Bench {
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        progress.finish_and_clear();
         anyhow::ensure!(
             !self.unfinished(queue).await?,
             "queue `{queue}`: the store still has unfinished jobs"
