@@ -83,6 +83,33 @@ ensure_cargo_deny() {
   rm -rf "${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/target"
 }
 
+# API contract tools from PyPI in one venv outside the clone: schemathesis (property-based runs
+# against the OpenAPI document) and openapi-python-client (a generated Python client).
+PYTOOLS_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/py-tools"
+ensure_pytools() {
+  if [ -x "$PYTOOLS_VENV/bin/schemathesis" ] && [ -x "$PYTOOLS_VENV/bin/openapi-python-client" ]; then
+    return 0
+  fi
+  log "installing schemathesis and openapi-python-client (PyPI, once)"
+  python3 -m venv "$PYTOOLS_VENV"
+  "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client
+}
+
+# A real browser for the UI tests: Debian's chromium, driven by npm playwright-core (no browser
+# download), both installed once.
+BROWSER_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/browser"
+ensure_browser() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    log "installing chromium (Debian)"
+    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -q chromium >/dev/null; }
+  fi
+  if [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+    log "installing playwright-core (npm, once)"
+    mkdir -p "$BROWSER_DIR"
+    (cd "$BROWSER_DIR" && npm install --silent --no-audit --no-fund playwright-core@1 >/dev/null)
+  fi
+}
+
 # Servers this run started (ensure_* append to it); stop_started stops them again, so that a run
 # leaves the machine's services as it found them.
 STARTED=()

@@ -705,7 +705,7 @@ async fn schedules_are_managed_and_fired(app: App) {
         .send(
             Method::PATCH,
             "/v1/schedules/every-second",
-            Some(json!({"cron": "0 30 2 * * *", "timezone": "Europe/Berlin", "payload": {}})),
+            Some(json!({"cron": "0 30 2 * * *", "timezone": "Europe/Berlin", "kind": "system.noop", "payload": {}})),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -725,6 +725,7 @@ async fn schedules_are_managed_and_fired(app: App) {
         (json!({"catch_up_max": -1}), "catch_up_max"),
         (json!({"name": "renamed"}), "name"),
         (json!({"kind": null}), "kind"),
+        (json!({"payload": {"ms": 5}}), "kind"),
     ] {
         let (s, b) = app
             .send(

@@ -33,6 +33,7 @@ pub struct SubmitJob {
     #[schema(minimum = 1, maximum = 1000)]
     pub max_attempts: Option<i32>,
     /// Same key, same job (also accepted as the `Idempotency-Key` header).
+    #[schema(pattern = r"^[ -~]{1,255}$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -45,6 +46,7 @@ fn empty_object() -> Value {
 #[serde(deny_unknown_fields)]
 pub struct SubmitBatch {
     /// The jobs.
+    #[schema(min_items = 1, max_items = 1000)]
     pub jobs: Vec<SubmitJob>,
 }
 
@@ -171,11 +173,35 @@ pub struct JobPage {
 }
 
 /// The OpenAPI schema of a job state: one of [`JobState::ALL`], as the API spells them.
-fn state_schema() -> utoipa::openapi::Object {
+fn string_enum(values: impl IntoIterator<Item = &'static str>) -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .enum_values(Some(JobState::ALL.iter().map(|s| s.as_str())))
+        .enum_values(Some(values))
         .build()
+}
+
+fn cron_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(
+            "Six fields, seconds first. The document's pattern is the subset a generated client \
+             can build safely; the server also takes ranges, names and a year field.",
+        ))
+        .pattern(Some(pysaas_jobs::CRON_PATTERN))
+        .build()
+}
+
+fn time_zone_schema() -> utoipa::openapi::Object {
+    string_enum(pysaas_jobs::time_zone_names())
+}
+
+fn misfire_schema() -> utoipa::openapi::Object {
+    string_enum(["skip", "fire_once", "catch_up"])
+}
+
+/// A job state, or empty for any (as a form leaves an unset filter).
+fn state_schema() -> utoipa::openapi::Object {
+    string_enum(std::iter::once("").chain(JobState::ALL.iter().map(|s| s.as_str())))
 }
 
 /// An empty query value (`?state=`) means the filter is not set, as a form leaves it.
@@ -211,7 +237,7 @@ pub struct ListParams {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page (empty: the first page).
-    #[param(value_type = Option<String>, format = Uuid)]
+    #[param(value_type = Option<String>, pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     #[serde(default, deserialize_with = "empty_as_none")]
     pub cursor: Option<String>,
 }
@@ -298,18 +324,24 @@ pub struct Health {
     pub status: String,
 }
 
+/// A change to a schedule (`PATCH /v1/schedules/{name}`, a JSON merge patch): any of a
+/// schedule's fields but its name; `kind` and `payload` only together (the payload is replaced
+/// as a whole). In the document, one variant per kind and one for the other fields alone.
+#[derive(Debug, ToSchema)]
+pub struct SchedulePatch {}
+
 /// A schedule to create (`POST /v1/schedules`).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSchedule {
     /// Unique per tenant: 1 to 128 characters of a-z, A-Z, 0-9, `.`, `_`, `-`.
-    #[schema(example = "nightly-report")]
+    #[schema(example = "nightly-report", pattern = r"^[a-zA-Z0-9._-]{1,128}$")]
     pub name: String,
     /// Cron expression, seconds first: `sec min hour day-of-month month day-of-week [year]`.
-    #[schema(example = "0 30 3 * * *")]
+    #[schema(example = "0 30 3 * * *", schema_with = cron_schema)]
     pub cron: String,
     /// IANA time zone the expression is read in (default `UTC`).
-    #[schema(example = "Europe/Berlin")]
+    #[schema(example = "Europe/Berlin", schema_with = time_zone_schema)]
     pub timezone: Option<String>,
     /// Job kind each tick enqueues.
     #[schema(example = "system.noop")]
@@ -329,7 +361,7 @@ pub struct CreateSchedule {
     pub max_attempts: Option<i32>,
     /// `skip`, `fire_once` (default) or `catch_up`: what to do with ticks missed while no
     /// scheduler ran.
-    #[schema(value_type = Option<String>, example = "fire_once")]
+    #[schema(example = "fire_once", schema_with = misfire_schema)]
     pub misfire: Option<Misfire>,
     /// Most missed ticks `catch_up` fires (default 100).
     #[schema(minimum = 1, maximum = 10000)]
@@ -346,7 +378,11 @@ impl From<CreateSchedule> for ScheduleSpec {
             cron: c.cron,
             timezone: c.timezone.unwrap_or_else(|| "UTC".to_owned()),
             kind: c.kind,
-            payload: c.payload,
+            payload: {
+                let mut payload = c.payload;
+                pysaas_jobs::whole_floats_as_integers(&mut payload);
+                payload
+            },
             queue: c.queue,
             priority: c.priority,
             max_attempts: c.max_attempts,

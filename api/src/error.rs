@@ -299,30 +299,48 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         }
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = humane(&inner.to_string());
-                let detail = if path == "." {
-                    format!("invalid request body: {message}")
-                } else {
-                    format!("invalid request body: `{path}` {message}")
-                };
-                ApiError::invalid_fields(
-                    detail,
-                    vec![FieldError {
-                        index: None,
-                        path,
-                        message,
-                    }],
-                )
+    let value = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Ok(value) => de
+            .end()
+            .map(|()| value)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}"))),
+        // JSON has one kind of number: `3.0` is the integer 3 (as JSON Schema says), though
+        // serde refuses it for an integer field. Only when a body fails is it read again with
+        // whole floats as integers, so the usual path pays nothing.
+        Err(err) => {
+            let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+                return Err(body_error(err));
+            };
+            if !pysaas_jobs::whole_floats_as_integers(&mut value) {
+                return Err(body_error(err));
             }
-            _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+            serde_path_to_error::deserialize::<_, T>(value).map_err(body_error)
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    }?;
     Ok(value)
+}
+
+/// A body that is JSON but not the expected shape (422, naming the field), or not JSON (400).
+fn body_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = humane(&inner.to_string());
+            let detail = if path == "." {
+                format!("invalid request body: {message}")
+            } else {
+                format!("invalid request body: `{path}` {message}")
+            };
+            ApiError::invalid_fields(
+                detail,
+                vec![FieldError {
+                    index: None,
+                    path,
+                    message,
+                }],
+            )
+        }
+        _ => ApiError::bad_request(format!("malformed JSON: {inner}")),
+    }
 }

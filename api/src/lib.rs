@@ -22,11 +22,10 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::{ApiError, PROBLEM_JSON};
-pub use openapi::ApiDoc;
+pub use openapi::{document as openapi_document, ApiDoc};
 pub use routes::jobs::{valid_queue_name, BATCH_MAX, LIST_LIMIT_DEFAULT, MAX_ATTEMPTS_LIMIT};
 pub use state::{describe_metrics, AppState};
 
@@ -114,7 +113,10 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
         .route("/metrics", get(routes::system::metrics))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(
+            SwaggerUi::new("/docs")
+                .external_url_unchecked("/openapi.json", openapi::document(state.registry())),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     if let Some(timeout) = gateway.request_timeout {

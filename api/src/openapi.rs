@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document.
 
+use pysaas_jobs::{KindRegistry, KindSpec};
+use serde_json::{json, Map, Value};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -25,7 +27,7 @@ use crate::routes::{auth, jobs, schedules, system};
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
-        dto::ScheduleView, dto::ScheduleList, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
+        dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,
@@ -39,6 +41,237 @@ use crate::routes::{auth, jobs, schedules, system};
     )
 )]
 pub struct ApiDoc;
+
+/// The OpenAPI document of a deployment: [`ApiDoc`] with the payload of every kind in `registry`
+/// stated exactly. A submission (`SubmitJob`, also inside batches) and a schedule
+/// (`CreateSchedule`) become a `oneOf` with one variant per kind, discriminated by `kind`, whose
+/// `payload` is the kind's JSON Schema; so generated clients and forms send only what the server
+/// accepts.
+pub fn document(registry: &KindRegistry) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return doc;
+    };
+    // Options whose schema is written by hand (enums) take null like every other option.
+    if let Some(props) = schemas
+        .get_mut("CreateSchedule")
+        .and_then(|c| c.get_mut("properties"))
+        .and_then(Value::as_object_mut)
+    {
+        for field in ["timezone", "misfire"] {
+            props.get_mut(field).into_iter().for_each(make_nullable);
+        }
+    }
+    if let Some(create) = schemas.get("CreateSchedule").cloned() {
+        let patch = schedule_patch(schemas, registry, &create);
+        schemas.insert("SchedulePatch".into(), patch);
+    }
+    for name in ["SubmitJob", "CreateSchedule"] {
+        let Some(base) = schemas.remove(name) else {
+            continue;
+        };
+        let mut variants = Vec::new();
+        let mut mapping = Map::new();
+        for spec in registry.specs() {
+            let variant = format!("{name}.{}", spec.kind);
+            let schema = per_kind(&base, spec, payload_schema(schemas, spec));
+            let reference = format!("#/components/schemas/{variant}");
+            schemas.insert(variant, schema);
+            mapping.insert(spec.kind.to_owned(), Value::String(reference.clone()));
+            variants.push(json!({ "$ref": reference }));
+        }
+        let description = base.get("description").cloned().unwrap_or(Value::Null);
+        let one_of = json!({
+            "description": description,
+            "oneOf": variants,
+            "discriminator": { "propertyName": "kind", "mapping": mapping },
+        });
+        schemas.insert(name.to_owned(), one_of);
+    }
+    doc
+}
+
+/// The merge patch of a schedule, from `create`'s fields: either the plain fields alone, or a
+/// new `kind` together with its `payload` (one variant per kind). `name` cannot change.
+fn schedule_patch(
+    schemas: &mut Map<String, Value>,
+    registry: &KindRegistry,
+    create: &Value,
+) -> Value {
+    let mut plain = create.clone();
+    if let Some(props) = plain.get_mut("properties").and_then(Value::as_object_mut) {
+        for field in ["name", "kind", "payload"] {
+            props.remove(field);
+        }
+    }
+    if let Some(object) = plain.as_object_mut() {
+        object.remove("required");
+        object.remove("description");
+    }
+    plain["additionalProperties"] = Value::Bool(false);
+    // In a merge patch `null` removes a field, which puts back its default: every field with one
+    // takes null (`cron` has none).
+    if let Some(props) = plain.get_mut("properties").and_then(Value::as_object_mut) {
+        for (field, schema) in props.iter_mut() {
+            if field != "cron" {
+                make_nullable(schema);
+            }
+        }
+    }
+    let mut variants = vec![json!({ "$ref": "#/components/schemas/SchedulePatch.fields" })];
+    for spec in registry.specs() {
+        let mut variant = plain.clone();
+        let payload = payload_schema(schemas, spec);
+        if let Some(props) = variant.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert(
+                "kind".into(),
+                json!({ "type": "string", "const": spec.kind }),
+            );
+            props.insert("payload".into(), payload);
+        }
+        variant["required"] = json!(["kind", "payload"]);
+        let name = format!("SchedulePatch.{}", spec.kind);
+        variants.push(json!({ "$ref": format!("#/components/schemas/{name}") }));
+        schemas.insert(name, variant);
+    }
+    schemas.insert("SchedulePatch.fields".into(), plain);
+    json!({
+        "description": "Fields of a schedule to change (a JSON merge patch): the plain fields, \
+                        and `kind` and `payload` together (the payload replaced as a whole).",
+        "oneOf": variants,
+    })
+}
+
+/// Lets `schema` also take `null`.
+fn make_nullable(schema: &mut Value) {
+    let null = json!("null");
+    match schema.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = Value::String(t.clone());
+            schema["type"] = json!([t, "null"]);
+        }
+        Some(Value::Array(types)) => {
+            if !types.contains(&null) {
+                types.push(null);
+            }
+        }
+        _ => {
+            *schema = json!({ "anyOf": [schema.take(), { "type": "null" }] });
+            return;
+        }
+    }
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        if !values.contains(&Value::Null) {
+            values.push(Value::Null);
+        }
+    }
+}
+
+/// `base` for one kind: `kind` fixed to it, `payload` its schema (required when the schema
+/// requires fields), nothing else allowed.
+fn per_kind(base: &Value, spec: &KindSpec, payload: Value) -> Value {
+    let mut schema = base.clone();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert(
+            "kind".into(),
+            json!({ "type": "string", "const": spec.kind }),
+        );
+        props.insert("payload".into(), payload);
+    }
+    let mut required = vec![json!("kind")];
+    if let Some(existing) = schema.get("required").and_then(Value::as_array) {
+        required.extend(existing.iter().filter(|r| *r != "kind").cloned());
+    }
+    if requires_fields(spec) {
+        required.push(json!("payload"));
+    }
+    schema["required"] = Value::Array(required);
+    schema["additionalProperties"] = Value::Bool(false);
+    schema
+}
+
+fn requires_fields(spec: &KindSpec) -> bool {
+    spec.schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
+}
+
+/// A reference to a kind's payload schema, put into `schemas` once as `Payload.<kind>`: its
+/// `$defs` moved beside it (named `<kind>.<def>`) with references rewritten, `$schema` and
+/// `title` dropped (generated clients name models after the component, and two kinds' payload
+/// types may share a Rust name), and integer formats given their bounds.
+fn payload_schema(schemas: &mut Map<String, Value>, spec: &KindSpec) -> Value {
+    let name = format!("Payload.{}", spec.kind);
+    let reference = json!({ "$ref": format!("#/components/schemas/{name}") });
+    if schemas.contains_key(&name) {
+        return reference;
+    }
+    let mut schema = spec.schema.clone();
+    let defs = schema.as_object_mut().and_then(|object| {
+        object.remove("$schema");
+        object.remove("title");
+        object.remove("$defs")
+    });
+    let prefix = format!("{}.", spec.kind);
+    rewrite_refs(&mut schema, &prefix);
+    bound_integers(&mut schema);
+    if let Some(Value::Object(defs)) = defs {
+        for (def_name, mut def) in defs {
+            rewrite_refs(&mut def, &prefix);
+            bound_integers(&mut def);
+            schemas.insert(format!("{prefix}{def_name}"), def);
+        }
+    }
+    schemas.insert(name, schema);
+    reference
+}
+
+/// schemars states an integer's width only as a `format` (`uint32`), which validators and
+/// request generators ignore; the bounds make it a constraint (`u32` takes at most 4294967295).
+fn bound_integers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let bounds: Option<(i64, i64)> = match map.get("format").and_then(Value::as_str) {
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("uint8") => Some((0, u8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("uint16") => Some((0, u16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("uint32") => Some((0, u32::MAX.into())),
+                // Beyond 2^53 JSON numbers lose precision in most clients anyway.
+                Some("int64") => Some((-(1 << 53), 1 << 53)),
+                Some("uint64") => Some((0, 1 << 53)),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                map.entry("minimum").or_insert(min.into());
+                map.entry("maximum").or_insert(max.into());
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
+}
+
+fn rewrite_refs(value: &mut Value, prefix: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get_mut("$ref") {
+                if let Some(name) = r.strip_prefix("#/$defs/") {
+                    *r = format!("#/components/schemas/{prefix}{name}");
+                }
+            }
+            map.values_mut().for_each(|v| rewrite_refs(v, prefix));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, prefix)),
+        _ => {}
+    }
+}
 
 /// Declares the two ways to authenticate; Swagger UI's "Authorize" offers both.
 struct SecuritySchemes;
@@ -156,5 +389,72 @@ mod tests {
             }
         }
         assert!(seen.len() >= 31, "{seen:?}");
+    }
+
+    /// Every kind becomes one variant of the submission and schedule schemas, its payload the
+    /// kind's own schema, and every reference in the document resolves.
+    #[test]
+    fn kinds_are_variants_and_every_reference_resolves() {
+        use pysaas_jobs::kinds::{notification, system};
+        let mut registry = pysaas_jobs::KindRegistry::new();
+        registry
+            .register::<system::Noop>()
+            .register::<system::Sleep>()
+            .register::<notification::Webhook>();
+        let doc = super::document(&registry);
+        let schemas = &doc["components"]["schemas"];
+        for name in ["SubmitJob", "CreateSchedule"] {
+            let one_of = schemas[name]["oneOf"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(one_of.len(), 3, "{name}: {}", schemas[name]);
+            assert_eq!(schemas[name]["discriminator"]["propertyName"], "kind");
+            let webhook = &schemas[format!("{name}.notification.webhook")];
+            assert_eq!(
+                webhook["properties"]["kind"]["const"],
+                "notification.webhook"
+            );
+            assert_eq!(
+                webhook["properties"]["payload"]["$ref"],
+                "#/components/schemas/Payload.notification.webhook"
+            );
+            assert!(webhook["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&"payload".into())));
+            assert_eq!(webhook["additionalProperties"], false);
+        }
+        let payload = &schemas["Payload.notification.webhook"];
+        assert_eq!(payload["required"], serde_json::json!(["url", "body"]));
+        assert!(payload.get("title").is_none() && payload.get("$schema").is_none());
+        let ms = &schemas["Payload.system.sleep"]["properties"]["ms"];
+        assert_eq!(
+            (ms["minimum"].as_i64(), ms["maximum"].as_i64()),
+            (Some(0), Some(59_999))
+        );
+        assert_eq!(
+            schemas["SchedulePatch"]["oneOf"].as_array().map(Vec::len),
+            Some(4)
+        );
+        let mut refs = Vec::new();
+        collect_refs(&doc, &mut refs);
+        assert!(!refs.is_empty());
+        for r in refs {
+            let pointer = r.strip_prefix('#').unwrap_or_default();
+            assert!(doc.pointer(pointer).is_some(), "dangling reference {r}");
+        }
+    }
+
+    fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| collect_refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+            _ => {}
+        }
     }
 }

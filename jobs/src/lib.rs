@@ -35,13 +35,14 @@ pub use job::{AttemptError, Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIO
 pub use kind::{JobKind, DEFAULT_TIMEOUT};
 pub use outcome::Outcome;
 pub use registry::{
-    valid_queue_name, JobOptions, KindRegistry, KindSpec, IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT,
-    QUEUE_NAME_MAX,
+    valid_queue_name, whole_floats_as_integers, JobOptions, KindRegistry, KindSpec,
+    IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, QUEUE_NAME_MAX,
 };
 pub use retry::{
     RetryPolicy, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_JITTER, DEFAULT_MAX_ATTEMPTS,
 };
 pub use schedule::{
-    CronSchedule, Misfire, MisfirePolicy, Schedule, ScheduleError, ScheduleSource, ScheduleSpec,
+    time_zone_names, CronSchedule, Misfire, MisfirePolicy, Schedule, ScheduleError, ScheduleSource,
+    ScheduleSpec, CRON_PATTERN,
 };
 pub use state::JobState;

@@ -7,6 +7,33 @@ use uuid::Uuid;
 
 use crate::{JobKind, JobsError, NewJob, RetryPolicy, MAX_PRIORITY};
 
+/// Turns every whole float in `value` (`3.0`) into the integer it is; `true` if any changed.
+/// JSON has one kind of number and JSON Schema counts `3.0` as an integer, but serde refuses it
+/// for an integer field; payloads are normalised this way before they are checked and stored, so
+/// that a client (or a language) writing `3.0` is not refused.
+pub fn whole_floats_as_integers(value: &mut Value) -> bool {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            // Below 2^53 a float holds its integer exactly.
+            let whole = f.fract() == 0.0 && f.abs() < 9.0e15;
+            if whole {
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *value = Value::from(i);
+            }
+            whole
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| whole_floats_as_integers(v) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| whole_floats_as_integers(v) | any),
+        _ => false,
+    }
+}
+
 /// Upper bound a submission may set for `max_attempts`.
 pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
 /// Longest idempotency key.
@@ -165,6 +192,8 @@ impl KindRegistry {
         payload: Value,
         options: JobOptions,
     ) -> Result<NewJob, JobsError> {
+        let mut payload = payload;
+        whole_floats_as_integers(&mut payload);
         let spec = self.validate(kind, &payload)?;
         let queue = options.queue.unwrap_or_else(|| spec.queue.to_owned());
         if !valid_queue_name(&queue) {

@@ -241,6 +241,24 @@ fn invalid(field: &'static str, message: impl Into<String>) -> JobsError {
     }
 }
 
+/// The cron expressions a form or generated client can build safely: six fields, seconds first,
+/// each `*`, `*/n` (n 1..=9; 1..=7 for the day of the week) or a comma list of values in the field's range. The server accepts
+/// the whole `cron` syntax (ranges, names, a year field); this is the subset the OpenAPI document
+/// promises, so that anything matching it is accepted.
+pub const CRON_PATTERN: &str = concat!(
+    r"^(\*(/[1-9])?|[1-5]?[0-9](,[1-5]?[0-9])*)",
+    r" (\*(/[1-9])?|[1-5]?[0-9](,[1-5]?[0-9])*)",
+    r" (\*(/[1-9])?|(1?[0-9]|2[0-3])(,(1?[0-9]|2[0-3]))*)",
+    r" (\*(/[1-9])?|([1-9]|[12][0-9]|3[01])(,([1-9]|[12][0-9]|3[01]))*)",
+    r" (\*(/[1-9])?|([1-9]|1[0-2])(,([1-9]|1[0-2]))*)",
+    r" (\*(/[1-7])?|[1-7](,[1-7])*)$",
+);
+
+/// Every IANA time zone name a schedule accepts.
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// Schedule names: 1 to 128 characters of letters, digits, `.`, `_`, `-`.
 pub fn valid_schedule_name(name: &str) -> bool {
     !name.is_empty()
@@ -458,6 +476,27 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    /// Every value the documented pattern allows in each field parses (one field varied at a
+    /// time, the others fixed), as do all the time zones the document lists.
+    #[test]
+    fn what_the_document_promises_parses() {
+        let ranges = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (1, 7)];
+        for (field, (lo, hi)) in ranges.into_iter().enumerate() {
+            let steps = (1..=if field == 5 { 7 } else { 9 }).map(|n| format!("*/{n}"));
+            let values = (lo..=hi).map(|v| v.to_string());
+            let list = std::iter::once(format!("{lo},{hi}"));
+            for value in steps.chain(values).chain(list) {
+                let mut fields = ["0", "0", "0", "1", "1", "*"].map(str::to_owned);
+                fields[field] = value;
+                let expr = fields.join(" ");
+                assert!(CronSchedule::parse(&expr, "UTC").is_ok(), "`{expr}`");
+            }
+        }
+        for tz in super::time_zone_names() {
+            assert!(CronSchedule::parse("0 * * * * *", tz).is_ok(), "{tz}");
+        }
+    }
+
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {

@@ -128,9 +128,9 @@ fn location(id: Uuid) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("/v1/jobs"))
 }
 
-/// Submit a job.
+/// Submit a job. An `Idempotency-Key` header is taken as the body's `idempotency_key` (the two
+/// must agree when both are sent).
 #[utoipa::path(post, path = "/v1/jobs", operation_id = "submitJob", tag = "jobs", request_body = SubmitJob,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same job")),
     responses(
         (status = 202, description = "Accepted: the job is recorded", body = JobView),
         (status = 200, description = "Idempotent replay: the job created earlier with this key", body = JobView),

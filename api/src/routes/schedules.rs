@@ -11,7 +11,7 @@ use pysaas_jobs::{JobOptions, Schedule, ScheduleSource, ScheduleSpec};
 use serde_json::Value;
 
 use crate::auth::{JobsRead, SchedulesWrite, TenantOf};
-use crate::dto::{CreateSchedule, JobView, ScheduleList, ScheduleView};
+use crate::dto::{CreateSchedule, JobView, ScheduleList, SchedulePatch, ScheduleView};
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
 
@@ -146,7 +146,7 @@ async fn modify(
 /// Change a schedule with a JSON merge patch (RFC 7396) of its fields. A new `cron` or
 /// `timezone` applies from now on. The name cannot change.
 #[utoipa::path(patch, path = "/v1/schedules/{name}", operation_id = "updateSchedule", tag = "schedules", params(("name" = String, Path, description = "Schedule name")),
-    request_body(content = Object, content_type = "application/merge-patch+json", description = "Fields of the schedule to change"),
+    request_body(content = SchedulePatch, content_type = "application/merge-patch+json", description = "Fields of the schedule to change"),
     responses(
         (status = 200, body = ScheduleView),
         (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
@@ -178,11 +178,43 @@ pub(crate) async fn patch(
             }],
         ));
     }
+    // `kind` and `payload` change together: a payload is only valid for its kind, so a patch
+    // that names one without the other could only be checked against the stored schedule.
+    for (present, missing) in [("kind", "payload"), ("payload", "kind")] {
+        if fields.contains_key(present) && !fields.contains_key(missing) {
+            return Err(ApiError::invalid_fields(
+                format!(
+                    "`kind` and `payload` change together: `{present}` came without `{missing}`"
+                ),
+                vec![FieldError {
+                    index: None,
+                    path: missing.into(),
+                    message: format!("required with `{present}`"),
+                }],
+            ));
+        }
+    }
+    if fields.get("payload").is_some_and(Value::is_null) {
+        return Err(ApiError::invalid_fields(
+            "`payload` cannot be removed: it is the kind's document (send `{}` for none)",
+            vec![FieldError {
+                index: None,
+                path: "payload".into(),
+                message: "must be a JSON object".into(),
+            }],
+        ));
+    }
     let registry = state.registry().clone();
     modify(&state, &tenant, &name, move |schedule, now| {
         let mut merged = serde_json::to_value(&schedule.spec)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         merge_patch(&mut merged, &patch);
+        // The payload is the kind's document, replaced as a whole rather than merged member by
+        // member (a merged payload would mix two kinds' fields).
+        if let (Some(payload), Some(target)) = (patch.get("payload"), merged.as_object_mut()) {
+            target.insert("payload".into(), payload.clone());
+        }
+        pysaas_jobs::whole_floats_as_integers(&mut merged);
         let spec: ScheduleSpec = parse_json(merged.to_string().as_bytes())?;
         spec.validate(&registry)?;
         let paused = spec.paused;

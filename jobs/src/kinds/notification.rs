@@ -11,7 +11,11 @@ use crate::JobKind;
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
-    /// Absolute `http` or `https` URL.
+    /// Absolute `http` or `https` URL. The schema's pattern is the plain-host subset a form or
+    /// generated client can build safely; any URL with an http(s) scheme and a host is accepted.
+    #[schemars(regex(
+        pattern = r"^https?://([a-z0-9-]+\.)*[a-z][a-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
+    ))]
     pub url: String,
     /// JSON body to send.
     pub body: Value,

@@ -19,7 +19,8 @@ impl JobKind for Noop {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sleep {
-    /// How long to sleep.
+    /// How long to sleep: less than the kind's timeout (60 s).
+    #[schemars(range(max = 59_999))]
     pub ms: u64,
 }
 
