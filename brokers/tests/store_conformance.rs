@@ -306,6 +306,41 @@ async fn release_gives_jobs_back_without_counting_the_attempt(db: TestDb) {
     );
 }
 
+/// Jobs re-entering `queued` from a dead worker's lease or a graceful release are counted in
+/// `pysaas_jobs_enqueued_total` under their own source, so enqueued and started agree.
+async fn rescued_and_released_jobs_count_as_enqueued(db: TestDb) {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshots = recorder.snapshotter();
+    // The store counts on the thread that awaits it: this test's.
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let s = &db.store;
+    let ids = insert(s, vec![job("q"), job("q")]).await;
+    s.claim("q", 1, "dead-worker", Duration::from_millis(50))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(s.rescue_expired().await.unwrap(), 1);
+    let held = s.claim("q", 2, "w1", LEASE).await.unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(s.release("w1", &ids).await.unwrap(), 2);
+    let mut by_source = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshots.snapshot().into_vec() {
+        let key = key.key();
+        if key.name() != "pysaas_jobs_enqueued_total" {
+            continue;
+        }
+        let source = key
+            .labels()
+            .find(|l| l.key() == "source")
+            .map(|l| l.value().to_owned());
+        if let (Some(source), metrics_util::debugging::DebugValue::Counter(n)) = (source, value) {
+            *by_source.entry(source).or_insert(0) += n;
+        }
+    }
+    assert_eq!(by_source.get("rescued"), Some(&1), "{by_source:?}");
+    assert_eq!(by_source.get("released"), Some(&2), "{by_source:?}");
+}
+
 async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
     let s = &db.store;
     let id = insert(s, vec![job("q")]).await[0];
@@ -544,6 +579,7 @@ pysaas_brokers::each_store!(
     heartbeat_extends_only_held_leases,
     expired_leases_are_rescued,
     release_gives_jobs_back_without_counting_the_attempt,
+    rescued_and_released_jobs_count_as_enqueued,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,
