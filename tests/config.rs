@@ -127,3 +127,81 @@ fn a_config_file_in_sections_is_read_and_unknown_keys_are_refused() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("concurency"), "{stderr}");
 }
+
+/// Every configuration the project shows or writes — the `toml` blocks of the README and docs,
+/// the files the bench scripts generate — is one `pysaas config check` accepts, so none of them
+/// goes stale when a key moves.
+#[test]
+fn configs_in_docs_and_scripts_are_valid() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut sources: Vec<std::path::PathBuf> = vec![format!("{root}/README.md").into()];
+    for dir in ["docs", "docs/guides", "bench"] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            if matches!(path.extension().and_then(|e| e.to_str()), Some("md" | "sh")) {
+                sources.push(path);
+            }
+        }
+    }
+    let mut checked = 0;
+    let dir = tempfile::tempdir().unwrap();
+    for source in sources {
+        let text = std::fs::read_to_string(&source).unwrap();
+        for (n, block) in config_blocks(&text).into_iter().enumerate() {
+            let file = dir.path().join(format!("{n}.toml"));
+            // The bench scripts' heredocs interpolate shell variables; none sits in a value
+            // `config check` looks into.
+            std::fs::write(&file, block.replace('$', "")).unwrap();
+            let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+                .args(["--config", file.to_str().unwrap(), "config", "check"])
+                .env_remove("PYSAAS_CONFIG")
+                .env_remove("PYSAAS_DATABASE_URL")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} block {n}:\n{block}\n{}",
+                source.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "found only {checked} configurations");
+}
+
+/// The fenced ```toml blocks of a Markdown file (Cargo manifests excepted) and the
+/// `pysaas.toml` heredocs of a shell script.
+fn config_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    let mut heredoc = false;
+    for line in text.lines() {
+        match &mut current {
+            None if line.trim_start().starts_with("```toml") => current = Some(String::new()),
+            None if line.contains("pysaas.toml\" <<EOF") => {
+                heredoc = true;
+                current = Some(String::new());
+            }
+            None => {}
+            Some(block) => {
+                let end = if heredoc {
+                    line == "EOF"
+                } else {
+                    line.trim_start().starts_with("```")
+                };
+                if end {
+                    if !block.contains("[package]") && !block.contains("[dependencies]") {
+                        blocks.push(std::mem::take(block));
+                    }
+                    current = None;
+                    heredoc = false;
+                } else {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+            }
+        }
+    }
+    blocks
+}
