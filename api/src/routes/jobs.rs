@@ -134,11 +134,8 @@ fn location(id: Uuid) -> HeaderValue {
     responses(
         (status = 202, description = "Accepted: the job is recorded", body = JobView),
         (status = 200, description = "Idempotent replay: the job created earlier with this key", body = JobView),
-        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
         (status = 409, description = "Idempotency key used for a different job", content_type = "application/problem+json"),
-        (status = 413, description = "Body over 1 MiB", content_type = "application/problem+json"),
         (status = 422, description = "Unknown kind or invalid payload", content_type = "application/problem+json"),
-        (status = 503, description = "Job store unreachable", content_type = "application/problem+json"),
     ))]
 pub(crate) async fn submit(
     State(state): State<AppState>,
@@ -187,8 +184,6 @@ pub(crate) async fn submit(
 #[utoipa::path(post, path = "/v1/jobs/batch", operation_id = "submitJobBatch", tag = "jobs", request_body = SubmitBatch,
     responses(
         (status = 202, description = "All jobs recorded", body = BatchAccepted),
-        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
-        (status = 413, description = "Body over 1 MiB", content_type = "application/problem+json"),
         (status = 422, description = "Empty, over 1,000 jobs, or an invalid job (nothing is inserted)", content_type = "application/problem+json"),
     ))]
 pub(crate) async fn submit_batch(

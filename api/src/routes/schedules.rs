@@ -54,7 +54,6 @@ pub(crate) async fn list(
 #[utoipa::path(post, path = "/v1/schedules", operation_id = "createSchedule", tag = "schedules", request_body = CreateSchedule,
     responses(
         (status = 201, body = ScheduleView),
-        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
         (status = 409, description = "A schedule of that name exists", content_type = "application/problem+json"),
         (status = 422, description = "Invalid field (cron, timezone, kind, payload, …), named in `errors`", content_type = "application/problem+json"),
     ))]
@@ -149,7 +148,6 @@ async fn modify(
     request_body(content = SchedulePatch, content_type = "application/merge-patch+json", description = "Fields of the schedule to change"),
     responses(
         (status = 200, body = ScheduleView),
-        (status = 400, description = "Malformed JSON", content_type = "application/problem+json"),
         (status = 404, description = "No such schedule", content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, named in `errors`", content_type = "application/problem+json"),
     ))]
