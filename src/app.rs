@@ -689,9 +689,14 @@ impl Parts {
             request_timeout: (config.api.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(config.api.request_timeout_ms)),
             trust_forwarded_for: config.api.trust_forwarded_for,
+            ui_dir: config.api.ui_dir.clone(),
         };
         tracing::info!(address = %local, "API listening; OpenAPI at /openapi.json, Swagger UI at /docs");
-        println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
+        if config.api.ui_dir.is_some() {
+            println!("PySaaS dashboard on http://{local}/  (API docs: http://{local}/docs)");
+        } else {
+            println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
+        }
         let shutdown = self.shutdown.clone();
         pysaas_api::serve(
             listener,

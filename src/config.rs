@@ -194,6 +194,9 @@ pub struct ApiSection {
     /// Off by default: the series name every tenant's queues and schedules; Prometheus scrapes
     /// `metrics_listen` instead.
     pub public_metrics: bool,
+    /// The dashboard's built files (`frontend/out`), served at `/` (`PYSAAS_UI_DIR`); none: no
+    /// dashboard, the JSON API only.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 /// Tokens.
@@ -340,6 +343,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("trust_forwarded_for", "api.trust_forwarded_for"),
     ("rate_limit_backend", "api.rate_limit_backend"),
     ("public_metrics", "api.public_metrics"),
+    ("ui_dir", "api.ui_dir"),
     ("jwt_signing_keys", "auth.jwt_signing_keys"),
     ("jwt_issuer", "auth.jwt_issuer"),
     ("jwt_audience", "auth.jwt_audience"),
@@ -432,6 +436,7 @@ impl Default for ApiSection {
             key_rate_limit: limits.api_key,
             auth_rate_limit: limits.auth_per_ip,
             public_metrics: false,
+            ui_dir: None,
         }
     }
 }

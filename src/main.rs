@@ -75,6 +75,9 @@ enum Command {
     Logout(client::LoginArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
+    /// Print the OpenAPI document of the built-in kinds (what `/openapi.json` serves), e.g. to
+    /// generate a client.
+    Openapi,
     /// Print a shell completion script: `pysaas completions bash > /etc/bash_completion.d/pysaas`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -145,6 +148,12 @@ fn run(cli: Cli) -> Result<()> {
             Command::Schedules(args) => client::schedules(args).await,
             Command::Login(args) => client::login(args).await,
             Command::Logout(args) => client::logout(args),
+            Command::Openapi => {
+                let registry = pysaas_workers::Handlers::builtin().registry();
+                let doc = pysaas_api::openapi_document(&registry);
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                Ok(())
+            }
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(
@@ -219,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
                     | Command::Schedules(_)
                     | Command::Login(_)
                     | Command::Logout(_)
+                    | Command::Openapi
                     | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

@@ -122,26 +122,8 @@ async fn a_generated_python_client_works() {
 /// failed asset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_shows_every_operation_in_a_browser() {
-    let browser = std::env::var("PYSAAS_TEST_BROWSER").expect(
-        "PYSAAS_TEST_BROWSER: a directory whose node_modules holds playwright-core \
-         (scripts/test.sh installs it and Debian's chromium)",
-    );
     let app = api().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/docs.cjs");
-    let out = tokio::process::Command::new("node")
-        .arg(script)
-        .arg(app.url("/docs/"))
-        .env("NODE_PATH", PathBuf::from(browser).join("node_modules"))
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let seen = common::browse("docs.cjs", &[&app.url("/docs/")]).await;
     assert_eq!(seen["failed"], serde_json::json!([]), "{seen}");
     assert_eq!(seen["loading"], 0, "{seen}");
     assert!(seen["operations"].as_u64().unwrap() >= 31, "{seen}");

@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     /// Take the client address from the last `X-Forwarded-For` entry (only behind a load
     /// balancer that sets it; otherwise clients could pick their own address).
     pub trust_forwarded_for: bool,
+    /// Static files served for every path the API does not answer (the dashboard's export);
+    /// `dir/` serves `dir/index.html`.
+    pub ui_dir: Option<std::path::PathBuf>,
 }
 
 /// The full router with default gateway settings.
@@ -117,8 +120,16 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             SwaggerUi::new("/docs")
                 .external_url_unchecked("/openapi.json", openapi::document(state.registry())),
         )
-        .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    router = match &gateway.ui_dir {
+        Some(dir) => router.fallback_service(
+            tower_http::services::ServeDir::new(dir)
+                .append_index_html_on_directories(true)
+                .call_fallback_on_method_not_allowed(true)
+                .not_found_service(axum::routing::any(not_found)),
+        ),
+        None => router.fallback(not_found),
+    };
     if let Some(timeout) = gateway.request_timeout {
         router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -65,6 +65,14 @@ pub fn document(registry: &KindRegistry) -> Value {
             props.get_mut(field).into_iter().for_each(make_nullable);
         }
     }
+    // The ~600 zone names once, referenced by every schedule schema.
+    let zones = schemas
+        .get_mut("CreateSchedule")
+        .and_then(|c| c.pointer_mut("/properties/timezone"))
+        .map(|tz| std::mem::replace(tz, json!({ "$ref": "#/components/schemas/TimeZone" })));
+    if let Some(zones) = zones {
+        schemas.insert("TimeZone".into(), zones);
+    }
     if let Some(create) = schemas.get("CreateSchedule").cloned() {
         let patch = schedule_patch(schemas, registry, &create);
         schemas.insert("SchedulePatch".into(), patch);

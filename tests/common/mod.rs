@@ -40,3 +40,30 @@ pub(crate) fn pysaas_process(
         .stderr(Stdio::inherit());
     cmd.spawn().expect("spawn pysaas")
 }
+
+/// Runs `tests/browser/<script>` with `args` in headless Chromium (through the playwright-core
+/// in `PYSAAS_TEST_BROWSER`, installed by `scripts/test.sh`) and returns the JSON it printed.
+pub(crate) async fn browse(script: &str, args: &[&str]) -> serde_json::Value {
+    let modules = std::path::PathBuf::from(std::env::var("PYSAAS_TEST_BROWSER").expect(
+        "PYSAAS_TEST_BROWSER: a directory whose node_modules holds playwright-core \
+         (scripts/test.sh installs it and Debian's chromium)",
+    ))
+    .join("node_modules");
+    let out = tokio::process::Command::new("node")
+        .arg(format!(
+            "{}/tests/browser/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args(args)
+        .env("NODE_PATH", modules)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}

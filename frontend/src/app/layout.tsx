@@ -1,0 +1,20 @@
+import type { Metadata } from 'next';
+import type { ReactNode } from 'react';
+import { Providers } from '@/components/Providers';
+import { Nav } from '@/components/Nav';
+import './globals.css';
+
+export const metadata: Metadata = { title: 'PySaaS', description: 'Queues, jobs and schedules' };
+
+export default function RootLayout({ children }: { children: ReactNode }) {
+  return (
+    <html lang="en">
+      <body>
+        <Providers>
+          <Nav />
+          <main>{children}</main>
+        </Providers>
+      </body>
+    </html>
+  );
+}

@@ -1,0 +1,22 @@
+'use client';
+import { useQuery } from '@tanstack/react-query';
+import { api, call } from '@/lib/api';
+import { QueueTable } from '@/components/QueueTable';
+import { ProblemView } from '@/components/ProblemView';
+
+export default function Overview() {
+  const queues = useQuery({
+    queryKey: ['queues'],
+    queryFn: () => call(() => api.GET('/v1/queues')),
+    refetchInterval: 2000,
+  });
+  return (
+    <>
+      <h1>Overview</h1>
+      <section className="panel" aria-label="Queues">
+        <ProblemView error={queues.error} />
+        {queues.isPending ? <p className="empty">Loading queues…</p> : queues.data && <QueueTable queues={queues.data.queues} />}
+      </section>
+    </>
+  );
+}

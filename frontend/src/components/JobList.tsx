@@ -1,0 +1,32 @@
+'use client';
+import Link from 'next/link';
+import { useQuery } from '@tanstack/react-query';
+import { api, call } from '@/lib/api';
+import { searchOf, type JobFilters } from '@/lib/filters';
+import { JobFiltersForm } from './JobFiltersForm';
+import { JobTable } from './JobTable';
+import { ProblemView } from './ProblemView';
+
+/** A page of jobs, newest first, with keyset paging. */
+export function JobList({ filters }: { filters: JobFilters }) {
+  const page = useQuery({
+    queryKey: ['jobs', filters],
+    queryFn: () => call(() => api.GET('/v1/jobs', { params: { query: { ...filters, limit: 50 } } })),
+    refetchInterval: 2000,
+  });
+  const next = page.data?.next_cursor;
+  return (
+    <>
+      <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
+      <JobFiltersForm key={searchOf(filters)} filters={filters} />
+      <section className="panel">
+        <ProblemView error={page.error} />
+        {page.isPending ? <p className="empty">Loading jobs…</p> : page.data && <JobTable jobs={page.data.jobs} />}
+      </section>
+      <div className="actions">
+        {filters.cursor && <Link href={`/jobs/?${searchOf({ ...filters, cursor: undefined })}`}>First page</Link>}
+        {next && <Link href={`/jobs/?${searchOf({ ...filters, cursor: next })}`}>Older jobs →</Link>}
+      </div>
+    </>
+  );
+}

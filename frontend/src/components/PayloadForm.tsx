@@ -1,0 +1,35 @@
+'use client';
+import Form from '@rjsf/core';
+import type { RJSFSchema } from '@rjsf/utils';
+import { customizeValidator } from '@rjsf/validator-ajv8';
+import Ajv2020 from 'ajv/dist/2020';
+
+// The kinds' schemas are JSON Schema 2020-12 (schemars); the form checks them as the server does.
+const validator = customizeValidator({ AjvClass: Ajv2020 });
+
+/** A form generated from a kind's payload schema, checked client-side before it is sent. */
+export function PayloadForm({
+  schema,
+  value,
+  onChange,
+}: {
+  schema: RJSFSchema;
+  value: unknown;
+  onChange: (payload: unknown, valid: boolean) => void;
+}) {
+  // Ajv would look up the meta-schema the `$schema` names; the validator above already is it.
+  const plain: RJSFSchema = { ...schema };
+  delete plain.$schema;
+  return (
+    <Form
+      className="rjsf"
+      schema={plain}
+      formData={value}
+      validator={validator}
+      liveValidate
+      showErrorList={false}
+      onChange={(e) => onChange(e.formData, e.errors.length === 0)}
+      uiSchema={{ 'ui:submitButtonOptions': { norender: true } }}
+    />
+  );
+}

@@ -1,0 +1,51 @@
+// Run by tests/dashboard.rs: node dashboard.cjs BASE_URL API_KEY. Signs in with the key, submits
+// a `system.sleep` job through the form generated from its schema, and follows the job page
+// until it shows `succeeded` — without reloading. Prints what it saw as JSON.
+const { chromium } = require('playwright-core');
+
+(async () => {
+  const [base, key] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  // Aborted requests are the router's prefetches cut short by a navigation, not failures.
+  page.on('requestfailed', (r) => {
+    const reason = r.failure()?.errorText;
+    if (reason !== 'net::ERR_ABORTED') problems.push(`${r.url()}: ${reason}`);
+  });
+  page.on('dialog', (d) => d.accept());
+
+  await page.goto(`${base}/login/`);
+  await page.fill('input[name="api-key"]', key);
+  await page.click('text=Sign in with key');
+  await page.waitForURL(`${base}/`);
+  await page.waitForSelector('section[aria-label="Queues"]');
+
+  await page.goto(`${base}/submit/`);
+  await page.selectOption('select[name="kind"]', 'system.sleep');
+  await page.fill('#root_ms', '300');
+  await page.click('button[type="submit"]:has-text("Submit")');
+  await page.waitForURL(/\/jobs\/\?id=/);
+  const jobUrl = page.url();
+  // A reload would lose this mark: the page must update in place.
+  await page.evaluate(() => { window.__stillHere = true; });
+  await page.waitForSelector('.badge.state-succeeded', { timeout: 20000 });
+  const reloaded = !(await page.evaluate(() => window.__stillHere === true));
+  const result = await page.locator('[data-testid="result"]').innerText();
+  const id = new URL(jobUrl).searchParams.get('id');
+
+  // The dead-jobs page and the filters come from the URL.
+  await page.goto(`${base}/jobs/?state=succeeded&kind=system.sleep`);
+  await page.waitForSelector(`a[href="/jobs/?id=${id}"]`, { timeout: 10000 });
+
+  console.log(JSON.stringify({ id, reloaded, result: JSON.parse(result), problems }));
+  await browser.close();
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,93 @@
+//! The dashboard in a real browser (Debian's chromium driven by playwright-core), served by the
+//! API from the built export (`PYSAAS_TEST_UI_DIR`, built by `scripts/test.sh`), on the embedded
+//! default and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pysaas_brokers::testing::TestDb;
+use pysaas_brokers::JobStore;
+
+async fn serve(store: Option<Arc<dyn JobStore>>) -> pysaas::testing::TestApp {
+    let ui = std::env::var("PYSAAS_TEST_UI_DIR").expect(
+        "PYSAAS_TEST_UI_DIR: the dashboard's built export (scripts/test.sh builds frontend/out)",
+    );
+    let mut config = pysaas::Config::default();
+    config.api.ui_dir = Some(PathBuf::from(ui));
+    let mut app = pysaas::App::new(config);
+    if let Some(store) = store {
+        app = app.with_store(store);
+    }
+    let everything = pysaas::Roles {
+        api: true,
+        worker: true,
+        scheduler: true,
+    };
+    common::spawn(app, everything).await
+}
+
+async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::testing::TestApp) {
+    let (key, http) = app.admin_client().await.unwrap();
+    let seen = common::browse("dashboard.cjs", &[&app.url(""), &key]).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(
+        seen["reloaded"], false,
+        "the job page updates in place: {seen}"
+    );
+    assert_eq!(seen["result"]["slept_ms"], 300, "{seen}");
+    let id = seen["id"].as_str().unwrap();
+    let job: serde_json::Value = http
+        .get(app.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (job["state"].as_str(), job["payload"]["ms"].as_u64()),
+        (Some("succeeded"), Some(300)),
+        "{job}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_on_the_embedded_default() {
+    a_job_submitted_through_the_form_is_followed_to_success(serve(None).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_on_postgres() {
+    let db = TestDb::postgres().await;
+    a_job_submitted_through_the_form_is_followed_to_success(serve(Some(db.store.clone())).await)
+        .await;
+}
+
+/// Paths the dashboard does not have still answer the API's 404 (problem+json), and the API
+/// stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_stay_problem_json_beside_the_dashboard() {
+    let app = serve(None).await;
+    for (method, path) in [("GET", "/no/such/page"), ("POST", "/v1/nope")] {
+        let r = reqwest::Client::new()
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+    }
+    let index = reqwest::get(app.url("/")).await.unwrap();
+    assert_eq!(index.status(), 200);
+    assert!(index.text().await.unwrap().contains("PySaaS"));
+    let jobs = reqwest::get(app.url("/jobs/?state=dead")).await.unwrap();
+    assert_eq!(jobs.status(), 200);
+}
