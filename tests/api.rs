@@ -429,6 +429,107 @@ async fn cancel_retry_and_failures(app: App) {
     );
 }
 
+/// Bulk actions by filter: retry the dead, cancel the scheduled, delete the finished; bounded per
+/// request, counting what changed, never across tenants, and bad input is a precise 422.
+async fn bulk_actions_by_filter(app: App) {
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        let body = json!({"kind": "system.fail", "queue": "default", "payload": {"times": 9}, "max_attempts": 1});
+        dead.push(
+            app.post("/v1/jobs", body).await.1["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    for _ in 0..2 {
+        app.post(
+            "/v1/jobs",
+            json!({"kind": "system.noop", "queue": "default", "run_at": later}),
+        )
+        .await;
+    }
+    for id in &dead {
+        app.wait_state(id, "dead", Duration::from_secs(10)).await;
+    }
+    let bulk = |body: Value| app.post("/v1/jobs/bulk", body);
+    let (s, r) =
+        bulk(json!({"filter": {"state": "dead", "queue": "default"}, "action": "retry"})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (
+            r["matched"].clone(),
+            r["changed"].clone(),
+            r["more"].clone()
+        ),
+        (json!(3), json!(3), json!(false))
+    );
+    for id in &dead {
+        let job = app.wait_state(id, "dead", Duration::from_secs(10)).await;
+        assert_eq!(job["attempts"], 2, "{job}");
+    }
+    // Another tenant's bulk action finds none of these jobs.
+    let store = app._db.as_ref().unwrap().store.clone();
+    let other_key = pysaas_api::auth::admin_key_for(store.as_ref(), "other", "t")
+        .await
+        .unwrap();
+    let other = common::bearer_client(&other_key);
+    let r: Value = other
+        .post(format!("{}/v1/jobs/bulk", app.base))
+        .json(&json!({"filter": {}, "action": "delete"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["matched"].clone(), r["changed"].clone()),
+        (json!(0), json!(0)),
+        "{r}"
+    );
+    let (_, r) =
+        bulk(json!({"filter": {"state": "scheduled", "queue": "default"}, "action": "cancel"}))
+            .await;
+    assert_eq!(
+        (r["matched"].clone(), r["changed"].clone()),
+        (json!(2), json!(2)),
+        "{r}"
+    );
+    // Bounded: two at a time, `more` until none is left.
+    let (_, r) =
+        bulk(json!({"filter": {"queue": "default"}, "action": "delete", "limit": 2})).await;
+    assert_eq!(
+        (r["changed"].clone(), r["more"].clone()),
+        (json!(2), json!(true)),
+        "{r}"
+    );
+    let (_, r) = bulk(json!({"filter": {"queue": "default"}, "action": "delete"})).await;
+    assert_eq!(
+        (r["changed"].clone(), r["more"].clone()),
+        (json!(3), json!(false)),
+        "{r}"
+    );
+    let (_, page) = app.get("/v1/jobs?queue=default").await;
+    assert_eq!(page["jobs"], json!([]), "{page}");
+    for (body, path) in [
+        (json!({"filter": {}, "action": "explode"}), "action"),
+        (
+            json!({"filter": {}, "action": "retry", "limit": 0}),
+            "limit",
+        ),
+        (
+            json!({"filter": {"state": "lost"}, "action": "retry"}),
+            "filter.state",
+        ),
+    ] {
+        let (s, b) = bulk(body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {b}");
+        assert_eq!(field(&b), path, "{body} -> {b}");
+    }
+}
+
 async fn delayed_job_starts_on_time(app: App) {
     let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
     let (_, job) = app
@@ -1006,6 +1107,7 @@ async fn unconsumed_queues_are_pointed_out(app: App) {
 }
 
 api_suite!(
+    bulk_actions_by_filter,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,

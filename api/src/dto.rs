@@ -199,6 +199,72 @@ fn misfire_schema() -> utoipa::openapi::Object {
     string_enum(["skip", "fire_once", "catch_up"])
 }
 
+/// A job state (`null`: any).
+fn job_state_schema() -> utoipa::openapi::Object {
+    let mut schema = string_enum(JobState::ALL.iter().map(|s| s.as_str()));
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    if let Some(values) = &mut schema.enum_values {
+        values.push(serde_json::Value::Null);
+    }
+    schema
+}
+
+/// Which of a tenant's jobs a bulk action applies to (every field optional: `{}` is all).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFilter {
+    /// Only jobs in this state.
+    #[schema(schema_with = job_state_schema)]
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only this queue.
+    pub queue: Option<String>,
+}
+
+/// What a bulk action does to each matching job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkVerb {
+    /// Run finished jobs again (others are skipped).
+    Retry,
+    /// Cancel unfinished jobs (others are skipped).
+    Cancel,
+    /// Delete finished jobs (others are skipped).
+    Delete,
+}
+
+/// `POST /v1/jobs/bulk`: an action on every job matching a filter, newest first, at most `limit`
+/// of them per request (repeat while `more` is true).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// The jobs.
+    #[serde(default)]
+    pub filter: BulkFilter,
+    /// What to do.
+    pub action: BulkVerb,
+    /// Most jobs to act on, 1 ..= 1000 (default 1000).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// What a bulk action did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BulkResult {
+    /// The action.
+    pub action: BulkVerb,
+    /// Jobs that matched the filter (at most `limit`).
+    pub matched: u64,
+    /// Jobs the action changed (the others were in a state it does not apply to).
+    pub changed: u64,
+    /// More jobs may match: send the request again.
+    pub more: bool,
+}
+
 /// A job state, or empty for any (as a form leaves an unset filter).
 fn state_schema() -> utoipa::openapi::Object {
     string_enum(std::iter::once("").chain(JobState::ALL.iter().map(|s| s.as_str())))

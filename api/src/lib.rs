@@ -72,6 +72,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             post(routes::jobs::submit).get(routes::jobs::list),
         )
         .route("/v1/jobs/batch", post(routes::jobs::submit_batch))
+        .route("/v1/jobs/bulk", post(routes::jobs::bulk))
         .route("/v1/jobs/{id}", get(routes::jobs::get))
         .route("/v1/jobs/{id}/cancel", post(routes::jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(routes::jobs::retry))

@@ -341,6 +341,40 @@ async fn rescued_and_released_jobs_count_as_enqueued(db: TestDb) {
     assert_eq!(by_source.get("released"), Some(&2), "{by_source:?}");
 }
 
+/// Deleting finished jobs takes their keys with them and leaves unfinished and other tenants'
+/// jobs alone.
+async fn finished_jobs_are_deleted_with_their_keys(db: TestDb) {
+    let s = &db.store;
+    let mut keyed = job("q");
+    keyed.idempotency_key = Some("once".into());
+    let ids = insert(s, vec![keyed.clone(), job("q"), job("q")]).await;
+    let claimed = s.claim("q", 2, "w1", LEASE).await.unwrap();
+    let done_ids: Vec<Uuid> = claimed.iter().map(|j| j.id).collect();
+    let outcomes: Vec<Completion> = done_ids.iter().map(|id| done(*id, 1)).collect();
+    assert_eq!(s.complete(&outcomes).await.unwrap(), 2);
+    assert_eq!(s.delete_finished("other-tenant", &ids).await.unwrap(), 0);
+    assert_eq!(s.delete_finished("acme", &ids).await.unwrap(), 2);
+    for id in &done_ids {
+        assert!(s.get("acme", *id).await.unwrap().is_none());
+    }
+    let unfinished: Vec<Uuid> = ids
+        .iter()
+        .filter(|i| !done_ids.contains(i))
+        .copied()
+        .collect();
+    assert_eq!(unfinished.len(), 1);
+    assert!(s.get("acme", unfinished[0]).await.unwrap().is_some());
+    if done_ids.contains(&keyed.id) {
+        // The key is free again: the same key makes a new job.
+        let again = NewJob {
+            id: Uuid::now_v7(),
+            ..keyed.clone()
+        };
+        let inserted = s.insert(vec![again.clone()]).await.unwrap();
+        assert!(inserted[0].created && inserted[0].job.id == again.id);
+    }
+}
+
 async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
     let s = &db.store;
     let id = insert(s, vec![job("q")]).await[0];
@@ -580,6 +614,7 @@ pysaas_brokers::each_store!(
     expired_leases_are_rescued,
     release_gives_jobs_back_without_counting_the_attempt,
     rescued_and_released_jobs_count_as_enqueued,
+    finished_jobs_are_deleted_with_their_keys,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,

@@ -43,7 +43,25 @@ const { chromium } = require('playwright-core');
   await page.goto(`${base}/jobs/?state=succeeded&kind=system.sleep`);
   await page.waitForSelector(`a[href="/jobs/?id=${id}"]`, { timeout: 10000 });
 
-  console.log(JSON.stringify({ id, reloaded, result: JSON.parse(result), problems }));
+  // A job that fails until dead is found on the dead page and retried by filter, in bulk.
+  const headers = { Authorization: `Bearer ${key}` };
+  const dead = await page.request.post(`${base}/v1/jobs`, {
+    headers,
+    data: { kind: 'system.fail', payload: { times: 99 }, max_attempts: 1 },
+  });
+  const deadId = (await dead.json()).id;
+  for (let i = 0; i < 100; i += 1) {
+    const job = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
+    if (job.state === 'dead') break;
+    await page.waitForTimeout(100);
+  }
+  await page.goto(`${base}/jobs/?state=dead`);
+  await page.waitForSelector(`a[href="/jobs/?id=${deadId}"]`, { timeout: 10000 });
+  await page.click('text=Retry all matching');
+  const bulk = await page.locator('[role="status"]').innerText({ timeout: 10000 });
+  const retried = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
+
+  console.log(JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, problems }));
   await browser.close();
 })().catch((e) => {
   console.error(e);

@@ -11,7 +11,10 @@ use pysaas_jobs::{JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
 use crate::auth::{JobsRead, JobsWrite, TenantOf};
-use crate::dto::{BatchAccepted, JobPage, JobView, ListParams, SubmitBatch, SubmitJob};
+use crate::dto::{
+    BatchAccepted, BulkRequest, BulkResult, BulkVerb, JobPage, JobView, ListParams, SubmitBatch,
+    SubmitJob,
+};
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
 
@@ -372,6 +375,82 @@ pub(crate) async fn retry(
         }
     }
     transition(result, id, "retry")
+}
+
+/// Most jobs one bulk request acts on.
+const BULK_LIMIT: i64 = 1000;
+
+/// Retry, cancel or delete every job matching a filter (newest first, at most `limit` per
+/// request); jobs in a state the action does not apply to are skipped and not counted.
+#[utoipa::path(post, path = "/v1/jobs/bulk", operation_id = "bulkJobs", tag = "jobs", request_body = BulkRequest,
+    responses((status = 200, body = BulkResult)))]
+pub(crate) async fn bulk(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<JobsWrite>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BulkResult>, ApiError> {
+    let request: BulkRequest = parse_json(&body?)?;
+    let limit = request.limit.unwrap_or(BULK_LIMIT);
+    if !(1..=BULK_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_fields(
+            format!("`limit` must be between 1 and {BULK_LIMIT}"),
+            vec![FieldError {
+                index: None,
+                path: "limit".into(),
+                message: format!("1 to {BULK_LIMIT}"),
+            }],
+        ));
+    }
+    let filter = JobFilter {
+        tenant_id: tenant.clone(),
+        state: request.filter.state,
+        kind: request.filter.kind.filter(|k| !k.is_empty()),
+        queue: request.filter.queue.filter(|q| !q.is_empty()),
+        limit,
+        before: None,
+    };
+    let jobs = state.store().list(&filter).await?;
+    let finished = |state: JobState| state.is_finished();
+    let store = state.store();
+    let changed = match request.action {
+        BulkVerb::Delete => {
+            let ids: Vec<Uuid> = jobs
+                .iter()
+                .filter(|j| finished(j.state))
+                .map(|j| j.id)
+                .collect();
+            store.delete_finished(&tenant, &ids).await?
+        }
+        BulkVerb::Cancel => {
+            let mut changed = 0;
+            for job in jobs.iter().filter(|j| !finished(j.state)) {
+                if matches!(store.cancel(&tenant, job.id).await?, Transition::Done(_)) {
+                    changed += 1;
+                }
+            }
+            changed
+        }
+        BulkVerb::Retry => {
+            let mut retried = Vec::new();
+            for job in jobs.iter().filter(|j| finished(j.state)) {
+                if let Transition::Done(job) = store.retry(&tenant, job.id).await? {
+                    retried.push(*job);
+                }
+            }
+            pysaas_brokers::gauges::count_enqueued(retried.iter(), "retry");
+            if let Err(err) = state.dispatcher().dispatch(&retried).await {
+                tracing::warn!(error = %err, jobs = retried.len(), "dispatch after bulk retry failed");
+            }
+            retried.len() as u64
+        }
+    };
+    let matched = jobs.len() as u64;
+    Ok(Json(BulkResult {
+        action: request.action,
+        matched,
+        changed,
+        more: i64::try_from(matched).unwrap_or(i64::MAX) >= limit,
+    }))
 }
 
 #[cfg(test)]

@@ -264,6 +264,10 @@ pub trait JobStore:
     /// Records that a worker consumes `queues` now (workers call it every few seconds).
     async fn touch_consumed(&self, queues: &[String]) -> Result<()>;
 
+    /// Deletes a tenant's finished jobs among `ids` (their idempotency keys with them); returns
+    /// how many. Unfinished jobs are left alone: cancel them first.
+    async fn delete_finished(&self, tenant_id: &str, ids: &[Uuid]) -> Result<u64>;
+
     /// Cleans the hot table of the row versions its churn leaves behind, when there are enough
     /// to matter (PostgreSQL: `VACUUM`, which autovacuum runs at most once a minute — too rarely
     /// for a table every job passes through, whose claim index scans would otherwise step over

@@ -3,6 +3,7 @@ import Link from 'next/link';
 import { useQuery } from '@tanstack/react-query';
 import { api, call } from '@/lib/api';
 import { searchOf, type JobFilters } from '@/lib/filters';
+import { BulkBar } from './BulkBar';
 import { JobFiltersForm } from './JobFiltersForm';
 import { JobTable } from './JobTable';
 import { ProblemView } from './ProblemView';
@@ -19,6 +20,7 @@ export function JobList({ filters }: { filters: JobFilters }) {
     <>
       <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
       <JobFiltersForm key={searchOf(filters)} filters={filters} />
+      {page.data && !filters.cursor && <BulkBar filters={filters} shown={page.data.jobs.length} complete={!next} />}
       <section className="panel">
         <ProblemView error={page.error} />
         {page.isPending ? <p className="empty">Loading jobs…</p> : page.data && <JobTable jobs={page.data.jobs} />}

@@ -309,6 +309,22 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    async fn delete_finished(&self, tenant_id: &str, ids: &[Uuid]) -> Result<u64> {
+        let done: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM job_history WHERE tenant_id = $1 AND id = ANY($2) \
+                           RETURNING id, tenant_id, idempotency_key), \
+                  keys AS (DELETE FROM job_keys k USING gone g \
+                           WHERE g.idempotency_key IS NOT NULL AND k.tenant_id = g.tenant_id \
+                             AND k.key = g.idempotency_key AND k.job_id = g.id) \
+             SELECT count(*) FROM gone",
+        )
+        .bind(tenant_id)
+        .bind(ids)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(done).unwrap_or(0))
+    }
+
     async fn vacuum_hot(&self, min_dead: i64) -> Result<bool> {
         let dead: Option<i64> = sqlx::query_scalar(
             "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",

@@ -375,6 +375,22 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn delete_finished(&self, tenant_id: &str, ids: &[Uuid]) -> Result<u64> {
+        let (mut conn, _) = self.write().await?;
+        let mut tx = conn.begin().await?;
+        let gone: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "DELETE FROM job_history WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2)) \
+             RETURNING id, tenant_id, idempotency_key",
+        )
+        .bind(tenant_id)
+        .bind(ids_json(ids))
+        .fetch_all(&mut *tx)
+        .await?;
+        forget_keys(&mut tx, &gone).await?;
+        tx.commit().await?;
+        Ok(gone.len() as u64)
+    }
+
     async fn vacuum_hot(&self, _min_dead: i64) -> Result<bool> {
         // Deleted rows leave no versions behind in SQLite.
         Ok(false)

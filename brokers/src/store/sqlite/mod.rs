@@ -56,6 +56,28 @@ fn lease_until(now: i64, lease: Duration) -> i64 {
     now.saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// Deletes the idempotency keys of deleted jobs (`id, tenant_id, idempotency_key` rows), so that
+/// a key can be used again afterwards.
+async fn forget_keys(
+    conn: &mut SqliteConnection,
+    gone: &[(String, String, Option<String>)],
+) -> Result<()> {
+    let keys: Vec<serde_json::Value> = gone
+        .iter()
+        .filter_map(|(id, tenant, key)| Some(serde_json::json!([tenant, key.as_deref()?, id])))
+        .collect();
+    if !keys.is_empty() {
+        sqlx::query(
+            "DELETE FROM job_keys WHERE (tenant_id, key, job_id) IN \
+             (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))",
+        )
+        .bind(serde_json::Value::from(keys).to_string())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 fn ids_json(ids: &[Uuid]) -> String {
     serde_json::Value::from(ids.iter().map(Uuid::to_string).collect::<Vec<_>>()).to_string()
 }

@@ -108,20 +108,7 @@ impl ScheduleDialect for SqliteStore {
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-        // The keys of pruned jobs go with them, so that a key can be used again afterwards.
-        let keys: Vec<serde_json::Value> = gone
-            .iter()
-            .filter_map(|(id, tenant, key)| Some(serde_json::json!([tenant, key.as_deref()?, id])))
-            .collect();
-        if !keys.is_empty() {
-            sqlx::query(
-                "DELETE FROM job_keys WHERE (tenant_id, key, job_id) IN \
-                 (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))",
-            )
-            .bind(serde_json::Value::from(keys).to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
+        forget_keys(&mut tx, &gone).await?;
         tx.commit().await?;
         Ok(gone.len() as u64)
     }

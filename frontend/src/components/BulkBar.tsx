@@ -1,0 +1,50 @@
+'use client';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api, call, type Schemas } from '@/lib/api';
+import type { JobFilters } from '@/lib/filters';
+import { isFinished } from '@/lib/format';
+import { ProblemView } from './ProblemView';
+
+type Verb = Schemas['BulkVerb'];
+const DONE: Record<Verb, string> = { retry: 'retried', cancel: 'cancelled', delete: 'deleted' };
+
+/**
+ * Acts on every job matching the current filters (the server goes newest first, up to 1,000 per
+ * request). `shown` and `complete` say how many the page lists and whether that is all of them,
+ * so the confirmation can state the count.
+ */
+export function BulkBar({ filters, shown, complete }: { filters: JobFilters; shown: number; complete: boolean }) {
+  const client = useQueryClient();
+  const bulk = useMutation({
+    mutationFn: (action: Verb) =>
+      call(() =>
+        api.POST('/v1/jobs/bulk', {
+          body: { action, filter: { state: filters.state ?? null, kind: filters.kind ?? null, queue: filters.queue ?? null } },
+        }),
+      ),
+    onSettled: () => client.invalidateQueries({ queryKey: ['jobs'] }),
+  });
+  if (shown === 0) return null;
+  const count = complete ? `${shown}` : `at least ${shown}`;
+  const verbs: Verb[] = !filters.state ? ['retry', 'cancel', 'delete'] : isFinished(filters.state) ? ['retry', 'delete'] : ['cancel'];
+  const run = (action: Verb) => {
+    if (window.confirm(`${action[0]?.toUpperCase()}${action.slice(1)} the ${count} jobs matching these filters (those in a state it applies to)?`)) bulk.mutate(action);
+  };
+  return (
+    <div className="actions" aria-label="Bulk actions">
+      {verbs.map((v) => (
+        <button key={v} type="button" onClick={() => run(v)} disabled={bulk.isPending}>
+          {v[0]?.toUpperCase()}
+          {v.slice(1)} all matching
+        </button>
+      ))}
+      {bulk.data && (
+        <span role="status">
+          {bulk.data.changed} of {bulk.data.matched} {DONE[bulk.data.action]}
+          {bulk.data.more ? ' (more match: run it again)' : ''}
+        </span>
+      )}
+      <ProblemView error={bulk.error} />
+    </div>
+  );
+}
