@@ -475,15 +475,13 @@ async fn bulk_actions_by_filter(app: App) {
         .await
         .unwrap();
     let other = common::bearer_client(&other_key);
-    let r: Value = other
-        .post(format!("{}/v1/jobs/bulk", app.base))
-        .json(&json!({"filter": {}, "action": "delete"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let delete_all = json!({"filter": {}, "action": "delete"});
+    let r = common::json_of(
+        other
+            .post(format!("{}/v1/jobs/bulk", app.base))
+            .json(&delete_all),
+    )
+    .await;
     assert_eq!(
         (r["matched"].clone(), r["changed"].clone()),
         (json!(0), json!(0)),

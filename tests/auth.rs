@@ -71,11 +71,6 @@ async fn call(
     (status, body, headers)
 }
 
-/// Sends `request` and reads its JSON body.
-async fn json_of(request: reqwest::RequestBuilder) -> Value {
-    request.send().await.unwrap().json().await.unwrap()
-}
-
 /// A GET with a bearer credential.
 async fn get(server: &Server, path: &str, bearer: &str) -> Response {
     call(server, Method::GET, path, Some(bearer), None).await
@@ -797,7 +792,7 @@ async fn a_revoked_key_fails_on_every_replica_within_a_second() {
     let apis = api_processes(&db, 2, "", &[]).await;
     let (a, b) = (apis.ports[0], apis.ports[1]);
     let http = reqwest::Client::new();
-    let created: Value = json_of(
+    let created: Value = common::json_of(
         http.post(format!("http://127.0.0.1:{a}/v1/api-keys"))
             .bearer_auth(&admin)
             .json(&json!({"name": "doomed", "scopes": ["jobs:read"]})),
@@ -904,7 +899,7 @@ async fn dev_bootstraps_an_admin_key_once() {
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let me: Value = json_of(
+    let me: Value = common::json_of(
         reqwest::Client::new()
             .get(format!("{base}/v1/me"))
             .bearer_auth(&key),

@@ -42,14 +42,7 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["bulk"], "1 of 1 retried", "{seen}");
     assert!(seen["retriedAttempts"].as_u64().unwrap() >= 1, "{seen}");
     let id = seen["id"].as_str().unwrap();
-    let job: serde_json::Value = http
-        .get(app.url(&format!("/v1/jobs/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job = common::json_of(http.get(app.url(&format!("/v1/jobs/{id}")))).await;
     assert_eq!(
         (job["state"].as_str(), job["payload"]["ms"].as_u64()),
         (Some("succeeded"), Some(300)),

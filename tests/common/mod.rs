@@ -67,3 +67,8 @@ pub(crate) async fn browse(script: &str, args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_str(stdout.trim()).unwrap()
 }
+
+/// Sends `request` and reads its JSON body.
+pub(crate) async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
