@@ -31,8 +31,8 @@ cargo fetch --locked --quiet  # every platform's crates, so that the check itsel
 log "building"
 cargo build --locked --workspace --all-targets --all-features
 scripts/build-ui.sh "$CARGO_TARGET_DIR/debug/pysaas"
-log "checking the dashboard (ESLint, TypeScript strict, Vitest)"
-(cd frontend && npx eslint . && npx tsc --noEmit && npx vitest run --silent) 2>&1 | tail -n 5
+log "checking the dashboard (ESLint, TypeScript strict, Prettier, Vitest)"
+(cd frontend && npx eslint . && npx tsc --noEmit && npx prettier --check src && npx vitest run --silent) 2>&1 | tail -n 5
 export PYSAAS_TEST_UI_DIR="${PYSAAS_TEST_UI_DIR:-$PWD/frontend/out}"
 log "building the API docs (rustdoc warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet

@@ -62,6 +62,34 @@ async fn dashboard_on_postgres() {
         .await;
 }
 
+/// A read-only key is offered no write control (and the server refuses a forced write); the
+/// admin creates and revokes keys on the account page. At phone width (390 px).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_decide_the_controls_and_keys_are_managed() {
+    let app = serve(None).await;
+    let (admin, _) = app.admin_client().await.unwrap();
+    let seen = common::browse("roles.cjs", &[&app.url(""), &admin]).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(
+        (
+            seen["readerControls"].as_u64(),
+            seen["readerSubmitLink"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{seen}"
+    );
+    assert_eq!(seen["forcedStatus"], 403, "{seen}");
+    assert_eq!(seen["scopes"], "jobs:read", "{seen}");
+    assert_eq!(
+        (
+            seen["createdWorks"].as_u64(),
+            seen["revokedStatus"].as_u64()
+        ),
+        (Some(200), Some(401)),
+        "{seen}"
+    );
+}
+
 /// Paths the dashboard does not have still answer the API's 404 (problem+json), and the API
 /// stays where it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@ import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { api, call, type Schemas } from '@/lib/api';
 import type { JobFilters } from '@/lib/filters';
 import { isFinished } from '@/lib/format';
+import { can, useMe } from '@/lib/me';
 import { ProblemView } from './ProblemView';
 
 type Verb = Schemas['BulkVerb'];
@@ -15,20 +16,33 @@ const DONE: Record<Verb, string> = { retry: 'retried', cancel: 'cancelled', dele
  */
 export function BulkBar({ filters, shown, complete }: { filters: JobFilters; shown: number; complete: boolean }) {
   const client = useQueryClient();
+  const writer = can(useMe().data, 'jobs:write');
   const bulk = useMutation({
     mutationFn: (action: Verb) =>
       call(() =>
         api.POST('/v1/jobs/bulk', {
-          body: { action, filter: { state: filters.state ?? null, kind: filters.kind ?? null, queue: filters.queue ?? null } },
+          body: {
+            action,
+            filter: { state: filters.state ?? null, kind: filters.kind ?? null, queue: filters.queue ?? null },
+          },
         }),
       ),
     onSettled: () => client.invalidateQueries({ queryKey: ['jobs'] }),
   });
-  if (shown === 0) return null;
+  if (shown === 0 || !writer) return null;
   const count = complete ? `${shown}` : `at least ${shown}`;
-  const verbs: Verb[] = !filters.state ? ['retry', 'cancel', 'delete'] : isFinished(filters.state) ? ['retry', 'delete'] : ['cancel'];
+  const verbs: Verb[] = !filters.state
+    ? ['retry', 'cancel', 'delete']
+    : isFinished(filters.state)
+      ? ['retry', 'delete']
+      : ['cancel'];
   const run = (action: Verb) => {
-    if (window.confirm(`${action[0]?.toUpperCase()}${action.slice(1)} the ${count} jobs matching these filters (those in a state it applies to)?`)) bulk.mutate(action);
+    if (
+      window.confirm(
+        `${action[0]?.toUpperCase()}${action.slice(1)} the ${count} jobs matching these filters (those in a state it applies to)?`,
+      )
+    )
+      bulk.mutate(action);
   };
   return (
     <div className="actions" aria-label="Bulk actions">

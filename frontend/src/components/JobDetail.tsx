@@ -3,12 +3,14 @@ import Link from 'next/link';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, call } from '@/lib/api';
 import { age, isFinished } from '@/lib/format';
+import { can, useMe } from '@/lib/me';
 import { ProblemView } from './ProblemView';
 import { StateBadge } from './StateBadge';
 
 /** One job: its fields, payload, result and failed attempts; cancel, retry, clone. */
 export function JobDetail({ id }: { id: string }) {
   const client = useQueryClient();
+  const writer = can(useMe().data, 'jobs:write');
   const job = useQuery({
     queryKey: ['job', id],
     queryFn: () => call(() => api.GET('/v1/jobs/{id}', { params: { path: { id } } })),
@@ -33,19 +35,21 @@ export function JobDetail({ id }: { id: string }) {
       <h1>
         {j.kind} <StateBadge state={j.state} />
       </h1>
-      <div className="actions">
-        {!isFinished(j.state) && (
-          <button type="button" onClick={() => confirmThen('cancel')} disabled={act.isPending}>
-            Cancel
-          </button>
-        )}
-        {isFinished(j.state) && (
-          <button type="button" onClick={() => confirmThen('retry')} disabled={act.isPending}>
-            Retry
-          </button>
-        )}
-        <Link href={`/submit/?clone=${j.id}`}>Clone and edit</Link>
-      </div>
+      {writer && (
+        <div className="actions">
+          {!isFinished(j.state) && (
+            <button type="button" onClick={() => confirmThen('cancel')} disabled={act.isPending}>
+              Cancel
+            </button>
+          )}
+          {isFinished(j.state) && (
+            <button type="button" onClick={() => confirmThen('retry')} disabled={act.isPending}>
+              Retry
+            </button>
+          )}
+          <Link href={`/submit/?clone=${j.id}`}>Clone and edit</Link>
+        </div>
+      )}
       <ProblemView error={act.error} />
       <section className="panel">
         <dl className="fields">

@@ -16,7 +16,10 @@ export function JobFiltersForm({ filters }: { filters: JobFilters }) {
     <form className="filters" onSubmit={submit} aria-label="Filters">
       <label>
         state
-        <select value={draft.state ?? ''} onChange={(e) => setDraft({ ...draft, state: (e.target.value || undefined) as State | undefined })}>
+        <select
+          value={draft.state ?? ''}
+          onChange={(e) => setDraft({ ...draft, state: (e.target.value || undefined) as State | undefined })}
+        >
           <option value="">any</option>
           {STATES.map((s) => (
             <option key={s}>{s}</option>
@@ -25,11 +28,19 @@ export function JobFiltersForm({ filters }: { filters: JobFilters }) {
       </label>
       <label>
         kind
-        <input value={draft.kind ?? ''} onChange={(e) => setDraft({ ...draft, kind: e.target.value })} placeholder="any" />
+        <input
+          value={draft.kind ?? ''}
+          onChange={(e) => setDraft({ ...draft, kind: e.target.value })}
+          placeholder="any"
+        />
       </label>
       <label>
         queue
-        <input value={draft.queue ?? ''} onChange={(e) => setDraft({ ...draft, queue: e.target.value })} placeholder="any" />
+        <input
+          value={draft.queue ?? ''}
+          onChange={(e) => setDraft({ ...draft, queue: e.target.value })}
+          placeholder="any"
+        />
       </label>
       <button type="submit">Apply</button>
     </form>

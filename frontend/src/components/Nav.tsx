@@ -1,11 +1,13 @@
 'use client';
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
+import { can, useMe } from '@/lib/me';
 import { credential, signOut } from '@/lib/session';
 import { ThemeToggle } from './ThemeToggle';
 
 export function Nav() {
   const [signedIn, setSignedIn] = useState(false);
+  const me = useMe().data;
   useEffect(() => setSignedIn(credential() !== null), []);
   return (
     <header className="nav">
@@ -15,7 +17,8 @@ export function Nav() {
         <Link href="/jobs/">Jobs</Link>
         <Link href="/jobs/?state=dead">Dead</Link>
         <Link href="/schedules/">Schedules</Link>
-        <Link href="/submit/">Submit</Link>
+        {can(me, 'jobs:write') && <Link href="/submit/">Submit</Link>}
+        {signedIn && <Link href="/account/">Account</Link>}
       </nav>
       <span className="spacer" />
       <ThemeToggle />

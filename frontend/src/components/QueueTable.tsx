@@ -34,7 +34,9 @@ export function QueueTable({ queues }: { queues: Queue[] }) {
                 )}
               </td>
             ))}
-            <td className="num">{q.oldest_queued_age_seconds > 0 ? `${Math.round(q.oldest_queued_age_seconds)} s` : '—'}</td>
+            <td className="num">
+              {q.oldest_queued_age_seconds > 0 ? `${Math.round(q.oldest_queued_age_seconds)} s` : '—'}
+            </td>
             <td>{q.last_consumed_at ? age(q.last_consumed_at) : <span className="muted">no worker yet</span>}</td>
           </tr>
         ))}

@@ -29,7 +29,9 @@ const bearer: Middleware = {
   },
 };
 
-export const api = createClient<paths>({ baseUrl: typeof window === 'undefined' ? 'http://localhost' : window.location.origin });
+export const api = createClient<paths>({
+  baseUrl: typeof window === 'undefined' ? 'http://localhost' : window.location.origin,
+});
 api.use(bearer);
 
 interface Answer<T> {

@@ -4,7 +4,13 @@ export function age(iso: string | null | undefined, now: number = Date.now()): s
   const seconds = Math.round((now - Date.parse(iso)) / 1000);
   const magnitude = Math.abs(seconds);
   const [value, unit] =
-    magnitude < 60 ? [magnitude, 's'] : magnitude < 3600 ? [Math.round(magnitude / 60), 'min'] : magnitude < 86400 ? [Math.round(magnitude / 3600), 'h'] : [Math.round(magnitude / 86400), 'd'];
+    magnitude < 60
+      ? [magnitude, 's']
+      : magnitude < 3600
+        ? [Math.round(magnitude / 60), 'min']
+        : magnitude < 86400
+          ? [Math.round(magnitude / 3600), 'h']
+          : [Math.round(magnitude / 86400), 'd'];
   return seconds >= 0 ? `${value} ${unit} ago` : `in ${value} ${unit}`;
 }
 

@@ -33,7 +33,11 @@ export default function Login() {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ email, password }),
     });
-    const body = (await r.json().catch(() => ({}))) as { access_token?: string; refresh_token?: string; detail?: string };
+    const body = (await r.json().catch(() => ({}))) as {
+      access_token?: string;
+      refresh_token?: string;
+      detail?: string;
+    };
     if (!r.ok || !body.access_token) {
       setError(new Problem(r.status, body.detail ?? 'login failed'));
       return;
@@ -48,12 +52,20 @@ export default function Login() {
       <section className="panel">
         <h2>With an API key</h2>
         <p className="muted">
-          <code>pysaas dev</code> writes an admin key to <code>.pysaas/admin.key</code>; <code>pysaas admin create-key</code> makes more.
+          <code>pysaas dev</code> writes an admin key to <code>.pysaas/admin.key</code>;{' '}
+          <code>pysaas admin create-key</code> makes more.
         </p>
         <form className="filters" onSubmit={withKey}>
           <label>
             API key
-            <input name="api-key" value={key} onChange={(e) => setKey(e.target.value)} autoComplete="off" size={48} required />
+            <input
+              name="api-key"
+              value={key}
+              onChange={(e) => setKey(e.target.value)}
+              autoComplete="off"
+              size={48}
+              required
+            />
           </label>
           <button className="primary" type="submit">
             Sign in with key
@@ -65,11 +77,23 @@ export default function Login() {
         <form className="filters" onSubmit={withPassword}>
           <label>
             email
-            <input type="email" value={email} onChange={(e) => setEmail(e.target.value)} autoComplete="username" required />
+            <input
+              type="email"
+              value={email}
+              onChange={(e) => setEmail(e.target.value)}
+              autoComplete="username"
+              required
+            />
           </label>
           <label>
             password
-            <input type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="current-password" required />
+            <input
+              type="password"
+              value={password}
+              onChange={(e) => setPassword(e.target.value)}
+              autoComplete="current-password"
+              required
+            />
           </label>
           <button className="primary" type="submit">
             Log in

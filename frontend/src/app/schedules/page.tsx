@@ -3,10 +3,11 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, call, type Schedule } from '@/lib/api';
 import { age } from '@/lib/format';
 import { ProblemView } from '@/components/ProblemView';
+import { can, useMe } from '@/lib/me';
 
 type Action = 'pause' | 'resume' | 'trigger';
 
-function ScheduleRow({ s, onAction }: { s: Schedule; onAction: (name: string, action: Action) => void }) {
+function ScheduleRow({ s, onAction }: { s: Schedule; onAction?: (name: string, action: Action) => void }) {
   return (
     <tr>
       <td>{s.name}</td>
@@ -14,15 +15,28 @@ function ScheduleRow({ s, onAction }: { s: Schedule; onAction: (name: string, ac
         <code>{s.cron}</code> <span className="muted">{s.timezone}</span>
       </td>
       <td>{s.kind}</td>
-      <td>{s.paused ? <span className="badge state-cancelled">paused</span> : (s.next_fire_times[0] && age(s.next_fire_times[0])) || '—'}</td>
+      <td>
+        {s.paused ? (
+          <span className="badge state-cancelled">paused</span>
+        ) : (
+          (s.next_fire_times[0] && age(s.next_fire_times[0])) || '—'
+        )}
+      </td>
       <td>{age(s.last_fire_at)}</td>
       <td className="actions">
-        <button type="button" onClick={() => onAction(s.name, s.paused ? 'resume' : 'pause')}>
-          {s.paused ? 'Resume' : 'Pause'}
-        </button>
-        <button type="button" onClick={() => window.confirm(`Trigger ${s.name} now?`) && onAction(s.name, 'trigger')}>
-          Trigger now
-        </button>
+        {onAction && (
+          <>
+            <button type="button" onClick={() => onAction(s.name, s.paused ? 'resume' : 'pause')}>
+              {s.paused ? 'Resume' : 'Pause'}
+            </button>
+            <button
+              type="button"
+              onClick={() => window.confirm(`Trigger ${s.name} now?`) && onAction(s.name, 'trigger')}
+            >
+              Trigger now
+            </button>
+          </>
+        )}
       </td>
     </tr>
   );
@@ -30,7 +44,12 @@ function ScheduleRow({ s, onAction }: { s: Schedule; onAction: (name: string, ac
 
 export default function Schedules() {
   const client = useQueryClient();
-  const list = useQuery({ queryKey: ['schedules'], queryFn: () => call(() => api.GET('/v1/schedules')), refetchInterval: 5000 });
+  const writer = can(useMe().data, 'schedules:write');
+  const list = useQuery({
+    queryKey: ['schedules'],
+    queryFn: () => call(() => api.GET('/v1/schedules')),
+    refetchInterval: 5000,
+  });
   const act = useMutation({
     mutationFn: async ({ name, action }: { name: string; action: Action }): Promise<void> => {
       const params = { params: { path: { name } } };
@@ -63,7 +82,11 @@ export default function Schedules() {
             </thead>
             <tbody>
               {list.data?.schedules.map((s) => (
-                <ScheduleRow key={s.name} s={s} onAction={(name, action) => act.mutate({ name, action })} />
+                <ScheduleRow
+                  key={s.name}
+                  s={s}
+                  onAction={writer ? (name, action) => act.mutate({ name, action }) : undefined}
+                />
               ))}
             </tbody>
           </table>

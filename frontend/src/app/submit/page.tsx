@@ -96,7 +96,11 @@ function SubmitForm() {
           <div className="filters">
             <label>
               queue
-              <input value={queue} onChange={(e) => setQueue(e.target.value)} placeholder={spec?.queue ?? 'the kind’s'} />
+              <input
+                value={queue}
+                onChange={(e) => setQueue(e.target.value)}
+                placeholder={spec?.queue ?? 'the kind’s'}
+              />
             </label>
             <label>
               priority (0–9)

@@ -1,0 +1,72 @@
+// Run by tests/dashboard.rs: node roles.cjs BASE_URL ADMIN_KEY. A read-only key sees jobs but is
+// offered no write control, and the server refuses a write it forces (403); the admin manages
+// API keys on the account page (created shown once, then revoked). Prints what it saw as JSON.
+const { chromium } = require('playwright-core');
+
+async function signIn(page, base, key) {
+  await page.goto(`${base}/login/`);
+  await page.fill('input[name="api-key"]', key);
+  await page.click('text=Sign in with key');
+  await page.waitForURL(`${base}/`);
+}
+
+(async () => {
+  const [base, admin] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+  });
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('dialog', (d) => d.accept());
+  const as = (key) => ({ Authorization: `Bearer ${key}` });
+
+  const made = await page.request.post(`${base}/v1/api-keys`, {
+    headers: as(admin),
+    data: { name: 'reader', scopes: ['jobs:read'] },
+  });
+  const reader = (await made.json()).key;
+  const job = await (
+    await page.request.post(`${base}/v1/jobs`, { headers: as(admin), data: { kind: 'system.noop' } })
+  ).json();
+
+  await signIn(page, base, reader);
+  await page.goto(`${base}/jobs/?id=${job.id}`);
+  await page.waitForSelector('.badge');
+  const readerControls = await page.locator('button:has-text("Retry"), button:has-text("Cancel"), a:has-text("Clone")').count();
+  const readerSubmitLink = await page.locator('nav a:has-text("Submit")').count();
+  const forced = await page.request.post(`${base}/v1/jobs/${job.id}/retry`, { headers: as(reader) });
+  const scopes = await (async () => {
+    await page.goto(`${base}/account/`);
+    return page.locator('[data-testid="scopes"]').innerText();
+  })();
+
+  await page.click('text=Sign out');
+  await signIn(page, base, admin);
+  await page.goto(`${base}/account/`);
+  await page.fill('section[aria-label="API keys"] input:not([type])', 'ci');
+  await page.click('text=Create key');
+  const shownOnce = await page.locator('[data-testid="new-key"]').innerText();
+  const created = await page.request.get(`${base}/v1/me`, { headers: as(shownOnce) });
+  await page.locator('tr:has-text("ci") >> text=Revoke').click();
+  await page.waitForSelector('tr:has-text("ci") >> text=revoked');
+  const afterRevoke = await page.request.get(`${base}/v1/me`, { headers: as(shownOnce) });
+
+  console.log(
+    JSON.stringify({
+      readerControls,
+      readerSubmitLink,
+      forcedStatus: forced.status(),
+      scopes,
+      createdWorks: created.status(),
+      revokedStatus: afterRevoke.status(),
+      problems,
+    }),
+  );
+  await browser.close();
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
