@@ -1,29 +1,13 @@
 // Run by tests/dashboard.rs: node dashboard.cjs BASE_URL API_KEY. Signs in with the key, submits
 // a `system.sleep` job through the form generated from its schema, and follows the job page
 // until it shows `succeeded` — without reloading. Prints what it saw as JSON.
-const { chromium } = require('playwright-core');
+const { launch, signIn } = require('./launch.cjs');
 
 (async () => {
   const [base, key] = process.argv.slice(2);
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-  });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  // Aborted requests are the router's prefetches cut short by a navigation, not failures.
-  page.on('requestfailed', (r) => {
-    const reason = r.failure()?.errorText;
-    if (reason !== 'net::ERR_ABORTED') problems.push(`${r.url()}: ${reason}`);
-  });
-  page.on('dialog', (d) => d.accept());
+  const { browser, page, problems } = await launch();
 
-  await page.goto(`${base}/login/`);
-  await page.fill('input[name="api-key"]', key);
-  await page.click('text=Sign in with key');
-  await page.waitForURL(`${base}/`);
+  await signIn(page, base, key);
   await page.waitForSelector('section[aria-label="Queues"]');
 
   await page.goto(`${base}/submit/`);

@@ -1,26 +1,12 @@
 // Run by tests/dashboard.rs: node roles.cjs BASE_URL ADMIN_KEY. A read-only key sees jobs but is
 // offered no write control, and the server refuses a write it forces (403); the admin manages
 // API keys on the account page (created shown once, then revoked). Prints what it saw as JSON.
-const { chromium } = require('playwright-core');
+const { launch, signIn } = require('./launch.cjs');
 
-async function signIn(page, base, key) {
-  await page.goto(`${base}/login/`);
-  await page.fill('input[name="api-key"]', key);
-  await page.click('text=Sign in with key');
-  await page.waitForURL(`${base}/`);
-}
 
 (async () => {
   const [base, admin] = process.argv.slice(2);
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
-  });
-  const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('dialog', (d) => d.accept());
+  const { browser, page, problems } = await launch({ width: 390, height: 844 });
   const as = (key) => ({ Authorization: `Bearer ${key}` });
 
   const made = await page.request.post(`${base}/v1/api-keys`, {
