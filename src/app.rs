@@ -135,11 +135,7 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
 }
 
 fn worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
+    let host = pysaas_workers::hostname();
     format!(
         "{host}-{}-{}",
         std::process::id(),

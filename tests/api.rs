@@ -528,6 +528,34 @@ async fn bulk_actions_by_filter(app: App) {
     }
 }
 
+/// Running workers are listed with their queues and capacity, to admins only.
+async fn workers_are_listed_for_admins(app: App) {
+    let (s, list) = app.get("/v1/workers").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let worker = &list["workers"][0];
+    assert_eq!(worker["status"], "live", "{list}");
+    assert_eq!(
+        worker["queues"],
+        json!(["default", "notifications"]),
+        "{list}"
+    );
+    assert!(worker["concurrency"].as_i64().unwrap() >= 1, "{list}");
+    assert_eq!(worker["pid"], i64::from(std::process::id()), "{list}");
+    let (_, key) = app
+        .post(
+            "/v1/api-keys",
+            json!({"name": "reader", "scopes": ["jobs:read"]}),
+        )
+        .await;
+    let reader = common::bearer_client(key["key"].as_str().unwrap());
+    let r = reader
+        .get(format!("{}/v1/workers", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
 async fn delayed_job_starts_on_time(app: App) {
     let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
     let (_, job) = app
@@ -1106,6 +1134,7 @@ async fn unconsumed_queues_are_pointed_out(app: App) {
 
 api_suite!(
     bulk_actions_by_filter,
+    workers_are_listed_for_admins,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,

@@ -41,6 +41,7 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["result"]["slept_ms"], 300, "{seen}");
     assert_eq!(seen["bulk"], "1 of 1 retried", "{seen}");
     assert!(seen["retriedAttempts"].as_u64().unwrap() >= 1, "{seen}");
+    assert_eq!(seen["liveWorkers"], 1, "{seen}");
     let id = seen["id"].as_str().unwrap();
     let job = common::json_of(http.get(app.url(&format!("/v1/jobs/{id}")))).await;
     assert_eq!(

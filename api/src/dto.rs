@@ -358,6 +358,39 @@ pub struct QueueList {
     pub queues: Vec<QueueView>,
 }
 
+/// A worker process, as its heartbeats report it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// Worker id (host, pid and a random suffix).
+    pub id: String,
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: i64,
+    /// PySaaS version.
+    pub version: String,
+    /// Queues it consumes.
+    pub queues: Vec<String>,
+    /// Jobs it runs at once.
+    pub concurrency: i32,
+    /// Jobs it was running at its last report.
+    pub busy: i32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its last report.
+    pub last_seen: DateTime<Utc>,
+    /// `live`, or `lost` when it has not reported for a minute (it is dropped after an hour).
+    #[schema(pattern = "^(live|lost)$")]
+    pub status: String,
+}
+
+/// Worker processes, most recently seen first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// The workers.
+    pub workers: Vec<WorkerView>,
+}
+
 /// A registered kind.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct KindView {

@@ -97,6 +97,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         )
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/kinds", get(routes::system::kinds))
+        .route("/v1/workers", get(routes::system::workers))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             gateway::authenticate_and_limit,

@@ -22,11 +22,11 @@ use crate::routes::{auth, jobs, schedules, system};
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger,
-        system::queues, system::kinds, system::healthz, system::readyz, system::metrics,
+        system::queues, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
-        dto::QueueList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
+        dto::QueueList, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
@@ -396,7 +396,7 @@ mod tests {
                 }
             }
         }
-        assert!(seen.len() >= 32, "{seen:?}");
+        assert!(seen.len() >= 33, "{seen:?}");
     }
 
     /// Every kind becomes one variant of the submission and schedule schemas, its payload the

@@ -32,5 +32,6 @@ pub use error::{Result, StoreError};
 pub use store::{
     ApiKeyRow, AuthChange, AuthStore, Completion, FireResult, Inserted, JobFilter, JobReads,
     JobStore, Lease, MembershipRow, QueueStats, RefreshRow, RefreshUse, ScheduleFire,
-    SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, LIST_LIMIT_MAX,
+    SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WorkerInfo, WorkerRegistry,
+    LIST_LIMIT_MAX,
 };

@@ -375,6 +375,41 @@ async fn finished_jobs_are_deleted_with_their_keys(db: TestDb) {
     }
 }
 
+/// Workers report themselves; the latest report wins; silent ones are forgotten.
+async fn workers_are_registered_by_their_reports(db: TestDb) {
+    let s = &db.store;
+    let worker = |id: &str, busy: i32| pysaas_brokers::WorkerInfo {
+        id: id.into(),
+        host: "host-a".into(),
+        pid: 42,
+        version: "0.1.0".into(),
+        queues: vec!["default".into(), "mail".into()],
+        concurrency: 8,
+        busy,
+        started_at: Utc::now(),
+        last_seen: Utc::now(),
+    };
+    s.report_worker(&worker("w1", 0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    s.report_worker(&worker("w2", 1)).await.unwrap();
+    s.report_worker(&worker("w2", 3)).await.unwrap();
+    let seen = s.workers().await.unwrap();
+    assert_eq!(
+        seen.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["w2", "w1"]
+    );
+    assert_eq!(
+        (seen[0].busy, seen[0].queues.clone()),
+        (3, vec!["default".to_owned(), "mail".to_owned()])
+    );
+    assert!(seen[0].last_seen >= seen[1].last_seen);
+    s.remove_worker("w1").await.unwrap();
+    assert_eq!(s.workers().await.unwrap().len(), 1);
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(s.forget_workers(later).await.unwrap(), 1);
+    assert!(s.workers().await.unwrap().is_empty());
+}
+
 async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
     let s = &db.store;
     let id = insert(s, vec![job("q")]).await[0];
@@ -615,6 +650,7 @@ pysaas_brokers::each_store!(
     release_gives_jobs_back_without_counting_the_attempt,
     rescued_and_released_jobs_count_as_enqueued,
     finished_jobs_are_deleted_with_their_keys,
+    workers_are_registered_by_their_reports,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,

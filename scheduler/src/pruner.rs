@@ -47,6 +47,10 @@ impl Retention {
 /// One pruning pass: every state past its retention, batch after batch. Returns rows deleted.
 pub async fn prune(store: &dyn JobStore, retention: Retention) -> pysaas_brokers::Result<u64> {
     let now = store.now().await?;
+    // Workers silent for an hour are gone (a clean shutdown removes its own report at once).
+    store
+        .forget_workers(now - chrono::TimeDelta::hours(1))
+        .await?;
     let mut total = 0;
     for (state, keep) in retention.by_state() {
         let Some(keep) = keep else { continue };

@@ -45,7 +45,14 @@ const { launch, signIn } = require('./launch.cjs');
   const bulk = await page.locator('[role="status"]').innerText({ timeout: 10000 });
   const retried = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
 
-  console.log(JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, problems }));
+  // The workers page lists this deployment's worker as live.
+  await page.goto(`${base}/workers/`);
+  await page.waitForSelector('.badge:has-text("live")', { timeout: 10000 });
+  const liveWorkers = await page.locator('.badge:has-text("live")').count();
+
+  console.log(
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, problems }),
+  );
   await browser.close();
 })().catch((e) => {
   console.error(e);

@@ -25,5 +25,6 @@ pub use config::{
     DEFAULT_SHUTDOWN_GRACE, PREFETCH_HORIZON,
 };
 pub use handler::{Handlers, JobContext, JobHandler};
+pub use heartbeat::hostname;
 pub use metrics_names::describe_metrics;
 pub use pool::{Worker, WorkerError};

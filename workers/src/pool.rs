@@ -142,11 +142,21 @@ impl Worker {
             metrics: MetricsCache::default(),
         });
         let heartbeat_stop = CancellationToken::new();
+        let me = pysaas_brokers::WorkerInfo {
+            id: config.worker_id.clone(),
+            host: heartbeat::hostname(),
+            pid: i64::from(std::process::id()),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            queues: config.queues.iter().map(|q| q.name.clone()).collect(),
+            concurrency: i32::try_from(total).unwrap_or(i32::MAX),
+            busy: 0,
+            started_at: chrono::Utc::now(),
+            last_seen: chrono::Utc::now(),
+        };
         let heartbeat = tokio::spawn(heartbeat::run(
             self.store.clone(),
             shared.in_flight.clone(),
-            config.queues.iter().map(|q| q.name.clone()).collect(),
-            config.worker_id.clone(),
+            me,
             config.lease,
             config.heartbeat_interval.max(Duration::from_millis(10)),
             heartbeat_stop.clone(),

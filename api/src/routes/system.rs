@@ -5,10 +5,46 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::auth::{Any, Authorized, JobsRead, TenantOf};
-use crate::dto::{Health, KindList, KindView, QueueList, QueueView};
+use crate::auth::{Admin, Any, Authorized, JobsRead, TenantOf};
+use crate::dto::{Health, KindList, KindView, QueueList, QueueView, WorkerList, WorkerView};
 use crate::error::ApiError;
 use crate::AppState;
+
+/// A worker that has not reported for this long is shown as lost (heartbeats come every 10 s
+/// by default).
+const WORKER_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The worker processes serving this deployment (shared by every tenant, so `admin` only).
+#[utoipa::path(get, path = "/v1/workers", operation_id = "listWorkers", tag = "queues", responses((status = 200, body = WorkerList)))]
+pub(crate) async fn workers(
+    State(state): State<AppState>,
+    _admin: Authorized<Admin>,
+) -> Result<Json<WorkerList>, ApiError> {
+    let now = state.store().now().await?;
+    let workers = state.store().workers().await?;
+    Ok(Json(WorkerList {
+        workers: workers
+            .into_iter()
+            .map(|w| WorkerView {
+                status: if now - w.last_seen > WORKER_LOST_AFTER {
+                    "lost"
+                } else {
+                    "live"
+                }
+                .into(),
+                id: w.id,
+                host: w.host,
+                pid: w.pid,
+                version: w.version,
+                queues: w.queues,
+                concurrency: w.concurrency,
+                busy: w.busy,
+                started_at: w.started_at,
+                last_seen: w.last_seen,
+            })
+            .collect(),
+    }))
+}
 
 /// Per-queue counts by state and the age of the oldest queued job.
 #[utoipa::path(get, path = "/v1/queues", operation_id = "listQueues", tag = "queues", responses((status = 200, body = QueueList)))]

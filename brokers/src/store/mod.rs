@@ -25,6 +25,7 @@ mod schedules;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub use postgres::PgStore;
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use workers::{WorkerInfo, WorkerRegistry};
 
 use crate::{Result, StoreError};
 
@@ -206,7 +208,7 @@ pub trait JobReads: Send + Sync {
 /// (`brokers/tests/store_conformance.rs`).
 #[async_trait]
 pub trait JobStore:
-    JobReads + SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static
+    JobReads + WorkerRegistry + SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static
 {
     /// Backend name (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;

@@ -18,6 +18,7 @@ export function Nav() {
         <Link href="/jobs/?state=dead">Dead</Link>
         <Link href="/schedules/">Schedules</Link>
         {can(me, 'jobs:write') && <Link href="/submit/">Submit</Link>}
+        {can(me, 'admin') && <Link href="/workers/">Workers</Link>}
         {signedIn && <Link href="/account/">Account</Link>}
       </nav>
       <span className="spacer" />

@@ -12,6 +12,7 @@ mod auth;
 pub(crate) mod jobs;
 mod rows;
 mod schedules;
+mod workers;
 
 use std::time::Duration;
 
