@@ -556,6 +556,37 @@ async fn workers_are_listed_for_admins(app: App) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
+/// A cron expression's next fire times in its zone, before anything is saved; bad fields named.
+async fn cron_expressions_are_previewed(app: App) {
+    let (s, r) = app
+        .post(
+            "/v1/cron/preview",
+            json!({"cron": "0 30 2 * * *", "timezone": "Europe/Berlin", "count": 3}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        serde_json::from_value(r["next_fire_times"].clone()).unwrap();
+    assert_eq!(times.len(), 3);
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{r}");
+    for t in &times {
+        let local = t.with_timezone(&chrono_tz::Europe::Berlin);
+        assert_eq!(local.format("%H:%M:%S").to_string(), "02:30:00", "{t}");
+    }
+    for (body, path) in [
+        (json!({"cron": "61 * * * * *"}), "cron"),
+        (
+            json!({"cron": "* * * * * *", "timezone": "Nowhere"}),
+            "timezone",
+        ),
+        (json!({"cron": "* * * * * *", "count": 21}), "count"),
+    ] {
+        let (s, b) = app.post("/v1/cron/preview", body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body} -> {b}");
+        assert_eq!(field(&b), path, "{body} -> {b}");
+    }
+}
+
 async fn delayed_job_starts_on_time(app: App) {
     let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
     let (_, job) = app
@@ -1134,6 +1165,7 @@ async fn unconsumed_queues_are_pointed_out(app: App) {
 
 api_suite!(
     bulk_actions_by_filter,
+    cron_expressions_are_previewed,
     workers_are_listed_for_admins,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,

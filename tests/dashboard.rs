@@ -42,6 +42,12 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["bulk"], "1 of 1 retried", "{seen}");
     assert!(seen["retriedAttempts"].as_u64().unwrap() >= 1, "{seen}");
     assert_eq!(seen["liveWorkers"], 1, "{seen}");
+    assert_eq!(seen["previewed"], 5, "{seen}");
+    assert_eq!(
+        (seen["savedCron"].as_str(), seen["savedZone"].as_str()),
+        (Some("0 30 2 * * *"), Some("Europe/Berlin")),
+        "{seen}"
+    );
     let id = seen["id"].as_str().unwrap();
     let job = common::json_of(http.get(app.url(&format!("/v1/jobs/{id}")))).await;
     assert_eq!(

@@ -423,6 +423,28 @@ pub struct Health {
     pub status: String,
 }
 
+/// `POST /v1/cron/preview`: when a cron expression would fire, before it is saved.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CronPreview {
+    /// Cron expression, seconds first.
+    #[schema(example = "0 30 3 * * *", schema_with = cron_schema)]
+    pub cron: String,
+    /// IANA time zone (default `UTC`).
+    #[schema(example = "Europe/Berlin", schema_with = time_zone_schema)]
+    pub timezone: Option<String>,
+    /// How many fire times, 1 ..= 20 (default 5).
+    #[schema(minimum = 1, maximum = 20)]
+    pub count: Option<u8>,
+}
+
+/// The next fire times of a cron expression.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CronTimes {
+    /// Soonest first.
+    pub next_fire_times: Vec<DateTime<Utc>>,
+}
+
 /// A change to a schedule (`PATCH /v1/schedules/{name}`, a JSON merge patch): any of a
 /// schedule's fields but its name; `kind` and `payload` only together (the payload is replaced
 /// as a whole). In the document, one variant per kind and one for the other fields alone.

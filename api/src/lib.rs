@@ -95,6 +95,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             "/v1/schedules/{name}/trigger",
             post(routes::schedules::trigger),
         )
+        .route("/v1/cron/preview", post(routes::schedules::preview))
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/kinds", get(routes::system::kinds))
         .route("/v1/workers", get(routes::system::workers))

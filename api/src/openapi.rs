@@ -20,14 +20,14 @@ use crate::routes::{auth, jobs, schedules, system};
         auth::create_key, auth::revoke_key, auth::list_members, auth::set_member, auth::remove_member,
         auth::jwks,
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
-        schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
+        schedules::preview, schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger,
         system::queues, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
-        dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
+        dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, dto::CronPreview, dto::CronTimes, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,
@@ -55,23 +55,25 @@ pub fn document(registry: &KindRegistry) -> Value {
     else {
         return doc;
     };
-    // Options whose schema is written by hand (enums) take null like every other option.
-    if let Some(props) = schemas
-        .get_mut("CreateSchedule")
-        .and_then(|c| c.get_mut("properties"))
-        .and_then(Value::as_object_mut)
-    {
+    // Options whose schema is written by hand (enums) take null like every other option, and
+    // the ~600 zone names are stated once, referenced by every schema with a zone.
+    for name in ["CreateSchedule", "CronPreview"] {
+        let Some(props) = schemas
+            .get_mut(name)
+            .and_then(|c| c.get_mut("properties"))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
         for field in ["timezone", "misfire"] {
             props.get_mut(field).into_iter().for_each(make_nullable);
         }
-    }
-    // The ~600 zone names once, referenced by every schedule schema.
-    let zones = schemas
-        .get_mut("CreateSchedule")
-        .and_then(|c| c.pointer_mut("/properties/timezone"))
-        .map(|tz| std::mem::replace(tz, json!({ "$ref": "#/components/schemas/TimeZone" })));
-    if let Some(zones) = zones {
-        schemas.insert("TimeZone".into(), zones);
+        let zones = props
+            .get_mut("timezone")
+            .map(|tz| std::mem::replace(tz, json!({ "$ref": "#/components/schemas/TimeZone" })));
+        if let Some(zones) = zones {
+            schemas.insert("TimeZone".into(), zones);
+        }
     }
     if let Some(create) = schemas.get("CreateSchedule").cloned() {
         let patch = schedule_patch(schemas, registry, &create);
@@ -396,7 +398,7 @@ mod tests {
                 }
             }
         }
-        assert!(seen.len() >= 33, "{seen:?}");
+        assert!(seen.len() >= 34, "{seen:?}");
     }
 
     /// Every kind becomes one variant of the submission and schedule schemas, its payload the

@@ -114,6 +114,14 @@ impl CronSchedule {
         self.ticks_after(after).take(n).collect()
     }
 
+    /// [`Self::parse`], the error naming the field at fault (`cron` or `timezone`).
+    pub fn parse_fields(expr: &str, tz: &str) -> Result<Self, JobsError> {
+        Self::parse(expr, tz).map_err(|err| match err {
+            ScheduleError::Cron { .. } => invalid("cron", err.to_string()),
+            ScheduleError::TimeZone(_) => invalid("timezone", err.to_string()),
+        })
+    }
+
     /// The ticks to enqueue at `now`, given that every tick up to `last` was handled: ticks in
     /// `(last, now]` that are on time (at most `threshold` old), plus missed ones as `policy`
     /// says. Oldest first.
@@ -282,10 +290,7 @@ impl ScheduleSpec {
 
     /// The parsed cron expression.
     pub fn cron_schedule(&self) -> Result<CronSchedule, JobsError> {
-        CronSchedule::parse(&self.cron, &self.timezone).map_err(|err| match err {
-            ScheduleError::Cron { .. } => invalid("cron", err.to_string()),
-            ScheduleError::TimeZone(_) => invalid("timezone", err.to_string()),
-        })
+        CronSchedule::parse_fields(&self.cron, &self.timezone)
     }
 
     /// Checks every field (the kind and payload against `registry`); the error names the field.

@@ -45,13 +45,31 @@ const { launch, signIn } = require('./launch.cjs');
   const bulk = await page.locator('[role="status"]').innerText({ timeout: 10000 });
   const retried = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
 
+  // A schedule's cron is edited with a preview of its next fire times, then saved.
+  await page.request.post(`${base}/v1/schedules`, {
+    headers,
+    data: { name: 'nightly', cron: '0 0 1 * * *', kind: 'system.noop' },
+  });
+  await page.goto(`${base}/schedules/`);
+  await page.click('tr:has-text("nightly") >> text=Edit cron');
+  await page.fill('form[aria-label="Edit nightly"] input[name="cron"]', '0 30 2 * * *');
+  await page.fill('form[aria-label="Edit nightly"] input[name="timezone"]', 'Europe/Berlin');
+  await page.waitForFunction(() => {
+    const items = document.querySelectorAll('[data-testid="preview"] li');
+    return items.length === 5 && [...items].every((li) => li.textContent.includes('2:30'));
+  });
+  const previewed = await page.locator('[data-testid="preview"] li').count();
+  await page.click('form[aria-label="Edit nightly"] button:has-text("Save")');
+  await page.waitForSelector('tr:has-text("nightly") code:has-text("0 30 2 * * *")');
+  const saved = await (await page.request.get(`${base}/v1/schedules/nightly`, { headers })).json();
+
   // The workers page lists this deployment's worker as live.
   await page.goto(`${base}/workers/`);
   await page.waitForSelector('.badge:has-text("live")', { timeout: 10000 });
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, problems }),
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, previewed, savedCron: saved.cron, savedZone: saved.timezone, problems }),
   );
   await browser.close();
 })().catch((e) => {

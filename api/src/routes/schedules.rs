@@ -11,7 +11,9 @@ use pysaas_jobs::{JobOptions, Schedule, ScheduleSource, ScheduleSpec};
 use serde_json::Value;
 
 use crate::auth::{JobsRead, SchedulesWrite, TenantOf};
-use crate::dto::{CreateSchedule, JobView, ScheduleList, SchedulePatch, ScheduleView};
+use crate::dto::{
+    CreateSchedule, CronPreview, CronTimes, JobView, ScheduleList, SchedulePatch, ScheduleView,
+};
 use crate::error::{parse_json, ApiError, FieldError};
 use crate::AppState;
 
@@ -30,6 +32,34 @@ fn location(name: &str) -> HeaderValue {
 async fn view(state: &AppState, schedule: Schedule) -> Result<ScheduleView, ApiError> {
     let now = state.store().now().await?;
     Ok(ScheduleView::new(schedule, now))
+}
+
+/// When a cron expression would fire next, in a time zone: what an editor shows before saving.
+#[utoipa::path(post, path = "/v1/cron/preview", operation_id = "previewCron", tag = "schedules", request_body = CronPreview,
+    responses((status = 200, body = CronTimes)))]
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    _caller: crate::auth::Authorized<crate::auth::Any>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CronTimes>, ApiError> {
+    let request: CronPreview = parse_json(&body?)?;
+    let count = request.count.unwrap_or(5);
+    if !(1..=20).contains(&count) {
+        return Err(ApiError::invalid_fields(
+            "`count` must be between 1 and 20",
+            vec![FieldError {
+                index: None,
+                path: "count".into(),
+                message: "1 to 20".into(),
+            }],
+        ));
+    }
+    let timezone = request.timezone.unwrap_or_else(|| "UTC".into());
+    let cron = pysaas_jobs::CronSchedule::parse_fields(&request.cron, &timezone)?;
+    let now = state.store().now().await?;
+    Ok(Json(CronTimes {
+        next_fire_times: cron.upcoming(now, usize::from(count)),
+    }))
 }
 
 /// The tenant's schedules with their next five fire times.

@@ -1,13 +1,23 @@
 'use client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { Fragment, useState } from 'react';
 import { api, call, type Schedule } from '@/lib/api';
 import { age } from '@/lib/format';
+import { CronEditor } from '@/components/CronEditor';
 import { ProblemView } from '@/components/ProblemView';
 import { can, useMe } from '@/lib/me';
 
 type Action = 'pause' | 'resume' | 'trigger';
 
-function ScheduleRow({ s, onAction }: { s: Schedule; onAction?: (name: string, action: Action) => void }) {
+function ScheduleRow({
+  s,
+  onAction,
+  onEdit,
+}: {
+  s: Schedule;
+  onAction?: (name: string, action: Action) => void;
+  onEdit?: () => void;
+}) {
   return (
     <tr>
       <td>{s.name}</td>
@@ -35,6 +45,9 @@ function ScheduleRow({ s, onAction }: { s: Schedule; onAction?: (name: string, a
             >
               Trigger now
             </button>
+            <button type="button" onClick={onEdit}>
+              Edit cron
+            </button>
           </>
         )}
       </td>
@@ -45,6 +58,7 @@ function ScheduleRow({ s, onAction }: { s: Schedule; onAction?: (name: string, a
 export default function Schedules() {
   const client = useQueryClient();
   const writer = can(useMe().data, 'schedules:write');
+  const [editing, setEditing] = useState<string | null>(null);
   const list = useQuery({
     queryKey: ['schedules'],
     queryFn: () => call(() => api.GET('/v1/schedules')),
@@ -82,11 +96,20 @@ export default function Schedules() {
             </thead>
             <tbody>
               {list.data?.schedules.map((s) => (
-                <ScheduleRow
-                  key={s.name}
-                  s={s}
-                  onAction={writer ? (name, action) => act.mutate({ name, action }) : undefined}
-                />
+                <Fragment key={s.name}>
+                  <ScheduleRow
+                    s={s}
+                    onAction={writer ? (name, action) => act.mutate({ name, action }) : undefined}
+                    onEdit={() => setEditing(s.name)}
+                  />
+                  {editing === s.name && (
+                    <tr>
+                      <td colSpan={6}>
+                        <CronEditor schedule={s} onDone={() => setEditing(null)} />
+                      </td>
+                    </tr>
+                  )}
+                </Fragment>
               ))}
             </tbody>
           </table>
