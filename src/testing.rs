@@ -59,6 +59,7 @@ pub async fn enqueued<K: JobKind>(store: &dyn JobStore, tenant: &str) -> Result<
         queue: None,
         limit: pysaas_brokers::LIST_LIMIT_MAX,
         before: None,
+        payload: None,
     };
     Ok(store.list(&filter).await?)
 }

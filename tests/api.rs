@@ -587,6 +587,44 @@ async fn cron_expressions_are_previewed(app: App) {
     }
 }
 
+/// Jobs are found by payload content (`?payload={"user_id":42}`); a bad search is a 422.
+async fn jobs_are_found_by_payload(app: App) {
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let mut ids = Vec::new();
+    for user in [42, 7] {
+        let body = json!({"kind": "notification.webhook", "run_at": later,
+                          "payload": {"url": "https://example.com/h", "body": {"user": user}}});
+        ids.push(app.post("/v1/jobs", body).await.1["id"].clone());
+    }
+    let wanted = urlencode(r#"{"url":"https://example.com/h"}"#);
+    let (s, page) = app.get(&format!("/v1/jobs?payload={wanted}")).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 2, "{page}");
+    let (_, page) = app
+        .get(&format!(
+            "/v1/jobs?payload={}",
+            urlencode(r#"{"url":"https://other"}"#)
+        ))
+        .await;
+    assert_eq!(page["jobs"], json!([]), "{page}");
+    for bad in [
+        r#"[1]"#,
+        r#"{"body":{"user":42}}"#,
+        r#"{"a b":1}"#,
+        "not json",
+    ] {
+        let (s, b) = app
+            .get(&format!("/v1/jobs?payload={}", urlencode(bad)))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad} -> {b}");
+        assert_eq!(field(&b), "payload", "{bad} -> {b}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 async fn delayed_job_starts_on_time(app: App) {
     let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
     let (_, job) = app
@@ -1165,6 +1203,7 @@ async fn unconsumed_queues_are_pointed_out(app: App) {
 
 api_suite!(
     bulk_actions_by_filter,
+    jobs_are_found_by_payload,
     cron_expressions_are_previewed,
     workers_are_listed_for_admins,
     unconsumed_queues_are_pointed_out,

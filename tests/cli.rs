@@ -359,6 +359,7 @@ async fn bulk_enqueue_from_a_jsonl_file() {
             queue: Some("bulk".into()),
             limit: 1000,
             before: None,
+            payload: None,
         };
         let mut n = 0;
         let mut filter = filter;

@@ -43,6 +43,7 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert!(seen["retriedAttempts"].as_u64().unwrap() >= 1, "{seen}");
     assert_eq!(seen["liveWorkers"], 1, "{seen}");
     assert_eq!(seen["previewed"], 5, "{seen}");
+    assert_eq!(seen["foundByPayload"], 1, "{seen}");
     assert_eq!(
         (seen["savedCron"].as_str(), seen["savedZone"].as_str()),
         (Some("0 30 2 * * *"), Some("Europe/Berlin")),

@@ -306,6 +306,11 @@ pub struct ListParams {
     #[param(value_type = Option<String>, pattern = r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$")]
     #[serde(default, deserialize_with = "empty_as_none")]
     pub cursor: Option<String>,
+    /// Only jobs whose payload holds these top-level members: a JSON object of up to 8 names
+    /// (letters, digits, `_`, `-`) with scalar values, e.g. `{"user_id":42}` (empty: any).
+    #[param(value_type = Option<String>, pattern = r#"^(\{( *"[A-Za-z0-9_-]{1,64}" *: *("[ !#-\[\]-~]{0,64}"|-?(0|[1-9][0-9]{0,14})|true|false|null) *(, *"[A-Za-z0-9_-]{1,64}" *: *("[ !#-\[\]-~]{0,64}"|-?(0|[1-9][0-9]{0,14})|true|false|null) *){0,7})? *\})?$"#)]
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub payload: Option<String>,
 }
 
 /// One queue's counts.

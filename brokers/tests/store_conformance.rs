@@ -410,6 +410,59 @@ async fn workers_are_registered_by_their_reports(db: TestDb) {
     assert!(s.workers().await.unwrap().is_empty());
 }
 
+/// Listing by payload content: every wanted top-level member present with the same type and
+/// value (JSON containment), on hot and finished jobs alike.
+async fn list_filters_by_payload_content(db: TestDb) {
+    let s = &db.store;
+    let with = |payload: serde_json::Value| NewJob {
+        payload,
+        ..job("p")
+    };
+    let ids = insert(
+        s,
+        vec![
+            with(json!({"user_id": 42, "plan": "pro"})),
+            with(json!({"user_id": 7})),
+            with(json!({"user_id": "42"})),
+            with(json!({"flag": true, "n": null})),
+        ],
+    )
+    .await;
+    // One of them finished: the history is searched too.
+    let claimed = s.claim("p", 1, "w", LEASE).await.unwrap();
+    s.complete(&[done(claimed[0].id, 1)]).await.unwrap();
+    let find = |wanted: serde_json::Value| {
+        let filter = JobFilter {
+            tenant_id: "acme".into(),
+            limit: 10,
+            payload: wanted.as_object().cloned(),
+            ..JobFilter::default()
+        };
+        async move {
+            let mut found: Vec<Uuid> = s
+                .list(&filter)
+                .await
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            found.sort();
+            found
+        }
+    };
+    assert_eq!(find(json!({"user_id": 42})).await, vec![ids[0]]);
+    assert_eq!(find(json!({"user_id": "42"})).await, vec![ids[2]]);
+    assert_eq!(
+        find(json!({"user_id": 42, "plan": "pro"})).await,
+        vec![ids[0]]
+    );
+    assert_eq!(find(json!({"plan": "free"})).await, Vec::<Uuid>::new());
+    assert_eq!(find(json!({"flag": true})).await, vec![ids[3]]);
+    assert_eq!(find(json!({"flag": false})).await, Vec::<Uuid>::new());
+    assert_eq!(find(json!({"n": null})).await, vec![ids[3]]);
+    assert_eq!(find(json!({})).await.len(), 4);
+}
+
 async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
     let s = &db.store;
     let id = insert(s, vec![job("q")]).await[0];
@@ -651,6 +704,7 @@ pysaas_brokers::each_store!(
     rescued_and_released_jobs_count_as_enqueued,
     finished_jobs_are_deleted_with_their_keys,
     workers_are_registered_by_their_reports,
+    list_filters_by_payload_content,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,

@@ -23,6 +23,14 @@ const { launch, signIn } = require('./launch.cjs');
   const result = await page.locator('[data-testid="result"]').innerText();
   const id = new URL(jobUrl).searchParams.get('id');
 
+  // A payload search finds the job by its content.
+  await page.goto(`${base}/jobs/`);
+  await page.fill('input[name="payload"]', '{"ms": 300}');
+  await page.click('button:has-text("Apply")');
+  await page.waitForURL(/payload=/);
+  await page.waitForSelector(`a[href="/jobs/?id=${new URL(jobUrl).searchParams.get('id')}"]`, { timeout: 10000 });
+  const foundByPayload = await page.locator('tbody tr').count();
+
   // The dead-jobs page and the filters come from the URL.
   await page.goto(`${base}/jobs/?state=succeeded&kind=system.sleep`);
   await page.waitForSelector(`a[href="/jobs/?id=${id}"]`, { timeout: 10000 });
@@ -69,7 +77,7 @@ const { launch, signIn } = require('./launch.cjs');
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, previewed, savedCron: saved.cron, savedZone: saved.timezone, problems }),
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, problems }),
   );
   await browser.close();
 })().catch((e) => {

@@ -315,6 +315,7 @@ pub(crate) async fn list(
             })
         })
         .transpose()?;
+    let payload = params.payload.as_deref().map(payload_filter).transpose()?;
     let filter = JobFilter {
         tenant_id: tenant,
         state: params.state,
@@ -322,6 +323,7 @@ pub(crate) async fn list(
         queue: params.queue,
         limit,
         before,
+        payload,
     };
     let jobs = state.store().list(&filter).await?;
     let next_cursor = (jobs.len() as i64 == limit)
@@ -377,6 +379,37 @@ pub(crate) async fn retry(
     transition(result, id, "retry")
 }
 
+/// A `payload` query value: a JSON object of at most 8 plainly named, scalar members.
+fn payload_filter(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bad = |message: &str| JobsError::InvalidField {
+        field: "payload",
+        message: message.to_owned(),
+    };
+    let serde_json::Value::Object(mut wanted) = serde_json::from_str(raw)
+        .map_err(|_| bad("must be a JSON object like {\"user_id\":42}"))?
+    else {
+        return Err(bad("must be a JSON object like {\"user_id\":42}").into());
+    };
+    if wanted.len() > 8 {
+        return Err(bad("at most 8 members").into());
+    }
+    for (key, value) in &mut wanted {
+        let plain = !key.is_empty()
+            && key.len() <= 64
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !plain {
+            return Err(bad("member names are 1 to 64 letters, digits, `_` or `-`").into());
+        }
+        if value.is_object() || value.is_array() {
+            return Err(bad("member values are strings, numbers, booleans or null").into());
+        }
+        pysaas_jobs::whole_floats_as_integers(value);
+    }
+    Ok(wanted)
+}
+
 /// Most jobs one bulk request acts on.
 const BULK_LIMIT: i64 = 1000;
 
@@ -408,6 +441,7 @@ pub(crate) async fn bulk(
         queue: request.filter.queue.filter(|q| !q.is_empty()),
         limit,
         before: None,
+        payload: None,
     };
     let jobs = state.store().list(&filter).await?;
     let finished = |state: JobState| state.is_finished();

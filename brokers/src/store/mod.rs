@@ -154,6 +154,9 @@ pub struct JobFilter {
     pub limit: i64,
     /// Only ids older than this one (the previous page's last id).
     pub before: Option<Uuid>,
+    /// Only jobs whose payload holds these top-level members (JSON containment: each key with
+    /// this scalar value). Not index-backed: pages are found by scanning newest first.
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Counts per queue.

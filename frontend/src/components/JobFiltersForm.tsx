@@ -42,6 +42,15 @@ export function JobFiltersForm({ filters }: { filters: JobFilters }) {
           placeholder="any"
         />
       </label>
+      <label>
+        payload contains
+        <input
+          name="payload"
+          value={draft.payload ?? ''}
+          onChange={(e) => setDraft({ ...draft, payload: e.target.value })}
+          placeholder='{"user_id": 42}'
+        />
+      </label>
       <button type="submit">Apply</button>
     </form>
   );

@@ -20,7 +20,9 @@ export function JobList({ filters }: { filters: JobFilters }) {
     <>
       <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
       <JobFiltersForm key={searchOf(filters)} filters={filters} />
-      {page.data && !filters.cursor && <BulkBar filters={filters} shown={page.data.jobs.length} complete={!next} />}
+      {page.data && !filters.cursor && !filters.payload && (
+        <BulkBar filters={filters} shown={page.data.jobs.length} complete={!next} />
+      )}
       <section className="panel">
         <ProblemView error={page.error} />
         {page.isPending ? <p className="empty">Loading jobs…</p> : page.data && <JobTable jobs={page.data.jobs} />}

@@ -52,6 +52,10 @@ fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArgum
 impl SqlBackend for PgStore {
     type Row = PgRow;
 
+    fn payload_contains(param: &str) -> String {
+        format!("payload @> {param}")
+    }
+
     async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<PgRow>> {
         Ok(query(stmt, args).fetch_optional(self.pool()).await?)
     }

@@ -10,7 +10,7 @@ use pysaas_jobs::{Job, JobState};
 use uuid::Uuid;
 
 use super::rows::{job_from_row, jobs_from_rows, stats_from_rows};
-use super::{args, Columns, SqlBackend, Stmt};
+use super::{args, Arg, Columns, SqlBackend, Stmt};
 use crate::store::{list_sources, JobFilter, JobReads, QueueStats, Transition};
 use crate::Result;
 
@@ -71,13 +71,18 @@ impl<S: SqlBackend> JobReads for S {
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         // One index-backed part per table the state lives in, merged.
+        let payload = filter
+            .payload
+            .as_ref()
+            .map(|_| format!(" AND {}", S::payload_contains("$7")))
+            .unwrap_or_default();
         let parts: Vec<String> = list_sources(filter.state)
             .iter()
             .map(|source| {
                 format!(
                     "SELECT * FROM (SELECT {} FROM {source} AND tenant_id = $1 \
                        AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR kind = $3) \
-                       AND ($4 IS NULL OR queue = $4) AND ($5 IS NULL OR id < $5) \
+                       AND ($4 IS NULL OR queue = $4) AND ($5 IS NULL OR id < $5){payload} \
                      ORDER BY id DESC LIMIT $6) AS part",
                     job_columns!()
                 )
@@ -87,14 +92,19 @@ impl<S: SqlBackend> JobReads for S {
             "SELECT * FROM ({}) AS page ORDER BY id DESC LIMIT $6",
             parts.join(" UNION ALL ")
         );
-        let args = args![
+        let wanted = filter.payload.clone().map(serde_json::Value::Object);
+        let mut args = args![
             &filter.tenant_id,
             filter.state.map(JobState::as_str),
             filter.kind.as_deref(),
             filter.queue.as_deref(),
             filter.before,
             filter.limit,
-        ];
+        ]
+        .to_vec();
+        if let Some(wanted) = &wanted {
+            args.push(Arg::Json(wanted));
+        }
         jobs_from_rows(&self.fetch_all(Stmt::read(&sql), &args).await?)
     }
 

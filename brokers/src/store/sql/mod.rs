@@ -265,6 +265,10 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// Runs statements in one transaction, stopping (and rolling back) at the first that changes
     /// no row; `true` when all ran and committed.
     async fn execute_all(&self, steps: &[(Stmt<'_>, &[Arg<'_>])]) -> Result<bool>;
+
+    /// A predicate: the `payload` column holds every top-level member of the JSON object bound
+    /// as `param` (each a scalar).
+    fn payload_contains(param: &str) -> String;
 }
 
 /// The credential operations whose SQL differs between the backends.

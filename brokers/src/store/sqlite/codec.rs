@@ -87,6 +87,17 @@ impl SqliteStore {
 impl SqlBackend for SqliteStore {
     type Row = SqliteRow;
 
+    fn payload_contains(param: &str) -> String {
+        // Containment of top-level scalars: every member of the wanted object is in the payload
+        // with the same JSON type and value (keys are checked to be plain names first).
+        format!(
+            "NOT EXISTS (SELECT 1 FROM json_each({param}) AS w WHERE \
+               json_type(payload, '$.\"' || w.key || '\"') IS NOT w.type \
+               OR (w.type NOT IN ('true', 'false', 'null') \
+                   AND json_extract(payload, '$.\"' || w.key || '\"') IS NOT w.value))"
+        )
+    }
+
     async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<SqliteRow>> {
         let (mut conn, now) = self.conn_for(stmt).await?;
         Ok(query(stmt, args, now).fetch_optional(&mut *conn).await?)
