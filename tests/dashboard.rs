@@ -118,6 +118,13 @@ async fn unknown_paths_stay_problem_json_beside_the_dashboard() {
     }
     let index = reqwest::get(app.url("/")).await.unwrap();
     assert_eq!(index.status(), 200);
+    let csp = index.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(index.headers()["x-frame-options"], "DENY");
+    assert_eq!(index.headers()["x-content-type-options"], "nosniff");
     assert!(index.text().await.unwrap().contains("PySaaS"));
     let jobs = reqwest::get(app.url("/jobs/?state=dead")).await.unwrap();
     assert_eq!(jobs.status(), 200);

@@ -229,7 +229,7 @@ pub struct BulkFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BulkVerb {
-    /// Run finished jobs again (others are skipped).
+    /// Run dead and cancelled jobs again (succeeded ones too when `filter.state` names them).
     Retry,
     /// Cancel unfinished jobs (others are skipped).
     Cancel,

@@ -14,7 +14,7 @@ mod routes;
 mod state;
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -125,12 +125,28 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     router = match &gateway.ui_dir {
-        Some(dir) => router.fallback_service(
-            tower_http::services::ServeDir::new(dir)
+        Some(dir) => {
+            let files = tower_http::services::ServeDir::new(dir)
                 .append_index_html_on_directories(true)
                 .call_fallback_on_method_not_allowed(true)
-                .not_found_service(axum::routing::any(not_found)),
-        ),
+                .not_found_service(axum::routing::any(not_found));
+            // The dashboard loads nothing from elsewhere and is never framed (its tokens sit in
+            // the page's storage). Next's export inlines its bootstrap scripts and styles, and
+            // Ajv compiles each kind's schema into a validator function (`unsafe-eval`).
+            let csp = HeaderValue::from_static(
+                "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+                 form-action 'self'",
+            );
+            router.fallback_service(
+                tower::ServiceBuilder::new()
+                    .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                        header::CONTENT_SECURITY_POLICY,
+                        csp,
+                    ))
+                    .service(files),
+            )
+        }
         None => router.fallback(not_found),
     };
     if let Some(timeout) = gateway.request_timeout {
@@ -143,6 +159,14 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         router = router.layer(cors(&gateway.cors_origins));
     }
     router
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(middleware::from_fn(require_json_bodies))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {

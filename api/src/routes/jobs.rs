@@ -410,6 +410,14 @@ fn payload_filter(raw: &str) -> Result<serde_json::Map<String, serde_json::Value
     Ok(wanted)
 }
 
+fn verb_name(verb: BulkVerb) -> &'static str {
+    match verb {
+        BulkVerb::Retry => "retry",
+        BulkVerb::Cancel => "cancel",
+        BulkVerb::Delete => "delete",
+    }
+}
+
 /// Most jobs one bulk request acts on.
 const BULK_LIMIT: i64 = 1000;
 
@@ -434,16 +442,59 @@ pub(crate) async fn bulk(
             }],
         ));
     }
-    let filter = JobFilter {
-        tenant_id: tenant.clone(),
-        state: request.filter.state,
-        kind: request.filter.kind.filter(|k| !k.is_empty()),
-        queue: request.filter.queue.filter(|q| !q.is_empty()),
-        limit,
-        before: None,
-        payload: None,
+    // Only the states the action applies to are listed (so every pass makes progress); retry
+    // takes dead and cancelled jobs unless `succeeded` is asked for by name.
+    let applicable: &[JobState] = match request.action {
+        BulkVerb::Retry => &[JobState::Dead, JobState::Cancelled],
+        BulkVerb::Delete => &[JobState::Succeeded, JobState::Dead, JobState::Cancelled],
+        BulkVerb::Cancel => &[
+            JobState::Queued,
+            JobState::Scheduled,
+            JobState::Retrying,
+            JobState::Running,
+        ],
     };
-    let jobs = state.store().list(&filter).await?;
+    let states = match request.filter.state {
+        None => applicable.to_vec(),
+        Some(s) if applicable.contains(&s) => vec![s],
+        Some(JobState::Succeeded) if request.action == BulkVerb::Retry => vec![JobState::Succeeded],
+        Some(s) => {
+            let applies = if request.action == BulkVerb::Cancel {
+                "unfinished"
+            } else {
+                "finished"
+            };
+            return Err(ApiError::invalid_fields(
+                format!(
+                    "`{}` applies to {applies} jobs, not `{}` ones",
+                    verb_name(request.action),
+                    s.as_str()
+                ),
+                vec![FieldError {
+                    index: None,
+                    path: "filter.state".into(),
+                    message: format!("not a state `{}` applies to", verb_name(request.action)),
+                }],
+            ));
+        }
+    };
+    let mut jobs = Vec::new();
+    for state_filter in states {
+        let remaining = limit - i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+        if remaining <= 0 {
+            break;
+        }
+        let filter = JobFilter {
+            tenant_id: tenant.clone(),
+            state: Some(state_filter),
+            kind: request.filter.kind.clone().filter(|k| !k.is_empty()),
+            queue: request.filter.queue.clone().filter(|q| !q.is_empty()),
+            limit: remaining,
+            before: None,
+            payload: None,
+        };
+        jobs.extend(state.store().list(&filter).await?);
+    }
     let finished = |state: JobState| state.is_finished();
     let store = state.store();
     let changed = match request.action {

@@ -14,12 +14,21 @@ use crate::AppState;
 /// by default).
 const WORKER_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// The worker processes serving this deployment (shared by every tenant, so `admin` only).
+/// The worker processes serving this deployment. They serve every tenant (their hosts, queues
+/// and load are the operator's business), so only the admins of the operator's tenant — the
+/// `default` tenant, which `pysaas dev` and `admin create-key` use — may list them; a signed-up
+/// tenant's owner may not.
 #[utoipa::path(get, path = "/v1/workers", operation_id = "listWorkers", tag = "queues", responses((status = 200, body = WorkerList)))]
 pub(crate) async fn workers(
     State(state): State<AppState>,
-    _admin: Authorized<Admin>,
+    Authorized(principal, _): Authorized<Admin>,
 ) -> Result<Json<WorkerList>, ApiError> {
+    if principal.tenant_id != pysaas_jobs::DEFAULT_TENANT {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "worker processes are shown to the operator's admins only (the `default` tenant)",
+        ));
+    }
     let now = state.store().now().await?;
     let workers = state.store().workers().await?;
     Ok(Json(WorkerList {

@@ -17,12 +17,21 @@ function useSettled<T>(value: T, ms: number): T {
   return settled;
 }
 
+/** `iso` as local time in `zone` (the zone the preview was made for); UTC if the browser has no such zone. */
+function inZone(iso: string, zone: string): string {
+  try {
+    return new Date(iso).toLocaleString(undefined, { timeZone: zone, timeZoneName: 'short' });
+  } catch {
+    return `${iso} (UTC)`;
+  }
+}
+
 /** Edits a schedule's cron expression and zone, previewing the next fire times before saving. */
 export function CronEditor({ schedule, onDone }: { schedule: Schedule; onDone: () => void }) {
   const client = useQueryClient();
   const [cron, setCron] = useState(schedule.cron);
   const [timezone, setTimezone] = useState(schedule.timezone);
-  const wanted = useSettled({ cron, timezone }, 300);
+  const wanted = { cron: useSettled(cron, 300), timezone: useSettled(timezone, 300) };
   const preview = useQuery({
     queryKey: ['cron-preview', wanted],
     queryFn: () =>
@@ -70,7 +79,7 @@ export function CronEditor({ schedule, onDone }: { schedule: Schedule; onDone: (
       {preview.data && (
         <ol aria-label="Next fire times" data-testid="preview">
           {preview.data.next_fire_times.map((t) => (
-            <li key={t}>{new Date(t).toLocaleString(undefined, { timeZone: timezone, timeZoneName: 'short' })}</li>
+            <li key={t}>{inZone(t, wanted.timezone)}</li>
           ))}
         </ol>
       )}

@@ -13,7 +13,8 @@ export function JobList({ filters }: { filters: JobFilters }) {
   const page = useQuery({
     queryKey: ['jobs', filters],
     queryFn: () => call(() => api.GET('/v1/jobs', { params: { query: { ...filters, limit: 50 } } })),
-    refetchInterval: 2000,
+    // A payload search scans (no index): run it when asked, not every two seconds.
+    refetchInterval: filters.payload ? false : 2000,
   });
   const next = page.data?.next_cursor;
   return (

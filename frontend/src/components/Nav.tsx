@@ -2,7 +2,7 @@
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
 import { can, useMe } from '@/lib/me';
-import { credential, signOut } from '@/lib/session';
+import { credential, logOut } from '@/lib/session';
 import { ThemeToggle } from './ThemeToggle';
 
 export function Nav() {
@@ -27,8 +27,7 @@ export function Nav() {
         <button
           type="button"
           onClick={() => {
-            signOut();
-            window.location.assign('/login/');
+            void logOut().then(() => window.location.assign('/login/'));
           }}
         >
           Sign out

@@ -50,8 +50,9 @@ function problemOf(status: number, body: unknown): Problem {
  * refresh and repeats the request once.
  */
 export async function call<T>(request: () => Promise<Answer<T>>): Promise<T> {
+  const sent = credential();
   let answer = await request();
-  if (answer.response.status === 401 && (await refreshSession())) answer = await request();
+  if (answer.response.status === 401 && (await refreshSession(sent))) answer = await request();
   if (!answer.response.ok || answer.data === undefined) {
     if (answer.response.ok && answer.response.status === 204) return undefined as T;
     throw problemOf(answer.response.status, answer.error);

@@ -19,8 +19,22 @@ export function signOut(): void {
   window.localStorage.removeItem(REFRESH);
 }
 
-/** Exchanges the refresh token for a new pair; `false` when there is none or it is refused. */
-export async function refreshSession(): Promise<boolean> {
+let refreshing: Promise<boolean> | null = null;
+
+/**
+ * Exchanges the refresh token for a new pair; `false` when there is none or it is refused. One
+ * exchange at a time (a second use of a refresh token is taken as theft and revokes the whole
+ * session), and not at all when another request already replaced the credential `failed`.
+ */
+export function refreshSession(failed: string | null): Promise<boolean> {
+  if (credential() !== failed) return Promise.resolve(credential() !== null);
+  refreshing ??= exchange().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+async function exchange(): Promise<boolean> {
   const refresh = window.localStorage.getItem(REFRESH);
   if (!refresh) return false;
   const response = await fetch('/v1/auth/refresh', {
@@ -28,11 +42,26 @@ export async function refreshSession(): Promise<boolean> {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ refresh_token: refresh }),
   });
-  if (!response.ok) {
+  if (response.status === 401) {
+    // Refused (expired, revoked, or used already): the session is over.
     signOut();
     return false;
   }
+  if (!response.ok) return false; // rate limited or unavailable: keep the session, try later
   const tokens = (await response.json()) as { access_token: string; refresh_token: string };
   signIn(tokens.access_token, tokens.refresh_token);
   return true;
+}
+
+/** Ends the session on the server too (its refresh token stops working), then here. */
+export async function logOut(): Promise<void> {
+  const refresh = window.localStorage.getItem(REFRESH);
+  if (refresh) {
+    await fetch('/v1/auth/logout', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ refresh_token: refresh }),
+    }).catch(() => undefined);
+  }
+  signOut();
 }

@@ -52,6 +52,10 @@ fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArgum
 impl SqlBackend for PgStore {
     type Row = PgRow;
 
+    fn server_now() -> Option<&'static str> {
+        Some("now()")
+    }
+
     fn payload_contains(param: &str) -> String {
         format!("payload @> {param}")
     }

@@ -266,6 +266,10 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// no row; `true` when all ran and committed.
     async fn execute_all(&self, steps: &[(Stmt<'_>, &[Arg<'_>])]) -> Result<bool>;
 
+    /// The database server's clock as SQL, where there is one to agree on (PostgreSQL: several
+    /// hosts write; SQLite: one file, one clock — bind [`Arg::Now`] instead).
+    fn server_now() -> Option<&'static str>;
+
     /// A predicate: the `payload` column holds every top-level member of the JSON object bound
     /// as `param` (each a scalar).
     fn payload_contains(param: &str) -> String;

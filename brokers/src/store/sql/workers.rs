@@ -7,12 +7,13 @@ use super::{args, Arg, Columns, SqlBackend, Stmt};
 use crate::store::workers::{WorkerInfo, WorkerRegistry};
 use crate::Result;
 
-const REPORT: Stmt<'static> = Stmt::write(
+/// A worker's report; `{now}` is the time it is seen (the server's clock where there is one, so
+/// that it compares with `JobStore::now`).
+const REPORT: &str =
     "INSERT INTO workers (id, host, pid, version, queues, concurrency, busy, started_at, last_seen) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {now}) \
      ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, concurrency = excluded.concurrency, \
-         busy = excluded.busy, last_seen = excluded.last_seen",
-);
+         busy = excluded.busy, last_seen = excluded.last_seen";
 const LIST: Stmt<'static> = Stmt::read("SELECT * FROM workers ORDER BY last_seen DESC, id");
 const REMOVE: Stmt<'static> = Stmt::write("DELETE FROM workers WHERE id = $1");
 const FORGET: Stmt<'static> = Stmt::write("DELETE FROM workers WHERE last_seen < $1");
@@ -35,7 +36,7 @@ fn worker_from_row<R: Columns>(row: &R) -> Result<WorkerInfo> {
 impl<S: SqlBackend> WorkerRegistry for S {
     async fn report_worker(&self, w: &WorkerInfo) -> Result<()> {
         let queues = w.queues.join(" ");
-        let args = args![
+        let mut args = args![
             &w.id,
             &w.host,
             w.pid,
@@ -43,10 +44,15 @@ impl<S: SqlBackend> WorkerRegistry for S {
             &queues,
             w.concurrency,
             w.busy,
-            w.started_at,
-            Arg::Now
-        ];
-        self.execute(REPORT, &args).await?;
+            w.started_at
+        ]
+        .to_vec();
+        let now = S::server_now().unwrap_or_else(|| {
+            args.push(Arg::Now);
+            "$9"
+        });
+        let sql = REPORT.replace("{now}", now);
+        self.execute(Stmt::write(&sql), &args).await?;
         Ok(())
     }
 

@@ -87,6 +87,10 @@ impl SqliteStore {
 impl SqlBackend for SqliteStore {
     type Row = SqliteRow;
 
+    fn server_now() -> Option<&'static str> {
+        None
+    }
+
     fn payload_contains(param: &str) -> String {
         // Containment of top-level scalars: every member of the wanted object is in the payload
         // with the same JSON type and value (keys are checked to be plain names first).

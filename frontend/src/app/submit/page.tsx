@@ -17,6 +17,9 @@ function SubmitForm() {
     queryKey: ['job', cloneOf],
     queryFn: () => call(() => api.GET('/v1/jobs/{id}', { params: { path: { id: cloneOf ?? '' } } })),
     enabled: cloneOf !== null,
+    // Prefilled once: a refetch must not overwrite what the user has edited since.
+    staleTime: Infinity,
+    refetchOnWindowFocus: false,
   });
   const [kind, setKind] = useState('');
   const [payload, setPayload] = useState<unknown>({});
