@@ -509,6 +509,18 @@ async fn bulk_actions_by_filter(app: App) {
         (json!(3), json!(false)),
         "{r}"
     );
+    // A state the action does not apply to matches nothing.
+    for body in [
+        json!({"filter": {"state": "queued"}, "action": "retry"}),
+        json!({"filter": {"state": "dead"}, "action": "cancel"}),
+    ] {
+        let (s, r) = bulk(body.clone()).await;
+        assert_eq!(
+            (s, r["matched"].clone()),
+            (StatusCode::OK, json!(0)),
+            "{body} -> {r}"
+        );
+    }
     let (_, page) = app.get("/v1/jobs?queue=default").await;
     assert_eq!(page["jobs"], json!([]), "{page}");
     for (body, path) in [

@@ -62,11 +62,13 @@ const { launch, signIn } = require('./launch.cjs');
   await page.click('tr:has-text("nightly") >> text=Edit cron');
   await page.fill('form[aria-label="Edit nightly"] input[name="cron"]', '0 30 2 * * *');
   await page.fill('form[aria-label="Edit nightly"] input[name="timezone"]', 'Europe/Berlin');
-  await page.waitForFunction(() => {
-    const items = document.querySelectorAll('[data-testid="preview"] li');
+  // The preview made for what was typed (both fields settled) shows 02:30 Berlin time.
+  const settled = '[data-testid="preview"][data-zone="Europe/Berlin"][data-cron="0 30 2 * * *"]';
+  await page.waitForFunction((selector) => {
+    const items = document.querySelectorAll(`${selector} li`);
     return items.length === 5 && [...items].every((li) => li.textContent.includes('2:30'));
-  });
-  const previewed = await page.locator('[data-testid="preview"] li').count();
+  }, settled);
+  const previewed = await page.locator(`${settled} li`).count();
   await page.click('form[aria-label="Edit nightly"] button:has-text("Save")');
   await page.waitForSelector('tr:has-text("nightly") code:has-text("0 30 2 * * *")');
   const saved = await (await page.request.get(`${base}/v1/schedules/nightly`, { headers })).json();

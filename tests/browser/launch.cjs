@@ -10,7 +10,7 @@ exports.launch = async (viewport = { width: 1280, height: 900 }) => {
   });
   const page = await browser.newPage({ viewport });
   const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('pageerror', (e) => problems.push(`page error at ${page.url()}: ${e.message}`));
   page.on('requestfailed', (r) => {
     const reason = r.failure()?.errorText;
     if (reason !== 'net::ERR_ABORTED') problems.push(`${r.url()}: ${reason}`);

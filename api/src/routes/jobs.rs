@@ -410,19 +410,13 @@ fn payload_filter(raw: &str) -> Result<serde_json::Map<String, serde_json::Value
     Ok(wanted)
 }
 
-fn verb_name(verb: BulkVerb) -> &'static str {
-    match verb {
-        BulkVerb::Retry => "retry",
-        BulkVerb::Cancel => "cancel",
-        BulkVerb::Delete => "delete",
-    }
-}
-
 /// Most jobs one bulk request acts on.
 const BULK_LIMIT: i64 = 1000;
 
 /// Retry, cancel or delete every job matching a filter (newest first, at most `limit` per
-/// request); jobs in a state the action does not apply to are skipped and not counted.
+/// request). Only jobs in a state the action applies to match: retry takes dead and cancelled
+/// ones (succeeded too when `filter.state` names it), delete finished ones, cancel unfinished
+/// ones.
 #[utoipa::path(post, path = "/v1/jobs/bulk", operation_id = "bulkJobs", tag = "jobs", request_body = BulkRequest,
     responses((status = 200, body = BulkResult)))]
 pub(crate) async fn bulk(
@@ -458,25 +452,8 @@ pub(crate) async fn bulk(
         None => applicable.to_vec(),
         Some(s) if applicable.contains(&s) => vec![s],
         Some(JobState::Succeeded) if request.action == BulkVerb::Retry => vec![JobState::Succeeded],
-        Some(s) => {
-            let applies = if request.action == BulkVerb::Cancel {
-                "unfinished"
-            } else {
-                "finished"
-            };
-            return Err(ApiError::invalid_fields(
-                format!(
-                    "`{}` applies to {applies} jobs, not `{}` ones",
-                    verb_name(request.action),
-                    s.as_str()
-                ),
-                vec![FieldError {
-                    index: None,
-                    path: "filter.state".into(),
-                    message: format!("not a state `{}` applies to", verb_name(request.action)),
-                }],
-            ));
-        }
+        // A state the action does not apply to matches nothing to act on.
+        Some(_) => Vec::new(),
     };
     let mut jobs = Vec::new();
     for state_filter in states {

@@ -1,5 +1,5 @@
 'use client';
-import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, call, type Schedule, type Schemas } from '@/lib/api';
 
@@ -39,6 +39,8 @@ export function CronEditor({ schedule, onDone }: { schedule: Schedule; onDone: (
         api.POST('/v1/cron/preview', { body: { cron: wanted.cron, timezone: wanted.timezone as Zone, count: 5 } }),
       ),
     retry: false,
+    // The last preview stays up while the next one loads.
+    placeholderData: keepPreviousData,
   });
   const save = useMutation({
     mutationFn: () =>
@@ -77,7 +79,7 @@ export function CronEditor({ schedule, onDone }: { schedule: Schedule; onDone: (
       </div>
       <ProblemView error={preview.error ?? save.error} />
       {preview.data && (
-        <ol aria-label="Next fire times" data-testid="preview">
+        <ol aria-label="Next fire times" data-testid="preview" data-zone={wanted.timezone} data-cron={wanted.cron}>
           {preview.data.next_fire_times.map((t) => (
             <li key={t}>{inZone(t, wanted.timezone)}</li>
           ))}
