@@ -1,6 +1,7 @@
 import type { Metadata } from 'next';
 import type { ReactNode } from 'react';
 import { Providers } from '@/components/Providers';
+import { Mounted } from '@/components/Mounted';
 import { Nav } from '@/components/Nav';
 import './globals.css';
 
@@ -11,8 +12,10 @@ export default function RootLayout({ children }: { children: ReactNode }) {
     <html lang="en">
       <body>
         <Providers>
-          <Nav />
-          <main>{children}</main>
+          <Mounted>
+            <Nav />
+            <main>{children}</main>
+          </Mounted>
         </Providers>
       </body>
     </html>
