@@ -718,33 +718,21 @@ pub async fn jobs(args: JobsArgs) -> Result<()> {
             client.print(&page, jobs_table)
         }
         JobsCommand::Show { id } => {
-            let job = client
-                .call(client.http.get(client.url(&format!("/v1/jobs/{id}"))))
-                .await?;
-            client.print(&job, details)
+            let request = client.http.get(client.url(&format!("/v1/jobs/{id}")));
+            client.print(&client.call(request).await?, details)
         }
-        JobsCommand::Cancel { id } => {
-            let job = client
-                .call(
-                    client
-                        .http
-                        .post(client.url(&format!("/v1/jobs/{id}/cancel"))),
-                )
-                .await?;
-            client.print(&job, details)
-        }
-        JobsCommand::Retry { id } => {
-            let job = client
-                .call(
-                    client
-                        .http
-                        .post(client.url(&format!("/v1/jobs/{id}/retry"))),
-                )
-                .await?;
-            client.print(&job, details)
-        }
+        JobsCommand::Cancel { id } => job_action(&client, &id, "cancel").await,
+        JobsCommand::Retry { id } => job_action(&client, &id, "retry").await,
         JobsCommand::Watch { id, timeout } => watch(&client, &id, timeout).await,
     }
+}
+
+/// `POST /v1/jobs/{id}/{action}`, printing the job as it then stands.
+async fn job_action(client: &Client, id: &str, action: &str) -> Result<()> {
+    let request = client
+        .http
+        .post(client.url(&format!("/v1/jobs/{id}/{action}")));
+    client.print(&client.call(request).await?, details)
 }
 
 /// Polls the job, printing each new state (JSON lines with `-o json`), until it is finished.

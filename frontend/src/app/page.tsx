@@ -15,11 +15,7 @@ export default function Overview() {
       <h1>Overview</h1>
       <section className="panel" aria-label="Queues">
         <ProblemView error={queues.error} />
-        {queues.isPending ? (
-          <p className="empty">Loading queues…</p>
-        ) : (
-          queues.data && <QueueTable queues={queues.data.queues} />
-        )}
+        <QueueTable queues={queues.data?.queues} />
       </section>
     </>
   );

@@ -1,12 +1,37 @@
 'use client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
-import { api, call } from '@/lib/api';
+import { api, call, type Schemas } from '@/lib/api';
 import { age } from '@/lib/format';
 import type { Scope } from '@/lib/me';
+import { DataTable, type Column } from './DataTable';
+import { Field } from './Field';
 import { ProblemView } from './ProblemView';
 
 const SCOPES: Scope[] = ['jobs:read', 'jobs:write', 'schedules:write', 'admin'];
+
+type Key = Schemas['ApiKeyView'];
+
+const COLUMNS: Column<Key>[] = [
+  { header: 'name', cell: (k) => k.name },
+  { header: 'prefix', cell: (k) => <code>{k.prefix}</code> },
+  { header: 'scopes', cell: (k) => k.scopes.join(' ') },
+  {
+    header: 'last used',
+    cell: (k) => (k.revoked_at ? <span className="state-dead">revoked</span> : age(k.last_used_at)),
+  },
+];
+
+function RevokeButton({ k, onRevoke }: { k: Key; onRevoke: (id: string) => void }) {
+  return (
+    <button
+      type="button"
+      onClick={() => window.confirm(`Revoke key ${k.name}? It stops working at once.`) && onRevoke(k.id)}
+    >
+      Revoke
+    </button>
+  );
+}
 
 /** The tenant's API keys: create (the secret is shown once), revoke. */
 export function ApiKeys() {
@@ -38,10 +63,7 @@ export function ApiKeys() {
         </p>
       )}
       <form className="filters" onSubmit={submit}>
-        <label>
-          name
-          <input value={name} onChange={(e) => setName(e.target.value)} required maxLength={100} />
-        </label>
+        <Field label="name" value={name} onChange={setName} required maxLength={100} />
         {SCOPES.map((s) => (
           <label key={s}>
             <input type="checkbox" checked={scopes.includes(s)} onChange={() => toggle(s)} /> {s}
@@ -51,41 +73,16 @@ export function ApiKeys() {
           Create key
         </button>
       </form>
-      <table>
-        <thead>
-          <tr>
-            <th>name</th>
-            <th>prefix</th>
-            <th>scopes</th>
-            <th>last used</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {keys.data?.api_keys.map((k) => (
-            <tr key={k.id}>
-              <td>{k.name}</td>
-              <td>
-                <code>{k.prefix}</code>
-              </td>
-              <td>{k.scopes.join(' ')}</td>
-              <td>{k.revoked_at ? <span className="state-dead">revoked</span> : age(k.last_used_at)}</td>
-              <td>
-                {!k.revoked_at && (
-                  <button
-                    type="button"
-                    onClick={() =>
-                      window.confirm(`Revoke key ${k.name}? It stops working at once.`) && revoke.mutate(k.id)
-                    }
-                  >
-                    Revoke
-                  </button>
-                )}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <DataTable
+        columns={[
+          ...COLUMNS,
+          { header: '', cell: (k) => !k.revoked_at && <RevokeButton k={k} onRevoke={revoke.mutate} /> },
+        ]}
+        rows={keys.data?.api_keys}
+        rowKey={(k) => k.id}
+        noun="API keys"
+        empty="No API keys yet."
+      />
     </section>
   );
 }

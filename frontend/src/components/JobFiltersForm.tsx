@@ -3,6 +3,7 @@ import { useRouter } from 'next/navigation';
 import { useState, type FormEvent } from 'react';
 import { searchOf, type JobFilters } from '@/lib/filters';
 import { STATES, type State } from '@/lib/format';
+import { Field } from './Field';
 
 /** Filters as a form whose submission becomes the URL (so every view can be bookmarked). */
 export function JobFiltersForm({ filters }: { filters: JobFilters }) {
@@ -26,31 +27,25 @@ export function JobFiltersForm({ filters }: { filters: JobFilters }) {
           ))}
         </select>
       </label>
-      <label>
-        kind
-        <input
-          value={draft.kind ?? ''}
-          onChange={(e) => setDraft({ ...draft, kind: e.target.value })}
-          placeholder="any"
-        />
-      </label>
-      <label>
-        queue
-        <input
-          value={draft.queue ?? ''}
-          onChange={(e) => setDraft({ ...draft, queue: e.target.value })}
-          placeholder="any"
-        />
-      </label>
-      <label>
-        payload contains
-        <input
-          name="payload"
-          value={draft.payload ?? ''}
-          onChange={(e) => setDraft({ ...draft, payload: e.target.value })}
-          placeholder='{"user_id": 42}'
-        />
-      </label>
+      <Field
+        label="kind"
+        value={draft.kind ?? ''}
+        onChange={(kind) => setDraft({ ...draft, kind })}
+        placeholder="any"
+      />
+      <Field
+        label="queue"
+        value={draft.queue ?? ''}
+        onChange={(queue) => setDraft({ ...draft, queue })}
+        placeholder="any"
+      />
+      <Field
+        label="payload contains"
+        name="payload"
+        value={draft.payload ?? ''}
+        onChange={(payload) => setDraft({ ...draft, payload })}
+        placeholder='{"user_id": 42}'
+      />
       <button type="submit">Apply</button>
     </form>
   );

@@ -26,7 +26,7 @@ export function JobList({ filters }: { filters: JobFilters }) {
       )}
       <section className="panel">
         <ProblemView error={page.error} />
-        {page.isPending ? <p className="empty">Loading jobs…</p> : page.data && <JobTable jobs={page.data.jobs} />}
+        <JobTable jobs={page.data?.jobs} />
       </section>
       <div className="actions">
         {filters.cursor && <Link href={`/jobs/?${searchOf({ ...filters, cursor: undefined })}`}>First page</Link>}

@@ -2,6 +2,8 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState, type FormEvent } from 'react';
 import { api, call, type Schemas } from '@/lib/api';
+import { DataTable } from './DataTable';
+import { Field } from './Field';
 import { ProblemView } from './ProblemView';
 
 type Role = Schemas['RoleName'];
@@ -31,10 +33,7 @@ export function Members() {
       <h2>Members</h2>
       <ProblemView error={members.error ?? set.error ?? remove.error} />
       <form className="filters" onSubmit={submit}>
-        <label>
-          email
-          <input type="email" value={email} onChange={(e) => setEmail(e.target.value)} required />
-        </label>
+        <Field label="email" type="email" value={email} onChange={setEmail} required />
         <label>
           role
           <select value={role} onChange={(e) => setRole(e.target.value as Role)}>
@@ -47,28 +46,24 @@ export function Members() {
           Add or change
         </button>
       </form>
-      <table>
-        <thead>
-          <tr>
-            <th>email</th>
-            <th>role</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {members.data?.members.map((m) => (
-            <tr key={m.user_id}>
-              <td>{m.email}</td>
-              <td>{m.role}</td>
-              <td>
-                <button type="button" onClick={() => window.confirm(`Remove ${m.email}?`) && remove.mutate(m.user_id)}>
-                  Remove
-                </button>
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <DataTable
+        columns={[
+          { header: 'email', cell: (m) => m.email },
+          { header: 'role', cell: (m) => m.role },
+          {
+            header: '',
+            cell: (m) => (
+              <button type="button" onClick={() => window.confirm(`Remove ${m.email}?`) && remove.mutate(m.user_id)}>
+                Remove
+              </button>
+            ),
+          },
+        ]}
+        rows={members.data?.members}
+        rowKey={(m) => m.user_id}
+        noun="members"
+        empty="No members yet."
+      />
     </section>
   );
 }

@@ -2,6 +2,7 @@
 import { useState, type FormEvent } from 'react';
 import { Problem } from '@/lib/api';
 import { signIn } from '@/lib/session';
+import { Field } from '@/components/Field';
 import { ProblemView } from '@/components/ProblemView';
 
 async function check(token: string): Promise<void> {
@@ -56,17 +57,7 @@ export default function Login() {
           <code>pysaas admin create-key</code> makes more.
         </p>
         <form className="filters" onSubmit={withKey}>
-          <label>
-            API key
-            <input
-              name="api-key"
-              value={key}
-              onChange={(e) => setKey(e.target.value)}
-              autoComplete="off"
-              size={48}
-              required
-            />
-          </label>
+          <Field label="API key" name="api-key" value={key} onChange={setKey} autoComplete="off" size={48} required />
           <button className="primary" type="submit">
             Sign in with key
           </button>
@@ -75,26 +66,15 @@ export default function Login() {
       <section className="panel">
         <h2>With your account</h2>
         <form className="filters" onSubmit={withPassword}>
-          <label>
-            email
-            <input
-              type="email"
-              value={email}
-              onChange={(e) => setEmail(e.target.value)}
-              autoComplete="username"
-              required
-            />
-          </label>
-          <label>
-            password
-            <input
-              type="password"
-              value={password}
-              onChange={(e) => setPassword(e.target.value)}
-              autoComplete="current-password"
-              required
-            />
-          </label>
+          <Field label="email" type="email" value={email} onChange={setEmail} autoComplete="username" required />
+          <Field
+            label="password"
+            type="password"
+            value={password}
+            onChange={setPassword}
+            autoComplete="current-password"
+            required
+          />
           <button className="primary" type="submit">
             Log in
           </button>

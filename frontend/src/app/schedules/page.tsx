@@ -1,59 +1,61 @@
 'use client';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { Fragment, useState } from 'react';
+import { useState } from 'react';
 import { api, call, type Schedule } from '@/lib/api';
 import { age } from '@/lib/format';
 import { CronEditor } from '@/components/CronEditor';
+import { DataTable, type Column } from '@/components/DataTable';
 import { ProblemView } from '@/components/ProblemView';
 import { can, useMe } from '@/lib/me';
 
 type Action = 'pause' | 'resume' | 'trigger';
 
-function ScheduleRow({
+function ScheduleActions({
   s,
   onAction,
   onEdit,
 }: {
   s: Schedule;
-  onAction?: (name: string, action: Action) => void;
-  onEdit?: () => void;
+  onAction: (name: string, action: Action) => void;
+  onEdit: () => void;
 }) {
   return (
-    <tr>
-      <td>{s.name}</td>
-      <td>
-        <code>{s.cron}</code> <span className="muted">{s.timezone}</span>
-      </td>
-      <td>{s.kind}</td>
-      <td>
-        {s.paused ? (
-          <span className="badge state-cancelled">paused</span>
-        ) : (
-          (s.next_fire_times[0] && age(s.next_fire_times[0])) || '—'
-        )}
-      </td>
-      <td>{age(s.last_fire_at)}</td>
-      <td className="actions">
-        {onAction && (
-          <>
-            <button type="button" onClick={() => onAction(s.name, s.paused ? 'resume' : 'pause')}>
-              {s.paused ? 'Resume' : 'Pause'}
-            </button>
-            <button
-              type="button"
-              onClick={() => window.confirm(`Trigger ${s.name} now?`) && onAction(s.name, 'trigger')}
-            >
-              Trigger now
-            </button>
-            <button type="button" onClick={onEdit}>
-              Edit cron
-            </button>
-          </>
-        )}
-      </td>
-    </tr>
+    <>
+      <button type="button" onClick={() => onAction(s.name, s.paused ? 'resume' : 'pause')}>
+        {s.paused ? 'Resume' : 'Pause'}
+      </button>
+      <button type="button" onClick={() => window.confirm(`Trigger ${s.name} now?`) && onAction(s.name, 'trigger')}>
+        Trigger now
+      </button>
+      <button type="button" onClick={onEdit}>
+        Edit cron
+      </button>
+    </>
   );
 }
+
+const COLUMNS: Column<Schedule>[] = [
+  { header: 'name', cell: (s) => s.name },
+  {
+    header: 'when',
+    cell: (s) => (
+      <>
+        <code>{s.cron}</code> <span className="muted">{s.timezone}</span>
+      </>
+    ),
+  },
+  { header: 'kind', cell: (s) => s.kind },
+  {
+    header: 'next',
+    cell: (s) =>
+      s.paused ? (
+        <span className="badge state-cancelled">paused</span>
+      ) : (
+        (s.next_fire_times[0] && age(s.next_fire_times[0])) || '—'
+      ),
+  },
+  { header: 'last', cell: (s) => age(s.last_fire_at) },
+];
 
 export default function Schedules() {
   const client = useQueryClient();
@@ -73,47 +75,30 @@ export default function Schedules() {
     },
     onSettled: () => client.invalidateQueries({ queryKey: ['schedules'] }),
   });
+  const actions: Column<Schedule> = {
+    header: '',
+    className: 'actions',
+    cell: (s) => (
+      <ScheduleActions
+        s={s}
+        onAction={(name, action) => act.mutate({ name, action })}
+        onEdit={() => setEditing(s.name)}
+      />
+    ),
+  };
   return (
     <>
       <h1>Schedules</h1>
       <ProblemView error={list.error ?? act.error} />
       <section className="panel">
-        {list.isPending ? (
-          <p className="empty">Loading schedules…</p>
-        ) : list.data && list.data.schedules.length === 0 ? (
-          <p className="empty">No schedules: create one with POST /v1/schedules or `pysaas schedules create`.</p>
-        ) : (
-          <table>
-            <thead>
-              <tr>
-                <th>name</th>
-                <th>when</th>
-                <th>kind</th>
-                <th>next</th>
-                <th>last</th>
-                <th />
-              </tr>
-            </thead>
-            <tbody>
-              {list.data?.schedules.map((s) => (
-                <Fragment key={s.name}>
-                  <ScheduleRow
-                    s={s}
-                    onAction={writer ? (name, action) => act.mutate({ name, action }) : undefined}
-                    onEdit={() => setEditing(s.name)}
-                  />
-                  {editing === s.name && (
-                    <tr>
-                      <td colSpan={6}>
-                        <CronEditor schedule={s} onDone={() => setEditing(null)} />
-                      </td>
-                    </tr>
-                  )}
-                </Fragment>
-              ))}
-            </tbody>
-          </table>
-        )}
+        <DataTable
+          columns={writer ? [...COLUMNS, actions] : COLUMNS}
+          rows={list.data?.schedules}
+          rowKey={(s) => s.name}
+          noun="schedules"
+          empty="No schedules: create one with POST /v1/schedules or `pysaas schedules create`."
+          below={(s) => editing === s.name && <CronEditor schedule={s} onDone={() => setEditing(null)} />}
+        />
       </section>
     </>
   );

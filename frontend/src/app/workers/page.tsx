@@ -1,8 +1,24 @@
 'use client';
 import { useQuery } from '@tanstack/react-query';
-import { api, call } from '@/lib/api';
+import { api, call, type Schemas } from '@/lib/api';
 import { age } from '@/lib/format';
+import { DataTable, type Column } from '@/components/DataTable';
 import { ProblemView } from '@/components/ProblemView';
+
+type Worker = Schemas['WorkerView'];
+
+const COLUMNS: Column<Worker>[] = [
+  { header: 'worker', cell: (w) => w.id, title: (w) => `pid ${w.pid} on ${w.host}` },
+  {
+    header: 'status',
+    cell: (w) => <span className={`badge ${w.status === 'live' ? 'state-succeeded' : 'state-dead'}`}>{w.status}</span>,
+  },
+  { header: 'queues', cell: (w) => w.queues.join(', ') },
+  { header: 'busy', num: true, cell: (w) => `${w.busy}/${w.concurrency}` },
+  { header: 'started', cell: (w) => age(w.started_at) },
+  { header: 'last heard', cell: (w) => age(w.last_seen) },
+  { header: 'version', cell: (w) => w.version },
+];
 
 /** Worker processes as their heartbeats report them; a silent one shows as lost, then goes. */
 export default function Workers() {
@@ -16,46 +32,17 @@ export default function Workers() {
       <h1>Workers</h1>
       <ProblemView error={list.error} />
       <section className="panel">
-        {list.isPending ? (
-          <p className="empty">Loading workers…</p>
-        ) : list.data?.workers.length === 0 ? (
-          <p className="empty">
-            No worker is running: start one with <code>pysaas worker</code>.
-          </p>
-        ) : (
-          <table>
-            <thead>
-              <tr>
-                <th>worker</th>
-                <th>status</th>
-                <th>queues</th>
-                <th className="num">busy</th>
-                <th>started</th>
-                <th>last heard</th>
-                <th>version</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data?.workers.map((w) => (
-                <tr key={w.id}>
-                  <td title={`pid ${w.pid} on ${w.host}`}>{w.id}</td>
-                  <td>
-                    <span className={`badge ${w.status === 'live' ? 'state-succeeded' : 'state-dead'}`}>
-                      {w.status}
-                    </span>
-                  </td>
-                  <td>{w.queues.join(', ')}</td>
-                  <td className="num">
-                    {w.busy}/{w.concurrency}
-                  </td>
-                  <td>{age(w.started_at)}</td>
-                  <td>{age(w.last_seen)}</td>
-                  <td>{w.version}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        )}
+        <DataTable
+          columns={COLUMNS}
+          rows={list.data?.workers}
+          rowKey={(w) => w.id}
+          noun="workers"
+          empty={
+            <>
+              No worker is running: start one with <code>pysaas worker</code>.
+            </>
+          }
+        />
       </section>
     </>
   );
