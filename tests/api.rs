@@ -59,20 +59,16 @@ async fn spawn_app(db: TestDb) -> App {
 }
 
 impl App {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        read(r).await
+        self.send(reqwest::Method::POST, path, Some(body)).await
     }
     async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
         let r = self
             .http
-            .post(format!("{}{path}", self.base))
+            .post(self.url(path))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -81,14 +77,7 @@ impl App {
         read(r).await
     }
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        read(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.send(reqwest::Method::GET, path, None).await
     }
     async fn send(
         &self,
@@ -96,11 +85,21 @@ impl App {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
         }
         read(request.send().await.unwrap()).await
+    }
+    /// A client with a new `jobs:read` key of the app's tenant.
+    async fn reader(&self) -> reqwest::Client {
+        let (_, key) = self
+            .post(
+                "/v1/api-keys",
+                json!({"name": "reader", "scopes": ["jobs:read"]}),
+            )
+            .await;
+        common::bearer_client(key["key"].as_str().unwrap())
     }
     async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -140,7 +139,7 @@ async fn read(r: reqwest::Response) -> (StatusCode, Value) {
 async fn submitted_noop_succeeds_quickly(app: App) {
     let r = app
         .http
-        .post(format!("{}/v1/jobs", app.base))
+        .post(app.url("/v1/jobs"))
         .header("x-request-id", "req-from-client-42")
         .json(&json!({"kind": "system.noop"}))
         .send()
@@ -163,7 +162,7 @@ async fn submitted_noop_succeeds_quickly(app: App) {
     // Without one, the gateway generates it, returns it and records it.
     let r = app
         .http
-        .post(format!("{}/v1/jobs", app.base))
+        .post(app.url("/v1/jobs"))
         .json(&json!({"kind": "system.noop"}))
         .send()
         .await
@@ -261,12 +260,7 @@ async fn bad_input_gets_precise_problems(app: App) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = app.get("/v1/nothing-here").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let r = app
-        .http
-        .delete(format!("{}/v1/jobs", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.delete(app.url("/v1/jobs")).send().await.unwrap();
     assert_eq!(read(r).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
 
@@ -329,7 +323,7 @@ async fn batches_are_all_or_nothing(app: App) {
 async fn idempotency_key_returns_the_same_job(app: App) {
     let send = |payload: Value| {
         app.http
-            .post(format!("{}/v1/jobs", app.base))
+            .post(app.url("/v1/jobs"))
             .header("Idempotency-Key", "charge-7")
             .json(&json!({"kind": "system.sleep", "payload": payload}))
             .send()
@@ -476,12 +470,7 @@ async fn bulk_actions_by_filter(app: App) {
         .unwrap();
     let other = common::bearer_client(&other_key);
     let delete_all = json!({"filter": {}, "action": "delete"});
-    let r = common::json_of(
-        other
-            .post(format!("{}/v1/jobs/bulk", app.base))
-            .json(&delete_all),
-    )
-    .await;
+    let r = common::json_of(other.post(app.url("/v1/jobs/bulk")).json(&delete_all)).await;
     assert_eq!(
         (r["matched"].clone(), r["changed"].clone()),
         (json!(0), json!(0)),
@@ -553,19 +542,103 @@ async fn workers_are_listed_for_admins(app: App) {
     );
     assert!(worker["concurrency"].as_i64().unwrap() >= 1, "{list}");
     assert_eq!(worker["pid"], i64::from(std::process::id()), "{list}");
-    let (_, key) = app
-        .post(
-            "/v1/api-keys",
-            json!({"name": "reader", "scopes": ["jobs:read"]}),
+    let reader = app.reader().await;
+    let r = reader.get(app.url("/v1/workers")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// The operator pauses a queue: its jobs wait (shown `paused` on every tenant's queue list), and
+/// run once it is resumed; nobody else may pause one; a bad name is 422.
+async fn queues_are_paused_and_resumed(app: App) {
+    let (s, paused) = app
+        .send(reqwest::Method::POST, "/v1/queues/default/pause", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{paused}");
+    assert_eq!(paused["paused"], true, "{paused}");
+    assert!(
+        paused["paused_by"].as_str().unwrap().starts_with("key "),
+        "{paused}"
+    );
+    // Pausing again keeps the first pause.
+    let (_, again) = app
+        .send(reqwest::Method::POST, "/v1/queues/default/pause", None)
+        .await;
+    assert_eq!(again["paused_at"], paused["paused_at"], "{again}");
+    let (_, list) = app.get("/v1/queues").await;
+    let default = list["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "default")
+        .cloned()
+        .unwrap_or_else(|| panic!("a paused queue is listed before it has jobs: {list}"));
+    assert_eq!(default["paused"], true, "{list}");
+    // Workers see a pause within a second.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let (s, job) = app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    let id = job["id"].as_str().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, still) = app.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(
+        still["state"], "queued",
+        "a paused queue's job ran: {still}"
+    );
+
+    let (s, resumed) = app
+        .send(reqwest::Method::POST, "/v1/queues/default/resume", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{resumed}");
+    assert_eq!(
+        (&resumed["paused"], &resumed["paused_at"]),
+        (&json!(false), &Value::Null),
+        "{resumed}"
+    );
+    app.wait_state(id, "succeeded", Duration::from_secs(10))
+        .await;
+
+    let (s, bad) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/queues/Not%20A%20Queue/pause",
+            None,
         )
         .await;
-    let reader = common::bearer_client(key["key"].as_str().unwrap());
-    let r = reader
-        .get(format!("{}/v1/workers", app.base))
-        .send()
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("queue name"),
+        "{bad}"
+    );
+
+    // Neither a reader nor another tenant's admin may pause what every tenant shares.
+    let reader = app.reader().await;
+    let store = &app._db.as_ref().unwrap().store;
+    let other = pysaas_api::auth::admin_key_for(store.as_ref(), "acme", "test")
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for who in [reader, common::bearer_client(&other)] {
+        let r = who
+            .post(app.url("/v1/queues/default/pause"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "a clear error"
+        );
+    }
+    let (_, list) = app.get("/v1/queues").await;
+    assert!(
+        list["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|q| q["paused"] == false),
+        "{list}"
+    );
 }
 
 /// A cron expression's next fire times in its zone, before anything is saved; bad fields named.
@@ -723,7 +796,7 @@ async fn health_metrics_and_openapi(app: App) {
     );
     let metrics = app
         .http
-        .get(format!("{}/metrics", app.base))
+        .get(app.url("/metrics"))
         .send()
         .await
         .unwrap()
@@ -765,12 +838,7 @@ async fn health_metrics_and_openapi(app: App) {
     ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
-    let docs = app
-        .http
-        .get(format!("{}/docs/", app.base))
-        .send()
-        .await
-        .unwrap();
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.unwrap().contains("swagger"));
     let (s, kinds) = app.get("/v1/kinds").await;
@@ -1040,7 +1108,7 @@ async fn bodies_must_be_declared_json(app: App) {
     let send = |content_type: Option<&'static str>| {
         let mut request = app
             .http
-            .post(format!("{}/v1/jobs", app.base))
+            .post(app.url("/v1/jobs"))
             .body(r#"{"kind": "system.noop"}"#);
         if let Some(t) = content_type {
             request = request.header("content-type", t);
@@ -1058,7 +1126,7 @@ async fn bodies_must_be_declared_json(app: App) {
     let id = b["id"].as_str().unwrap();
     let r = app
         .http
-        .post(format!("{}/v1/jobs/{id}/cancel", app.base))
+        .post(app.url(&format!("/v1/jobs/{id}/cancel")))
         .send()
         .await
         .unwrap();
@@ -1218,6 +1286,7 @@ api_suite!(
     jobs_are_found_by_payload,
     cron_expressions_are_previewed,
     workers_are_listed_for_admins,
+    queues_are_paused_and_resumed,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,

@@ -44,6 +44,16 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["liveWorkers"], 1, "{seen}");
     assert_eq!(seen["previewed"], 5, "{seen}");
     assert_eq!(seen["foundByPayload"], 1, "{seen}");
+    assert_eq!(seen["pausedSchedule"], true, "{seen}");
+    assert_eq!(
+        seen["triggered"], 1,
+        "a trigger fires a paused schedule: {seen}"
+    );
+    assert_eq!(
+        (seen["whilePaused"].as_str(), seen["afterResume"].as_str()),
+        (Some("queued"), Some("succeeded")),
+        "a paused queue's job waits, then runs once resumed: {seen}"
+    );
     assert_eq!(
         (seen["savedCron"].as_str(), seen["savedZone"].as_str()),
         (Some("0 30 2 * * *"), Some("Europe/Berlin")),

@@ -128,15 +128,33 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_worker_loses_nothing_store() {
-    killed_worker_loses_nothing(Broker::Store).await;
+/// One test per transport (`store`, `rabbitmq`, `redis`) of a scenario taking the [`Broker`].
+macro_rules! on_every_transport {
+    ($scenario:ident) => {
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn store() {
+                super::$scenario(Broker::Store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rabbitmq() {
+                super::$scenario(Broker::amqp()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$scenario(Broker::Redis(TestRedisPrefix::new())).await;
+            }
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_worker_loses_nothing_rabbitmq() {
-    killed_worker_loses_nothing(Broker::amqp()).await;
-}
+on_every_transport!(killed_worker_loses_nothing);
+on_every_transport!(three_workers_share_a_queue);
+on_every_transport!(paused_queue_is_not_claimed);
 
 /// kill -9 a worker in the middle of `system.sleep` jobs, start another: every job ends
 /// `succeeded` exactly once, and the interrupted ones record a second attempt.
@@ -271,26 +289,6 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_worker_loses_nothing_redis() {
-    killed_worker_loses_nothing(Broker::Redis(TestRedisPrefix::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_share_a_queue_redis() {
-    three_workers_share_a_queue(Broker::Redis(TestRedisPrefix::new())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_share_a_queue_store() {
-    three_workers_share_a_queue(Broker::Store).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_workers_share_a_queue_rabbitmq() {
-    three_workers_share_a_queue(Broker::amqp()).await;
-}
-
 /// Three worker processes on one queue: the load is shared and every job completes exactly once.
 /// (With RabbitMQ the jobs were never published by an API: the workers' relay announces them.)
 async fn three_workers_share_a_queue(broker: Broker) {
@@ -331,4 +329,48 @@ async fn three_workers_share_a_queue(broker: Broker) {
         per_worker.values().all(|&ran| ran >= 10),
         "the load is shared: {per_worker:?}"
     );
+}
+
+/// A paused queue: no worker claims from it on any transport, whether it was paused before the
+/// worker started (the flag is in the store) or while the worker runs (within a second); once
+/// resumed, it drains.
+async fn paused_queue_is_not_claimed(broker: Broker) {
+    let db = TestDb::postgres().await;
+    let n = 20;
+    // `n` new jobs, then (after a claim's worth of time) none of them may have been claimed.
+    let held = |round: usize| {
+        let db = &db;
+        async move {
+            db.store
+                .insert((0..n).map(|_| sleep_job(10)).collect())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let all = jobs(db).await;
+            assert_eq!(
+                count(&all, JobState::Queued),
+                n,
+                "claimed while paused: {all:?}"
+            );
+            db.store.resume_queue("default").await.unwrap();
+            wait_until(db, Duration::from_secs(30), "jobs ran once resumed", |j| {
+                count(j, JobState::Succeeded) == round * n
+            })
+            .await;
+        }
+    };
+    db.store.pause_queue("default", "test").await.unwrap();
+    let mut child = worker_on(&db, &broker, 4, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.store.workers().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the worker never reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    held(1).await;
+    // Paused while the worker runs: a second later it claims nothing new.
+    db.store.pause_queue("default", "test").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    held(2).await;
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
 }

@@ -325,14 +325,33 @@ pub struct QueueView {
     /// When a worker last said it consumes this queue; `null`: no worker ever has, and its jobs
     /// wait until one does.
     pub last_consumed_at: Option<DateTime<Utc>>,
+    /// Paused: workers claim nothing from it.
+    pub paused: bool,
+    /// Since when (`null` when not paused).
+    pub paused_at: Option<DateTime<Utc>>,
+}
+
+/// A queue's pause, after a pause or resume.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueuePause {
+    /// Queue name.
+    pub queue: String,
+    /// Paused: workers claim nothing from it.
+    pub paused: bool,
+    /// Since when (`null` when not paused).
+    pub paused_at: Option<DateTime<Utc>>,
+    /// Who paused it (`user …` or `key …`; `null` when not paused).
+    pub paused_by: Option<String>,
 }
 
 impl QueueView {
-    /// Builds the view at time `now`; `last_consumed_at` from the workers' records.
+    /// Builds the view at time `now`; `last_consumed_at` from the workers' records,
+    /// `paused_at` from the queue's pause.
     pub fn new(
         stats: QueueStats,
         now: DateTime<Utc>,
         last_consumed_at: Option<DateTime<Utc>>,
+        paused_at: Option<DateTime<Utc>>,
     ) -> Self {
         let counts = JobState::ALL
             .iter()
@@ -352,6 +371,8 @@ impl QueueView {
             counts,
             oldest_queued_age_seconds: age,
             last_consumed_at,
+            paused: paused_at.is_some(),
+            paused_at,
         }
     }
 }

@@ -97,6 +97,11 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         )
         .route("/v1/cron/preview", post(routes::schedules::preview))
         .route("/v1/queues", get(routes::system::queues))
+        .route("/v1/queues/{name}/pause", post(routes::system::pause_queue))
+        .route(
+            "/v1/queues/{name}/resume",
+            post(routes::system::resume_queue),
+        )
         .route("/v1/kinds", get(routes::system::kinds))
         .route("/v1/workers", get(routes::system::workers))
         .route_layer(middleware::from_fn_with_state(

@@ -410,6 +410,27 @@ async fn workers_are_registered_by_their_reports(db: TestDb) {
     assert!(s.workers().await.unwrap().is_empty());
 }
 
+/// A pause is kept once (the first wins), listed by name, and lifted by resume.
+async fn queues_are_paused_and_resumed(db: TestDb) {
+    let s = &db.store;
+    assert!(s.paused_queues().await.unwrap().is_empty());
+    assert!(s.pause_queue("mail", "user a").await.unwrap());
+    assert!(!s.pause_queue("mail", "user b").await.unwrap());
+    assert!(s.pause_queue("billing", "key k").await.unwrap());
+    let paused = s.paused_queues().await.unwrap();
+    assert_eq!(
+        paused
+            .iter()
+            .map(|p| (p.queue.as_str(), p.paused_by.as_str()))
+            .collect::<Vec<_>>(),
+        [("billing", "key k"), ("mail", "user a")]
+    );
+    assert!((Utc::now() - paused[1].paused_at).num_seconds().abs() < 60);
+    assert!(s.resume_queue("mail").await.unwrap());
+    assert!(!s.resume_queue("mail").await.unwrap());
+    assert_eq!(s.paused_queues().await.unwrap().len(), 1);
+}
+
 /// Listing by payload content: every wanted top-level member present with the same type and
 /// value (JSON containment), on hot and finished jobs alike.
 async fn list_filters_by_payload_content(db: TestDb) {
@@ -704,6 +725,7 @@ pysaas_brokers::each_store!(
     rescued_and_released_jobs_count_as_enqueued,
     finished_jobs_are_deleted_with_their_keys,
     workers_are_registered_by_their_reports,
+    queues_are_paused_and_resumed,
     list_filters_by_payload_content,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,

@@ -73,13 +73,43 @@ const { launch, signIn } = require('./launch.cjs');
   await page.waitForSelector('tr:has-text("nightly") code:has-text("0 30 2 * * *")');
   const saved = await (await page.request.get(`${base}/v1/schedules/nightly`, { headers })).json();
 
+  // The schedule is paused, then triggered by hand (a trigger fires even a paused schedule).
+  await page.click('tr:has-text("nightly") >> button:has-text("Pause")');
+  await page.waitForSelector('tr:has-text("nightly") .badge:has-text("paused")');
+  await page.click('tr:has-text("nightly") >> button:has-text("Trigger now")');
+  let triggered = [];
+  for (let i = 0; i < 100 && triggered.length === 0; i += 1) {
+    const list = await (await page.request.get(`${base}/v1/jobs?kind=system.noop`, { headers })).json();
+    triggered = list.jobs;
+    if (triggered.length === 0) await page.waitForTimeout(100);
+  }
+  const pausedSchedule = (await (await page.request.get(`${base}/v1/schedules/nightly`, { headers })).json()).paused;
+
+  // The queue is paused from the overview: a job submitted now is not claimed until it is resumed.
+  await page.goto(`${base}/`);
+  await page.click('button[aria-label="Pause default"]');
+  await page.waitForSelector('tr:has-text("default") .badge:has-text("paused")');
+  await page.waitForTimeout(1000); // workers see a pause within a second
+  const held = await (
+    await page.request.post(`${base}/v1/jobs`, { headers, data: { kind: 'system.noop', queue: 'default' } })
+  ).json();
+  await page.waitForTimeout(1500);
+  const whilePaused = (await (await page.request.get(`${base}/v1/jobs/${held.id}`, { headers })).json()).state;
+  await page.click('button[aria-label="Resume default"]');
+  await page.waitForSelector('button[aria-label="Pause default"]');
+  let afterResume = whilePaused;
+  for (let i = 0; i < 100 && afterResume !== 'succeeded'; i += 1) {
+    await page.waitForTimeout(100);
+    afterResume = (await (await page.request.get(`${base}/v1/jobs/${held.id}`, { headers })).json()).state;
+  }
+
   // The workers page lists this deployment's worker as live.
   await page.goto(`${base}/workers/`);
   await page.waitForSelector('.badge:has-text("live")', { timeout: 10000 });
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, problems }),
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, pausedSchedule, whilePaused, afterResume, problems }),
   );
   await browser.close();
 })().catch((e) => {

@@ -19,7 +19,8 @@ use pysaas_brokers::{
 use pysaas_jobs::{HandlerError, Outcome, RetryPolicy};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use std::collections::BTreeSet;
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -37,6 +38,9 @@ const NO_HANDLER_RETRY: Duration = Duration::from_secs(60);
 const FETCH_COALESCE: Duration = Duration::from_millis(2);
 /// Longest pause of a fetch loop after the store or broker failed.
 const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the worker reads which queues are paused: a pause stops claims within this (plus
+/// a claim already under way).
+pub(crate) const PAUSE_POLL: Duration = Duration::from_millis(500);
 
 /// Errors that stop a worker.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +130,12 @@ impl Worker {
                 q.name
             )));
         }
+        // Read before the first claim, so that a queue paused before this worker started is
+        // never claimed from.
+        let initial: BTreeSet<String> = (self.store.paused_queues().await?)
+            .into_iter()
+            .map(|p| p.queue)
+            .collect();
         let total: usize = config.queues.iter().map(|q| q.concurrency).sum();
         let (tx, rx) = mpsc::channel(total.max(config.completer_batch) * 2);
         let completer = tokio::spawn(completer::run(
@@ -162,6 +172,13 @@ impl Worker {
             heartbeat_stop.clone(),
         ));
 
+        let (paused_tx, paused) = watch::channel(initial);
+        let pauses = tokio::spawn(watch_pauses(
+            self.store.clone(),
+            paused_tx,
+            heartbeat_stop.clone(),
+        ));
+
         let mut fetchers = Vec::with_capacity(config.queues.len());
         for queue in &config.queues {
             let spec = ConsumerSpec {
@@ -184,6 +201,7 @@ impl Worker {
                 shared.clone(),
                 queue.clone(),
                 consumer,
+                paused.clone(),
                 shutdown.clone(),
             )));
         }
@@ -242,9 +260,69 @@ impl Worker {
         }
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
+        let _ = pauses.await;
         tracing::info!(worker_id = %config.worker_id, "worker stopped");
         Ok(())
     }
+}
+
+/// Keeps `paused` up to date with the store's paused queues until `stop`. A failed read keeps
+/// the last answer (the fetch loops' own claims report the store's trouble).
+async fn watch_pauses(
+    store: Arc<dyn JobStore>,
+    paused: watch::Sender<BTreeSet<String>>,
+    stop: CancellationToken,
+) {
+    loop {
+        match store.paused_queues().await {
+            Ok(list) => {
+                let now: BTreeSet<String> = list.into_iter().map(|p| p.queue).collect();
+                paused.send_if_modified(|old| {
+                    let changed = *old != now;
+                    if changed {
+                        *old = now;
+                    }
+                    changed
+                });
+            }
+            Err(err) => tracing::debug!(error = %err, "reading paused queues failed"),
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            () = tokio::time::sleep(PAUSE_POLL) => {}
+        }
+    }
+}
+
+/// Waits while `queue` is paused; `false` when `shutdown` came first.
+async fn wait_while_paused(
+    queue: &str,
+    consumer: &mut dyn JobConsumer,
+    paused: &mut watch::Receiver<BTreeSet<String>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    if !paused.borrow_and_update().contains(queue) {
+        return true;
+    }
+    consumer.pause().await;
+    tracing::info!(
+        queue,
+        "queue paused: claiming nothing from it until it is resumed"
+    );
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return false,
+            changed = paused.changed() => {
+                if changed.is_err() || !paused.borrow_and_update().contains(queue) {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(queue, "queue resumed");
+    true
 }
 
 /// What a queue's claimer and starter share.
@@ -311,6 +389,7 @@ async fn fetch_loop(
     shared: Arc<Shared>,
     queue: QueueConfig,
     mut consumer: Box<dyn JobConsumer>,
+    mut paused: watch::Receiver<BTreeSet<String>>,
     shutdown: CancellationToken,
 ) -> Vec<Uuid> {
     let state = Arc::new(QueueState {
@@ -354,7 +433,9 @@ async fn fetch_loop(
             }
             asked = state.demand(queue.prefetch, backlog);
         }
-        if shutdown.is_cancelled() {
+        if shutdown.is_cancelled()
+            || !wait_while_paused(&queue.name, consumer.as_mut(), &mut paused, &shutdown).await
+        {
             break;
         }
         match consumer.poll(asked).await {

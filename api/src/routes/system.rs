@@ -1,12 +1,14 @@
 //! Queues, kinds, health, readiness and metrics.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::auth::{Admin, Any, Authorized, JobsRead, TenantOf};
-use crate::dto::{Health, KindList, KindView, QueueList, QueueView, WorkerList, WorkerView};
+use crate::auth::{Admin, Any, Authorized, JobsRead, Principal, Subject, TenantOf};
+use crate::dto::{
+    Health, KindList, KindView, QueueList, QueuePause, QueueView, WorkerList, WorkerView,
+};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -23,12 +25,7 @@ pub(crate) async fn workers(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<Admin>,
 ) -> Result<Json<WorkerList>, ApiError> {
-    if principal.tenant_id != pysaas_jobs::DEFAULT_TENANT {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "worker processes are shown to the operator's admins only (the `default` tenant)",
-        ));
-    }
+    operator_only(&principal, "worker processes are shown")?;
     let now = state.store().now().await?;
     let workers = state.store().workers().await?;
     Ok(Json(WorkerList {
@@ -55,21 +52,119 @@ pub(crate) async fn workers(
     }))
 }
 
+/// Refuses (403) a principal that is not an admin of the operator's tenant (`default`): what
+/// `what` does concerns every tenant.
+fn operator_only(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    if principal.tenant_id == pysaas_jobs::DEFAULT_TENANT {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("{what} to the operator's admins only (the `default` tenant)"),
+    ))
+}
+
+fn queue_name(name: &str) -> Result<(), ApiError> {
+    if pysaas_jobs::valid_queue_name(name) {
+        return Ok(());
+    }
+    Err(ApiError::unprocessable(format!(
+        "`{name}` is not a queue name: 1 to 64 of a-z, 0-9, `.`, `_`, `-`, a letter or digit first"
+    )))
+}
+
+/// Pause a queue: within a second no worker claims from it, on every transport; jobs still
+/// enqueue and wait. Queues serve every tenant, so only the operator's admins (the `default`
+/// tenant) may pause one. The pause is kept in the store and outlives restarts.
+#[utoipa::path(post, path = "/v1/queues/{name}/pause", operation_id = "pauseQueue", tag = "queues",
+    params(("name" = String, Path, description = "Queue name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    responses((status = 200, body = QueuePause),
+        (status = 403, description = "Not an admin of the operator's tenant", content_type = "application/problem+json"),
+        (status = 422, description = "Not a queue name", content_type = "application/problem+json")))]
+pub(crate) async fn pause_queue(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<QueuePause>, ApiError> {
+    set_paused(&state, &principal, name, true).await
+}
+
+/// Resume a paused queue: workers claim from it again within a second.
+#[utoipa::path(post, path = "/v1/queues/{name}/resume", operation_id = "resumeQueue", tag = "queues",
+    params(("name" = String, Path, description = "Queue name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")),
+    responses((status = 200, body = QueuePause),
+        (status = 403, description = "Not an admin of the operator's tenant", content_type = "application/problem+json"),
+        (status = 422, description = "Not a queue name", content_type = "application/problem+json")))]
+pub(crate) async fn resume_queue(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    Path(name): Path<String>,
+) -> Result<Json<QueuePause>, ApiError> {
+    set_paused(&state, &principal, name, false).await
+}
+
+/// Pauses or resumes `queue` for the operator; answers with the queue's pause as it now stands.
+async fn set_paused(
+    state: &AppState,
+    principal: &Principal,
+    queue: String,
+    paused: bool,
+) -> Result<Json<QueuePause>, ApiError> {
+    operator_only(principal, "queues are paused and resumed")?;
+    queue_name(&queue)?;
+    let by = match &principal.subject {
+        Subject::User { id, .. } => format!("user {id}"),
+        Subject::ApiKey { prefix, .. } => format!("key {prefix}"),
+    };
+    let changed = if paused {
+        state.store().pause_queue(&queue, &by).await?
+    } else {
+        state.store().resume_queue(&queue).await?
+    };
+    if changed {
+        tracing::info!(queue = %queue, by = %by, paused, "queue pause changed");
+    }
+    let pause = state
+        .store()
+        .paused_queues()
+        .await?
+        .into_iter()
+        .find(|p| p.queue == queue);
+    Ok(Json(QueuePause {
+        paused: pause.is_some(),
+        paused_at: pause.as_ref().map(|p| p.paused_at),
+        paused_by: pause.map(|p| p.paused_by),
+        queue,
+    }))
+}
+
 /// Per-queue counts by state and the age of the oldest queued job.
 #[utoipa::path(get, path = "/v1/queues", operation_id = "listQueues", tag = "queues", responses((status = 200, body = QueueList)))]
 pub(crate) async fn queues(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<JobsRead>,
 ) -> Result<Json<QueueList>, ApiError> {
-    let stats = state.store().queue_stats(Some(&tenant)).await?;
+    let mut stats = state.store().queue_stats(Some(&tenant)).await?;
     let consumed = state.store().consumed_queues().await?;
+    let paused = state.store().paused_queues().await?;
     let now = state.store().now().await?;
+    // A paused queue shows even before it holds any of this tenant's jobs.
+    for p in &paused {
+        if !stats.iter().any(|s| s.queue == p.queue) {
+            stats.push(pysaas_brokers::QueueStats {
+                queue: p.queue.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    stats.sort_by(|a, b| a.queue.cmp(&b.queue));
     Ok(Json(QueueList {
         queues: stats
             .into_iter()
             .map(|s| {
                 let seen = consumed.get(&s.queue).copied();
-                QueueView::new(s, now, seen)
+                let pause = paused.iter().find(|p| p.queue == s.queue);
+                QueueView::new(s, now, seen, pause.map(|p| p.paused_at))
             })
             .collect(),
     }))

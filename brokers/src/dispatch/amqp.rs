@@ -548,6 +548,15 @@ impl JobConsumer for AmqpConsumer {
         Ok(out)
     }
 
+    async fn pause(&mut self) {
+        // Closing the channel hands its unacknowledged deliveries back to the queue (acks of
+        // jobs claimed from it fail harmlessly: their messages are redelivered and found done).
+        if let Some(channel) = self.channel.take() {
+            let _ = channel.close(200, "queue paused").await;
+        }
+        self.drop_stream();
+    }
+
     async fn wait(&mut self) {
         if !self.buffer.is_empty() {
             return;

@@ -64,6 +64,11 @@ pub trait JobConsumer: Send + fmt::Debug {
 
     /// Resolves when a `poll` may find work (or after a poll interval). Cancel-safe.
     async fn wait(&mut self);
+
+    /// The queue was paused: give back what the transport holds for this consumer and has not
+    /// been claimed (a broker's prefetched messages), so that it waits in the broker, not here.
+    /// The next `poll` resumes. Nothing to do for transports that hold nothing ahead.
+    async fn pause(&mut self) {}
 }
 
 /// A job transport.

@@ -20,6 +20,7 @@ mod auth;
 mod group_commit;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod queues;
 mod schedules;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
@@ -43,6 +44,7 @@ pub use auth::{
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
+pub use queues::{PausedQueue, QueuePauses};
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
@@ -211,7 +213,15 @@ pub trait JobReads: Send + Sync {
 /// (`brokers/tests/store_conformance.rs`).
 #[async_trait]
 pub trait JobStore:
-    JobReads + WorkerRegistry + SchedulerStore + AuthStore + Send + Sync + std::fmt::Debug + 'static
+    JobReads
+    + WorkerRegistry
+    + QueuePauses
+    + SchedulerStore
+    + AuthStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// Backend name (`postgres`, `sqlite`).
     fn backend(&self) -> &'static str;

@@ -1,7 +1,7 @@
 'use client';
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
-import { can, useMe } from '@/lib/me';
+import { can, isOperator, useMe } from '@/lib/me';
 import { credential, logOut } from '@/lib/session';
 import { ThemeToggle } from './ThemeToggle';
 
@@ -18,7 +18,7 @@ export function Nav() {
         <Link href="/jobs/?state=dead">Dead</Link>
         <Link href="/schedules/">Schedules</Link>
         {can(me, 'jobs:write') && <Link href="/submit/">Submit</Link>}
-        {can(me, 'admin') && <Link href="/workers/">Workers</Link>}
+        {isOperator(me) && <Link href="/workers/">Workers</Link>}
         {signedIn && <Link href="/account/">Account</Link>}
       </nav>
       <span className="spacer" />

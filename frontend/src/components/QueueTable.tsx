@@ -1,46 +1,86 @@
 'use client';
 import Link from 'next/link';
-import type { Queue } from '@/lib/api';
+import { useMutation, useQueryClient } from '@tanstack/react-query';
+import { api, call, type Queue } from '@/lib/api';
 import { age, STATES } from '@/lib/format';
+import { isOperator, useMe } from '@/lib/me';
+import { DataTable, type Column } from './DataTable';
+import { ProblemView } from './ProblemView';
 
-export function QueueTable({ queues }: { queues: Queue[] }) {
-  if (queues.length === 0) return <p className="empty">No queues yet: submit a job and its queue appears here.</p>;
+const jobsOf = (queue: string, state?: string) =>
+  `/jobs/?queue=${encodeURIComponent(queue)}${state ? `&state=${state}` : ''}`;
+
+const COLUMNS: Column<Queue>[] = [
+  {
+    header: 'queue',
+    cell: (q) => (
+      <>
+        <Link href={jobsOf(q.name)}>{q.name}</Link>{' '}
+        {q.paused && (
+          <span className="badge state-cancelled" title={`paused ${age(q.paused_at)}`}>
+            paused
+          </span>
+        )}
+      </>
+    ),
+  },
+  ...STATES.map((s): Column<Queue> => ({
+    header: s,
+    num: true,
+    cell: (q) =>
+      (q.counts[s] ?? 0) > 0 ? <Link href={jobsOf(q.name, s)}>{q.counts[s]}</Link> : <span className="muted">0</span>,
+  })),
+  {
+    header: 'oldest queued',
+    num: true,
+    cell: (q) => (q.oldest_queued_age_seconds > 0 ? `${Math.round(q.oldest_queued_age_seconds)} s` : '—'),
+  },
+  {
+    header: 'consumed',
+    cell: (q) => (q.last_consumed_at ? age(q.last_consumed_at) : <span className="muted">no worker yet</span>),
+  },
+];
+
+function PauseButton({ q, onToggle }: { q: Queue; onToggle: (q: Queue) => void }) {
+  const verb = q.paused ? 'Resume' : 'Pause';
+  const confirmText = q.paused
+    ? `Resume ${q.name}? Workers start claiming its jobs again.`
+    : `Pause ${q.name}? No worker claims its jobs (any tenant's) until it is resumed.`;
   return (
-    <table>
-      <thead>
-        <tr>
-          <th>queue</th>
-          {STATES.map((s) => (
-            <th key={s} className="num">
-              {s}
-            </th>
-          ))}
-          <th className="num">oldest queued</th>
-          <th>consumed</th>
-        </tr>
-      </thead>
-      <tbody>
-        {queues.map((q) => (
-          <tr key={q.name}>
-            <td>
-              <Link href={`/jobs/?queue=${encodeURIComponent(q.name)}`}>{q.name}</Link>
-            </td>
-            {STATES.map((s) => (
-              <td key={s} className="num">
-                {(q.counts[s] ?? 0) > 0 ? (
-                  <Link href={`/jobs/?queue=${encodeURIComponent(q.name)}&state=${s}`}>{q.counts[s]}</Link>
-                ) : (
-                  <span className="muted">0</span>
-                )}
-              </td>
-            ))}
-            <td className="num">
-              {q.oldest_queued_age_seconds > 0 ? `${Math.round(q.oldest_queued_age_seconds)} s` : '—'}
-            </td>
-            <td>{q.last_consumed_at ? age(q.last_consumed_at) : <span className="muted">no worker yet</span>}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+    <button type="button" aria-label={`${verb} ${q.name}`} onClick={() => window.confirm(confirmText) && onToggle(q)}>
+      {verb}
+    </button>
+  );
+}
+
+/** Every queue: depth by state, oldest queued job, consumers; the operator pauses and resumes. */
+export function QueueTable({ queues }: { queues: Queue[] | undefined }) {
+  const client = useQueryClient();
+  const operator = isOperator(useMe().data);
+  const toggle = useMutation({
+    mutationFn: (q: Queue) => {
+      const params = { params: { path: { name: q.name } } };
+      return call(() =>
+        q.paused ? api.POST('/v1/queues/{name}/resume', params) : api.POST('/v1/queues/{name}/pause', params),
+      );
+    },
+    onSettled: () => client.invalidateQueries({ queryKey: ['queues'] }),
+  });
+  const actions: Column<Queue> = {
+    header: '',
+    className: 'actions',
+    cell: (q) => <PauseButton q={q} onToggle={toggle.mutate} />,
+  };
+  return (
+    <>
+      <ProblemView error={toggle.error} />
+      <DataTable
+        columns={operator ? [...COLUMNS, actions] : COLUMNS}
+        rows={queues}
+        rowKey={(q) => q.name}
+        noun="queues"
+        empty="No queues yet: submit a job and its queue appears here."
+      />
+    </>
   );
 }

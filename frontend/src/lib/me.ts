@@ -11,6 +11,12 @@ export function can(me: Me | undefined, scope: Scope): boolean {
   return !!me && (me.scopes.includes('admin') || me.scopes.includes(scope));
 }
 
+/** Whether `me` is the operator: an admin of the `default` tenant, whose say covers what every
+ * tenant shares (queues, worker processes). */
+export function isOperator(me: Me | undefined): boolean {
+  return !!me && me.tenant_id === 'default' && can(me, 'admin');
+}
+
 /** The signed-in credential's identity and scopes; write controls are offered only with them. */
 export function useMe() {
   return useQuery({

@@ -10,6 +10,7 @@
 
 mod auth;
 pub(crate) mod jobs;
+mod queues;
 mod rows;
 mod schedules;
 mod workers;
