@@ -363,6 +363,26 @@ async fn cancel_retry_and_failures(app: App) {
         .as_str()
         .unwrap()
         .contains("failing attempt 2"));
+    // The history holds every attempt: two failed, then the one that succeeded, each timed.
+    let history = done["history"].as_array().unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|a| (
+                a["attempt"].as_i64().unwrap(),
+                a["outcome"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [(1, "failed"), (2, "failed"), (3, "succeeded")],
+        "{done}"
+    );
+    assert!(
+        history
+            .iter()
+            .all(|a| a["duration_ms"].as_i64().is_some() && a["worker_id"].is_string()),
+        "{done}"
+    );
+    assert!(history[2]["error"].is_null() && history[0]["error"].is_string());
     // Dead after max attempts, then a manual retry runs it again.
     let (_, job) = app
         .post(

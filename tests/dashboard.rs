@@ -45,6 +45,13 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["previewed"], 5, "{seen}");
     assert_eq!(seen["foundByPayload"], 1, "{seen}");
     assert_eq!(seen["pausedSchedule"], true, "{seen}");
+    let attempts = seen["attemptRows"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{seen}");
+    let row = attempts[0].as_str().unwrap();
+    assert!(
+        row.contains("succeeded") && row.contains(" ms"),
+        "the attempt with its outcome and duration: {seen}"
+    );
     assert_eq!(
         seen["triggered"], 1,
         "a trigger fires a paused schedule: {seen}"

@@ -97,6 +97,9 @@ pub struct JobView {
     /// Every failed attempt, oldest first (a job that succeeded after failures keeps them here;
     /// its `last_error` is cleared).
     pub errors: Vec<AttemptView>,
+    /// Every attempt, oldest first: the failed ones (from `errors`) and the one that succeeded
+    /// or is running, each with its worker, start, end, duration and outcome.
+    pub history: Vec<AttemptRun>,
     /// On submission only: why the job may not start soon (no worker has ever consumed its
     /// queue: it waits until one does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,9 +121,80 @@ pub struct AttemptView {
     pub finished_at: DateTime<Utc>,
 }
 
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Still running.
+    Running,
+    /// The handler succeeded.
+    Succeeded,
+    /// It failed (and was retried, or the job then ended `dead` or `cancelled`).
+    Failed,
+}
+
+/// One attempt of a job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AttemptRun {
+    /// Attempt number (1-based).
+    pub attempt: i32,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// The worker that ran it.
+    pub worker_id: Option<String>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended (`null` while running).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// How long it ran, in milliseconds (`null` while running or when its start is unknown).
+    pub duration_ms: Option<i64>,
+    /// What went wrong (failed attempts).
+    pub error: Option<String>,
+}
+
+/// Every attempt of `job`, oldest first.
+fn history_of(job: &Job) -> Vec<AttemptRun> {
+    let ran = |start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>| match (start, end) {
+        (Some(start), Some(end)) => Some((end - start).num_milliseconds().max(0)),
+        _ => None,
+    };
+    let mut history: Vec<AttemptRun> = job
+        .errors
+        .iter()
+        .map(|e| AttemptRun {
+            attempt: e.attempt,
+            outcome: AttemptOutcome::Failed,
+            worker_id: e.worker_id.clone(),
+            started_at: e.started_at,
+            finished_at: Some(e.finished_at),
+            duration_ms: ran(e.started_at, Some(e.finished_at)),
+            error: Some(e.error.clone()),
+        })
+        .collect();
+    let last = match job.state {
+        JobState::Running => Some((AttemptOutcome::Running, None)),
+        JobState::Succeeded => Some((AttemptOutcome::Succeeded, job.finished_at)),
+        _ => None,
+    };
+    if let Some((outcome, finished_at)) = last {
+        history.push(AttemptRun {
+            attempt: job.attempts,
+            outcome,
+            worker_id: job.worker_id.clone(),
+            started_at: job.started_at,
+            finished_at,
+            duration_ms: ran(job.started_at, finished_at),
+            error: None,
+        });
+    }
+    history
+}
+
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
+        let history = history_of(&job);
         JobView {
+            history,
             id: job.id,
             tenant_id: job.tenant_id,
             kind: job.kind,

@@ -25,7 +25,7 @@ use crate::routes::{auth, jobs, schedules, system};
         system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
-        dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::BatchAccepted, dto::JobPage, dto::QueueView,
+        dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::AttemptRun, dto::AttemptOutcome, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::QueuePause, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, dto::CronPreview, dto::CronTimes, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,

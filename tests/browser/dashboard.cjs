@@ -21,6 +21,7 @@ const { launch, signIn } = require('./launch.cjs');
   await page.waitForSelector('.badge.state-succeeded', { timeout: 20000 });
   const reloaded = !(await page.evaluate(() => window.__stillHere === true));
   const result = await page.locator('[data-testid="result"]').innerText();
+  const attemptRows = await page.locator('section[aria-label="Attempts"] tbody tr').allInnerTexts();
   const id = new URL(jobUrl).searchParams.get('id');
 
   // A payload search finds the job by its content.
@@ -109,7 +110,7 @@ const { launch, signIn } = require('./launch.cjs');
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, pausedSchedule, whilePaused, afterResume, problems }),
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, pausedSchedule, whilePaused, afterResume, problems }),
   );
   await browser.close();
 })().catch((e) => {

@@ -1,13 +1,29 @@
 'use client';
 import Link from 'next/link';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { api, call } from '@/lib/api';
+import { api, call, type Schemas } from '@/lib/api';
 import { age, isFinished } from '@/lib/format';
 import { can, useMe } from '@/lib/me';
+import { DataTable, type Column } from './DataTable';
 import { ProblemView } from './ProblemView';
 import { StateBadge } from './StateBadge';
 
-/** One job: its fields, payload, result and failed attempts; cancel, retry, clone. */
+type Attempt = Schemas['AttemptRun'];
+
+const ATTEMPT_COLUMNS: Column<Attempt>[] = [
+  { header: 'attempt', num: true, cell: (a) => a.attempt },
+  {
+    header: 'outcome',
+    cell: (a) => <StateBadge state={a.outcome === 'failed' ? 'dead' : a.outcome} label={a.outcome} />,
+  },
+  { header: 'worker', cell: (a) => a.worker_id ?? '—' },
+  { header: 'started', cell: (a) => age(a.started_at), title: (a) => a.started_at ?? '' },
+  { header: 'finished', cell: (a) => age(a.finished_at), title: (a) => a.finished_at ?? '' },
+  { header: 'duration', num: true, cell: (a) => (a.duration_ms == null ? '—' : `${a.duration_ms} ms`) },
+  { header: 'error', cell: (a) => a.error ?? '' },
+];
+
+/** One job: its fields, payload, result and every attempt; cancel, retry, clone. */
 export function JobDetail({ id }: { id: string }) {
   const client = useQueryClient();
   const writer = can(useMe().data, 'jobs:write');
@@ -95,31 +111,16 @@ export function JobDetail({ id }: { id: string }) {
           </>
         )}
       </section>
-      {j.errors.length > 0 && (
-        <section className="panel" aria-label="Failed attempts">
-          <h2>Failed attempts</h2>
-          <table>
-            <thead>
-              <tr>
-                <th className="num">attempt</th>
-                <th>worker</th>
-                <th>finished</th>
-                <th>error</th>
-              </tr>
-            </thead>
-            <tbody>
-              {j.errors.map((e) => (
-                <tr key={e.attempt}>
-                  <td className="num">{e.attempt}</td>
-                  <td>{e.worker_id ?? '—'}</td>
-                  <td title={e.finished_at}>{age(e.finished_at)}</td>
-                  <td>{e.error}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
-      )}
+      <section className="panel" aria-label="Attempts">
+        <h2>Attempts</h2>
+        <DataTable
+          columns={ATTEMPT_COLUMNS}
+          rows={j.history}
+          rowKey={(a) => String(a.attempt)}
+          noun="attempts"
+          empty="Not started yet."
+        />
+      </section>
     </>
   );
 }
