@@ -694,10 +694,14 @@ impl Parts {
             println!("PySaaS API on http://{local}  (docs: http://{local}/docs)");
         }
         let shutdown = self.shutdown.clone();
+        let streams = state.clone();
         pysaas_api::serve(
             listener,
             pysaas_api::router_with(state, &gateway),
-            async move { shutdown.cancelled().await },
+            async move {
+                shutdown.cancelled().await;
+                streams.end_streams();
+            },
         )
         .await?;
         Ok(())

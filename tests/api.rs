@@ -661,6 +661,59 @@ async fn queues_are_paused_and_resumed(app: App) {
     );
 }
 
+/// Reads `stream` until an event named `event` arrives (true) or `within` passes (false).
+async fn sse_event(stream: &mut reqwest::Response, event: &str, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut text = String::new();
+    while !text.contains(&format!("event: {event}\n")) {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The event stream tells a tenant's page that its jobs changed — and never another tenant's.
+async fn events_stream_live_changes(app: App) {
+    let mut mine = app
+        .http
+        .get(app.url("/v1/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.status(), StatusCode::OK);
+    assert_eq!(mine.headers()["content-type"], "text/event-stream");
+    assert!(sse_event(&mut mine, "ready", Duration::from_secs(5)).await);
+    let store = &app._db.as_ref().unwrap().store;
+    let other = pysaas_api::auth::admin_key_for(store.as_ref(), "acme", "test")
+        .await
+        .unwrap();
+    let mut theirs = common::bearer_client(&other)
+        .get(app.url("/v1/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert!(sse_event(&mut theirs, "ready", Duration::from_secs(5)).await);
+    // Let PostgreSQL's listener connect.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (s, job) = app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{job}");
+    assert!(
+        sse_event(&mut mine, "changed", Duration::from_secs(2)).await,
+        "no change event within 2 s"
+    );
+    assert!(
+        !sse_event(&mut theirs, "changed", Duration::from_millis(1500)).await,
+        "another tenant heard of this tenant's job"
+    );
+    // No credential: a problem, not a stream.
+    let r = reqwest::get(app.url("/v1/events/stream")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
 /// A cron expression's next fire times in its zone, before anything is saved; bad fields named.
 async fn cron_expressions_are_previewed(app: App) {
     let (s, r) = app
@@ -1307,6 +1360,7 @@ api_suite!(
     cron_expressions_are_previewed,
     workers_are_listed_for_admins,
     queues_are_paused_and_resumed,
+    events_stream_live_changes,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,

@@ -13,6 +13,21 @@ use pysaas_brokers::testing::TestDb;
 use pysaas_brokers::JobStore;
 
 async fn serve(store: Option<Arc<dyn JobStore>>) -> pysaas::testing::TestApp {
+    serve_roles(
+        store,
+        pysaas::Roles {
+            api: true,
+            worker: true,
+            scheduler: true,
+        },
+    )
+    .await
+}
+
+async fn serve_roles(
+    store: Option<Arc<dyn JobStore>>,
+    roles: pysaas::Roles,
+) -> pysaas::testing::TestApp {
     let ui = std::env::var("PYSAAS_TEST_UI_DIR").expect(
         "PYSAAS_TEST_UI_DIR: the dashboard's built export (scripts/test.sh builds frontend/out)",
     );
@@ -22,12 +37,7 @@ async fn serve(store: Option<Arc<dyn JobStore>>) -> pysaas::testing::TestApp {
     if let Some(store) = store {
         app = app.with_store(store);
     }
-    let everything = pysaas::Roles {
-        api: true,
-        worker: true,
-        scheduler: true,
-    };
-    common::spawn(app, everything).await
+    common::spawn(app, roles).await
 }
 
 async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::testing::TestApp) {
@@ -145,4 +155,55 @@ async fn unknown_paths_stay_problem_json_beside_the_dashboard() {
     assert!(index.text().await.unwrap().contains("PySaaS"));
     let jobs = reqwest::get(app.url("/jobs/?state=dead")).await.unwrap();
     assert_eq!(jobs.status(), 200);
+}
+
+/// Live updates across processes: the page is served by this API, the job submitted through
+/// another `pysaas api` process and run by a `pysaas worker` process; the page shows it finished
+/// within a second, with nothing polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_cross_processes() {
+    let db = TestDb::postgres().await;
+    let served = serve_roles(Some(db.store.clone()), common::api_only()).await;
+    let (key, _) = served.admin_client().await.unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let mut children = [
+        common::pysaas_process(
+            &db,
+            &["api"],
+            &[("PYSAAS_LISTEN", &listen), ("PYSAAS_DATA_DIR", data_dir)],
+        ),
+        common::pysaas_process(&db, &["worker", "--queues", "default"], &[]),
+    ];
+    let other = format!("http://{listen}");
+    let ready = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while reqwest::get(format!("{other}/readyz")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < ready,
+            "the second API never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen = common::browse("live.cjs", &[&served.url(""), &key, &other]).await;
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["state"], "succeeded", "{seen}");
+    let lag = seen["lagMs"].as_i64().unwrap();
+    eprintln!("live update shown {lag} ms after the finish");
+    assert!(
+        lag < 1000,
+        "the page showed the finish {lag} ms after it: {seen}"
+    );
+    assert!(
+        seen["jobRequests"].as_i64().unwrap() <= 4,
+        "the job page polled instead of following events: {seen}"
+    );
 }

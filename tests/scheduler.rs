@@ -451,6 +451,7 @@ async fn the_pruner_applies_per_state_retention() {
         .enumerate()
         .map(|(i, job)| Completion {
             id: job.id,
+            tenant_id: job.tenant_id.clone(),
             attempt: 1,
             outcome: if i < 3 {
                 Outcome::Succeeded { result: None }

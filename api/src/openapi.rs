@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::error::FieldError;
-use crate::routes::{auth, jobs, schedules, system};
+use crate::routes::{auth, events, jobs, schedules, system};
 
 /// PySaaS's HTTP API.
 #[derive(Debug, OpenApi)]
@@ -22,7 +22,7 @@ use crate::routes::{auth, jobs, schedules, system};
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         schedules::preview, schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger,
-        system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
+        events::stream, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::AttemptRun, dto::AttemptOutcome, dto::BatchAccepted, dto::JobPage, dto::QueueView,

@@ -27,6 +27,8 @@ struct Inner {
     queue_gauges: Arc<pysaas_brokers::gauges::QueueGauges>,
     group_commit: pysaas_brokers::store::GroupCommit,
     consumed: Arc<ConsumedQueues>,
+    /// Cancelled at shutdown: ends the open event streams, so that the server can drain.
+    streams: tokio_util::sync::CancellationToken,
 }
 
 /// The queues some worker has consumed, read from the store at most once a second and only
@@ -103,6 +105,7 @@ impl AppState {
                 plans: Arc::new(PlanCache::default()),
                 queue_gauges: Arc::new(pysaas_brokers::gauges::QueueGauges::default()),
                 consumed: Arc::new(ConsumedQueues::default()),
+                streams: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -135,6 +138,16 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// Ends every open event stream (`GET /v1/events/stream`): call it when shutdown begins,
+    /// or a graceful shutdown would wait for the browsers to hang up.
+    pub fn end_streams(&self) {
+        self.inner.streams.cancel();
+    }
+
+    pub(crate) fn streams_ended(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.inner.streams.clone().cancelled_owned()
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn JobStore> {

@@ -143,6 +143,7 @@ async fn finish(t: &Transport, deliveries: Vec<Delivery>) {
         .iter()
         .map(|d| Completion {
             id: d.job.id,
+            tenant_id: d.job.tenant_id.clone(),
             attempt: d.job.attempts,
             outcome: Outcome::Succeeded { result: None },
         })

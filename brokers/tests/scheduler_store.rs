@@ -293,6 +293,7 @@ async fn pruning_deletes_only_old_finished_jobs(db: TestDb) {
         .zip(outcomes)
         .map(|(j, outcome)| Completion {
             id: j.id,
+            tenant_id: j.tenant_id.clone(),
             attempt: 1,
             outcome,
         })

@@ -37,6 +37,7 @@ async fn insert(store: &Arc<dyn JobStore>, jobs: Vec<NewJob>) -> Vec<Uuid> {
 fn done(id: Uuid, attempt: i32) -> Completion {
     Completion {
         id,
+        tenant_id: "acme".into(),
         attempt,
         outcome: Outcome::Succeeded {
             result: Some(json!({"ok": true})),
@@ -218,6 +219,7 @@ async fn failed_attempts_retry_after_backoff(db: TestDb) {
     assert_eq!(
         s.complete(&[Completion {
             id,
+            tenant_id: "acme".into(),
             attempt: 1,
             outcome: retry
         }])
@@ -240,6 +242,7 @@ async fn failed_attempts_retry_after_backoff(db: TestDb) {
     };
     s.complete(&[Completion {
         id,
+        tenant_id: "acme".into(),
         attempt: 2,
         outcome: dead,
     }])
@@ -410,6 +413,37 @@ async fn workers_are_registered_by_their_reports(db: TestDb) {
     assert!(s.workers().await.unwrap().is_empty());
 }
 
+/// Changes are announced per tenant: an insert, a claim and a completion each reach a
+/// subscriber (through NOTIFY on PostgreSQL), naming the job's tenant.
+async fn changes_are_announced_by_tenant(db: TestDb) {
+    let s = &db.store;
+    let mut changes = s.changes();
+    // Let the listener connect (PostgreSQL) before the first change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = |changes: &mut tokio::sync::broadcast::Receiver<String>| {
+        let mut changes = changes.resubscribe();
+        async move {
+            tokio::time::timeout(Duration::from_secs(3), changes.recv())
+                .await
+                .expect("a change within 3 s")
+                .unwrap()
+        }
+    };
+    let seen = next(&mut changes);
+    let id = insert(s, vec![job("changes")]).await[0];
+    assert_eq!(seen.await, "acme");
+    let seen = next(&mut changes);
+    let claimed = s
+        .claim("changes", 1, "w", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(seen.await, "acme");
+    let seen = next(&mut changes);
+    assert_eq!(s.complete(&[done(id, 1)]).await.unwrap(), 1);
+    assert_eq!(seen.await, "acme");
+}
+
 /// A pause is kept once (the first wins), listed by name, and lifted by resume.
 async fn queues_are_paused_and_resumed(db: TestDb) {
     let s = &db.store;
@@ -513,6 +547,7 @@ async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
     let claimed = s.claim("q", 1, "w", LEASE).await.unwrap();
     s.complete(&[Completion {
         id,
+        tenant_id: "acme".into(),
         attempt: claimed[0].attempts,
         outcome: Outcome::Dead { error: "x".into() },
     }])
@@ -726,6 +761,7 @@ pysaas_brokers::each_store!(
     finished_jobs_are_deleted_with_their_keys,
     workers_are_registered_by_their_reports,
     queues_are_paused_and_resumed,
+    changes_are_announced_by_tenant,
     list_filters_by_payload_content,
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,

@@ -24,6 +24,7 @@ pub(super) async fn raw_loop(store: Arc<dyn JobStore>, batch: usize) -> Result<u
             .iter()
             .map(|j| pysaas_brokers::Completion {
                 id: j.id,
+                tenant_id: j.tenant_id.clone(),
                 attempt: j.attempts,
                 outcome: pysaas_jobs::Outcome::Succeeded { result: None },
             })

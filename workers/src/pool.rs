@@ -609,6 +609,7 @@ async fn run_job(
     let finished = Finished {
         completion: Completion {
             id: job.id,
+            tenant_id: job.tenant_id,
             attempt: job.attempts,
             outcome,
         },

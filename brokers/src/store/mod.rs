@@ -134,6 +134,8 @@ pub enum Transition {
 pub struct Completion {
     /// Job id.
     pub id: Uuid,
+    /// Its tenant (announced as changed once the outcome is written).
+    pub tenant_id: String,
     /// The attempt this outcome belongs to: a fencing token, so a stale worker cannot overwrite
     /// a newer attempt.
     pub attempt: i32,
@@ -292,6 +294,12 @@ pub trait JobStore:
     /// A counter bumped whenever jobs may have become claimable; consumers wait on it between
     /// empty claims.
     fn wakeups(&self) -> watch::Receiver<u64>;
+
+    /// Tenants whose jobs changed state (inserted, claimed, finished, cancelled, retried,
+    /// released, promoted, deleted), as every process sharing the store announces them, within
+    /// about a tenth of a second of the commit. Best effort: a lagging receiver skips some
+    /// (live pages refresh now and then as well).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
 
 /// Folds `(queue, state, count, oldest run_at)` rows, sorted by queue, into per-queue stats.

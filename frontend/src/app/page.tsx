@@ -1,6 +1,7 @@
 'use client';
 import { useQuery } from '@tanstack/react-query';
 import { api, call } from '@/lib/api';
+import { usePoll } from '@/lib/live';
 import { QueueTable } from '@/components/QueueTable';
 import { ProblemView } from '@/components/ProblemView';
 
@@ -8,7 +9,7 @@ export default function Overview() {
   const queues = useQuery({
     queryKey: ['queues'],
     queryFn: () => call(() => api.GET('/v1/queues')),
-    refetchInterval: 2000,
+    refetchInterval: usePoll(5000),
   });
   return (
     <>

@@ -3,6 +3,7 @@ import Link from 'next/link';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { api, call, type Schemas } from '@/lib/api';
 import { age, isFinished } from '@/lib/format';
+import { usePoll } from '@/lib/live';
 import { can, useMe } from '@/lib/me';
 import { DataTable, type Column } from './DataTable';
 import { ProblemView } from './ProblemView';
@@ -27,11 +28,12 @@ const ATTEMPT_COLUMNS: Column<Attempt>[] = [
 export function JobDetail({ id }: { id: string }) {
   const client = useQueryClient();
   const writer = can(useMe().data, 'jobs:write');
+  const poll = usePoll(5000);
   const job = useQuery({
     queryKey: ['job', id],
     queryFn: () => call(() => api.GET('/v1/jobs/{id}', { params: { path: { id } } })),
     // Followed until it finishes (live updates arrive with the events stream).
-    refetchInterval: (q) => (q.state.data && isFinished(q.state.data.state) ? false : 1000),
+    refetchInterval: (q) => (poll === false || (q.state.data && isFinished(q.state.data.state)) ? false : poll),
   });
   const act = useMutation({
     mutationFn: (action: 'cancel' | 'retry') =>

@@ -3,6 +3,7 @@ import Link from 'next/link';
 import { useQuery } from '@tanstack/react-query';
 import { api, call } from '@/lib/api';
 import { searchOf, type JobFilters } from '@/lib/filters';
+import { usePoll } from '@/lib/live';
 import { BulkBar } from './BulkBar';
 import { JobFiltersForm } from './JobFiltersForm';
 import { JobTable } from './JobTable';
@@ -10,11 +11,13 @@ import { ProblemView } from './ProblemView';
 
 /** A page of jobs, newest first, with keyset paging. */
 export function JobList({ filters }: { filters: JobFilters }) {
+  const poll = usePoll(5000);
   const page = useQuery({
     queryKey: ['jobs', filters],
     queryFn: () => call(() => api.GET('/v1/jobs', { params: { query: { ...filters, limit: 50 } } })),
     // A payload search scans (no index): run it when asked, not every two seconds.
-    refetchInterval: filters.payload ? false : 2000,
+    refetchInterval: filters.payload ? false : poll,
+    meta: { live: !filters.payload },
   });
   const next = page.data?.next_cursor;
   return (

@@ -1,6 +1,7 @@
 'use client';
 import Link from 'next/link';
 import { useEffect, useState } from 'react';
+import { useLive } from '@/lib/live';
 import { can, isOperator, useMe } from '@/lib/me';
 import { credential, logOut } from '@/lib/session';
 import { ThemeToggle } from './ThemeToggle';
@@ -8,6 +9,7 @@ import { ThemeToggle } from './ThemeToggle';
 export function Nav() {
   const [signedIn, setSignedIn] = useState(false);
   const me = useMe().data;
+  const live = useLive();
   useEffect(() => setSignedIn(credential() !== null), []);
   return (
     <header className="nav">
@@ -22,6 +24,14 @@ export function Nav() {
         {signedIn && <Link href="/account/">Account</Link>}
       </nav>
       <span className="spacer" />
+      <span
+        className={live ? 'live on' : 'live'}
+        data-testid="live"
+        data-live={live}
+        title={live ? 'Live updates on' : 'Live updates off: refreshing every few seconds'}
+      >
+        {live ? '● live' : '○ polling'}
+      </span>
       <ThemeToggle />
       {signedIn ? (
         <button

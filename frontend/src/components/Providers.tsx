@@ -2,6 +2,12 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { useState, type ReactNode } from 'react';
 import { Problem } from '@/lib/api';
+import { LiveContext, useLiveStream } from '@/lib/live';
+
+/** Provides whether live updates flow (inside the query client, whose queries it refreshes). */
+function Live({ children }: { children: ReactNode }) {
+  return <LiveContext.Provider value={useLiveStream()}>{children}</LiveContext.Provider>;
+}
 
 export function Providers({ children }: { children: ReactNode }) {
   const [client] = useState(
@@ -16,5 +22,9 @@ export function Providers({ children }: { children: ReactNode }) {
         },
       }),
   );
-  return <QueryClientProvider client={client}>{children}</QueryClientProvider>;
+  return (
+    <QueryClientProvider client={client}>
+      <Live>{children}</Live>
+    </QueryClientProvider>
+  );
 }

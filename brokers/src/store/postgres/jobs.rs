@@ -82,6 +82,9 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await?;
         let moved = row.as_ref().map(job_from_row).transpose()?;
+        if moved.is_some() {
+            self.announce_tenants([tenant_id]);
+        }
         if let Some(job) = moved.as_ref().filter(|j| j.state == JobState::Queued) {
             self.announce_queues([job.queue.as_str()]);
         }
@@ -134,6 +137,12 @@ impl JobStore for PgStore {
                 .filter(|i| i.created && i.job.state == JobState::Queued)
                 .map(|i| i.job.queue.as_str()),
         );
+        self.announce_tenants(
+            inserted
+                .iter()
+                .filter(|i| i.created)
+                .map(|i| i.job.tenant_id.as_str()),
+        );
         Ok(inserted)
     }
 
@@ -167,6 +176,7 @@ impl JobStore for PgStore {
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;
         sort_claimed(&mut jobs);
+        self.announce_tenants(jobs.iter().map(|j| j.tenant_id.as_str()));
         Ok(jobs)
     }
 
@@ -186,7 +196,9 @@ impl JobStore for PgStore {
         .bind(lease_ms(lease))
         .fetch_all(&self.pool)
         .await?;
-        jobs_from_rows(&rows)
+        let jobs = jobs_from_rows(&rows)?;
+        self.announce_tenants(jobs.iter().map(|j| j.tenant_id.as_str()));
+        Ok(jobs)
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64> {
@@ -218,6 +230,7 @@ impl JobStore for PgStore {
             .bind(serde_json::Value::Object(outcomes))
             .fetch_one(&self.pool)
             .await?;
+        self.announce_tenants(completions.iter().map(|c| c.tenant_id.as_str()));
         Ok(u64::try_from(changed).unwrap_or(0))
     }
 
@@ -247,20 +260,21 @@ impl JobStore for PgStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let released: Vec<(String, String)> = sqlx::query_as(
+        let released: Vec<(String, String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = now(), last_error = $3 \
-             WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING kind, queue",
+             WHERE id = ANY($1) AND worker_id = $2 AND state = 'running' RETURNING kind, queue, tenant_id",
         )
         .bind(ids)
         .bind(worker_id)
         .bind(RELEASED_ERROR)
         .fetch_all(&self.pool)
         .await?;
-        for (kind, queue) in &released {
+        for (kind, queue, _) in &released {
             crate::gauges::count_one_enqueued(kind, queue, "released");
         }
-        self.announce_queues(released.iter().map(|(_, q)| q.as_str()));
+        self.announce_queues(released.iter().map(|(_, q, _)| q.as_str()));
+        self.announce_tenants(released.iter().map(|(_, _, t)| t.as_str()));
         Ok(released.len() as u64)
     }
 
@@ -277,6 +291,7 @@ impl JobStore for PgStore {
         .await?;
         let jobs = jobs_from_rows(&rows)?;
         self.announce_queues(jobs.iter().map(|j| j.queue.as_str()));
+        self.announce_tenants(jobs.iter().map(|j| j.tenant_id.as_str()));
         Ok(jobs)
     }
 
@@ -322,6 +337,9 @@ impl JobStore for PgStore {
         .bind(ids)
         .fetch_one(&self.pool)
         .await?;
+        if done > 0 {
+            self.announce_tenants([tenant_id]);
+        }
         Ok(u64::try_from(done).unwrap_or(0))
     }
 
@@ -343,5 +361,9 @@ impl JobStore for PgStore {
     fn wakeups(&self) -> watch::Receiver<u64> {
         self.start_listener();
         self.wake.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.subscribe_changes()
     }
 }

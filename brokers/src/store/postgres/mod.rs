@@ -38,7 +38,13 @@ pub struct PgStore {
     auth: broadcast::Sender<AuthChange>,
     listener: Arc<OnceLock<()>>,
     notifier: Arc<OnceLock<mpsc::UnboundedSender<String>>>,
+    changes: broadcast::Sender<String>,
+    change_notifier: Arc<OnceLock<mpsc::UnboundedSender<String>>>,
 }
+
+/// Least time between two `NOTIFY`s of changed tenants from one process: a busy worker's
+/// changes go out about ten times a second, never once per batch.
+const CHANGES_PACE: Duration = Duration::from_millis(100);
 
 fn valid_identifier(s: &str) -> bool {
     let mut chars = s.chars();
@@ -73,6 +79,8 @@ impl PgStore {
             auth: broadcast::Sender::new(1024),
             listener: Arc::new(OnceLock::new()),
             notifier: Arc::new(OnceLock::new()),
+            changes: broadcast::Sender::new(1024),
+            change_notifier: Arc::new(OnceLock::new()),
         })
     }
 
@@ -94,6 +102,7 @@ impl PgStore {
                 self.channel.clone(),
                 Arc::downgrade(&self.wake),
                 self.auth.clone(),
+                self.changes.clone(),
             ));
         });
     }
@@ -107,6 +116,32 @@ impl PgStore {
         &self.auth
     }
 
+    /// Announces, after the change committed, that jobs of `tenants` changed state: every
+    /// process's [`JobStore::changes`] hears it through a `NOTIFY` on `{channel}_changes`, sent
+    /// by a background task at most every [`CHANGES_PACE`] (one statement for every tenant
+    /// announced meanwhile).
+    pub(crate) fn announce_tenants<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        let tx = self.change_notifier.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(notify_loop(
+                self.pool.clone(),
+                format!("{}_changes", self.channel),
+                rx,
+                CHANGES_PACE,
+            ));
+            tx
+        });
+        for tenant in tenants.into_iter().collect::<BTreeSet<_>>() {
+            let _ = tx.send(tenant.to_owned());
+        }
+    }
+
+    /// This process's subscription to changed tenants (starting the listener).
+    pub(crate) fn subscribe_changes(&self) -> broadcast::Receiver<String> {
+        self.start_listener();
+        self.changes.subscribe()
+    }
+
     /// Announces that `queues` have jobs to claim, after the change committed: this process's
     /// consumers are woken at once, other processes by a `NOTIFY` that a background task sends,
     /// coalesced (one statement for every queue announced meanwhile). A `NOTIFY` inside the
@@ -116,7 +151,12 @@ impl PgStore {
     pub(crate) fn announce_queues<'a>(&self, queues: impl IntoIterator<Item = &'a str>) {
         let tx = self.notifier.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(notify_loop(self.pool.clone(), self.channel.clone(), rx));
+            tokio::spawn(notify_loop(
+                self.pool.clone(),
+                self.channel.clone(),
+                rx,
+                Duration::ZERO,
+            ));
             tx
         });
         let mut any = false;
@@ -318,23 +358,33 @@ fn lease_ms(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Sends the coalesced `NOTIFY`s of [`PgStore::announce_queues`] until the store is dropped.
-async fn notify_loop(pool: PgPool, channel: String, mut rx: mpsc::UnboundedReceiver<String>) {
+/// Sends the coalesced `NOTIFY`s of [`PgStore::announce_queues`] and
+/// [`PgStore::announce_tenants`] until the store is dropped: one statement for every payload
+/// announced meanwhile, then a pause of `pace` (none for wake-ups, which claims wait on).
+async fn notify_loop(
+    pool: PgPool,
+    channel: String,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    pace: Duration,
+) {
     let mut pending = Vec::new();
     while rx.recv_many(&mut pending, 1024).await > 0 {
-        let queues: Vec<String> = pending
+        let payloads: Vec<String> = pending
             .drain(..)
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q")
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
             .bind(&channel)
-            .bind(&queues)
+            .bind(&payloads)
             .execute(&pool)
             .await
         {
-            // Only a wake-up is lost: consumers also poll.
-            tracing::debug!(error = %err, "NOTIFY failed");
+            // Only a wake-up or a live update is lost: consumers and pages also poll.
+            tracing::debug!(error = %err, channel = %channel, "NOTIFY failed");
+        }
+        if !pace.is_zero() {
+            tokio::time::sleep(pace).await;
         }
     }
 }
@@ -347,13 +397,19 @@ async fn listen(
     channel: String,
     wake: Weak<watch::Sender<u64>>,
     auth: broadcast::Sender<AuthChange>,
+    changes: broadcast::Sender<String>,
 ) {
     let auth_channel = format!("{channel}_auth");
+    let changes_channel = format!("{channel}_changes");
     let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => match listener
-                .listen_all([channel.as_str(), auth_channel.as_str()])
+                .listen_all([
+                    channel.as_str(),
+                    auth_channel.as_str(),
+                    changes_channel.as_str(),
+                ])
                 .await
             {
                 Ok(()) => {
@@ -367,6 +423,9 @@ async fn listen(
                             Ok(Some(note)) if note.channel() == auth_channel => {
                                 let _ =
                                     auth.send(AuthChange::KeyRevoked(note.payload().to_owned()));
+                            }
+                            Ok(Some(note)) if note.channel() == changes_channel => {
+                                let _ = changes.send(note.payload().to_owned());
                             }
                             Ok(_) => {
                                 let Some(w) = wake.upgrade() else { return };

@@ -91,6 +91,9 @@ impl SqliteStore {
 
     /// What a move did: the job moved, or why none was.
     async fn moved(&self, moved: Option<Job>, tenant_id: &str, id: Uuid) -> Result<Transition> {
+        if moved.is_some() {
+            self.changed([tenant_id]);
+        }
         if moved.as_ref().is_some_and(|j| j.state == JobState::Queued) {
             self.wake();
         }
@@ -129,6 +132,11 @@ impl JobStore for SqliteStore {
         if ready {
             self.wake();
         }
+        self.changed(
+            out.iter()
+                .filter(|i| i.created)
+                .map(|i| i.job.tenant_id.as_str()),
+        );
         Ok(out)
     }
 
@@ -176,6 +184,7 @@ impl JobStore for SqliteStore {
         .await?;
         let mut jobs = jobs_from_rows(&rows)?;
         sort_claimed(&mut jobs);
+        self.changed(jobs.iter().map(|j| j.tenant_id.as_str()));
         Ok(jobs)
     }
 
@@ -193,7 +202,9 @@ impl JobStore for SqliteStore {
         .bind(ids_json(ids))
         .fetch_all(&mut *conn)
         .await?;
-        jobs_from_rows(&rows)
+        let jobs = jobs_from_rows(&rows)?;
+        self.changed(jobs.iter().map(|j| j.tenant_id.as_str()));
+        Ok(jobs)
     }
 
     async fn complete(&self, completions: &[Completion]) -> Result<u64> {
@@ -243,6 +254,7 @@ impl JobStore for SqliteStore {
                 .rows_affected();
         }
         tx.commit().await?;
+        self.changed(completions.iter().map(|c| c.tenant_id.as_str()));
         Ok(changed)
     }
 
@@ -275,11 +287,11 @@ impl JobStore for SqliteStore {
             return Ok(0);
         }
         let (mut conn, now) = self.write().await?;
-        let released: Vec<(String, String)> = sqlx::query_as(
+        let released: Vec<(String, String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), worker_id = NULL, \
                     lease_expires_at = NULL, run_at = ?1, last_error = ?2 \
              WHERE worker_id = ?3 AND state = 'running' AND id IN (SELECT value FROM json_each(?4)) \
-             RETURNING kind, queue",
+             RETURNING kind, queue, tenant_id",
         )
         .bind(now)
         .bind(RELEASED_ERROR)
@@ -287,10 +299,11 @@ impl JobStore for SqliteStore {
         .bind(ids_json(ids))
         .fetch_all(&mut *conn)
         .await?;
-        for (kind, queue) in &released {
+        for (kind, queue, _) in &released {
             crate::gauges::count_one_enqueued(kind, queue, "released");
         }
         self.wake();
+        self.changed(released.iter().map(|(_, _, t)| t.as_str()));
         Ok(released.len() as u64)
     }
 
@@ -310,6 +323,7 @@ impl JobStore for SqliteStore {
         if !jobs.is_empty() {
             self.wake();
         }
+        self.changed(jobs.iter().map(|j| j.tenant_id.as_str()));
         Ok(jobs)
     }
 
@@ -388,6 +402,9 @@ impl JobStore for SqliteStore {
         .await?;
         forget_keys(&mut tx, &gone).await?;
         tx.commit().await?;
+        if !gone.is_empty() {
+            self.changed([tenant_id]);
+        }
         Ok(gone.len() as u64)
     }
 
@@ -398,6 +415,10 @@ impl JobStore for SqliteStore {
 
     fn wakeups(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
+    }
+
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.subscribe_changes()
     }
 
     fn backend(&self) -> &'static str {

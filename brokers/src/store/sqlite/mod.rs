@@ -41,6 +41,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     wake: Arc<watch::Sender<u64>>,
     auth: tokio::sync::broadcast::Sender<super::AuthChange>,
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
@@ -282,6 +283,7 @@ impl SqliteStore {
             reader,
             wake: Arc::new(watch::Sender::new(0)),
             auth: tokio::sync::broadcast::Sender::new(1024),
+            changes: tokio::sync::broadcast::Sender::new(1024),
         })
     }
 
@@ -304,5 +306,23 @@ impl SqliteStore {
 
     fn wake(&self) {
         self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Announces that jobs of `tenants` changed (in this process: the embedded store's users
+    /// share it), once per tenant, and only when someone listens.
+    pub(super) fn changed<'a>(&self, tenants: impl IntoIterator<Item = &'a str>) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        for tenant in tenants
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let _ = self.changes.send(tenant.to_owned());
+        }
+    }
+
+    pub(super) fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
     }
 }

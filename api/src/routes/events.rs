@@ -1,0 +1,76 @@
+//! Live updates: Server-Sent Events telling a tenant's pages that its jobs changed.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+use crate::auth::{JobsRead, TenantOf};
+use crate::AppState;
+
+/// Changes within this long of the first one go out as one event.
+const COALESCE: Duration = Duration::from_millis(100);
+/// A comment this often keeps proxies from closing a quiet stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Live changes of the caller's tenant, as Server-Sent Events: `ready` once subscribed, then
+/// `changed` whenever the tenant's jobs changed state (submitted, claimed, finished, cancelled,
+/// retried, deleted) in any process sharing the store — at most one every 100 ms, within about
+/// half a second of the change. The data is `{}`: a page refetches what it shows. Other
+/// tenants' changes are never sent.
+#[utoipa::path(get, path = "/v1/events/stream", operation_id = "streamEvents", tag = "jobs",
+    responses((status = 200, description = "An event stream: `ready`, then `changed` events (data `{}`) and a keep-alive comment every 15 s", content_type = "text/event-stream", body = String)))]
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<JobsRead>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = state.store().changes();
+    let ended = Box::pin(state.streams_ended());
+    let events = futures::stream::unfold(
+        (changes, tenant, ended, true),
+        |(mut changes, tenant, mut ended, first)| async move {
+            if first {
+                let ready = Event::default().event("ready").data("{}");
+                return Some((Ok(ready), (changes, tenant, ended, false)));
+            }
+            tokio::select! {
+                () = &mut ended => return None,
+                seen = next_change(&mut changes, &tenant) => seen?,
+            }
+            tokio::select! {
+                () = &mut ended => return None,
+                () = tokio::time::sleep(COALESCE) => {}
+            }
+            // What changed meanwhile is in this same event.
+            loop {
+                match changes.try_recv() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return None,
+                }
+            }
+            let changed = Event::default().event("changed").data("{}");
+            Some((Ok(changed), (changes, tenant, ended, false)))
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+}
+
+/// Waits for a change of `tenant` (`None`: the store is gone). A lagging receiver may have
+/// skipped one, so lagging counts as a change.
+async fn next_change(
+    changes: &mut tokio::sync::broadcast::Receiver<String>,
+    tenant: &str,
+) -> Option<()> {
+    loop {
+        match changes.recv().await {
+            Ok(t) if t == tenant => return Some(()),
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => return Some(()),
+            Err(RecvError::Closed) => return None,
+        }
+    }
+}
