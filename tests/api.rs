@@ -504,6 +504,24 @@ async fn bulk_actions_by_filter(app: App) {
         (json!(2), json!(2)),
         "{r}"
     );
+    // Selected rows: only the ids named, and none of another tenant's.
+    let picked = json!({"filter": {"ids": [dead[0]]}, "action": "delete"});
+    let r = common::json_of(other.post(app.url("/v1/jobs/bulk")).json(&picked)).await;
+    assert_eq!(
+        r["matched"],
+        json!(0),
+        "another tenant's ids match nothing: {r}"
+    );
+    let (s, r) = bulk(picked).await;
+    assert_eq!(
+        (s, r["matched"].clone(), r["changed"].clone()),
+        (StatusCode::OK, json!(1), json!(1)),
+        "{r}"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/jobs/{}", dead[0])).await.0,
+        StatusCode::NOT_FOUND
+    );
     // Bounded: two at a time, `more` until none is left.
     let (_, r) =
         bulk(json!({"filter": {"queue": "default"}, "action": "delete", "limit": 2})).await;
@@ -515,7 +533,7 @@ async fn bulk_actions_by_filter(app: App) {
     let (_, r) = bulk(json!({"filter": {"queue": "default"}, "action": "delete"})).await;
     assert_eq!(
         (r["changed"].clone(), r["more"].clone()),
-        (json!(3), json!(false)),
+        (json!(2), json!(false)),
         "{r}"
     );
     // A state the action does not apply to matches nothing.
@@ -541,6 +559,10 @@ async fn bulk_actions_by_filter(app: App) {
         (
             json!({"filter": {"state": "lost"}, "action": "retry"}),
             "filter.state",
+        ),
+        (
+            json!({"filter": {"ids": ["not-a-uuid"]}, "action": "retry"}),
+            "filter.ids[0]",
         ),
     ] {
         let (s, b) = bulk(body.clone()).await;

@@ -490,6 +490,83 @@ async fn members_and_roles(db: TestDb) {
     assert_eq!(s, StatusCode::CONFLICT);
 }
 
+/// A user in two tenants lists both on `/v1/me` and switches between them with the session's
+/// refresh token; a switch to a tenant they are not in (or by an API key) is refused and leaves
+/// the session usable.
+async fn users_switch_between_their_tenants(db: TestDb) {
+    let server = serve(&db, &[generate_pem()]).await;
+    let boss = access(&signup(&server, "boss@example.com").await);
+    let mine = signup(&server, "ada@example.com").await;
+    let (s, b, _) = set_role(&server, &boss, "ada@example.com", "member").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let home = claims(&mine)["tid"].as_str().unwrap().to_owned();
+    let boss_tenant = claims(&json!({"access_token": boss}))["tid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, me, _) = get(&server, "/v1/me", &access(&mine)).await;
+    let mut listed: Vec<(String, String)> = me["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap().into(),
+                t["role"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut wanted = vec![
+        (home.clone(), "owner".to_owned()),
+        (boss_tenant.clone(), "member".to_owned()),
+    ];
+    wanted.sort();
+    assert_eq!(listed, wanted, "{me}");
+
+    // Not a member: refused, and the refresh token is untouched.
+    let (s, b, _) = post(
+        &server,
+        "/v1/auth/switch",
+        &access(&mine),
+        json!({"tenant_id": "nowhere", "refresh_token": mine["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, switched, _) = post(
+        &server,
+        "/v1/auth/switch",
+        &access(&mine),
+        json!({"tenant_id": boss_tenant, "refresh_token": mine["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{switched}");
+    assert_eq!(
+        (switched["tenant_id"].as_str(), switched["role"].as_str()),
+        (Some(boss_tenant.as_str()), Some("member"))
+    );
+    let (_, me, _) = get(&server, "/v1/me", &access(&switched)).await;
+    assert_eq!(me["tenant_id"], json!(boss_tenant), "{me}");
+    // The old refresh token was exchanged: using it again is theft, and ends the family.
+    let (s, _, _) = anon_post(
+        &server,
+        "/v1/auth/refresh",
+        json!({"refresh_token": mine["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // An API key cannot switch.
+    let (_, key, _) = create_key(&server, &boss, "ci", json!(["jobs:read"])).await;
+    let (s, b, _) = post(
+        &server,
+        "/v1/auth/switch",
+        key["key"].as_str().unwrap(),
+        json!({"tenant_id": home, "refresh_token": "rt_x"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+}
+
 /// Key rotation: after a new key is put first, tokens signed by the old one verify until they
 /// expire (or the old key is dropped); the JWKS publishes both.
 async fn rotated_keys_verify_old_tokens(db: TestDb) {
@@ -646,6 +723,7 @@ pysaas_brokers::each_store!(
     tenants_are_isolated,
     refresh_rotation_and_login,
     members_and_roles,
+    users_switch_between_their_tenants,
     rotated_keys_verify_old_tokens,
 );
 

@@ -55,6 +55,14 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["previewed"], 5, "{seen}");
     assert_eq!(seen["foundByPayload"], 1, "{seen}");
     assert_eq!(seen["pausedSchedule"], true, "{seen}");
+    assert_eq!(
+        (
+            seen["deletedSelected"].as_str(),
+            seen["deletedStatus"].as_u64()
+        ),
+        (Some("1 of 1 deleted"), Some(404)),
+        "a selected row is deleted alone: {seen}"
+    );
     let attempts = seen["attemptRows"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{seen}");
     let row = attempts[0].as_str().unwrap();
@@ -121,6 +129,54 @@ async fn roles_decide_the_controls_and_keys_are_managed() {
             seen["revokedStatus"].as_u64()
         ),
         (Some(200), Some(401)),
+        "{seen}"
+    );
+}
+
+/// A user in two tenants logs in with email and password and switches tenant on the account page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_switches_tenant() {
+    let app = serve(None).await;
+    let http = reqwest::Client::new();
+    let password = "correct horse battery";
+    let mut tokens = Vec::new();
+    for email in ["ada@example.com", "boss@example.com"] {
+        let signup =
+            serde_json::json!({"email": email, "password": password, "tenant_name": email});
+        let r = http
+            .post(app.url("/v1/auth/signup"))
+            .json(&signup)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+        let login = serde_json::json!({"email": email, "password": password});
+        tokens.push(common::json_of(http.post(app.url("/v1/auth/login")).json(&login)).await);
+    }
+    let boss = common::bearer_client(tokens[1]["access_token"].as_str().unwrap());
+    let member = serde_json::json!({"email": "ada@example.com", "role": "member"});
+    let r = boss
+        .put(app.url("/v1/members"))
+        .json(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let home = tokens[0]["tenant_id"].as_str().unwrap();
+    let other = tokens[1]["tenant_id"].as_str().unwrap();
+    let seen = common::browse(
+        "tenants.cjs",
+        &[&app.url(""), "ada@example.com", password, other],
+    )
+    .await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(
+        (
+            seen["before"].as_str(),
+            seen["after"].as_str(),
+            seen["choices"].as_u64()
+        ),
+        (Some(home), Some(other), Some(2)),
         "{seen}"
     );
 }

@@ -297,6 +297,10 @@ pub struct BulkFilter {
     pub kind: Option<String>,
     /// Only this queue.
     pub queue: Option<String>,
+    /// Only these jobs (rows selected on a page; up to 1,000; ids of other tenants match
+    /// nothing).
+    #[schema(max_items = 1000)]
+    pub ids: Option<Vec<Uuid>>,
 }
 
 /// What a bulk action does to each matching job.

@@ -72,6 +72,22 @@ impl ApiError {
         Self::unprocessable(detail).with("errors", serde_json::to_value(errors).unwrap_or_default())
     }
 
+    /// 422 for one field (`path`), saying `message` of it.
+    pub fn invalid_field(
+        detail: impl Into<String>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::invalid_fields(
+            detail,
+            vec![FieldError {
+                index: None,
+                path: path.into(),
+                message: message.into(),
+            }],
+        )
+    }
+
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.to_owned(), value.into());

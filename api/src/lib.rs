@@ -57,6 +57,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     let protected = Router::new()
         .route("/v1/me", get(routes::auth::me))
+        .route("/v1/auth/switch", post(routes::auth::switch_tenant))
         .route(
             "/v1/api-keys",
             get(routes::auth::list_keys).post(routes::auth::create_key),

@@ -16,7 +16,7 @@ use crate::routes::{auth, events, jobs, schedules, system};
     modifiers(&SecuritySchemes, &CommonResponses),
     security(("bearer" = []), ("api_key" = [])),
     paths(
-        auth::signup, auth::login, auth::refresh, auth::logout, auth::me, auth::list_keys,
+        auth::signup, auth::login, auth::refresh, auth::switch_tenant, auth::logout, auth::me, auth::list_keys,
         auth::create_key, auth::revoke_key, auth::list_members, auth::set_member, auth::remove_member,
         auth::jwks,
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
@@ -28,7 +28,7 @@ use crate::routes::{auth, events, jobs, schedules, system};
         dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::AttemptRun, dto::AttemptOutcome, dto::BatchAccepted, dto::JobPage, dto::QueueView,
         dto::QueueList, dto::QueuePause, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, dto::CronPreview, dto::CronTimes, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
-        auth::RefreshBody, auth::Tokens, auth::Me, auth::CreateApiKey, auth::ApiKeyView,
+        auth::RefreshBody, auth::SwitchTenant, auth::Tokens, auth::Me, auth::TenantChoice, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,
     )),

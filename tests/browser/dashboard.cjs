@@ -54,6 +54,19 @@ const { launch, signIn } = require('./launch.cjs');
   const bulk = await page.locator('[role="status"]').innerText({ timeout: 10000 });
   const retried = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
 
+  // A selected row alone: the dead job, dead again after its retry, is deleted on its own.
+  for (let i = 0; i < 100; i += 1) {
+    const job = await (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).json();
+    if (job.state === 'dead') break;
+    await page.waitForTimeout(100);
+  }
+  await page.goto(`${base}/jobs/?state=dead`);
+  await page.check(`input[aria-label="Select job ${deadId}"]`);
+  await page.click('button:has-text("Delete selected")');
+  await page.waitForSelector('[role="status"]:has-text("deleted")', { timeout: 10000 });
+  const deletedSelected = await page.locator('[role="status"]').innerText();
+  const deletedStatus = (await page.request.get(`${base}/v1/jobs/${deadId}`, { headers })).status();
+
   // A schedule's cron is edited with a preview of its next fire times, then saved.
   await page.request.post(`${base}/v1/schedules`, {
     headers,
@@ -110,7 +123,7 @@ const { launch, signIn } = require('./launch.cjs');
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, pausedSchedule, whilePaused, afterResume, problems }),
+    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, deletedSelected, deletedStatus, pausedSchedule, whilePaused, afterResume, problems }),
   );
   await browser.close();
 })().catch((e) => {

@@ -97,6 +97,16 @@ pub(crate) struct RefreshBody {
     pub(crate) refresh_token: String,
 }
 
+/// A switch to another of the user's tenants.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SwitchTenant {
+    /// The tenant to act for (one of `tenants` in `GET /v1/me`).
+    pub(crate) tenant_id: String,
+    /// The session's refresh token (`rt_…`): it is exchanged, as by a refresh.
+    pub(crate) refresh_token: String,
+}
+
 /// A token pair.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct Tokens {
@@ -129,6 +139,20 @@ pub(crate) struct Me {
     pub(crate) role: Option<String>,
     /// Scopes.
     pub(crate) scopes: Vec<String>,
+    /// Users: every tenant they are a member of, with their role there (switch with
+    /// `POST /v1/auth/refresh {tenant_id}`); API keys: none.
+    pub(crate) tenants: Vec<TenantChoice>,
+}
+
+/// A tenant a user may act for.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct TenantChoice {
+    /// Tenant id.
+    pub(crate) id: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// The user's role there.
+    pub(crate) role: String,
 }
 
 /// A scope.
@@ -465,6 +489,65 @@ pub(crate) async fn refresh(
     ))
 }
 
+/// Switch the signed-in user to another of their tenants: the session's refresh token is
+/// exchanged (as by a refresh, in the same family) for a pair acting for `tenant_id`. The
+/// membership is checked first, so a refused switch leaves the session as it was.
+#[utoipa::path(post, path = "/v1/auth/switch", operation_id = "switchTenant", tag = "auth", request_body = SwitchTenant,
+    responses((status = 200, body = Tokens),
+              (status = 401, description = "Invalid, expired or reused refresh token, or not this user's", content_type = "application/problem+json"),
+              (status = 403, description = "An API key, or not a member of that tenant", content_type = "application/problem+json")))]
+pub(crate) async fn switch_tenant(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Any>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Tokens>, ApiError> {
+    let req: SwitchTenant = parse_json(&body?)?;
+    let user_id = principal.user_id().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "an API key belongs to one tenant; sign in as a user to switch",
+        )
+    })?;
+    let membership = state
+        .store()
+        .memberships_of(user_id)
+        .await?
+        .into_iter()
+        .find(|m| m.tenant_id == req.tenant_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this account is not a member of that tenant",
+            )
+        })?;
+    let token = match state
+        .store()
+        .use_refresh(&secrets::digest(&req.refresh_token))
+        .await?
+    {
+        RefreshUse::Rotated(token) if token.user_id == user_id => token,
+        RefreshUse::Rotated(_) => return Err(unauthorized("that refresh token is not yours")),
+        RefreshUse::Reused(token) => {
+            tracing::warn!(user_id = %token.user_id, family = %token.family_id, "refresh token reused; family revoked");
+            return Err(unauthorized(
+                "refresh token already used; every session of this login is revoked",
+            ));
+        }
+        RefreshUse::Invalid => return Err(unauthorized("invalid or expired refresh token")),
+    };
+    tracing::info!(user_id = %user_id, from = %principal.tenant_id, to = %membership.tenant_id, "tenant switched");
+    Ok(Json(
+        issue(
+            &state,
+            user_id,
+            &membership.tenant_id,
+            &membership.role,
+            Some(token.family_id),
+        )
+        .await?,
+    ))
+}
+
 /// Log out: revokes the refresh token's family. Access tokens expire on their own.
 #[utoipa::path(post, path = "/v1/auth/logout", operation_id = "logout", tag = "auth", request_body = RefreshBody, security(()),
     responses((status = 204, description = "Logged out")))]
@@ -493,9 +576,27 @@ pub(crate) async fn me(
         Subject::User { id, role } => ("user", *id, Some(role.clone())),
         Subject::ApiKey { id, .. } => ("api_key", *id, None),
     };
-    let email = match principal.user_id() {
-        Some(id) => state.store().user_by_id(id).await?.map(|u| u.email),
-        None => None,
+    let (email, tenants) = match principal.user_id() {
+        Some(id) => {
+            let mut tenants = Vec::new();
+            for m in state.store().memberships_of(id).await? {
+                let name = state
+                    .store()
+                    .get_tenant(&m.tenant_id)
+                    .await?
+                    .map_or_else(|| m.tenant_id.clone(), |t| t.name);
+                tenants.push(TenantChoice {
+                    id: m.tenant_id,
+                    name,
+                    role: m.role,
+                });
+            }
+            (
+                state.store().user_by_id(id).await?.map(|u| u.email),
+                tenants,
+            )
+        }
+        None => (None, Vec::new()),
     };
     Ok(Json(Me {
         tenant_id: principal.tenant_id,
@@ -504,6 +605,7 @@ pub(crate) async fn me(
         email,
         role,
         scopes: principal.scopes,
+        tenants,
     }))
 }
 

@@ -412,9 +412,11 @@ fn payload_filter(raw: &str) -> Result<serde_json::Map<String, serde_json::Value
 
 /// Most jobs one bulk request acts on.
 const BULK_LIMIT: i64 = 1000;
+/// Most ids one bulk request may name.
+const BULK_IDS_MAX: usize = 1000;
 
 /// Retry, cancel or delete every job matching a filter (newest first, at most `limit` per
-/// request). Only jobs in a state the action applies to match: retry takes dead and cancelled
+/// request), or the jobs `filter.ids` names (rows selected on a page). Only jobs in a state the action applies to match: retry takes dead and cancelled
 /// ones (succeeded too when `filter.state` names it), delete finished ones, cancel unfinished
 /// ones.
 #[utoipa::path(post, path = "/v1/jobs/bulk", operation_id = "bulkJobs", tag = "jobs", request_body = BulkRequest,
@@ -427,13 +429,10 @@ pub(crate) async fn bulk(
     let request: BulkRequest = parse_json(&body?)?;
     let limit = request.limit.unwrap_or(BULK_LIMIT);
     if !(1..=BULK_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_fields(
+        return Err(ApiError::invalid_field(
             format!("`limit` must be between 1 and {BULK_LIMIT}"),
-            vec![FieldError {
-                index: None,
-                path: "limit".into(),
-                message: format!("1 to {BULK_LIMIT}"),
-            }],
+            "limit",
+            format!("1 to {BULK_LIMIT}"),
         ));
     }
     // Only the states the action applies to are listed (so every pass makes progress); retry
@@ -455,23 +454,55 @@ pub(crate) async fn bulk(
         // A state the action does not apply to matches nothing to act on.
         Some(_) => Vec::new(),
     };
-    let mut jobs = Vec::new();
-    for state_filter in states {
-        let remaining = limit - i64::try_from(jobs.len()).unwrap_or(i64::MAX);
-        if remaining <= 0 {
-            break;
+    let kind = request.filter.kind.clone().filter(|k| !k.is_empty());
+    let queue = request.filter.queue.clone().filter(|q| !q.is_empty());
+    let jobs = match &request.filter.ids {
+        Some(ids) => {
+            if ids.len() > BULK_IDS_MAX {
+                return Err(ApiError::invalid_field(
+                    format!("`filter.ids` names at most {BULK_IDS_MAX} jobs"),
+                    "filter.ids",
+                    format!("at most {BULK_IDS_MAX} ids"),
+                ));
+            }
+            let mut jobs = Vec::new();
+            for id in ids
+                .iter()
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            {
+                // Another tenant's id is not found: it matches nothing.
+                if let Some(job) = state.store().get(&tenant, *id).await? {
+                    let wanted = states.contains(&job.state)
+                        && kind.as_ref().is_none_or(|k| *k == job.kind)
+                        && queue.as_ref().is_none_or(|q| *q == job.queue);
+                    if wanted {
+                        jobs.push(job);
+                    }
+                }
+            }
+            jobs
         }
-        let filter = JobFilter {
-            tenant_id: tenant.clone(),
-            state: Some(state_filter),
-            kind: request.filter.kind.clone().filter(|k| !k.is_empty()),
-            queue: request.filter.queue.clone().filter(|q| !q.is_empty()),
-            limit: remaining,
-            before: None,
-            payload: None,
-        };
-        jobs.extend(state.store().list(&filter).await?);
-    }
+        None => {
+            let mut jobs = Vec::new();
+            for state_filter in states {
+                let remaining = limit - i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+                if remaining <= 0 {
+                    break;
+                }
+                let filter = JobFilter {
+                    tenant_id: tenant.clone(),
+                    state: Some(state_filter),
+                    kind: kind.clone(),
+                    queue: queue.clone(),
+                    limit: remaining,
+                    before: None,
+                    payload: None,
+                };
+                jobs.extend(state.store().list(&filter).await?);
+            }
+            jobs
+        }
+    };
     let finished = |state: JobState| state.is_finished();
     let store = state.store();
     let changed = match request.action {

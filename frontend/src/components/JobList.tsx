@@ -1,9 +1,11 @@
 'use client';
 import Link from 'next/link';
 import { useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
 import { api, call } from '@/lib/api';
 import { searchOf, type JobFilters } from '@/lib/filters';
 import { usePoll } from '@/lib/live';
+import { can, useMe } from '@/lib/me';
 import { BulkBar } from './BulkBar';
 import { JobFiltersForm } from './JobFiltersForm';
 import { JobTable } from './JobTable';
@@ -20,16 +22,29 @@ export function JobList({ filters }: { filters: JobFilters }) {
     meta: { live: !filters.payload },
   });
   const next = page.data?.next_cursor;
+  const writer = can(useMe().data, 'jobs:write');
+  const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
+  const toggle = (id: string) => {
+    const now = new Set(selected);
+    if (!now.delete(id)) now.add(id);
+    setSelected(now);
+  };
   return (
     <>
       <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
       <JobFiltersForm key={searchOf(filters)} filters={filters} />
       {page.data && !filters.cursor && !filters.payload && (
-        <BulkBar filters={filters} shown={page.data.jobs.length} complete={!next} />
+        <BulkBar
+          filters={filters}
+          shown={page.data.jobs.length}
+          complete={!next}
+          selected={[...selected]}
+          onDone={() => setSelected(new Set())}
+        />
       )}
       <section className="panel">
         <ProblemView error={page.error} />
-        <JobTable jobs={page.data?.jobs} />
+        <JobTable jobs={page.data?.jobs} selection={writer ? { selected, toggle } : undefined} />
       </section>
       <div className="actions">
         {filters.cursor && <Link href={`/jobs/?${searchOf({ ...filters, cursor: undefined })}`}>First page</Link>}

@@ -20,8 +20,34 @@ const COLUMNS: Column<Job>[] = [
   { header: 'created', cell: (j) => age(j.created_at) },
 ];
 
-export function JobTable({ jobs }: { jobs: Job[] | undefined }) {
+/** Jobs as a table; with `selection`, each row has a checkbox (for bulk actions on the rows). */
+export function JobTable({
+  jobs,
+  selection,
+}: {
+  jobs: Job[] | undefined;
+  selection?: { selected: ReadonlySet<string>; toggle: (id: string) => void };
+}) {
+  const select: Column<Job> | null = selection
+    ? {
+        header: '',
+        cell: (j) => (
+          <input
+            type="checkbox"
+            aria-label={`Select job ${j.id}`}
+            checked={selection.selected.has(j.id)}
+            onChange={() => selection.toggle(j.id)}
+          />
+        ),
+      }
+    : null;
   return (
-    <DataTable columns={COLUMNS} rows={jobs} rowKey={(j) => j.id} noun="jobs" empty="No jobs match these filters." />
+    <DataTable
+      columns={select ? [select, ...COLUMNS] : COLUMNS}
+      rows={jobs}
+      rowKey={(j) => j.id}
+      noun="jobs"
+      empty="No jobs match these filters."
+    />
   );
 }

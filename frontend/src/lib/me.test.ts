@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { can, type Me } from './me';
+import { can, isOperator, type Me } from './me';
 
-const me = (scopes: Me['scopes']): Me => ({ id: 'k', kind: 'api_key', scopes, tenant_id: 't' });
+const me = (scopes: Me['scopes'], tenant_id = 't'): Me => ({
+  id: 'k',
+  kind: 'api_key',
+  scopes,
+  tenant_id,
+  tenants: [],
+});
 
 describe('scopes decide which controls are offered', () => {
   it('a reader may not write', () => {
@@ -12,5 +18,14 @@ describe('scopes decide which controls are offered', () => {
   });
   it('nobody signed in may do nothing', () => {
     expect(can(undefined, 'jobs:read')).toBe(false);
+  });
+});
+
+describe('the operator', () => {
+  it('is an admin of the default tenant, and no one else', () => {
+    expect(isOperator(me(['admin'], 'default'))).toBe(true);
+    expect(isOperator(me(['jobs:write'], 'default'))).toBe(false);
+    expect(isOperator(me(['admin'], 'acme'))).toBe(false);
+    expect(isOperator(undefined)).toBe(false);
   });
 });

@@ -14,6 +14,11 @@ export function signIn(token: string, refresh?: string): void {
   else window.localStorage.removeItem(REFRESH);
 }
 
+/** The session's refresh token (none when signed in with an API key). */
+export function refreshToken(): string | null {
+  return typeof window === 'undefined' ? null : window.localStorage.getItem(REFRESH);
+}
+
 export function signOut(): void {
   window.localStorage.removeItem(KEY);
   window.localStorage.removeItem(REFRESH);

@@ -2,6 +2,7 @@
 import { ApiKeys } from '@/components/ApiKeys';
 import { Members } from '@/components/Members';
 import { ProblemView } from '@/components/ProblemView';
+import { TenantSwitch } from '@/components/TenantSwitch';
 import { can, useMe } from '@/lib/me';
 
 export default function Account() {
@@ -23,6 +24,7 @@ export default function Account() {
           <dt>scopes</dt>
           <dd data-testid="scopes">{m.scopes.join(' ')}</dd>
         </dl>
+        <TenantSwitch me={m} />
       </section>
       {can(m, 'admin') ? (
         <>

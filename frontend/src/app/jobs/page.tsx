@@ -8,7 +8,7 @@ import { JobList } from '@/components/JobList';
 function Jobs() {
   const search = useSearchParams();
   const id = search.get('id');
-  return id ? <JobDetail id={id} /> : <JobList filters={filtersFrom(search)} />;
+  return id ? <JobDetail id={id} /> : <JobList key={search.toString()} filters={filtersFrom(search)} />;
 }
 
 export default function JobsPage() {
