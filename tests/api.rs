@@ -683,6 +683,79 @@ async fn queues_are_paused_and_resumed(app: App) {
     );
 }
 
+/// The overview's statistics: what the workers finished, per minute and per queue, with the
+/// wait from due to start; another tenant's are apart; a bad window is a problem.
+async fn stats_follow_finished_attempts(app: App) {
+    for _ in 0..3 {
+        app.post("/v1/jobs", json!({"kind": "system.noop"})).await;
+    }
+    let (_, dead) = app
+        .post(
+            "/v1/jobs",
+            json!({"kind": "system.fail", "payload": {"times": 9}, "max_attempts": 1}),
+        )
+        .await;
+    app.wait_state(
+        dead["id"].as_str().unwrap(),
+        "dead",
+        Duration::from_secs(10),
+    )
+    .await;
+    // Workers flush their counts every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let stats = loop {
+        let (s, stats) = app.get("/v1/stats").await;
+        assert_eq!(s, StatusCode::OK, "{stats}");
+        let sum = |field: &str| {
+            stats["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[field].as_i64().unwrap())
+                .sum::<i64>()
+        };
+        if (sum("succeeded"), sum("failed")) == (3, 1) {
+            break stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "statistics never showed the jobs: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(stats["series"].as_array().unwrap().len(), 60, "{stats}");
+    assert_eq!(stats["step_seconds"], 60);
+    let last = stats["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|p| p["succeeded"].as_i64() > Some(0))
+        .unwrap();
+    assert!(last["wait_p95_ms"].as_u64().is_some(), "{stats}");
+    let default = &stats["queues"][0];
+    assert_eq!(default["queue"], "default", "{stats}");
+    assert_eq!(default["failure_rate"], json!(0.25), "{stats}");
+    assert!(stats["workers_live"].as_u64().unwrap() >= 1, "{stats}");
+    let (s, day) = app.get("/v1/stats?window=day").await;
+    assert_eq!(s, StatusCode::OK, "{day}");
+    assert_eq!(
+        (
+            day["series"].as_array().unwrap().len(),
+            day["step_seconds"].as_i64()
+        ),
+        (96, Some(900))
+    );
+    let (s, bad) = app.get("/v1/stats?window=week").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    let store = &app._db.as_ref().unwrap().store;
+    let other = pysaas_api::auth::admin_key_for(store.as_ref(), "acme", "test")
+        .await
+        .unwrap();
+    let theirs = common::json_of(common::bearer_client(&other).get(app.url("/v1/stats"))).await;
+    assert_eq!(theirs["queues"], json!([]), "{theirs}");
+}
+
 /// Reads `stream` until an event named `event` arrives (true) or `within` passes (false).
 async fn sse_event(stream: &mut reqwest::Response, event: &str, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
@@ -1383,6 +1456,7 @@ api_suite!(
     workers_are_listed_for_admins,
     queues_are_paused_and_resumed,
     events_stream_live_changes,
+    stats_follow_finished_attempts,
     unconsumed_queues_are_pointed_out,
     messages_speak_json_not_rust,
     jobs_that_can_never_run_are_refused,

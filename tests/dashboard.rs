@@ -55,6 +55,9 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
     assert_eq!(seen["previewed"], 5, "{seen}");
     assert_eq!(seen["foundByPayload"], 1, "{seen}");
     assert_eq!(seen["pausedSchedule"], true, "{seen}");
+    assert!(seen["charted"].as_u64().unwrap() >= 5, "{seen}");
+    assert_eq!(seen["canvases"], 2, "two charts drawn: {seen}");
+    assert_eq!(seen["liveCount"], "1 live worker", "{seen}");
     assert_eq!(
         (
             seen["deletedSelected"].as_str(),

@@ -98,6 +98,7 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         )
         .route("/v1/cron/preview", post(routes::schedules::preview))
         .route("/v1/events/stream", get(routes::events::stream))
+        .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/queues/{name}/pause", post(routes::system::pause_queue))
         .route(

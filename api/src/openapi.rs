@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::error::FieldError;
-use crate::routes::{auth, events, jobs, schedules, system};
+use crate::routes::{auth, events, jobs, schedules, stats, system};
 
 /// PySaaS's HTTP API.
 #[derive(Debug, OpenApi)]
@@ -22,11 +22,11 @@ use crate::routes::{auth, events, jobs, schedules, system};
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         schedules::preview, schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger,
-        events::stream, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
+        events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
         dto::SubmitJob, dto::SubmitBatch, dto::BulkRequest, dto::BulkFilter, dto::BulkVerb, dto::BulkResult, dto::JobView, dto::AttemptView, dto::AttemptRun, dto::AttemptOutcome, dto::BatchAccepted, dto::JobPage, dto::QueueView,
-        dto::QueueList, dto::QueuePause, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
+        dto::QueueList, dto::QueuePause, stats::StatsView, stats::StatsPoint, stats::QueueRate, stats::Window, dto::WorkerView, dto::WorkerList, dto::KindView, dto::KindList, dto::Health, dto::CreateSchedule,
         dto::ScheduleView, dto::ScheduleList, dto::SchedulePatch, dto::CronPreview, dto::CronTimes, FieldError, auth::Signup, auth::SignupAccepted, auth::Login,
         auth::RefreshBody, auth::SwitchTenant, auth::Tokens, auth::Me, auth::TenantChoice, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,

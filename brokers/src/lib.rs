@@ -31,7 +31,7 @@ pub use dispatch::{
 pub use error::{Result, StoreError};
 pub use store::{
     ApiKeyRow, AuthChange, AuthStore, Completion, FireResult, Inserted, JobFilter, JobReads,
-    JobStore, Lease, MembershipRow, PausedQueue, QueuePauses, QueueStats, RefreshRow, RefreshUse,
-    ScheduleFire, SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WorkerInfo,
-    WorkerRegistry, LIST_LIMIT_MAX,
+    JobStats, JobStore, Lease, MembershipRow, MinuteStats, PausedQueue, QueuePauses, QueueStats,
+    RefreshRow, RefreshUse, ScheduleFire, SchedulerStore, StoreConfig, TenantRow, Transition,
+    UserRow, WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
 };

@@ -51,6 +51,8 @@ pub async fn prune(store: &dyn JobStore, retention: Retention) -> pysaas_brokers
     store
         .forget_workers(now - chrono::TimeDelta::hours(1))
         .await?;
+    // The overview charts the last day of per-minute statistics; keep two.
+    store.prune_stats(now - chrono::TimeDelta::days(2)).await?;
     let mut total = 0;
     for (state, keep) in retention.by_state() {
         let Some(keep) = keep else { continue };

@@ -122,8 +122,20 @@ const { launch, signIn } = require('./launch.cjs');
   await page.waitForSelector('.badge:has-text("live")', { timeout: 10000 });
   const liveWorkers = await page.locator('.badge:has-text("live")').count();
 
+  // The overview charts what the workers finished (their counts arrive every few seconds).
+  await page.goto(`${base}/`);
+  // At least the sleep job, the dead job's two attempts, the triggered and the held job.
+  await page.waitForFunction(
+    () => Number(document.querySelector('[data-testid="chart-processed"]')?.getAttribute('data-total')) >= 5,
+    null,
+    { timeout: 30000 },
+  );
+  const charted = Number(await page.locator('[data-testid="chart-processed"]').getAttribute('data-total'));
+  const canvases = await page.locator('figure.chart canvas').count();
+  const liveCount = await page.locator('[data-testid="workers-live"]').innerText();
+
   console.log(
-    JSON.stringify({ id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, deletedSelected, deletedStatus, pausedSchedule, whilePaused, afterResume, problems }),
+    JSON.stringify({ charted, canvases, liveCount, id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, deletedSelected, deletedStatus, pausedSchedule, whilePaused, afterResume, problems }),
   );
   await browser.close();
 })().catch((e) => {

@@ -9,6 +9,7 @@ use pysaas_jobs::Outcome;
 use tokio::sync::mpsc;
 
 use crate::metrics_names::KindMetrics;
+use crate::stats::Rollup;
 
 /// Longest pause between attempts to write outcomes while the store is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -19,6 +20,9 @@ pub(crate) struct Finished {
     pub(crate) completion: Completion,
     pub(crate) ack: Option<Box<dyn Ack>>,
     pub(crate) metrics: Arc<KindMetrics>,
+    /// The job's queue and how long the attempt waited to start once due (for the statistics).
+    pub(crate) queue: String,
+    pub(crate) waited: Duration,
 }
 
 /// Outcome batches written at once: the next batch's statement runs while the last one's
@@ -28,7 +32,12 @@ const IN_FLIGHT: usize = 2;
 /// Drains `rx` until every sender is gone, writing up to `batch` outcomes per statement, at
 /// most [`IN_FLIGHT`] statements at a time; returns once every outcome is written and its
 /// delivery acknowledged. Outcomes are never dropped: a failed write is retried with backoff.
-pub(crate) async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Finished>, batch: usize) {
+pub(crate) async fn run(
+    store: Arc<dyn JobStore>,
+    mut rx: mpsc::Receiver<Finished>,
+    batch: usize,
+    rollup: Arc<Rollup>,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut writers = tokio::task::JoinSet::new();
     let mut buffer: Vec<Finished> = Vec::with_capacity(batch);
@@ -41,8 +50,9 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Finishe
         }
         let finished = std::mem::replace(&mut buffer, Vec::with_capacity(batch));
         let store = store.clone();
+        let rollup = rollup.clone();
         writers.spawn(async move {
-            write(store.as_ref(), finished).await;
+            write(store.as_ref(), finished, &rollup).await;
             drop(slot);
         });
         // Reap finished writers as we go, so the set stays small.
@@ -52,16 +62,26 @@ pub(crate) async fn run(store: Arc<dyn JobStore>, mut rx: mpsc::Receiver<Finishe
 }
 
 /// Records one batch (retrying until the store takes it), then acknowledges its deliveries.
-async fn write(store: &dyn JobStore, finished: Vec<Finished>) {
+async fn write(store: &dyn JobStore, finished: Vec<Finished>, rollup: &Rollup) {
     let mut completions = Vec::with_capacity(finished.len());
     let mut rest = Vec::with_capacity(finished.len());
     for f in finished {
-        rest.push((
-            f.completion.id,
-            f.ack,
-            f.metrics,
-            outcome_kind(&f.completion.outcome),
-        ));
+        let kind = outcome_kind(&f.completion.outcome);
+        let counted = match kind {
+            OutcomeKind::Succeeded => Some(true),
+            OutcomeKind::Retrying | OutcomeKind::Dead => Some(false),
+            OutcomeKind::Cancelled => None,
+        };
+        if let Some(succeeded) = counted {
+            rollup.record(
+                &f.completion.tenant_id,
+                &f.queue,
+                chrono::Utc::now(),
+                succeeded,
+                f.waited,
+            );
+        }
+        rest.push((f.completion.id, f.ack, f.metrics, kind));
         completions.push(f.completion);
     }
     let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(50), MAX_BACKOFF);

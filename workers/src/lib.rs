@@ -19,6 +19,7 @@ pub mod handlers;
 mod heartbeat;
 mod metrics_names;
 mod pool;
+mod stats;
 
 pub use config::{
     QueueConfig, WorkerConfig, DEFAULT_COMPLETER_BATCH, DEFAULT_LEASE, DEFAULT_PREFETCH,

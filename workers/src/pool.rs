@@ -138,10 +138,12 @@ impl Worker {
             .collect();
         let total: usize = config.queues.iter().map(|q| q.concurrency).sum();
         let (tx, rx) = mpsc::channel(total.max(config.completer_batch) * 2);
+        let rollup = Arc::new(crate::stats::Rollup::default());
         let completer = tokio::spawn(completer::run(
             self.store.clone(),
             rx,
             config.completer_batch.max(1),
+            rollup.clone(),
         ));
         let shared = Arc::new(Shared {
             store: self.store.clone(),
@@ -172,6 +174,11 @@ impl Worker {
             heartbeat_stop.clone(),
         ));
 
+        let stats = tokio::spawn(crate::stats::run(
+            self.store.clone(),
+            rollup,
+            heartbeat_stop.clone(),
+        ));
         let (paused_tx, paused) = watch::channel(initial);
         let pauses = tokio::spawn(watch_pauses(
             self.store.clone(),
@@ -261,6 +268,7 @@ impl Worker {
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
         let _ = pauses.await;
+        let _ = stats.await;
         tracing::info!(worker_id = %config.worker_id, "worker stopped");
         Ok(())
     }
@@ -606,6 +614,11 @@ async fn run_job(
         Outcome::Dead { error } => tracing::warn!(%error, "job failed for good"),
         Outcome::Cancelled { error } => tracing::info!(%error, "job cancelled by its handler"),
     });
+    let waited = job
+        .started_at
+        .and_then(|started| (started - job.run_at).to_std().ok())
+        .unwrap_or_default();
+    let queue = job.queue;
     let finished = Finished {
         completion: Completion {
             id: job.id,
@@ -615,6 +628,8 @@ async fn run_job(
         },
         ack,
         metrics,
+        queue,
+        waited,
     };
     if shared.completions.send(finished).await.is_err() {
         tracing::error!(job_id = %ctx.id, "completer is gone; outcome not recorded (the job will be rescued)");

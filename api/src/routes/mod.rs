@@ -4,4 +4,5 @@ pub(crate) mod auth;
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod schedules;
+pub(crate) mod stats;
 pub(crate) mod system;

@@ -26,6 +26,7 @@ mod schedules;
 mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod stats;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,7 @@ pub use queues::{PausedQueue, QueuePauses};
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use stats::{JobStats, MinuteStats};
 pub use workers::{WorkerInfo, WorkerRegistry};
 
 use crate::{Result, StoreError};
@@ -218,6 +220,7 @@ pub trait JobStore:
     JobReads
     + WorkerRegistry
     + QueuePauses
+    + JobStats
     + SchedulerStore
     + AuthStore
     + Send

@@ -4,6 +4,7 @@ import { api, call } from '@/lib/api';
 import { usePoll } from '@/lib/live';
 import { QueueTable } from '@/components/QueueTable';
 import { ProblemView } from '@/components/ProblemView';
+import { StatsCharts, useStats } from '@/components/StatsCharts';
 
 export default function Overview() {
   const queues = useQuery({
@@ -11,12 +12,14 @@ export default function Overview() {
     queryFn: () => call(() => api.GET('/v1/queues')),
     refetchInterval: usePoll(5000),
   });
+  const rates = useStats('hour').data?.queues;
   return (
     <>
       <h1>Overview</h1>
+      <StatsCharts />
       <section className="panel" aria-label="Queues">
         <ProblemView error={queues.error} />
-        <QueueTable queues={queues.data?.queues} />
+        <QueueTable queues={queues.data?.queues} rates={rates} />
       </section>
     </>
   );

@@ -1,7 +1,7 @@
 'use client';
 import Link from 'next/link';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
-import { api, call, type Queue } from '@/lib/api';
+import { api, call, type Queue, type Schemas } from '@/lib/api';
 import { age, STATES } from '@/lib/format';
 import { isOperator, useMe } from '@/lib/me';
 import { DataTable, type Column } from './DataTable';
@@ -53,8 +53,29 @@ function PauseButton({ q, onToggle }: { q: Queue; onToggle: (q: Queue) => void }
   );
 }
 
-/** Every queue: depth by state, oldest queued job, consumers; the operator pauses and resumes. */
-export function QueueTable({ queues }: { queues: Queue[] | undefined }) {
+type Rate = Schemas['QueueRate'];
+
+const percent = (r: number | null | undefined) => (r == null ? '—' : `${(r * 100).toFixed(r < 0.1 ? 1 : 0)} %`);
+
+/** The throughput columns, from the statistics' per-queue rates. */
+function rateColumns(rates: Rate[] | undefined): Column<Queue>[] {
+  const of = (q: Queue) => rates?.find((r) => r.queue === q.name);
+  return [
+    {
+      header: 'done / min',
+      num: true,
+      cell: (q) => {
+        const r = of(q);
+        return r ? (r.succeeded_per_minute + r.failed_per_minute).toFixed(1) : '—';
+      },
+    },
+    { header: 'failure rate', num: true, cell: (q) => percent(of(q)?.failure_rate) },
+  ];
+}
+
+/** Every queue: depth by state, throughput, failure rate, oldest queued job, consumers; the
+ * operator pauses and resumes. */
+export function QueueTable({ queues, rates }: { queues: Queue[] | undefined; rates?: Rate[] }) {
   const client = useQueryClient();
   const operator = isOperator(useMe().data);
   const toggle = useMutation({
@@ -75,7 +96,7 @@ export function QueueTable({ queues }: { queues: Queue[] | undefined }) {
     <>
       <ProblemView error={toggle.error} />
       <DataTable
-        columns={operator ? [...COLUMNS, actions] : COLUMNS}
+        columns={[...COLUMNS, ...rateColumns(rates), ...(operator ? [actions] : [])]}
         rows={queues}
         rowKey={(q) => q.name}
         noun="queues"

@@ -13,6 +13,7 @@ pub(crate) mod jobs;
 mod queues;
 mod rows;
 mod schedules;
+mod stats;
 mod workers;
 
 use std::time::Duration;
