@@ -754,6 +754,11 @@ async fn stats_follow_finished_attempts(app: App) {
         .unwrap();
     let theirs = common::json_of(common::bearer_client(&other).get(app.url("/v1/stats"))).await;
     assert_eq!(theirs["queues"], json!([]), "{theirs}");
+    assert_eq!(
+        theirs["workers_live"],
+        Value::Null,
+        "the operator's figure: {theirs}"
+    );
 }
 
 /// Reads `stream` until an event named `event` arrives (true) or `within` passes (false).

@@ -65,6 +65,7 @@ pub struct Worker {
 
 struct Shared {
     store: Arc<dyn JobStore>,
+    worker_id: String,
     handlers: Handlers,
     in_flight: InFlight,
     completions: mpsc::Sender<Finished>,
@@ -147,6 +148,7 @@ impl Worker {
         ));
         let shared = Arc::new(Shared {
             store: self.store.clone(),
+            worker_id: config.worker_id.clone(),
             handlers: self.handlers,
             in_flight: InFlight::default(),
             completions: tx,
@@ -412,6 +414,7 @@ async fn fetch_loop(
         shared.clone(),
         state.clone(),
         rx,
+        (queue.name.clone(), paused.clone()),
         shutdown.clone(),
     ));
     let mut backoff = pysaas_jobs::Backoff::new(Duration::from_millis(50), MAX_FETCH_BACKOFF);
@@ -491,6 +494,7 @@ async fn start_loop(
     shared: Arc<Shared>,
     state: Arc<QueueState>,
     mut rx: mpsc::Receiver<Delivery>,
+    (queue, paused): (String, watch::Receiver<BTreeSet<String>>),
     shutdown: CancellationToken,
 ) -> Vec<Uuid> {
     loop {
@@ -509,6 +513,12 @@ async fn start_loop(
             run = state.run_slots.clone().acquire_owned() => run,
         };
         let Ok(run) = run else { break };
+        if paused.borrow().contains(&queue) {
+            // Paused while these waited: they go back to the queue rather than start.
+            drop(run);
+            release_buffered(&shared, &state, delivery, &mut rx).await;
+            continue;
+        }
         state.buffered.fetch_sub(1, Ordering::Relaxed);
         shared
             .tracker
@@ -516,6 +526,32 @@ async fn start_loop(
     }
     rx.close();
     unstarted(&shared, &state, None, rx).await
+}
+
+/// Releases `first` and every job buffered behind it back to `queued` (their queue was paused);
+/// their deliveries are dropped unacknowledged, as at shutdown.
+async fn release_buffered(
+    shared: &Shared,
+    state: &QueueState,
+    first: Delivery,
+    rx: &mut mpsc::Receiver<Delivery>,
+) {
+    let mut ids = vec![first.job.id];
+    while let Ok(delivery) = rx.try_recv() {
+        ids.push(delivery.job.id);
+    }
+    state.buffered.fetch_sub(ids.len(), Ordering::Relaxed);
+    if let Ok(mut map) = shared.in_flight.lock() {
+        for id in &ids {
+            map.remove(id);
+        }
+    }
+    match shared.store.release(&shared.worker_id, &ids).await {
+        Ok(n) => tracing::info!(released = n, "queue paused: released jobs claimed ahead"),
+        Err(err) => {
+            tracing::warn!(error = %err, jobs = ids.len(), "release failed; the rescuer will re-queue them when their leases expire")
+        }
+    }
 }
 
 /// Empties the buffer of jobs that will not start; their deliveries are dropped unacknowledged

@@ -140,7 +140,7 @@ pub(crate) struct Me {
     /// Scopes.
     pub(crate) scopes: Vec<String>,
     /// Users: every tenant they are a member of, with their role there (switch with
-    /// `POST /v1/auth/refresh {tenant_id}`); API keys: none.
+    /// `POST /v1/auth/switch`); API keys: none.
     pub(crate) tenants: Vec<TenantChoice>,
 }
 

@@ -67,7 +67,7 @@ async fn next_change(
 ) -> Option<()> {
     loop {
         match changes.recv().await {
-            Ok(t) if t == tenant => return Some(()),
+            Ok(t) if t == tenant || t == pysaas_brokers::store::ANY_TENANT => return Some(()),
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => return Some(()),
             Err(RecvError::Closed) => return None,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use pysaas_brokers::store::stats::{minute_of, wait_quantile_ms, WAIT_BUCKETS};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -79,8 +79,9 @@ pub(crate) struct StatsView {
     pub(crate) series: Vec<StatsPoint>,
     /// Per queue with attempts in the window, by name.
     pub(crate) queues: Vec<QueueRate>,
-    /// Worker processes that reported within the last minute.
-    pub(crate) workers_live: usize,
+    /// Worker processes that reported within the last minute (the operator's tenant, `default`,
+    /// only: they serve every tenant; `null` for the others).
+    pub(crate) workers_live: Option<usize>,
 }
 
 /// Processed and failed attempts and the wait from due to start, per step over the last hour
@@ -101,12 +102,20 @@ pub(crate) async fn stats(
         Window::Day => (96, TimeDelta::minutes(15)),
     };
     let now = state.store().now().await?;
-    let end = minute_of(now) + TimeDelta::minutes(1);
+    // Steps aligned to their size, so that a quarter hour's figures do not shift every minute.
+    let end = match window {
+        Window::Hour => minute_of(now) + TimeDelta::minutes(1),
+        Window::Day => {
+            now.duration_trunc(TimeDelta::minutes(15)).unwrap_or(now) + TimeDelta::minutes(15)
+        }
+    };
+    // The rates are over the last five whole minutes (the current one is still filling).
+    let current = minute_of(now);
+    let recent = current - TimeDelta::minutes(RATE_MINUTES);
     let start = end - step * steps;
     let rows = state.store().stats_since(&tenant, start).await?;
     let mut buckets = vec![(0i64, 0i64, [0i64; WAIT_BUCKETS]); usize::try_from(steps).unwrap_or(0)];
     let mut per_queue: BTreeMap<String, (i64, i64, i64, i64)> = BTreeMap::new();
-    let recent = end - TimeDelta::minutes(RATE_MINUTES);
     for row in &rows {
         let index = ((row.minute - start).num_seconds() / step.num_seconds())
             .clamp(0, i64::from(steps) - 1);
@@ -121,7 +130,7 @@ pub(crate) async fn stats(
         let q = per_queue.entry(row.queue.clone()).or_default();
         q.0 += row.succeeded;
         q.1 += row.failed;
-        if row.minute >= recent {
+        if row.minute >= recent && row.minute < current {
             q.2 += row.succeeded;
             q.3 += row.failed;
         }
@@ -146,13 +155,18 @@ pub(crate) async fn stats(
             failure_rate: (ok + bad > 0).then(|| bad as f64 / (ok + bad) as f64),
         })
         .collect();
-    let workers_live = state
-        .store()
-        .workers()
-        .await?
-        .iter()
-        .filter(|w| now - w.last_seen <= LIVE_WITHIN)
-        .count();
+    // Worker processes serve every tenant: how many run is the operator's to see.
+    let workers_live = if tenant == pysaas_jobs::DEFAULT_TENANT {
+        let workers = state.store().workers().await?;
+        Some(
+            workers
+                .iter()
+                .filter(|w| now - w.last_seen <= LIVE_WITHIN)
+                .count(),
+        )
+    } else {
+        None
+    };
     Ok(Json(StatsView {
         window,
         step_seconds: step.num_seconds(),

@@ -148,8 +148,10 @@ pub(crate) async fn queues(
     let consumed = state.store().consumed_queues().await?;
     let paused = state.store().paused_queues().await?;
     let now = state.store().now().await?;
-    // A paused queue shows even before it holds any of this tenant's jobs.
-    for p in &paused {
+    // The operator sees a paused queue even before it holds any jobs (other tenants see the
+    // flag on the queues they use, not the names of the rest).
+    let operator = tenant == pysaas_jobs::DEFAULT_TENANT;
+    for p in paused.iter().filter(|_| operator) {
         if !stats.iter().any(|s| s.queue == p.queue) {
             stats.push(pysaas_brokers::QueueStats {
                 queue: p.queue.clone(),

@@ -25,3 +25,5 @@ CREATE TABLE job_stats (
     w15 bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant_id, minute, queue)
 );
+-- The pruner deletes by age across tenants.
+CREATE INDEX job_stats_minute ON job_stats (minute);

@@ -54,6 +54,10 @@ pub use workers::{WorkerInfo, WorkerRegistry};
 
 use crate::{Result, StoreError};
 
+/// Announced by [`JobStore::changes`] when changes may have been missed (a reconnect): any
+/// tenant's jobs may have changed.
+pub const ANY_TENANT: &str = "*";
+
 /// Largest page `list` returns.
 pub const LIST_LIMIT_MAX: i64 = 1000;
 
@@ -301,7 +305,7 @@ pub trait JobStore:
     /// Tenants whose jobs changed state (inserted, claimed, finished, cancelled, retried,
     /// released, promoted, deleted), as every process sharing the store announces them, within
     /// about a tenth of a second of the commit. Best effort: a lagging receiver skips some
-    /// (live pages refresh now and then as well).
+    /// (live pages refresh now and then as well); [`ANY_TENANT`] after a reconnect.
     fn changes(&self) -> tokio::sync::broadcast::Receiver<String>;
 }
 

@@ -21,11 +21,13 @@ interface Props<T> {
   empty: ReactNode;
   /** A full-width row shown under a row (an editor, say), or nothing. */
   below?: (row: T) => ReactNode;
+  /** The rows could not be loaded (the problem is shown beside): no endless "Loading". */
+  failed?: boolean;
 }
 
 /** Every table of the dashboard: a designed loading and empty state, then the rows. */
-export function DataTable<T>({ columns, rows, rowKey, noun, empty, below }: Props<T>) {
-  if (rows === undefined) return <p className="empty">Loading {noun}…</p>;
+export function DataTable<T>({ columns, rows, rowKey, noun, empty, below, failed }: Props<T>) {
+  if (rows === undefined) return failed ? null : <p className="empty">Loading {noun}…</p>;
   if (rows.length === 0) return <p className="empty">{empty}</p>;
   return (
     <table>

@@ -33,7 +33,7 @@ export function JobDetail({ id }: { id: string }) {
     queryKey: ['job', id],
     queryFn: () => call(() => api.GET('/v1/jobs/{id}', { params: { path: { id } } })),
     // Followed until it finishes (live updates arrive with the events stream).
-    refetchInterval: (q) => (poll === false || (q.state.data && isFinished(q.state.data.state)) ? false : poll),
+    refetchInterval: (q) => (q.state.data && isFinished(q.state.data.state) ? false : poll),
   });
   const act = useMutation({
     mutationFn: (action: 'cancel' | 'retry') =>

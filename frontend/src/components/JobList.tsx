@@ -24,11 +24,12 @@ export function JobList({ filters }: { filters: JobFilters }) {
   const next = page.data?.next_cursor;
   const writer = can(useMe().data, 'jobs:write');
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
-  const toggle = (id: string) => {
-    const now = new Set(selected);
-    if (!now.delete(id)) now.add(id);
-    setSelected(now);
-  };
+  const toggle = (id: string) =>
+    setSelected((before) => {
+      const now = new Set(before);
+      if (!now.delete(id)) now.add(id);
+      return now;
+    });
   return (
     <>
       <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
@@ -44,7 +45,11 @@ export function JobList({ filters }: { filters: JobFilters }) {
       )}
       <section className="panel">
         <ProblemView error={page.error} />
-        <JobTable jobs={page.data?.jobs} selection={writer ? { selected, toggle } : undefined} />
+        <JobTable
+          jobs={page.data?.jobs}
+          failed={!!page.error}
+          selection={writer && !filters.cursor && !filters.payload ? { selected, toggle } : undefined}
+        />
       </section>
       <div className="actions">
         {filters.cursor && <Link href={`/jobs/?${searchOf({ ...filters, cursor: undefined })}`}>First page</Link>}

@@ -24,8 +24,10 @@ const COLUMNS: Column<Job>[] = [
 export function JobTable({
   jobs,
   selection,
+  failed,
 }: {
   jobs: Job[] | undefined;
+  failed?: boolean;
   selection?: { selected: ReadonlySet<string>; toggle: (id: string) => void };
 }) {
   const select: Column<Job> | null = selection
@@ -48,6 +50,7 @@ export function JobTable({
       rowKey={(j) => j.id}
       noun="jobs"
       empty="No jobs match these filters."
+      failed={failed}
     />
   );
 }

@@ -31,7 +31,7 @@ export function StatsCharts() {
         <h2>Throughput</h2>
         <span className="spacer" />
         <span data-testid="workers-live">
-          {s ? `${s.workers_live} live worker${s.workers_live === 1 ? '' : 's'}` : ''}
+          {s?.workers_live != null ? `${s.workers_live} live worker${s.workers_live === 1 ? '' : 's'}` : ''}
         </span>
         <label>
           window

@@ -14,6 +14,13 @@ import { credential, refreshSession } from './session';
 const LIVE_KEYS: readonly unknown[] = ['jobs', 'job', 'queues'];
 /** Pause before reconnecting a failed stream. */
 const RETRY_MS = 3000;
+/** Refetches at most this often however many changes come (a busy tenant's come 10 a second). */
+const REFRESH_EVERY_MS = 1000;
+/** Polling while live: a safety net for a change notice lost on the way. */
+const LIVE_POLL_MS = 30_000;
+
+/** The stream was refused (401/403): reconnecting would not help. */
+class Refused extends Error {}
 
 export const LiveContext = createContext(false);
 
@@ -22,9 +29,9 @@ export function useLive(): boolean {
   return useContext(LiveContext);
 }
 
-/** A query's polling interval: none while live updates flow, `ms` otherwise. */
-export function usePoll(ms: number): number | false {
-  return useLive() ? false : ms;
+/** A query's polling interval: a slow safety net while live updates flow, `ms` otherwise. */
+export function usePoll(ms: number): number {
+  return useLive() ? LIVE_POLL_MS : ms;
 }
 
 /** A fetch that sends the credential and, on a 401 with a session, refreshes it once. */
@@ -47,16 +54,35 @@ export function useLiveStream(): boolean {
   useEffect(() => {
     if (credential() === null) return;
     const abort = new AbortController();
-    const refresh = () =>
-      void client.invalidateQueries({
-        predicate: (q) => LIVE_KEYS.includes(q.queryKey[0]) && q.meta?.live !== false,
-      });
+    const invalidate = () =>
+      void client.invalidateQueries(
+        { predicate: (q) => LIVE_KEYS.includes(q.queryKey[0]) && q.meta?.live !== false },
+        // A refetch under way is let finish: a slow list must not be restarted forever.
+        { cancelRefetch: false },
+      );
+    // The first change refetches at once; more within a second make one refetch after it.
+    let last = 0;
+    let trailing: ReturnType<typeof setTimeout> | null = null;
+    const refresh = () => {
+      const wait = last + REFRESH_EVERY_MS - Date.now();
+      if (wait <= 0) {
+        last = Date.now();
+        invalidate();
+      } else
+        trailing ??= setTimeout(() => {
+          trailing = null;
+          last = Date.now();
+          invalidate();
+        }, wait);
+    };
     void fetchEventSource('/v1/events/stream', {
       signal: abort.signal,
       openWhenHidden: false,
       fetch: authorized,
       onopen: async (response) => {
-        if (!response.ok) throw new Error(`event stream refused (${response.status})`);
+        if (response.status === 401 || response.status === 403)
+          throw new Refused(`event stream refused (${response.status})`);
+        if (!response.ok) throw new Error(`event stream unavailable (${response.status})`);
       },
       onmessage: (message) => {
         if (message.event === 'ready') setLive(true);
@@ -67,12 +93,17 @@ export function useLiveStream(): boolean {
         setLive(false);
         throw new Error('event stream closed');
       },
-      onerror: () => {
+      onerror: (error: unknown) => {
         setLive(false);
+        // Refused: the pages poll (and show the problem) instead.
+        if (error instanceof Refused) throw error;
         return RETRY_MS;
       },
-    });
-    return () => abort.abort();
+    }).catch(() => setLive(false));
+    return () => {
+      abort.abort();
+      if (trailing) clearTimeout(trailing);
+    };
   }, [client]);
   return live;
 }

@@ -39,6 +39,11 @@ export function refreshSession(failed: string | null): Promise<boolean> {
   return refreshing;
 }
 
+/** Resolves once no refresh is under way (so that the refresh token is not spent twice). */
+export async function refreshSettled(): Promise<void> {
+  if (refreshing) await refreshing;
+}
+
 async function exchange(): Promise<boolean> {
   const refresh = window.localStorage.getItem(REFRESH);
   if (!refresh) return false;

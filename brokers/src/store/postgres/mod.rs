@@ -415,6 +415,8 @@ async fn listen(
                 Ok(()) => {
                     backoff.reset();
                     let _ = auth.send(AuthChange::Reset);
+                    // Changes announced while disconnected are lost: every tenant may have some.
+                    let _ = changes.send(crate::store::ANY_TENANT.to_owned());
                     let Some(w) = wake.upgrade() else { return };
                     w.send_modify(|n| *n = n.wrapping_add(1));
                     drop(w);

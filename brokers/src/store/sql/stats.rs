@@ -37,17 +37,23 @@ fn stats_from_row<R: Columns>(row: &R) -> Result<MinuteStats> {
 #[async_trait]
 impl<S: SqlBackend> JobStats for S {
     async fn add_stats(&self, stats: &[MinuteStats]) -> Result<()> {
-        for s in stats {
-            let mut args: Vec<Arg<'_>> = vec![
-                s.tenant_id.as_str().into(),
-                s.queue.as_str().into(),
-                s.minute.into(),
-                s.succeeded.into(),
-                s.failed.into(),
-            ];
-            args.extend(s.wait.iter().map(|&n| Arg::from(n)));
-            self.execute(ADD, &args).await?;
-        }
+        let args: Vec<Vec<Arg<'_>>> = stats
+            .iter()
+            .map(|s| {
+                let mut args: Vec<Arg<'_>> = vec![
+                    s.tenant_id.as_str().into(),
+                    s.queue.as_str().into(),
+                    s.minute.into(),
+                    s.succeeded.into(),
+                    s.failed.into(),
+                ];
+                args.extend(s.wait.iter().map(|&n| Arg::from(n)));
+                args
+            })
+            .collect();
+        let steps: Vec<(Stmt<'_>, &[Arg<'_>])> = args.iter().map(|a| (ADD, a.as_slice())).collect();
+        // All rows or none, so that a failed flush can be retried whole.
+        self.execute_all(&steps).await?;
         Ok(())
     }
 

@@ -94,6 +94,7 @@ export default function Schedules() {
         <DataTable
           columns={writer ? [...COLUMNS, actions] : COLUMNS}
           rows={list.data?.schedules}
+          failed={!!list.error}
           rowKey={(s) => s.name}
           noun="schedules"
           empty="No schedules: create one with POST /v1/schedules or `pysaas schedules create`."

@@ -35,6 +35,7 @@ export default function Workers() {
         <DataTable
           columns={COLUMNS}
           rows={list.data?.workers}
+          failed={!!list.error}
           rowKey={(w) => w.id}
           noun="workers"
           empty={
