@@ -524,6 +524,29 @@ async fn users_switch_between_their_tenants(db: TestDb) {
     wanted.sort();
     assert_eq!(listed, wanted, "{me}");
 
+    // Someone else's refresh token: refused, and left usable by its owner.
+    let boss_session = anon_post(
+        &server,
+        "/v1/auth/login",
+        json!({"email": "boss@example.com", "password": "correct horse battery"}),
+    )
+    .await
+    .1;
+    let (s, b, _) = post(
+        &server,
+        "/v1/auth/switch",
+        &access(&mine),
+        json!({"tenant_id": boss_tenant, "refresh_token": boss_session["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, _, _) = anon_post(
+        &server,
+        "/v1/auth/refresh",
+        json!({"refresh_token": boss_session["refresh_token"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "the owner's token still works");
     // Not a member: refused, and the refresh token is untouched.
     let (s, b, _) = post(
         &server,

@@ -520,11 +520,17 @@ pub(crate) async fn switch_tenant(
                 "this account is not a member of that tenant",
             )
         })?;
-    let token = match state
+    let digest = secrets::digest(&req.refresh_token);
+    // Someone else's token is refused before it is touched (using it would end their session).
+    let owner = state
         .store()
-        .use_refresh(&secrets::digest(&req.refresh_token))
+        .refresh_token(&digest)
         .await?
-    {
+        .map(|t| t.user_id);
+    if owner.is_some_and(|owner| owner != user_id) {
+        return Err(unauthorized("that refresh token is not yours"));
+    }
+    let token = match state.store().use_refresh(&digest).await? {
         RefreshUse::Rotated(token) if token.user_id == user_id => token,
         RefreshUse::Rotated(_) => return Err(unauthorized("that refresh token is not yours")),
         RefreshUse::Reused(token) => {

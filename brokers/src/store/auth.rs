@@ -184,6 +184,9 @@ pub trait AuthStore: Send + Sync {
     /// Stores a new refresh token.
     async fn insert_refresh(&self, token: &RefreshRow) -> Result<()>;
 
+    /// The refresh token with this hash, as it is (used, revoked or not), without using it.
+    async fn refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshRow>>;
+
     /// Uses up the refresh token with this hash, atomically: only one of two concurrent uses
     /// rotates; the other (and any later one) is a reuse and revokes the family.
     async fn use_refresh(&self, token_hash: &[u8]) -> Result<RefreshUse>;

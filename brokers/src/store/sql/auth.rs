@@ -209,6 +209,13 @@ impl<S: AuthDialect> AuthStore for S {
         Ok(())
     }
 
+    async fn refresh_token(&self, token_hash: &[u8]) -> Result<Option<RefreshRow>> {
+        let row = self
+            .fetch_optional(REFRESH_BY_HASH, &args![token_hash])
+            .await?;
+        row.as_ref().map(refresh).transpose()
+    }
+
     async fn use_refresh(&self, token_hash: &[u8]) -> Result<RefreshUse> {
         let args = args![token_hash, Arg::Now];
         if let Some(row) = self.fetch_optional(USE_REFRESH, &args).await? {
