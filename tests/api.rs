@@ -383,6 +383,13 @@ async fn cancel_retry_and_failures(app: App) {
         "{done}"
     );
     assert!(history[2]["error"].is_null() && history[0]["error"].is_string());
+    // The handler's detail stays with its attempt.
+    assert_eq!(
+        history[0]["detail"],
+        json!({"attempt": 1, "planned_failures": 2}),
+        "{done}"
+    );
+    assert_eq!(history[1]["detail"]["attempt"], 2, "{done}");
     // Dead after max attempts, then a manual retry runs it again.
     let (_, job) = app
         .post(

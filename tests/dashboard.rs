@@ -66,6 +66,11 @@ async fn a_job_submitted_through_the_form_is_followed_to_success(app: pysaas::te
         (Some("1 of 1 deleted"), Some(404)),
         "a selected row is deleted alone: {seen}"
     );
+    let dead = seen["deadAttempts"].as_str().unwrap_or_default();
+    assert!(
+        dead.contains("failed") && dead.contains("\"planned_failures\":99"),
+        "the dead job's attempt with the handler's error detail: {seen}"
+    );
     let attempts = seen["attemptRows"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{seen}");
     let row = attempts[0].as_str().unwrap();

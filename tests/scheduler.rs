@@ -460,6 +460,7 @@ async fn the_pruner_applies_per_state_retention() {
                     error: "boom".into(),
                 }
             },
+            detail: None,
         })
         .collect();
     db.store.complete(&completions).await.unwrap();

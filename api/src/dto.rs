@@ -119,6 +119,9 @@ pub struct AttemptView {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// The handler's structured detail, if it gave one.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
 }
 
 /// How an attempt ended.
@@ -150,6 +153,9 @@ pub struct AttemptRun {
     pub duration_ms: Option<i64>,
     /// What went wrong (failed attempts).
     pub error: Option<String>,
+    /// The handler's structured detail of a failed attempt, if it gave one.
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
 }
 
 /// Every attempt of `job`, oldest first.
@@ -169,6 +175,7 @@ fn history_of(job: &Job) -> Vec<AttemptRun> {
             finished_at: Some(e.finished_at),
             duration_ms: ran(e.started_at, Some(e.finished_at)),
             error: Some(e.error.clone()),
+            detail: e.detail.clone(),
         })
         .collect();
     let last = match job.state {
@@ -185,6 +192,7 @@ fn history_of(job: &Job) -> Vec<AttemptRun> {
             finished_at,
             duration_ms: ran(job.started_at, finished_at),
             error: None,
+            detail: None,
         });
     }
     history
@@ -223,6 +231,7 @@ impl From<Job> for JobView {
                     worker_id: e.worker_id,
                     started_at: e.started_at,
                     finished_at: e.finished_at,
+                    detail: e.detail,
                 })
                 .collect(),
             warning: None,

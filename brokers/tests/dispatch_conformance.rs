@@ -146,6 +146,7 @@ async fn finish(t: &Transport, deliveries: Vec<Delivery>) {
             tenant_id: d.job.tenant_id.clone(),
             attempt: d.job.attempts,
             outcome: Outcome::Succeeded { result: None },
+            detail: None,
         })
         .collect();
     assert_eq!(

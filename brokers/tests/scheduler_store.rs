@@ -296,6 +296,7 @@ async fn pruning_deletes_only_old_finished_jobs(db: TestDb) {
             tenant_id: j.tenant_id.clone(),
             attempt: 1,
             outcome,
+            detail: None,
         })
         .collect();
     s.complete(&completions).await.unwrap();

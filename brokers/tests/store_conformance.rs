@@ -42,6 +42,7 @@ fn done(id: Uuid, attempt: i32) -> Completion {
         outcome: Outcome::Succeeded {
             result: Some(json!({"ok": true})),
         },
+        detail: None,
     }
 }
 
@@ -221,7 +222,8 @@ async fn failed_attempts_retry_after_backoff(db: TestDb) {
             id,
             tenant_id: "acme".into(),
             attempt: 1,
-            outcome: retry
+            outcome: retry,
+            detail: Some(json!({"status": 503})),
         }])
         .await
         .unwrap(),
@@ -245,12 +247,24 @@ async fn failed_attempts_retry_after_backoff(db: TestDb) {
         tenant_id: "acme".into(),
         attempt: 2,
         outcome: dead,
+        detail: None,
     }])
     .await
     .unwrap();
     let j = s.get("acme", id).await.unwrap().unwrap();
     assert_eq!(j.state, JobState::Dead);
     assert!(j.finished_at.is_some());
+    // Every failed attempt is kept, each with the handler's detail (or none).
+    assert_eq!(
+        j.errors
+            .iter()
+            .map(|e| (e.attempt, e.error.as_str(), e.detail.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (1, "boom", Some(json!({"status": 503}))),
+            (2, "gave up", None)
+        ]
+    );
 }
 
 async fn heartbeat_extends_only_held_leases(db: TestDb) {
@@ -550,6 +564,7 @@ async fn cancel_and_retry_follow_the_state_machine(db: TestDb) {
         tenant_id: "acme".into(),
         attempt: claimed[0].attempts,
         outcome: Outcome::Dead { error: "x".into() },
+        detail: None,
     }])
     .await
     .unwrap();

@@ -49,18 +49,24 @@ pub enum HandlerError {
         message: String,
         /// Overrides the retry policy's backoff for this attempt.
         after: Option<Duration>,
+        /// Structured detail kept with the attempt (see [`HandlerError::with_detail`]).
+        detail: Option<serde_json::Value>,
     },
     /// A permanent failure: the job goes `dead` whatever attempts remain.
     #[error("{message}")]
     Fail {
         /// Human-readable reason.
         message: String,
+        /// Structured detail kept with the attempt.
+        detail: Option<serde_json::Value>,
     },
     /// The handler decided the job should not run: it ends `cancelled`.
     #[error("{message}")]
     Cancel {
         /// Human-readable reason.
         message: String,
+        /// Structured detail kept with the attempt.
+        detail: Option<serde_json::Value>,
     },
 }
 
@@ -70,6 +76,7 @@ impl HandlerError {
         HandlerError::Retry {
             message: message.into(),
             after: None,
+            detail: None,
         }
     }
 
@@ -78,6 +85,7 @@ impl HandlerError {
         HandlerError::Retry {
             message: message.into(),
             after: Some(after),
+            detail: None,
         }
     }
 
@@ -85,6 +93,7 @@ impl HandlerError {
     pub fn fail(message: impl Into<String>) -> Self {
         HandlerError::Fail {
             message: message.into(),
+            detail: None,
         }
     }
 
@@ -92,6 +101,66 @@ impl HandlerError {
     pub fn cancel(message: impl Into<String>) -> Self {
         HandlerError::Cancel {
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// Keeps `detail` (a status code, a response excerpt, what was tried) with the attempt; the
+    /// dashboard shows it beside the message. A JSON object; anything else is kept as
+    /// `{"value": …}`. Keep it free of secrets; one over [`DETAIL_MAX_BYTES`] of JSON is kept as
+    /// `{"truncated": true, "bytes": n}` so no attempt row grows without bound.
+    #[must_use]
+    pub fn with_detail(mut self, value: serde_json::Value) -> Self {
+        let value = if value.is_object() {
+            value
+        } else {
+            serde_json::json!({ "value": value })
+        };
+        let bytes = value.to_string().len();
+        let value = if bytes > DETAIL_MAX_BYTES {
+            serde_json::json!({ "truncated": true, "bytes": bytes })
+        } else {
+            value
+        };
+        match &mut self {
+            HandlerError::Retry { detail, .. }
+            | HandlerError::Fail { detail, .. }
+            | HandlerError::Cancel { detail, .. } => *detail = Some(value),
+        }
+        self
+    }
+
+    /// The detail given with [`HandlerError::with_detail`].
+    pub fn detail(&self) -> Option<&serde_json::Value> {
+        match self {
+            HandlerError::Retry { detail, .. }
+            | HandlerError::Fail { detail, .. }
+            | HandlerError::Cancel { detail, .. } => detail.as_ref(),
+        }
+    }
+}
+
+/// Most bytes of JSON an error's detail keeps (see [`HandlerError::with_detail`]).
+pub const DETAIL_MAX_BYTES: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::{HandlerError, DETAIL_MAX_BYTES};
+    use serde_json::json;
+
+    #[test]
+    fn detail_rides_with_any_error_and_is_always_an_object() {
+        let e = HandlerError::retry("x").with_detail(json!({"status": 503}));
+        assert_eq!(e.detail(), Some(&json!({"status": 503})));
+        assert_eq!(e.to_string(), "x");
+        let e = HandlerError::fail("y").with_detail(json!("just text"));
+        assert_eq!(e.detail(), Some(&json!({"value": "just text"})));
+        assert_eq!(HandlerError::cancel("z").detail(), None);
+        let big = "x".repeat(DETAIL_MAX_BYTES);
+        let e = HandlerError::retry("w").with_detail(json!({ "body": big }));
+        assert_eq!(
+            e.detail(),
+            Some(&json!({"truncated": true, "bytes": DETAIL_MAX_BYTES + 11}))
+        );
     }
 }

@@ -142,4 +142,7 @@ pub struct AttemptError {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// The handler's structured detail, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
 }

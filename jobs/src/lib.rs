@@ -30,7 +30,7 @@ mod state;
 
 pub use backoff::Backoff;
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};
-pub use error::{HandlerError, JobsError, Result};
+pub use error::{HandlerError, JobsError, Result, DETAIL_MAX_BYTES};
 pub use job::{AttemptError, Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
 pub use kind::{JobKind, DEFAULT_TIMEOUT};
 pub use outcome::Outcome;

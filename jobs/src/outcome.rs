@@ -41,9 +41,9 @@ impl Outcome {
     ) -> Self {
         match result {
             Ok(result) => Outcome::Succeeded { result },
-            Err(HandlerError::Fail { message }) => Outcome::Dead { error: message },
-            Err(HandlerError::Cancel { message }) => Outcome::Cancelled { error: message },
-            Err(HandlerError::Retry { message, after }) => {
+            Err(HandlerError::Fail { message, .. }) => Outcome::Dead { error: message },
+            Err(HandlerError::Cancel { message, .. }) => Outcome::Cancelled { error: message },
+            Err(HandlerError::Retry { message, after, .. }) => {
                 if attempt >= max_attempts {
                     Outcome::Dead {
                         error: format!(

@@ -27,6 +27,7 @@ pub(super) async fn raw_loop(store: Arc<dyn JobStore>, batch: usize) -> Result<u
                 tenant_id: j.tenant_id.clone(),
                 attempt: j.attempts,
                 outcome: pysaas_jobs::Outcome::Succeeded { result: None },
+                detail: None,
             })
             .collect();
         done += store.complete(&completions).await?;

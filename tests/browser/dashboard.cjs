@@ -48,6 +48,9 @@ const { launch, signIn } = require('./launch.cjs');
     if (job.state === 'dead') break;
     await page.waitForTimeout(100);
   }
+  // Its page shows the failed attempt with the handler's error detail.
+  await page.goto(`${base}/jobs/?id=${deadId}`);
+  const deadAttempts = await page.locator('section[aria-label="Attempts"] tbody').innerText({ timeout: 10000 });
   await page.goto(`${base}/jobs/?state=dead`);
   await page.waitForSelector(`a[href="/jobs/?id=${deadId}"]`, { timeout: 10000 });
   await page.click('text=Retry all matching');
@@ -135,7 +138,7 @@ const { launch, signIn } = require('./launch.cjs');
   const liveCount = await page.locator('[data-testid="workers-live"]').innerText();
 
   console.log(
-    JSON.stringify({ charted, canvases, liveCount, id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, deletedSelected, deletedStatus, pausedSchedule, whilePaused, afterResume, problems }),
+    JSON.stringify({ charted, canvases, liveCount, id, reloaded, result: JSON.parse(result), bulk, retriedAttempts: retried.attempts, liveWorkers, foundByPayload, previewed, savedCron: saved.cron, savedZone: saved.timezone, triggered: triggered.length, attemptRows, deadAttempts, deletedSelected, deletedStatus, pausedSchedule, whilePaused, afterResume, problems }),
   );
   await browser.close();
 })().catch((e) => {

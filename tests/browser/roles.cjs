@@ -32,12 +32,14 @@ const { launch, signIn } = require('./launch.cjs');
   await page.click('text=Sign out');
   await signIn(page, base, admin);
   await page.goto(`${base}/account/`);
-  await page.fill('section[aria-label="API keys"] input:not([type])', 'ci');
+  await page.fill('section[aria-label="API keys"] input:not([type])', 'made-in-browser');
   await page.click('text=Create key');
   const shownOnce = await page.locator('[data-testid="new-key"]').innerText();
   const created = await page.request.get(`${base}/v1/me`, { headers: as(shownOnce) });
-  await page.locator('tr:has-text("ci") >> text=Revoke').click();
-  await page.waitForSelector('tr:has-text("ci") >> text=revoked');
+  // The row whose name cell is exactly the new key's (another key's prefix may hold any letters).
+  const row = page.getByRole('row').filter({ has: page.getByRole('cell', { name: 'made-in-browser', exact: true }) });
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await row.getByText('revoked').waitFor();
   const afterRevoke = await page.request.get(`${base}/v1/me`, { headers: as(shownOnce) });
 
   console.log(

@@ -638,6 +638,11 @@ async fn run_job(
     let elapsed = clock.elapsed();
     metrics.run_duration.record(elapsed.as_secs_f64());
     state.record_run(elapsed);
+    let detail = result
+        .as_ref()
+        .err()
+        .and_then(HandlerError::detail)
+        .cloned();
     let outcome = Outcome::decide(result, job.attempts, job.max_attempts, &policy, Utc::now());
     span.in_scope(|| match &outcome {
         Outcome::Succeeded { .. } => tracing::debug!(
@@ -661,6 +666,7 @@ async fn run_job(
             tenant_id: job.tenant_id,
             attempt: job.attempts,
             outcome,
+            detail,
         },
         ack,
         metrics,

@@ -147,6 +147,8 @@ pub struct Completion {
     pub attempt: i32,
     /// What happened.
     pub outcome: Outcome,
+    /// The handler's detail of a failed attempt (kept in the job's `errors`).
+    pub detail: Option<serde_json::Value>,
 }
 
 /// Filters and keyset pagination for `list`.

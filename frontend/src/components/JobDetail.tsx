@@ -22,6 +22,17 @@ const ATTEMPT_COLUMNS: Column<Attempt>[] = [
   { header: 'finished', cell: (a) => age(a.finished_at), title: (a) => a.finished_at ?? '' },
   { header: 'duration', num: true, cell: (a) => (a.duration_ms == null ? '—' : `${a.duration_ms} ms`) },
   { header: 'error', cell: (a) => a.error ?? '' },
+  {
+    header: 'detail',
+    cell: (a) =>
+      a.detail == null ? (
+        ''
+      ) : (
+        <code className="detail" title={JSON.stringify(a.detail, null, 2)}>
+          {JSON.stringify(a.detail).slice(0, 120)}
+        </code>
+      ),
+  },
 ];
 
 /** One job: its fields, payload, result and every attempt; cancel, retry, clone. */

@@ -9,6 +9,8 @@ use crate::{JobContext, JobHandler};
 
 /// Longest `Retry-After` a webhook target may ask for before the retry policy decides instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Characters of a failed answer's body kept with the attempt.
+const BODY_EXCERPT: usize = 500;
 
 /// Runs `notification.webhook`: a real HTTP POST; 2xx succeeds, anything else is retried.
 #[derive(Debug, Clone)]
@@ -95,10 +97,19 @@ impl JobHandler<Webhook> for WebhookHandler {
             .map(Duration::from_secs)
             .filter(|d| *d <= MAX_RETRY_AFTER);
         let message = format!("webhook answered HTTP {}", status.as_u16());
+        // The start of the answer, for whoever looks at the failed attempt.
+        let body = response.text().await.unwrap_or_default();
+        let excerpt: String = body.chars().take(BODY_EXCERPT).collect();
+        let detail = json!({
+            "status": status.as_u16(),
+            "retry_after_s": retry_after.map(|d| d.as_secs()),
+            "body": excerpt,
+        });
         Err(match retry_after {
             Some(after) => HandlerError::retry_after(message, after),
             None => HandlerError::retry(message),
-        })
+        }
+        .with_detail(detail))
     }
 }
 

@@ -50,7 +50,8 @@ impl JobHandler<Fail> for FailHandler {
             return Err(HandlerError::retry(format!(
                 "system.fail: failing attempt {attempt} of {} planned failures",
                 payload.times
-            )));
+            ))
+            .with_detail(json!({ "attempt": attempt, "planned_failures": payload.times })));
         }
         Ok(Some(json!({ "succeeded_on_attempt": attempt })))
     }

@@ -9,7 +9,7 @@ use crate::store::sql::jobs::transition;
 const CANCEL_SQL: &str = concat!(
     "WITH moved AS (DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 \
                     RETURNING *, 'cancelled'::text AS new_state, NULL::jsonb AS new_result, \
-                              NULL::text AS new_error) ",
+                              NULL::text AS new_error, NULL::jsonb AS new_detail) ",
     into_history!(),
     " RETURNING ",
     job_columns!()
@@ -31,7 +31,7 @@ const RETRY_SQL: &str = concat!(
 /// Outcomes in one statement: finished jobs move to the history, retried ones stay hot. Each
 /// applies only while the job is `running` the same attempt (the fencing token). `$1`: ids of
 /// finishing jobs, `$2`: ids of retried ones, `$3`: a JSON object from id to
-/// `[attempt, state, result, error, run_at]`. Rows are found by primary key and paired with
+/// `[attempt, state, result, error, run_at, detail]`. Rows are found by primary key and paired with
 /// their outcome by key lookup in `$3` (no join for the planner to get wrong, whatever the hot
 /// table's statistics say at the moment).
 const COMPLETE_SQL: &str = concat!(
@@ -41,14 +41,18 @@ const COMPLETE_SQL: &str = concat!(
                       AND j.attempts = ((b.m -> j.id::text) ->> 0)::int4 \
                     RETURNING j.*, (b.m -> j.id::text) ->> 1 AS new_state, \
                               NULLIF((b.m -> j.id::text) -> 2, 'null'::jsonb) AS new_result, \
-                              (b.m -> j.id::text) ->> 3 AS new_error), \
+                              (b.m -> j.id::text) ->> 3 AS new_error, \
+                              NULLIF((b.m -> j.id::text) -> 5, 'null'::jsonb) AS new_detail), \
           hist AS (",
     into_history!(),
     " RETURNING 1), \
           retried AS (UPDATE jobs j SET state = 'retrying', last_error = (b.m -> j.id::text) ->> 3, \
                              run_at = ((b.m -> j.id::text) ->> 4)::timestamptz, \
                              lease_expires_at = NULL, errors = ",
-    attempt_error!("((b.m -> j.id::text) ->> 3)"),
+    attempt_error!(
+        "((b.m -> j.id::text) ->> 3)",
+        "NULLIF((b.m -> j.id::text) -> 5, 'null'::jsonb)"
+    ),
     " FROM b WHERE j.id = ANY($2) AND j.state = 'running' \
                           AND j.attempts = ((b.m -> j.id::text) ->> 0)::int4 RETURNING 1) \
      SELECT (SELECT count(*) FROM hist) + (SELECT count(*) FROM retried)"
@@ -62,13 +66,13 @@ const RESCUE_SQL: &str = concat!(
           moved AS (DELETE FROM jobs j \
                     WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts >= j.max_attempts \
                     RETURNING j.*, 'dead'::text AS new_state, NULL::jsonb AS new_result, \
-                              $2::text AS new_error), \
+                              $2::text AS new_error, NULL::jsonb AS new_detail), \
           hist AS (",
     into_history!(),
     " RETURNING queue, state, kind), \
           requeued AS (UPDATE jobs j SET state = 'queued', run_at = now(), last_error = $2, \
                               lease_expires_at = NULL, errors = ",
-    attempt_error!("$2"),
+    attempt_error!("$2", "NULL::jsonb"),
     " WHERE j.id = ANY(ARRAY(SELECT id FROM expired)) AND j.attempts < j.max_attempts \
                          RETURNING j.queue, j.state, j.kind) \
      SELECT queue, state, kind FROM hist UNION ALL SELECT queue, state, kind FROM requeued"
@@ -221,7 +225,7 @@ impl JobStore for PgStore {
             };
             outcomes.insert(
                 c.id.to_string(),
-                serde_json::json!([c.attempt, state, result, error, run_at]),
+                serde_json::json!([c.attempt, state, result, error, run_at, c.detail]),
             );
         }
         let changed: i64 = sqlx::query_scalar(COMPLETE_SQL)

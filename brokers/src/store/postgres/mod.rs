@@ -335,20 +335,24 @@ macro_rules! into_history {
                 CASE WHEN new_error IS NULL OR started_at IS NULL THEN errors \
                      ELSE COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object( \
                           'attempt', attempts, 'error', new_error, 'worker_id', worker_id, \
-                          'started_at', started_at, 'finished_at', now())) END \
+                          'started_at', started_at, 'finished_at', now(), 'detail', new_detail)) END \
          FROM moved"
     };
 }
 pub(crate) use into_history;
 
-/// The JSON entry for a failed attempt of the row aliased `j`, ended now with error `$err`.
+/// The JSON entry for a failed attempt of the row aliased `j`, ended now with error `$err` and
+/// the handler's detail `$detail` (jsonb, or NULL).
 macro_rules! attempt_error {
-    ($err:literal) => {
+    ($err:literal, $detail:literal) => {
         concat!(
             "COALESCE(j.errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(\
              'attempt', j.attempts, 'error', ",
             $err,
-            "::text, 'worker_id', j.worker_id, 'started_at', j.started_at, 'finished_at', now()))"
+            "::text, 'worker_id', j.worker_id, 'started_at', j.started_at, 'finished_at', now(), \
+             'detail', ",
+            $detail,
+            "))"
         )
     };
 }

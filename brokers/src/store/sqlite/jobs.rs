@@ -12,6 +12,7 @@ const COMPLETE_MOVE_SQL: &str = into_history!(
     "c.value ->> 2",
     "c.value ->> 3",
     "c.value ->> 4",
+    "c.value -> 6",
     "FROM json_each(?2) AS c JOIN jobs j ON j.id = c.value ->> 0 AND j.attempts = c.value ->> 1 \
      AND j.state = 'running' WHERE c.value ->> 2 <> 'retrying'"
 );
@@ -24,15 +25,17 @@ const COMPLETE_DELETE_SQL: &str = "DELETE FROM jobs WHERE id IN (SELECT h.id FRO
 const COMPLETE_RETRY_SQL: &str = concat!(
     "UPDATE jobs AS j SET state = 'retrying', last_error = c.error, run_at = c.run_at, \
             lease_expires_at = NULL, errors = ",
-    attempt_error!("c.error"),
+    attempt_error!("c.error", "c.detail"),
     " FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 4 AS error, \
-                   value ->> 5 AS run_at FROM json_each(?2) WHERE value ->> 2 = 'retrying') AS c \
+                   value ->> 5 AS run_at, value -> 6 AS detail \
+            FROM json_each(?2) WHERE value ->> 2 = 'retrying') AS c \
      WHERE j.id = c.id AND j.attempts = c.attempt AND j.state = 'running'"
 );
 
 /// A cancelled job moves to the history at `?1`; `?2` tenant, `?3` id.
 const CANCEL_SQL: &str = into_history!(
     "'cancelled'",
+    "NULL",
     "NULL",
     "NULL",
     "FROM jobs j WHERE j.tenant_id = ?2 AND j.id = ?3"
@@ -43,6 +46,7 @@ const RESCUE_DEAD_SQL: &str = into_history!(
     "'dead'",
     "NULL",
     "?2",
+    "NULL",
     "FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?3)) AND j.attempts >= j.max_attempts"
 );
 
@@ -50,7 +54,7 @@ const RESCUE_DEAD_SQL: &str = into_history!(
 const RESCUE_REQUEUE_SQL: &str = concat!(
     "UPDATE jobs AS j SET state = 'queued', run_at = ?1, last_error = ?2, lease_expires_at = NULL, \
             errors = ",
-    attempt_error!("?2"),
+    attempt_error!("?2", "NULL"),
     " WHERE j.id IN (SELECT value FROM json_each(?3)) AND j.attempts < j.max_attempts \
      RETURNING kind, queue"
 );
@@ -222,7 +226,8 @@ impl JobStore for SqliteStore {
                         state,
                         result,
                         error,
-                        run_at.map(micros)
+                        run_at.map(micros),
+                        c.detail
                     ])
                 })
                 .collect::<Vec<_>>(),

@@ -97,7 +97,7 @@ pub(crate) use iso;
 
 /// The `errors` column of row `j` with one more failed attempt, ended at `?1` with error `$err`.
 macro_rules! attempt_error {
-    ($err:literal) => {
+    ($err:literal, $detail:literal) => {
         concat!(
             "json_insert(COALESCE(j.errors, '[]'), '$[#]', json_object('attempt', j.attempts, \
              'error', ",
@@ -106,17 +106,19 @@ macro_rules! attempt_error {
             iso!("j.started_at"),
             ", 'finished_at', ",
             iso!("?1"),
-            "))"
+            ", 'detail', json(",
+            $detail,
+            ")))"
         )
     };
 }
 pub(crate) use attempt_error;
 
 /// Moves hot rows `j` selected by the `FROM …` clause `$from` to the history, finished at `?1`,
-/// in state `$state`, with `$error` (NULL: none) recorded as their last failed attempt and
-/// `$result` as their result.
+/// in state `$state`, with `$error` (NULL: none) recorded as their last failed attempt (with the
+/// handler's `$detail`, JSON text or NULL) and `$result` as their result.
 macro_rules! into_history {
-    ($state:literal, $result:literal, $error:literal, $from:literal) => {
+    ($state:literal, $result:literal, $error:literal, $detail:literal, $from:literal) => {
         concat!(
             "INSERT INTO job_history (id, tenant_id, kind, queue, state, priority, attempts, \
                                       max_attempts, payload, result, last_error, timeout_ms, \
@@ -137,7 +139,7 @@ macro_rules! into_history {
              CASE WHEN ",
             $error,
             " IS NULL OR j.started_at IS NULL THEN j.errors ELSE ",
-            attempt_error!($error),
+            attempt_error!($error, $detail),
             " END ",
             $from
         )
