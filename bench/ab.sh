@@ -2,26 +2,25 @@
 # Two PySaaS builds against each other on one machine, alternately round by round (a checkpoint
 # before each run), per transport: each run's drain rate, the medians and after/before.
 #   bench/ab.sh BEFORE_BIN AFTER_BIN store redis://127.0.0.1:6379/0 amqp://guest:guest@127.0.0.1:5672/%2f
-# Env: ROUNDS (5), N (20000), CONCURRENCY (64), DATABASE_URL. Build the "before" binary from a
+# Env: ROUNDS (5), N (20000), CONCURRENCY (64), DATABASE_URL, BENCH_ARGS (more `pysaas bench`
+# arguments for both, e.g. `--payload {"user_id":42}`). Prints the drain rate, then the enqueue
+# rate (batches of 1,000) of the same runs. Build the "before" binary from a
 # worktree (`git worktree add /tmp/before REV`, `cargo build --release`) and copy it aside.
 set -euo pipefail
 before=$1 after=$2
 shift 2
 pg=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 rounds=${ROUNDS:-5}
-rate() { grep -E '^drain run 1' | grep -Eo '[0-9]+ jobs/s' | head -n1 | grep -Eo '^[0-9]+'; }
+# "drain run 1: D jobs/s (N jobs; enqueue in batches of 1,000: E jobs/s)" -> "D E"
+rates() { grep -E '^drain run 1' | grep -Eo '[0-9]+ jobs/s' | grep -Eo '^[0-9]+' | paste -sd' '; }
 drain() { # BIN BROKER
   psql "$pg" -qc CHECKPOINT
+  # shellcheck disable=SC2086 # BENCH_ARGS is split into arguments on purpose
   "$1" bench --database-url "$pg" --broker "$2" --phases drain --jobs "${N:-20000}" \
-    --concurrency "${CONCURRENCY:-64}" | rate
+    --concurrency "${CONCURRENCY:-64}" ${BENCH_ARGS:-} | rates
 }
-for broker in "$@"; do
-  a=() b=()
-  for _ in $(seq "$rounds"); do
-    a+=("$(drain "$before" "$broker")")
-    b+=("$(drain "$after" "$broker")")
-  done
-  python3 - "$broker" "${a[@]}" -- "${b[@]}" <<'PY'
+report() { # NAME BEFORE... -- AFTER...
+  python3 - "$@" <<'PY'
 import statistics, sys
 name, rest = sys.argv[1], sys.argv[2:]
 i = rest.index("--")
@@ -32,4 +31,15 @@ print(f"{' ' * len(name)}  after  {', '.join(f'{x:,.0f}' for x in b)}")
 ma, mb = statistics.median(a), statistics.median(b)
 print(f"{' ' * len(name)}  medians {ma:,.0f} -> {mb:,.0f} jobs/s, after/before {mb / ma:.2f}")
 PY
+}
+for broker in "$@"; do
+  ad=() ae=() bd=() be=()
+  for _ in $(seq "$rounds"); do
+    read -r d e < <(drain "$before" "$broker")
+    ad+=("$d") ae+=("$e")
+    read -r d e < <(drain "$after" "$broker")
+    bd+=("$d") be+=("$e")
+  done
+  report "$broker" "${ad[@]}" -- "${bd[@]}"
+  report "$broker enqueue" "${ae[@]}" -- "${be[@]}"
 done

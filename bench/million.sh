@@ -74,7 +74,8 @@ log "timing the dashboard's requests (1,000,000 jobs)"
 for path in "/v1/jobs?limit=50" "/v1/jobs?limit=50&state=queued" "/v1/jobs?limit=50&state=succeeded" \
   "/v1/jobs?limit=50&state=dead" "/v1/jobs?limit=50&kind=system.fail" "/v1/jobs?limit=50&queue=billing" \
   "/v1/jobs?limit=50&state=dead&queue=billing&kind=system.noop" "/v1/jobs?limit=50&cursor=$oldest" \
-  '/v1/jobs?limit=50&payload=%7B%22user_id%22%3A42%7D' "/v1/queues" "/v1/stats" "/v1/stats?window=day" \
+  '/v1/jobs?limit=50&payload=%7B%22user_id%22%3A42%7D' '/v1/jobs?limit=50&payload=%7B%22user_id%22%3A-1%7D' \
+  '/v1/jobs?limit=50&payload=%7B%22ms%22%3A10%7D' '/v1/jobs?limit=50&payload=%7B%22user_id%22%3A42%7D' "/v1/queues" "/v1/stats" "/v1/stats?window=day" \
   "/v1/jobs/$oldest"; do
   time_of "$path"
 done

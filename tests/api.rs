@@ -490,6 +490,22 @@ async fn bulk_actions_by_filter(app: App) {
         let job = app.wait_state(id, "dead", Duration::from_secs(10)).await;
         assert_eq!(job["attempts"], 2, "{job}");
     }
+    // By payload: only jobs whose payload holds the members (numbers as stored), newest first.
+    let by_payload = |times: Value, limit: u64| json!({"filter": {"state": "dead", "payload": {"times": times}}, "action": "retry", "limit": limit});
+    let (_, r) = bulk(by_payload(json!(8), 10)).await;
+    assert_eq!(r["matched"], json!(0), "{r}");
+    let (s, r) = bulk(by_payload(json!(9.0), 1)).await;
+    assert_eq!(
+        (s, r["matched"].clone(), r["changed"].clone()),
+        (StatusCode::OK, json!(1), json!(1)),
+        "{r}"
+    );
+    let job = app
+        .wait_state(&dead[2], "dead", Duration::from_secs(10))
+        .await;
+    assert_eq!(job["attempts"], 3, "the newest was retried: {job}");
+    let picked = json!({"filter": {"ids": [dead[1]], "payload": {"times": 8}}, "action": "retry"});
+    assert_eq!(bulk(picked).await.1["matched"], json!(0));
     // Another tenant's bulk action finds none of these jobs.
     let store = app._db.as_ref().unwrap().store.clone();
     let other_key = pysaas_api::auth::admin_key_for(store.as_ref(), "other", "t")
@@ -570,6 +586,14 @@ async fn bulk_actions_by_filter(app: App) {
         (
             json!({"filter": {"ids": ["not-a-uuid"]}, "action": "retry"}),
             "filter.ids[0]",
+        ),
+        (
+            json!({"filter": {"payload": {"a": {"b": 1}}}, "action": "retry"}),
+            "filter.payload",
+        ),
+        (
+            json!({"filter": {"payload": [1]}, "action": "retry"}),
+            "filter.payload",
         ),
     ] {
         let (s, b) = bulk(body.clone()).await;

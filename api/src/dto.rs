@@ -295,6 +295,28 @@ fn job_state_schema() -> utoipa::openapi::Object {
     schema
 }
 
+/// A payload filter: at most 8 members, plainly named, each a scalar (or null for none).
+fn payload_filter_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    use utoipa::openapi::ObjectBuilder;
+    let name = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9_-]{1,64}$"))
+        .build();
+    let scalar = ObjectBuilder::new().schema_type(SchemaType::from_iter([
+        Type::String,
+        Type::Number,
+        Type::Boolean,
+        Type::Null,
+    ]));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .max_properties(Some(8))
+        .property_names(Some(name))
+        .additional_properties(Some(scalar))
+        .build()
+}
+
 /// Which of a tenant's jobs a bulk action applies to (every field optional: `{}` is all).
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +332,10 @@ pub struct BulkFilter {
     /// nothing).
     #[schema(max_items = 1000)]
     pub ids: Option<Vec<Uuid>>,
+    /// Only jobs whose payload holds these members, as the list's `payload` search (e.g.
+    /// `{"user_id": 42}`: at most 8 plainly named members with scalar values).
+    #[schema(schema_with = payload_filter_schema)]
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a bulk action does to each matching job.

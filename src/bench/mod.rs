@@ -73,6 +73,51 @@ pub struct BenchArgs {
     /// Also run the `raw` phase (same as adding it to --phases).
     #[arg(long)]
     raw: bool,
+    /// Payload of the drain's jobs, a JSON object (e.g. `{"user_id":42,"plan":"pro"}`): each job
+    /// is then a `bench.record` (any payload, nothing done) holding it plus a distinct `seq`
+    /// member. Without it, `system.noop` jobs with `{}`.
+    #[arg(long, value_parser = json_object)]
+    payload: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The `--payload` drain's kind: any JSON object as its payload, nothing done.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub(crate) struct Record {
+    #[serde(flatten)]
+    members: serde_json::Map<String, serde_json::Value>,
+}
+
+impl pysaas_jobs::JobKind for Record {
+    const KIND: &'static str = "bench.record";
+}
+
+/// Succeeds at once, as `system.noop` does.
+struct RecordHandler;
+
+#[async_trait::async_trait]
+impl pysaas_workers::JobHandler<Record> for RecordHandler {
+    async fn handle(
+        &self,
+        _ctx: &pysaas_workers::JobContext,
+        _job: Record,
+    ) -> Result<Option<serde_json::Value>, pysaas_jobs::HandlerError> {
+        Ok(None)
+    }
+}
+
+/// The built-in kinds plus the bench's own.
+pub(crate) fn handlers() -> pysaas_workers::Handlers {
+    let mut handlers = pysaas_workers::Handlers::builtin();
+    handlers.register::<Record, _>(RecordHandler);
+    handlers
+}
+
+/// A `--payload` value: a JSON object.
+fn json_object(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(raw) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err("a JSON object like {\"user_id\":42}".into()),
+    }
 }
 
 /// What every phase works on.
@@ -245,7 +290,7 @@ impl Bench {
             pysaas_scheduler::Context {
                 store: store.clone(),
                 dispatcher: dispatcher.clone(),
-                registry: pysaas_workers::Handlers::builtin().registry(),
+                registry: handlers().registry(),
                 config: pysaas_scheduler::SchedulerConfig::new(format!(
                     "bench-{}-{schema}",
                     std::process::id()

@@ -106,7 +106,7 @@ impl Bench {
         let worker = Worker::new(
             self.store.clone(),
             self.dispatcher.clone(),
-            Handlers::builtin(),
+            super::handlers(),
             self.worker_config(queue),
         );
         let stop = CancellationToken::new();
@@ -116,7 +116,20 @@ impl Bench {
     /// One drain of `--jobs` jobs on `queue`: jobs/s from the worker's start until the last
     /// outcome is recorded.
     pub(super) async fn drain(&self, queue: &str) -> Result<(f64, f64)> {
-        let enqueue = self.enqueue(self.args.jobs, || noop(queue)).await?;
+        let seq = std::sync::atomic::AtomicU64::new(0);
+        let enqueue = self
+            .enqueue(self.args.jobs, || {
+                let mut job = noop(queue);
+                if let Some(payload) = &self.args.payload {
+                    let mut payload = payload.clone();
+                    let n = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    payload.insert("seq".into(), n.into());
+                    job.payload = serde_json::Value::Object(payload);
+                    job.kind = <super::Record as pysaas_jobs::JobKind>::KIND.into();
+                }
+                job
+            })
+            .await?;
         let start = Instant::now();
         let (stop, worker) = self.start_worker(queue);
         self.wait_done(queue, self.args.jobs, Duration::from_secs(600))

@@ -51,7 +51,8 @@ const { launch, signIn } = require('./launch.cjs');
   // Its page shows the failed attempt with the handler's error detail.
   await page.goto(`${base}/jobs/?id=${deadId}`);
   const deadAttempts = await page.locator('section[aria-label="Attempts"] tbody').innerText({ timeout: 10000 });
-  await page.goto(`${base}/jobs/?state=dead`);
+  // Found by state and payload, then retried with everything matching that filter.
+  await page.goto(`${base}/jobs/?state=dead&payload=${encodeURIComponent('{"times":99}')}`);
   await page.waitForSelector(`a[href="/jobs/?id=${deadId}"]`, { timeout: 10000 });
   await page.click('text=Retry all matching');
   const bulk = await page.locator('[role="status"]').innerText({ timeout: 10000 });

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
-use pysaas_jobs::{JobOptions, JobState, JobsError, NewJob};
+use pysaas_jobs::{Job, JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
 use crate::auth::{JobsRead, JobsWrite, TenantOf};
@@ -381,14 +381,25 @@ pub(crate) async fn retry(
 
 /// A `payload` query value: a JSON object of at most 8 plainly named, scalar members.
 fn payload_filter(raw: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match serde_json::from_str(raw) {
+        Ok(serde_json::Value::Object(wanted)) => checked_payload_filter(wanted, "payload"),
+        _ => Err(JobsError::InvalidField {
+            field: "payload",
+            message: "must be a JSON object like {\"user_id\":42}".to_owned(),
+        }
+        .into()),
+    }
+}
+
+/// A payload filter (`field` names it in errors): at most 8 plainly named, scalar members,
+/// numbers normalised as stored payloads are.
+fn checked_payload_filter(
+    mut wanted: serde_json::Map<String, serde_json::Value>,
+    field: &'static str,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let bad = |message: &str| JobsError::InvalidField {
-        field: "payload",
+        field,
         message: message.to_owned(),
-    };
-    let serde_json::Value::Object(mut wanted) = serde_json::from_str(raw)
-        .map_err(|_| bad("must be a JSON object like {\"user_id\":42}"))?
-    else {
-        return Err(bad("must be a JSON object like {\"user_id\":42}").into());
     };
     if wanted.len() > 8 {
         return Err(bad("at most 8 members").into());
@@ -456,6 +467,17 @@ pub(crate) async fn bulk(
     };
     let kind = request.filter.kind.clone().filter(|k| !k.is_empty());
     let queue = request.filter.queue.clone().filter(|q| !q.is_empty());
+    let payload = request
+        .filter
+        .payload
+        .clone()
+        .map(|p| checked_payload_filter(p, "filter.payload"))
+        .transpose()?;
+    let holds = |job: &Job| {
+        payload
+            .as_ref()
+            .is_none_or(|p| p.iter().all(|(k, v)| job.payload.get(k) == Some(v)))
+    };
     let jobs = match &request.filter.ids {
         Some(ids) => {
             if ids.len() > BULK_IDS_MAX {
@@ -474,7 +496,8 @@ pub(crate) async fn bulk(
                 if let Some(job) = state.store().get(&tenant, *id).await? {
                     let wanted = states.contains(&job.state)
                         && kind.as_ref().is_none_or(|k| *k == job.kind)
-                        && queue.as_ref().is_none_or(|q| *q == job.queue);
+                        && queue.as_ref().is_none_or(|q| *q == job.queue)
+                        && holds(&job);
                     if wanted {
                         jobs.push(job);
                     }
@@ -496,7 +519,7 @@ pub(crate) async fn bulk(
                     queue: queue.clone(),
                     limit: remaining,
                     before: None,
-                    payload: None,
+                    payload: payload.clone(),
                 };
                 jobs.extend(state.store().list(&filter).await?);
             }

@@ -1,7 +1,7 @@
 'use client';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { api, call, type Schemas } from '@/lib/api';
-import type { JobFilters } from '@/lib/filters';
+import { payloadObject, type JobFilters } from '@/lib/filters';
 import { isFinished } from '@/lib/format';
 import { can, useMe } from '@/lib/me';
 import { ProblemView } from './ProblemView';
@@ -40,6 +40,7 @@ export function BulkBar({
               kind: filters.kind ?? null,
               queue: filters.queue ?? null,
               ids: selected.length > 0 ? selected : null,
+              payload: payloadObject(filters.payload),
             },
           },
         }),

@@ -3,7 +3,7 @@ import Link from 'next/link';
 import { useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api, call } from '@/lib/api';
-import { searchOf, type JobFilters } from '@/lib/filters';
+import { payloadObject, searchOf, type JobFilters } from '@/lib/filters';
 import { usePoll } from '@/lib/live';
 import { can, useMe } from '@/lib/me';
 import { BulkBar } from './BulkBar';
@@ -17,12 +17,12 @@ export function JobList({ filters }: { filters: JobFilters }) {
   const page = useQuery({
     queryKey: ['jobs', filters],
     queryFn: () => call(() => api.GET('/v1/jobs', { params: { query: { ...filters, limit: 50 } } })),
-    // A payload search scans (no index): run it when asked, not every two seconds.
-    refetchInterval: filters.payload ? false : poll,
-    meta: { live: !filters.payload },
+    refetchInterval: poll,
   });
   const next = page.data?.next_cursor;
   const writer = can(useMe().data, 'jobs:write');
+  // Bulk actions apply to the first page's filters (a payload search included, when valid).
+  const bulkable = !filters.cursor && (!filters.payload || payloadObject(filters.payload) !== null);
   const [selected, setSelected] = useState<ReadonlySet<string>>(new Set());
   const toggle = (id: string) =>
     setSelected((before) => {
@@ -34,7 +34,7 @@ export function JobList({ filters }: { filters: JobFilters }) {
     <>
       <h1>{filters.state === 'dead' ? 'Dead jobs' : 'Jobs'}</h1>
       <JobFiltersForm key={searchOf(filters)} filters={filters} />
-      {page.data && !filters.cursor && !filters.payload && (
+      {page.data && bulkable && (
         <BulkBar
           filters={filters}
           shown={page.data.jobs.length}
@@ -48,7 +48,7 @@ export function JobList({ filters }: { filters: JobFilters }) {
         <JobTable
           jobs={page.data?.jobs}
           failed={!!page.error}
-          selection={writer && !filters.cursor && !filters.payload ? { selected, toggle } : undefined}
+          selection={writer && bulkable ? { selected, toggle } : undefined}
         />
       </section>
       <div className="actions">

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { filtersFrom, searchOf } from './filters';
+import { filtersFrom, payloadObject, searchOf } from './filters';
 
 describe('job filters in the URL', () => {
   it('round-trip', () => {
@@ -15,5 +15,11 @@ describe('job filters in the URL', () => {
   });
   it('leave unset filters out of the query', () => {
     expect(searchOf({ queue: 'mail' })).toBe('queue=mail');
+  });
+  it('give a bulk action the payload search as an object, or none', () => {
+    expect(payloadObject('{"user_id":42}')).toEqual({ user_id: 42 });
+    expect(payloadObject(undefined)).toBeNull();
+    for (const bad of ['[1]', '42', 'null', '{"user_id":', 'user_id=42', '{"a":{"b":1}}', '{"a":[1]}'])
+      expect(payloadObject(bad)).toBeNull();
   });
 });

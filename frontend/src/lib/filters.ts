@@ -30,3 +30,25 @@ export function searchOf(filters: JobFilters): string {
   }
   return search.toString();
 }
+
+/** A payload member's value a search can match. */
+export type Scalar = string | number | boolean | null;
+
+/**
+ * The payload search as the object a bulk action's filter takes; `null` when there is none or it
+ * is not a JSON object of scalars (the list shows the server's 422 for that, and offers no bulk
+ * action).
+ */
+export function payloadObject(payload: string | undefined): Record<string, Scalar> | null {
+  if (!payload) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(payload);
+  } catch {
+    return null;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const members = Object.entries(value as Record<string, unknown>);
+  const scalar = (v: unknown): v is Scalar => v === null || ['string', 'number', 'boolean'].includes(typeof v);
+  return members.every(([, v]) => scalar(v)) ? Object.fromEntries(members as [string, Scalar][]) : null;
+}

@@ -57,7 +57,9 @@ impl SqlBackend for PgStore {
     }
 
     fn payload_contains(param: &str) -> String {
-        format!("payload @> {param}")
+        // A non-empty search never matches `{}`: saying so lets the planner use the partial
+        // GIN index (migration 0012), which leaves empty payloads out.
+        format!("payload @> {param} AND payload <> '{{}}'::jsonb")
     }
 
     async fn fetch_optional(&self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<PgRow>> {

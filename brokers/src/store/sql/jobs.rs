@@ -70,10 +70,10 @@ impl<S: SqlBackend> JobReads for S {
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        // One index-backed part per table the state lives in, merged.
-        let payload = filter
-            .payload
-            .as_ref()
+        // One index-backed part per table the state lives in, merged. An empty payload search
+        // (`{}`) matches every job: no condition.
+        let wanted = filter.payload.as_ref().filter(|p| !p.is_empty());
+        let payload = wanted
             .map(|_| format!(" AND {}", S::payload_contains("$7")))
             .unwrap_or_default();
         let parts: Vec<String> = list_sources(filter.state)
@@ -92,7 +92,7 @@ impl<S: SqlBackend> JobReads for S {
             "SELECT * FROM ({}) AS page ORDER BY id DESC LIMIT $6",
             parts.join(" UNION ALL ")
         );
-        let wanted = filter.payload.clone().map(serde_json::Value::Object);
+        let wanted = wanted.cloned().map(serde_json::Value::Object);
         let mut args = args![
             &filter.tenant_id,
             filter.state.map(JobState::as_str),

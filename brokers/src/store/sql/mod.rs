@@ -273,7 +273,7 @@ pub trait SqlBackend: Send + Sync + 'static {
     fn server_now() -> Option<&'static str>;
 
     /// A predicate: the `payload` column holds every top-level member of the JSON object bound
-    /// as `param` (each a scalar).
+    /// as `param` (a non-empty object of scalars; an empty search adds no predicate).
     fn payload_contains(param: &str) -> String;
 }
 
