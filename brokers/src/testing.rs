@@ -38,6 +38,8 @@ pub fn redis_url() -> String {
 pub struct TestDb {
     /// The store.
     pub store: Arc<dyn JobStore>,
+    /// The same store as its own type, for what only one backend offers (transactions on it).
+    pub backend: Backend,
     /// Its URL (`sqlite://…` file, or the PostgreSQL URL).
     pub url: String,
     /// The PostgreSQL schema (empty for SQLite).
@@ -59,6 +61,15 @@ fn cleanup_on_own_thread(cleanup: impl std::future::Future<Output = ()> + Send +
     let _ = thread.join();
 }
 
+/// A test store as its own type.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// PostgreSQL.
+    Pg(PgStore),
+    /// SQLite.
+    Sqlite(SqliteStore),
+}
+
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
@@ -71,8 +82,10 @@ impl TestDb {
         let mut config = StoreConfig::new(&url);
         config.schema = schema.clone();
         config.max_connections = 8;
-        let store = PgStore::connect(&config).await;
-        TestDb::migrated(store, url, schema, None).await
+        let store = PgStore::connect(&config)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        TestDb::migrated(store.clone(), Backend::Pg(store), url, schema, None).await
     }
 
     /// A store on a fresh SQLite file in a temporary directory.
@@ -80,23 +93,33 @@ impl TestDb {
         let dir = std::env::temp_dir().join(unique("pysaas_test"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let url = format!("sqlite://{}", dir.join("jobs.db").display());
-        let store = SqliteStore::connect(&StoreConfig::new(&url)).await;
-        TestDb::migrated(store, url, String::new(), Some(dir)).await
+        let store = SqliteStore::connect(&StoreConfig::new(&url))
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        TestDb::migrated(
+            store.clone(),
+            Backend::Sqlite(store),
+            url,
+            String::new(),
+            Some(dir),
+        )
+        .await
     }
 
     async fn migrated<S: JobStore>(
-        store: crate::Result<S>,
+        store: S,
+        backend: Backend,
         url: String,
         schema: String,
         sqlite_dir: Option<PathBuf>,
     ) -> Self {
-        let store = store.unwrap_or_else(|e| panic!("open {url}: {e}"));
         store
             .migrate()
             .await
             .unwrap_or_else(|e| panic!("migrate {url}: {e}"));
         TestDb {
             store: Arc::new(store),
+            backend,
             url,
             schema,
             sqlite_dir,

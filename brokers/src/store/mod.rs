@@ -44,11 +44,11 @@ pub use auth::{
 };
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
 #[cfg(feature = "postgres")]
-pub use postgres::PgStore;
+pub use postgres::{PgStore, PgTransaction};
 pub use queues::{PausedQueue, QueuePauses};
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, SqliteTransaction};
 pub use stats::{JobStats, MinuteStats};
 pub use workers::{WorkerInfo, WorkerRegistry};
 
@@ -122,6 +122,13 @@ pub struct Inserted {
     pub job: Job,
     /// `false` when the idempotency key matched an existing job, which is returned instead.
     pub created: bool,
+}
+
+impl Inserted {
+    /// The jobs of `inserted` that were created (not found by their idempotency key).
+    pub fn created_jobs(inserted: &[Inserted]) -> impl Iterator<Item = Job> + '_ {
+        inserted.iter().filter(|i| i.created).map(|i| i.job.clone())
+    }
 }
 
 /// The result of a user-requested state change (cancel, retry).

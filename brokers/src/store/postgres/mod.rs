@@ -4,6 +4,9 @@ mod auth;
 mod codec;
 mod jobs;
 mod schedules;
+mod transaction;
+
+pub use transaction::PgTransaction;
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
@@ -291,16 +294,18 @@ macro_rules! insert_input {
     };
 }
 
-/// Inserts the rows of `input` (a CTE) that pass `filter`.
+/// Inserts the rows of `input` (a CTE) that pass `filter`. The statement's own time, not
+/// `now()`: inside a caller's longer transaction ([`PgTransaction`]) `now()` is when it began,
+/// which would make a job due now look scheduled.
 macro_rules! insert_jobs {
     ($filter:literal) => {
         concat!(
             "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, max_attempts, payload, \
                                timeout_ms, idempotency_key, trace_context, run_at, created_at, request_id) \
              SELECT id, tenant_id, kind, queue, \
-                    CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END, \
+                    CASE WHEN run_at > statement_timestamp() THEN 'scheduled' ELSE 'queued' END, \
                     priority, max_attempts, payload::jsonb, timeout_ms, idempotency_key, trace_context, \
-                    run_at, now(), request_id \
+                    run_at, statement_timestamp(), request_id \
              FROM input ",
             $filter,
             " RETURNING ",

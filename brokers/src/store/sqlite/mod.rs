@@ -6,6 +6,9 @@ mod auth;
 mod codec;
 mod jobs;
 mod schedules;
+mod transaction;
+
+pub use transaction::SqliteTransaction;
 
 use std::str::FromStr;
 use std::sync::Arc;
