@@ -223,10 +223,19 @@ async fn unknown_paths_stay_problem_json_beside_the_dashboard() {
 
 /// Live updates across processes: the page is served by this API, the job submitted through
 /// another `pysaas api` process and run by a `pysaas worker` process; the page shows it finished
-/// within a second, with nothing polling.
+/// within a second, with nothing polling. On PostgreSQL through `NOTIFY`; on one SQLite file
+/// through the store's `data_version` watcher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_cross_processes() {
-    let db = TestDb::postgres().await;
+    live_updates_across(TestDb::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_updates_cross_processes_on_one_sqlite_file() {
+    live_updates_across(TestDb::sqlite().await).await;
+}
+
+async fn live_updates_across(db: TestDb) {
     let served = serve_roles(Some(db.store.clone()), common::api_only()).await;
     let (key, _) = served.admin_client().await.unwrap();
     let port = {

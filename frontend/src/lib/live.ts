@@ -14,8 +14,9 @@ import { credential, refreshSession } from './session';
 const LIVE_KEYS: readonly unknown[] = ['jobs', 'job', 'queues'];
 /** Pause before reconnecting a failed stream. */
 const RETRY_MS = 3000;
-/** Refetches at most this often however many changes come (a busy tenant's come 10 a second). */
-const REFRESH_EVERY_MS = 1000;
+/** Refetches at most this often however many changes come (a busy tenant's come 10 a second;
+ * another SQLite process's, untold which tenant, as often). */
+const REFRESH_EVERY_MS = 500;
 /** Polling while live: a safety net for a change notice lost on the way. */
 const LIVE_POLL_MS = 30_000;
 

@@ -3,6 +3,7 @@
 //! statements, and wake-ups are in-process.
 
 mod auth;
+mod changes;
 mod codec;
 mod jobs;
 mod schedules;
@@ -45,6 +46,11 @@ pub struct SqliteStore {
     wake: Arc<watch::Sender<u64>>,
     auth: tokio::sync::broadcast::Sender<super::AuthChange>,
     changes: tokio::sync::broadcast::Sender<String>,
+    /// How to open another connection to the file (none in memory), for the change watcher.
+    options: Option<Arc<SqliteConnectOptions>>,
+    /// Changes this process made (the watcher tells them from other processes').
+    own_writes: Arc<std::sync::atomic::AtomicU64>,
+    watcher: Arc<std::sync::OnceLock<()>>,
 }
 
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
@@ -281,7 +287,7 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
                 .acquire_timeout(config.acquire_timeout)
-                .connect_lazy_with(options)
+                .connect_lazy_with(options.clone())
         };
         Ok(SqliteStore {
             writer,
@@ -289,6 +295,9 @@ impl SqliteStore {
             wake: Arc::new(watch::Sender::new(0)),
             auth: tokio::sync::broadcast::Sender::new(1024),
             changes: tokio::sync::broadcast::Sender::new(1024),
+            options: (!in_memory).then(|| Arc::new(options)),
+            own_writes: Arc::default(),
+            watcher: Arc::default(),
         })
     }
 
@@ -306,7 +315,14 @@ impl SqliteStore {
     /// the order in which writes are applied.
     pub(super) async fn write(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
         let conn = self.writer.acquire().await?;
+        self.wrote();
         Ok((conn, micros(Utc::now())))
+    }
+
+    /// Counts a write of this process (the change watcher tells others' from it).
+    pub(super) fn wrote(&self) {
+        self.own_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn wake(&self) {
@@ -328,6 +344,7 @@ impl SqliteStore {
     }
 
     pub(super) fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.watch_other_processes();
         self.changes.subscribe()
     }
 }

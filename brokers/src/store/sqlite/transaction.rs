@@ -25,6 +25,7 @@ impl SqliteStore {
     /// Begins a transaction for the caller's writes and the jobs they cause (see
     /// [`SqliteTransaction`]).
     pub async fn begin(&self) -> Result<SqliteTransaction<'_>> {
+        self.wrote();
         Ok(SqliteTransaction {
             store: self,
             tx: self.writer.begin().await?,
