@@ -839,6 +839,24 @@ async fn events_stream_live_changes(app: App) {
         !sse_event(&mut theirs, "changed", Duration::from_millis(1500)).await,
         "another tenant heard of this tenant's job"
     );
+    // A revoked key's stream ends at its next check (every 5 s), not when the page closes.
+    let keys = common::json_of(common::bearer_client(&other).get(app.url("/v1/api-keys"))).await;
+    let id = keys["api_keys"]
+        .as_array()
+        .and_then(|k| k.iter().find(|k| k["name"] == "test"))
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("the key is listed: {keys}"));
+    let r = common::bearer_client(&other)
+        .delete(app.url(&format!("/v1/api-keys/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let ended = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Ok(Some(_)) = theirs.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the revoked key's stream is still open");
     // No credential: a problem, not a stream.
     let r = reqwest::get(app.url("/v1/events/stream")).await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
