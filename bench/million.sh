@@ -51,7 +51,7 @@ FROM generate_series(0, 1439) AS m, unnest(ARRAY['default', 'billing', 'notifica
 -- As autovacuum leaves an insert-only table: statistics and visibility map up to date.
 VACUUM ANALYZE;
 SQL
-key=$("$bin" admin create-key --tenant default --name bench 2>/dev/null | grep -Eo 'pk_[A-Za-z0-9_]+' | head -n1)
+key=$("$bin" admin create-key --tenant default --name bench 2>/dev/null | grep -Eo 'pk_[A-Za-z0-9_-]+' | head -n1)
 PYSAAS_LISTEN=127.0.0.1:$port "$bin" api >/dev/null 2>&1 &
 api=$!
 trap 'kill $api 2>/dev/null; [ -n "${KEEP:-}" ] || psql "$pg" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE"' EXIT
