@@ -26,18 +26,24 @@ impl SqliteStore {
             return;
         }
         let changes = self.changes.clone();
-        let own = self.own_writes.clone();
+        // Weak: the watcher ends once the store (every clone of it) is gone.
+        let own = std::sync::Arc::downgrade(&self.own_writes);
         tokio::spawn(async move {
             let mut conn: Option<SqliteConnection> = None;
             // (data_version, own writes) at the last tick, and own writes the tick before.
             let mut last: Option<(i64, u64, u64)> = None;
             loop {
                 tokio::time::sleep(WATCH_EVERY).await;
+                if own.strong_count() == 0 {
+                    return;
+                }
                 if changes.receiver_count() == 0 {
                     last = None;
                     continue;
                 }
-                let writes = own.load(Ordering::Relaxed);
+                let Some(writes) = own.upgrade().map(|w| w.load(Ordering::Relaxed)) else {
+                    return;
+                };
                 let Some(version) = data_version(&mut conn, &options).await else {
                     last = None;
                     continue;

@@ -28,7 +28,9 @@ impl SqliteStore {
         self.wrote();
         Ok(SqliteTransaction {
             store: self,
-            tx: self.writer.begin().await?,
+            // IMMEDIATE: the write lock now (waiting out another process's writer), so a read
+            // followed by a write cannot fail on a snapshot another process moved on from.
+            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
             created: Vec::new(),
             ready: false,
         })
