@@ -506,6 +506,17 @@ async fn bulk_actions_by_filter(app: App) {
     assert_eq!(job["attempts"], 3, "the newest was retried: {job}");
     let picked = json!({"filter": {"ids": [dead[1]], "payload": {"times": 8}}, "action": "retry"});
     assert_eq!(bulk(picked).await.1["matched"], json!(0));
+    let picked =
+        json!({"filter": {"ids": [dead[1]], "payload": {"times": 9.0}}, "action": "retry"});
+    assert_eq!(
+        bulk(picked).await.1["matched"],
+        json!(1),
+        "selected and holding it"
+    );
+    let job = app
+        .wait_state(&dead[1], "dead", Duration::from_secs(10))
+        .await;
+    assert_eq!(job["attempts"], 3, "{job}");
     // Another tenant's bulk action finds none of these jobs.
     let store = app._db.as_ref().unwrap().store.clone();
     let other_key = pysaas_api::auth::admin_key_for(store.as_ref(), "other", "t")

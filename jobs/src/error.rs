@@ -111,11 +111,14 @@ impl HandlerError {
     /// `{"truncated": true, "bytes": n}` so no attempt row grows without bound.
     #[must_use]
     pub fn with_detail(mut self, value: serde_json::Value) -> Self {
-        let value = if value.is_object() {
+        let mut value = if value.is_object() {
             value
         } else {
             serde_json::json!({ "value": value })
         };
+        // PostgreSQL's jsonb (and text) refuse the NUL character: one in a remote's answer
+        // must not make the outcome unrecordable.
+        strip_nul(&mut value);
         let bytes = value.to_string().len();
         let value = if bytes > DETAIL_MAX_BYTES {
             serde_json::json!({ "truncated": true, "bytes": bytes })
@@ -140,6 +143,24 @@ impl HandlerError {
     }
 }
 
+/// Removes NUL characters from every string (and member name) of `value`.
+fn strip_nul(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        serde_json::Value::Object(members) => {
+            if members.keys().any(|k| k.contains('\0')) {
+                *members = std::mem::take(members)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', ""), v))
+                    .collect();
+            }
+            members.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
+}
+
 /// Most bytes of JSON an error's detail keeps (see [`HandlerError::with_detail`]).
 pub const DETAIL_MAX_BYTES: usize = 4096;
 
@@ -156,6 +177,9 @@ mod tests {
         let e = HandlerError::fail("y").with_detail(json!("just text"));
         assert_eq!(e.detail(), Some(&json!({"value": "just text"})));
         assert_eq!(HandlerError::cancel("z").detail(), None);
+        let e =
+            HandlerError::retry("v").with_detail(json!({"body": "a\u{0}b", "k\u{0}": ["\u{0}"]}));
+        assert_eq!(e.detail(), Some(&json!({"body": "ab", "k": [""]})));
         let big = "x".repeat(DETAIL_MAX_BYTES);
         let e = HandlerError::retry("w").with_detail(json!({ "body": big }));
         assert_eq!(

@@ -16,8 +16,8 @@ use crate::AppState;
 const COALESCE: Duration = Duration::from_millis(100);
 /// A comment this often keeps proxies from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// The stream's credential is checked again this often: an expired token, a revoked key or a
-/// lost membership ends the stream (the page reconnects with a fresh token, or stops).
+/// The stream's credential is checked again this often: an expired access token or a revoked
+/// key ends the stream (the page reconnects with a fresh token, or stops).
 const RECHECK: Duration = Duration::from_secs(5);
 
 /// What a stream holds between events.

@@ -473,10 +473,18 @@ pub(crate) async fn bulk(
         .clone()
         .map(|p| checked_payload_filter(p, "filter.payload"))
         .transpose()?;
+    // As the store's containment test: numbers equal by value (9 and 9.0), other values exactly.
+    let same = |a: &serde_json::Value, b: &serde_json::Value| match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+            x == y || (x.as_f64().is_some() && x.as_f64() == y.as_f64())
+        }
+        _ => a == b,
+    };
     let holds = |job: &Job| {
-        payload
-            .as_ref()
-            .is_none_or(|p| p.iter().all(|(k, v)| job.payload.get(k) == Some(v)))
+        payload.as_ref().is_none_or(|p| {
+            p.iter()
+                .all(|(k, v)| job.payload.get(k).is_some_and(|have| same(have, v)))
+        })
     };
     let jobs = match &request.filter.ids {
         Some(ids) => {

@@ -19,7 +19,16 @@ describe('job filters in the URL', () => {
   it('give a bulk action the payload search as an object, or none', () => {
     expect(payloadObject('{"user_id":42}')).toEqual({ user_id: 42 });
     expect(payloadObject(undefined)).toBeNull();
-    for (const bad of ['[1]', '42', 'null', '{"user_id":', 'user_id=42', '{"a":{"b":1}}', '{"a":[1]}'])
+    for (const bad of [
+      '[1]',
+      '42',
+      'null',
+      '{"user_id":',
+      'user_id=42',
+      '{"a":{"b":1}}',
+      '{"a":[1]}',
+      '{"id":1234567890123456789}',
+    ])
       expect(payloadObject(bad)).toBeNull();
   });
 });

@@ -36,8 +36,8 @@ export type Scalar = string | number | boolean | null;
 
 /**
  * The payload search as the object a bulk action's filter takes; `null` when there is none or it
- * is not a JSON object of scalars (the list shows the server's 422 for that, and offers no bulk
- * action).
+ * is not a JSON object of scalars this page can send unchanged (the list shows the server's 422
+ * for a bad one; neither offers a bulk action).
  */
 export function payloadObject(payload: string | undefined): Record<string, Scalar> | null {
   if (!payload) return null;
@@ -49,6 +49,12 @@ export function payloadObject(payload: string | undefined): Record<string, Scala
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
   const members = Object.entries(value as Record<string, unknown>);
-  const scalar = (v: unknown): v is Scalar => v === null || ['string', 'number', 'boolean'].includes(typeof v);
+  // An integer past 2^53 would be rounded by JSON.parse: the bulk action would act on another
+  // value than the list searched for, so none is offered.
+  const scalar = (v: unknown): v is Scalar =>
+    v === null ||
+    typeof v === 'string' ||
+    typeof v === 'boolean' ||
+    (typeof v === 'number' && (!Number.isInteger(v) || Number.isSafeInteger(v)));
   return members.every(([, v]) => scalar(v)) ? Object.fromEntries(members as [string, Scalar][]) : null;
 }

@@ -97,9 +97,20 @@ impl JobHandler<Webhook> for WebhookHandler {
             .map(Duration::from_secs)
             .filter(|d| *d <= MAX_RETRY_AFTER);
         let message = format!("webhook answered HTTP {}", status.as_u16());
-        // The start of the answer, for whoever looks at the failed attempt.
-        let body = response.text().await.unwrap_or_default();
-        let excerpt: String = body.chars().take(BODY_EXCERPT).collect();
+        // The start of the answer, for whoever looks at the failed attempt: read only as much as
+        // the excerpt needs (a large or endless answer is not held in memory).
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < BODY_EXCERPT * 4 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let excerpt: String = String::from_utf8_lossy(&head)
+            .chars()
+            .take(BODY_EXCERPT)
+            .collect();
         let detail = json!({
             "status": status.as_u16(),
             "retry_after_s": retry_after.map(|d| d.as_secs()),

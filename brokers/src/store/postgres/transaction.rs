@@ -62,7 +62,7 @@ impl PgTransaction<'_> {
     }
 
     /// Commits the caller's writes and the jobs together, then wakes the workers of their
-    /// queues and announces the change to live pages. Returns the jobs created, for a caller
+    /// queues and announces the change to live pages. Returns the jobs created (queued and scheduled; publish the queued ones), for a caller
     /// that dispatches through RabbitMQ or Redis (a crash before that dispatch is covered: the
     /// leader's relay publishes queued jobs no consumer has seen).
     pub async fn commit(self) -> Result<Vec<Job>> {

@@ -46,10 +46,9 @@ pub struct SqliteStore {
     wake: Arc<watch::Sender<u64>>,
     auth: tokio::sync::broadcast::Sender<super::AuthChange>,
     changes: tokio::sync::broadcast::Sender<String>,
-    /// How to open another connection to the file (none in memory), for the change watcher.
-    options: Option<Arc<SqliteConnectOptions>>,
-    /// Changes this process made (the watcher tells them from other processes').
-    own_writes: Arc<std::sync::atomic::AtomicU64>,
+    /// In memory: no other process can share it (no change watcher).
+    in_memory: bool,
+    /// Set once the watcher of other processes' changes runs (see `changes.rs`).
     watcher: Arc<std::sync::OnceLock<()>>,
 }
 
@@ -287,7 +286,7 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(READERS)
                 .acquire_timeout(config.acquire_timeout)
-                .connect_lazy_with(options.clone())
+                .connect_lazy_with(options)
         };
         Ok(SqliteStore {
             writer,
@@ -295,8 +294,7 @@ impl SqliteStore {
             wake: Arc::new(watch::Sender::new(0)),
             auth: tokio::sync::broadcast::Sender::new(1024),
             changes: tokio::sync::broadcast::Sender::new(1024),
-            options: (!in_memory).then(|| Arc::new(options)),
-            own_writes: Arc::default(),
+            in_memory,
             watcher: Arc::default(),
         })
     }
@@ -315,14 +313,7 @@ impl SqliteStore {
     /// the order in which writes are applied.
     pub(super) async fn write(&self) -> Result<(PoolConnection<Sqlite>, i64)> {
         let conn = self.writer.acquire().await?;
-        self.wrote();
         Ok((conn, micros(Utc::now())))
-    }
-
-    /// Counts a write of this process (the change watcher tells others' from it).
-    pub(super) fn wrote(&self) {
-        self.own_writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn wake(&self) {

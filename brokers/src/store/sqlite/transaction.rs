@@ -25,7 +25,6 @@ impl SqliteStore {
     /// Begins a transaction for the caller's writes and the jobs they cause (see
     /// [`SqliteTransaction`]).
     pub async fn begin(&self) -> Result<SqliteTransaction<'_>> {
-        self.wrote();
         Ok(SqliteTransaction {
             store: self,
             // IMMEDIATE: the write lock now (waiting out another process's writer), so a read
@@ -57,7 +56,7 @@ impl SqliteTransaction<'_> {
     }
 
     /// Commits the caller's writes and the jobs together, then wakes the workers and announces
-    /// the change to live pages. Returns the jobs created (for an external dispatcher).
+    /// the change to live pages. Returns the jobs created (for an external dispatcher: the queued ones).
     pub async fn commit(self) -> Result<Vec<Job>> {
         self.tx.commit().await?;
         if self.ready {
