@@ -227,15 +227,18 @@ async fn unknown_paths_stay_problem_json_beside_the_dashboard() {
 /// through the store's `data_version` watcher.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_cross_processes() {
-    live_updates_across(TestDb::postgres().await).await;
+    live_updates_across(TestDb::postgres().await, 4).await;
 }
 
+/// SQLite cannot say which tenant another process changed: the worker process's heartbeats and
+/// statistics are announced as well, each worth a refetch (at most two a second).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_updates_cross_processes_on_one_sqlite_file() {
-    live_updates_across(TestDb::sqlite().await).await;
+    live_updates_across(TestDb::sqlite().await, 8).await;
 }
 
-async fn live_updates_across(db: TestDb) {
+/// `most` bounds the requests for the job: a page that followed events, not one that polled.
+async fn live_updates_across(db: TestDb, most: i64) {
     let served = serve_roles(Some(db.store.clone()), common::api_only()).await;
     let (key, _) = served.admin_client().await.unwrap();
     let port = {
@@ -276,7 +279,7 @@ async fn live_updates_across(db: TestDb) {
         "the page showed the finish {lag} ms after it: {seen}"
     );
     assert!(
-        seen["jobRequests"].as_i64().unwrap() <= 4,
+        seen["jobRequests"].as_i64().unwrap() <= most,
         "the job page polled instead of following events: {seen}"
     );
 }
