@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -686,6 +686,195 @@ async fn queue_stats_count_by_state(db: TestDb) {
     );
 }
 
+/// The finished counts the queue list reads, by (queue, state), for one tenant or all.
+async fn finished_counts(
+    s: &Arc<dyn JobStore>,
+    tenant_id: Option<&str>,
+) -> BTreeMap<(String, JobState), i64> {
+    let mut counts = BTreeMap::new();
+    for q in s.queue_stats(tenant_id).await.unwrap() {
+        for (state, n) in q.counts {
+            if state.is_finished() {
+                counts.insert((q.queue.clone(), state), n);
+            }
+        }
+    }
+    counts
+}
+
+/// The same, counted from the tenant's jobs themselves.
+async fn counted(s: &Arc<dyn JobStore>, tenant_id: &str) -> BTreeMap<(String, JobState), i64> {
+    let jobs = s
+        .list(&JobFilter {
+            tenant_id: tenant_id.into(),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut counts = BTreeMap::new();
+    for j in jobs.into_iter().filter(|j| j.state.is_finished()) {
+        *counts.entry((j.queue, j.state)).or_insert(0) += 1;
+    }
+    counts
+}
+
+async fn assert_counts_match(s: &Arc<dyn JobStore>, step: &str) {
+    for tenant in ["acme", "globex"] {
+        assert_eq!(
+            finished_counts(s, Some(tenant)).await,
+            counted(s, tenant).await,
+            "{tenant} after {step}"
+        );
+    }
+    let mut all = counted(s, "acme").await;
+    for (k, n) in counted(s, "globex").await {
+        *all.entry(k).or_insert(0) += n;
+    }
+    assert_eq!(
+        finished_counts(s, None).await,
+        all,
+        "all tenants after {step}"
+    );
+    // Folding the counters changes no count.
+    s.vacuum_hot(i64::MAX).await.unwrap();
+    assert_eq!(finished_counts(s, None).await, all, "folded after {step}");
+}
+
+fn finish(j: &pysaas_jobs::Job, outcome: Outcome) -> Completion {
+    Completion {
+        id: j.id,
+        tenant_id: j.tenant_id.clone(),
+        attempt: j.attempts,
+        outcome,
+        detail: None,
+    }
+}
+
+/// Finished jobs are counted, not scanned, for the queue list: every way a job enters or leaves
+/// the history keeps the counts equal to the jobs there, per tenant.
+async fn finished_counts_follow_every_move(db: TestDb) {
+    let s = &db.store;
+    let ids = insert(s, (0..6).map(|_| job("a")).chain([job("b")]).collect()).await;
+    let globex = NewJob::new("globex", "system.noop", "a", json!({}));
+    insert(s, vec![globex]).await;
+    assert_counts_match(s, "inserts").await;
+
+    let claimed = s.claim("a", 4, "w", LEASE).await.unwrap();
+    let error = || "x".to_string();
+    let run_at = Utc::now();
+    s.complete(&[
+        finish(&claimed[0], Outcome::Succeeded { result: None }),
+        finish(&claimed[1], Outcome::Succeeded { result: None }),
+        finish(&claimed[2], Outcome::Dead { error: error() }),
+        finish(
+            &claimed[3],
+            Outcome::Retrying {
+                error: error(),
+                run_at,
+            },
+        ),
+    ])
+    .await
+    .unwrap();
+    assert_counts_match(s, "completions").await;
+    assert_eq!(
+        finished_counts(s, Some("acme")).await,
+        BTreeMap::from([
+            (("a".into(), JobState::Succeeded), 2),
+            (("a".into(), JobState::Dead), 1)
+        ])
+    );
+
+    let queued_b = ids[6];
+    assert!(matches!(
+        s.cancel("acme", queued_b).await.unwrap(),
+        Transition::Done(_)
+    ));
+    assert_counts_match(s, "a cancel").await;
+    assert!(matches!(
+        s.retry("acme", claimed[2].id).await.unwrap(),
+        Transition::Done(_)
+    ));
+    assert_counts_match(s, "a retry of a dead job").await;
+    assert_eq!(
+        s.delete_finished("acme", &[claimed[0].id]).await.unwrap(),
+        1
+    );
+    assert_counts_match(s, "a delete").await;
+    let future = Utc::now() + chrono::Duration::seconds(5);
+    assert_eq!(
+        s.prune_finished(JobState::Succeeded, future, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_counts_match(s, "pruning").await;
+
+    let other = s.claim("a", 10, "w", LEASE).await.unwrap();
+    let outcomes: Vec<Completion> = other
+        .iter()
+        .map(|j| finish(j, Outcome::Cancelled { error: error() }))
+        .collect();
+    s.complete(&outcomes).await.unwrap();
+    assert_counts_match(s, "both tenants' completions").await;
+    assert_eq!(
+        finished_counts(s, Some("globex")).await,
+        BTreeMap::from([(("a".into(), JobState::Cancelled), 1)])
+    );
+}
+
+/// Completers in parallel with folds: every finished job is counted once.
+async fn finished_counts_hold_under_concurrent_completers(db: TestDb) {
+    let s = &db.store;
+    let per_task = 40;
+    insert(s, (0..4 * per_task).map(|_| job("c")).collect()).await;
+    let folding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let folder = tokio::spawn({
+        let (s, folding) = (s.clone(), folding.clone());
+        async move {
+            while folding.load(std::sync::atomic::Ordering::Relaxed) {
+                s.vacuum_hot(i64::MAX).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let completers: Vec<_> = (0..4)
+        .map(|w| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut finished = 0;
+                while finished < per_task {
+                    let claimed = s.claim("c", 3, &format!("w{w}"), LEASE).await.unwrap();
+                    let outcomes: Vec<Completion> = claimed
+                        .iter()
+                        .map(|j| finish(j, Outcome::Succeeded { result: None }))
+                        .collect();
+                    finished += s.complete(&outcomes).await.unwrap();
+                    if claimed.is_empty() {
+                        break;
+                    }
+                }
+                finished
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for c in completers {
+        total += c.await.unwrap();
+    }
+    folding.store(false, std::sync::atomic::Ordering::Relaxed);
+    folder.await.unwrap();
+    assert_eq!(total, 4 * per_task);
+    let want = BTreeMap::from([(
+        ("c".to_string(), JobState::Succeeded),
+        i64::try_from(total).unwrap(),
+    )]);
+    assert_eq!(finished_counts(s, Some("acme")).await, want);
+    s.vacuum_hot(i64::MAX).await.unwrap();
+    assert_eq!(finished_counts(s, Some("acme")).await, want);
+}
+
 async fn inserts_wake_consumers(db: TestDb) {
     let s = &db.store;
     let mut wake = s.wakeups();
@@ -783,6 +972,8 @@ pysaas_brokers::each_store!(
     cancel_and_retry_follow_the_state_machine,
     list_filters_and_pages_newest_first,
     queue_stats_count_by_state,
+    finished_counts_follow_every_move,
+    finished_counts_hold_under_concurrent_completers,
     inserts_wake_consumers,
     relay_finds_jobs_no_broker_was_told_about,
 );

@@ -304,7 +304,9 @@ pub trait JobStore:
     /// Cleans the hot table of the row versions its churn leaves behind, when there are enough
     /// to matter (PostgreSQL: `VACUUM`, which autovacuum runs at most once a minute — too rarely
     /// for a table every job passes through, whose claim index scans would otherwise step over
-    /// every job claimed since; SQLite has nothing to do). Returns whether it cleaned.
+    /// every job claimed since; SQLite has nothing to do). Returns whether it cleaned. On
+    /// PostgreSQL it first folds the history counters' delta rows (migration 0013), which the
+    /// queue list sums: the scheduler's leader calls this every few seconds.
     async fn vacuum_hot(&self, min_dead: i64) -> Result<bool>;
 
     /// A counter bumped whenever jobs may have become claimable; consumers wait on it between

@@ -6,6 +6,20 @@ use super::*;
 use crate::store::sql::jobs::transition;
 
 /// A cancelled job moves to the history; `$1` tenant, `$2` id.
+/// Folds the history counters' delta rows into one row per (tenant, queue, state), dropping
+/// groups that sum to nothing; groups already of one row are left alone. A concurrent fold
+/// waits on the rows this one deletes and then skips them, so no delta is counted twice.
+const FOLD_HISTORY_COUNTS: &str = "WITH many AS ( \
+         SELECT tenant_id, queue, state FROM history_counts \
+         GROUP BY tenant_id, queue, state HAVING count(*) > 1), \
+     gone AS ( \
+         DELETE FROM history_counts h USING many m \
+         WHERE h.tenant_id = m.tenant_id AND h.queue = m.queue AND h.state = m.state \
+         RETURNING h.tenant_id, h.queue, h.state, h.n) \
+     INSERT INTO history_counts (tenant_id, queue, state, n) \
+     SELECT tenant_id, queue, state, sum(n) FROM gone GROUP BY tenant_id, queue, state \
+     HAVING sum(n) <> 0";
+
 const CANCEL_SQL: &str = concat!(
     "WITH moved AS (DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 \
                     RETURNING *, 'cancelled'::text AS new_state, NULL::jsonb AS new_result, \
@@ -348,6 +362,7 @@ impl JobStore for PgStore {
     }
 
     async fn vacuum_hot(&self, min_dead: i64) -> Result<bool> {
+        sqlx::query(FOLD_HISTORY_COUNTS).execute(&self.pool).await?;
         let dead: Option<i64> = sqlx::query_scalar(
             "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
         )

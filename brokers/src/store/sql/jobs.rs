@@ -23,13 +23,15 @@ pub(crate) const GET: Stmt<'static> = Stmt::read(concat!(
     " FROM job_history WHERE id = $2 AND tenant_id = $1 LIMIT 1"
 ));
 
+/// Unfinished jobs counted in the hot table; finished ones summed from the counters the
+/// history's triggers keep (migration 0013).
 const QUEUE_STATS: Stmt<'static> = Stmt::read(
     "SELECT queue, state, n, oldest FROM ( \
          SELECT queue, state, count(*) AS n, min(run_at) AS oldest FROM jobs \
          WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY queue, state \
          UNION ALL \
-         SELECT queue, state, count(*), NULL FROM job_history \
-         WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY queue, state) AS s \
+         SELECT queue, state, CAST(sum(n) AS bigint), NULL FROM history_counts \
+         WHERE ($1 IS NULL OR tenant_id = $1) GROUP BY queue, state HAVING sum(n) <> 0) AS s \
      ORDER BY queue",
 );
 
