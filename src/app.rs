@@ -131,6 +131,7 @@ fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
     worker.queues = queues;
     worker.shutdown_grace = config.shutdown_grace();
     worker.worker_id = worker_id();
+    worker.rate_limits = config.rate_limits()?;
     Ok(worker)
 }
 

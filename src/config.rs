@@ -235,6 +235,11 @@ pub struct WorkerSection {
     /// Let webhooks reach loopback, private and link-local addresses (local development only)
     /// (`PYSAAS_WEBHOOK_ALLOW_PRIVATE`).
     pub webhook_allow_private: bool,
+    /// Execution rate limits beside those the kinds declare, shared by every worker process:
+    /// `kind:NAME=RATE` or `queue:NAME=RATE`, `@tenant` after the name for a rate per tenant
+    /// (`kind:notification.email@tenant=10/s`, `queue:billing=100/s,burst=20`)
+    /// (`PYSAAS_RATE_LIMITS`, a TOML array).
+    pub rate_limits: Vec<String>,
 }
 
 /// Leader election, cron, delayed jobs and maintenance.
@@ -350,6 +355,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("access_token_ttl_secs", "auth.access_token_ttl_secs"),
     ("refresh_token_ttl_secs", "auth.refresh_token_ttl_secs"),
     ("queues", "worker.queues"),
+    ("rate_limits", "worker.rate_limits"),
     ("concurrency", "worker.concurrency"),
     ("prefetch", "worker.prefetch"),
     ("lease_ms", "worker.lease_ms"),
@@ -462,6 +468,7 @@ impl Default for WorkerSection {
             lease_ms: duration_ms(pysaas_workers::DEFAULT_LEASE),
             shutdown_grace_ms: duration_ms(pysaas_workers::DEFAULT_SHUTDOWN_GRACE),
             webhook_allow_private: false,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -578,6 +585,19 @@ impl Config {
         })
     }
 
+    /// The configured execution rate limits, parsed.
+    pub fn rate_limits(&self) -> Result<Vec<pysaas_jobs::RateLimit>> {
+        self.worker
+            .rate_limits
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("worker.rate_limits (PYSAAS_RATE_LIMITS): {e}"))
+            })
+            .collect()
+    }
+
     /// The effective configuration as TOML, secrets and URL passwords redacted
     /// (`pysaas config check`).
     pub fn to_redacted_toml(&self) -> Result<String> {
@@ -598,6 +618,7 @@ impl Config {
         if self.worker.concurrency == 0 {
             bail!("worker.concurrency (PYSAAS_CONCURRENCY) must be at least 1");
         }
+        self.rate_limits()?;
         if self.worker.lease_ms < 100 {
             bail!("worker.lease_ms (PYSAAS_LEASE_MS) must be at least 100");
         }

@@ -85,6 +85,11 @@ fn config_check_names_the_bad_setting() {
             "api.rate_limit_backend",
         ),
         ("PYSAAS_LOG_FORMAT", "xml", "log_format"),
+        (
+            "PYSAAS_RATE_LIMITS",
+            r#"["kind:system.sleep=0/s"]"#,
+            "worker.rate_limits",
+        ),
     ] {
         let out = check(&[(var, value.into())]);
         assert!(!out.status.success(), "{var}={value} accepted");

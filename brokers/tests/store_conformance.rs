@@ -875,6 +875,69 @@ async fn finished_counts_hold_under_concurrent_completers(db: TestDb) {
     assert_eq!(finished_counts(s, Some("acme")).await, want);
 }
 
+/// Rate-limit reservations: consecutive starts one interval apart after the burst, per key;
+/// a claimed job put back to its start holds a grant for the attempt it will run as, taken
+/// once.
+async fn rate_limited_starts_are_reserved_and_granted(db: TestDb) {
+    let s = &db.store;
+    let rate = pysaas_jobs::Rate::per_second(10).with_burst(2);
+    let (starts, now) = s.reserve_starts("kind:k", &rate, 3).await.unwrap();
+    let ms = |t: chrono::DateTime<Utc>| (t - now).num_milliseconds();
+    assert_eq!(
+        starts.iter().map(|t| ms(*t)).collect::<Vec<_>>(),
+        [0, 0, 100]
+    );
+    let (more, now2) = s.reserve_starts("kind:k", &rate, 1).await.unwrap();
+    let ahead = (more[0] - now2).num_milliseconds();
+    assert!(
+        (50..=200).contains(&ahead),
+        "the fourth start {ahead} ms ahead"
+    );
+    let (other, now3) = s
+        .reserve_starts("kind:k|tenant:acme", &rate, 1)
+        .await
+        .unwrap();
+    assert_eq!(other, [now3], "another key has its own rate");
+
+    insert(s, vec![job("q"), job("q")]).await;
+    let claimed = s.claim("q", 2, "w", LEASE).await.unwrap();
+    let start_at = Utc::now() + chrono::Duration::seconds(30);
+    let run_at = start_at - chrono::Duration::seconds(1);
+    let deferral = |j: &pysaas_jobs::Job| pysaas_brokers::Deferral {
+        id: j.id,
+        attempt: j.attempts,
+        run_at,
+        start_at,
+    };
+    assert_eq!(
+        s.defer_to_starts("other-worker", &[deferral(&claimed[0])])
+            .await
+            .unwrap(),
+        0,
+        "only the claiming worker defers"
+    );
+    assert_eq!(
+        s.defer_to_starts("w", &[deferral(&claimed[0])])
+            .await
+            .unwrap(),
+        1
+    );
+    let waiting = s.get("acme", claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(waiting.state, JobState::Scheduled);
+    assert_eq!(waiting.attempts, 0, "the attempt is not counted");
+    assert_eq!(waiting.run_at.timestamp_millis(), run_at.timestamp_millis());
+    assert!(waiting.worker_id.is_none());
+    let pairs = [(claimed[0].id, 1), (claimed[1].id, 1), (claimed[0].id, 2)];
+    let granted = s.take_grants(&pairs).await.unwrap();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0].0, claimed[0].id);
+    assert_eq!(granted[0].1.timestamp_millis(), start_at.timestamp_millis());
+    assert!(
+        s.take_grants(&pairs).await.unwrap().is_empty(),
+        "taken once"
+    );
+}
+
 async fn inserts_wake_consumers(db: TestDb) {
     let s = &db.store;
     let mut wake = s.wakeups();
@@ -974,6 +1037,7 @@ pysaas_brokers::each_store!(
     queue_stats_count_by_state,
     finished_counts_follow_every_move,
     finished_counts_hold_under_concurrent_completers,
+    rate_limited_starts_are_reserved_and_granted,
     inserts_wake_consumers,
     relay_finds_jobs_no_broker_was_told_about,
 );

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{RetryPolicy, DEFAULT_QUEUE};
+use crate::{Rate, RetryPolicy, DEFAULT_QUEUE};
 
 /// Default per-attempt timeout: long enough for a slow HTTP call, short enough to free a slot.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,6 +26,17 @@ pub trait JobKind:
     /// Retry policy.
     fn retry_policy() -> RetryPolicy {
         RetryPolicy::default()
+    }
+
+    /// Starts of this kind allowed over all tenants together (none: unlimited). Jobs over the
+    /// rate wait, in every worker process, until a start is free; they do not fail.
+    fn rate_limit() -> Option<Rate> {
+        None
+    }
+
+    /// Starts of this kind allowed for each tenant on its own (none: unlimited).
+    fn rate_limit_per_tenant() -> Option<Rate> {
+        None
     }
 
     /// Checks what the type alone cannot say (a URL's scheme, a bound relative to the timeout),

@@ -23,6 +23,7 @@ mod job;
 mod kind;
 pub mod kinds;
 mod outcome;
+pub mod rate;
 mod registry;
 mod retry;
 pub mod schedule;
@@ -34,6 +35,7 @@ pub use error::{HandlerError, JobsError, Result, DETAIL_MAX_BYTES};
 pub use job::{AttemptError, Job, NewJob, DEFAULT_QUEUE, DEFAULT_TENANT, MAX_PRIORITY};
 pub use kind::{JobKind, DEFAULT_TIMEOUT};
 pub use outcome::Outcome;
+pub use rate::{Rate, RateLimit, RateScope};
 pub use registry::{
     valid_queue_name, whole_floats_as_integers, JobOptions, KindRegistry, KindSpec,
     IDEMPOTENCY_KEY_MAX, MAX_ATTEMPTS_LIMIT, QUEUE_NAME_MAX,

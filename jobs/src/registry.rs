@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{JobKind, JobsError, NewJob, RetryPolicy, MAX_PRIORITY};
+use crate::{JobKind, JobsError, NewJob, RateLimit, RetryPolicy, MAX_PRIORITY};
 
 /// Turns every whole float in `value` (`3.0`) into the integer it is; `true` if any changed.
 /// JSON has one kind of number and JSON Schema counts `3.0` as an integer, but serde refuses it
@@ -95,6 +95,9 @@ pub struct KindSpec {
     pub retry: RetryPolicy,
     /// JSON Schema of the payload (draft 2020-12, from schemars).
     pub schema: Value,
+    /// Execution rate limits the kind declares ([`JobKind::rate_limit`] and
+    /// [`JobKind::rate_limit_per_tenant`]).
+    pub rate_limits: Vec<RateLimit>,
     validate: fn(&Value) -> Result<(), (String, String)>,
 }
 
@@ -118,6 +121,14 @@ impl KindSpec {
             timeout: K::timeout(),
             retry: K::retry_policy(),
             schema: serde_json::to_value(schemars::schema_for!(K)).unwrap_or(Value::Null),
+            rate_limits: K::rate_limit()
+                .map(|rate| RateLimit::kind(K::KIND, rate))
+                .into_iter()
+                .chain(
+                    K::rate_limit_per_tenant()
+                        .map(|rate| RateLimit::kind(K::KIND, rate).per_tenant()),
+                )
+                .collect(),
             validate: validate_as::<K>,
         }
     }

@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     pub shutdown_grace: Duration,
     /// Completer batch size.
     pub completer_batch: usize,
+    /// Execution rate limits beside those the kinds declare.
+    pub rate_limits: Vec<pysaas_jobs::RateLimit>,
 }
 
 impl WorkerConfig {
@@ -65,6 +67,7 @@ impl WorkerConfig {
             heartbeat_interval: DEFAULT_LEASE / 3,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             completer_batch: DEFAULT_COMPLETER_BATCH,
+            rate_limits: Vec::new(),
         }
     }
 

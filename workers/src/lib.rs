@@ -12,6 +12,7 @@
 //! # }
 //! ```
 
+mod admission;
 mod completer;
 mod config;
 mod handler;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::admission::{self, Limits};
 use crate::completer::{self, Finished};
 use crate::heartbeat::{self, InFlight};
 use crate::metrics_names::MetricsCache;
@@ -71,6 +72,7 @@ struct Shared {
     completions: mpsc::Sender<Finished>,
     tracker: TaskTracker,
     metrics: MetricsCache,
+    limits: Limits,
 }
 
 /// Frees a job's execution slot and tells the claimer, however its task ends.
@@ -149,11 +151,12 @@ impl Worker {
         let shared = Arc::new(Shared {
             store: self.store.clone(),
             worker_id: config.worker_id.clone(),
-            handlers: self.handlers,
+            handlers: self.handlers.clone(),
             in_flight: InFlight::default(),
             completions: tx,
             tracker: TaskTracker::new(),
             metrics: MetricsCache::default(),
+            limits: Limits::new(&self.handlers, &config.rate_limits),
         });
         let heartbeat_stop = CancellationToken::new();
         let me = pysaas_brokers::WorkerInfo {
@@ -462,7 +465,20 @@ async fn fetch_loop(
             Ok(deliveries) => {
                 backoff.reset();
                 backlog = deliveries.len() >= asked;
-                for delivery in deliveries {
+                let admitted =
+                    admission::admit(&shared.store, &shared.limits, &shared.worker_id, deliveries)
+                        .await;
+                for (delivery, wait) in admitted.held {
+                    hold(
+                        &shared,
+                        &state,
+                        delivery,
+                        wait,
+                        tx.clone(),
+                        shutdown.clone(),
+                    );
+                }
+                for delivery in admitted.now {
                     // In flight from the claim on: the heartbeat keeps buffered jobs' leases.
                     if let Ok(mut map) = shared.in_flight.lock() {
                         map.insert(delivery.job.id, CancellationToken::new());
@@ -486,6 +502,40 @@ async fn fetch_loop(
     }
     drop(tx);
     starter.await.unwrap_or_default()
+}
+
+/// Buffers a rate-limited job once its reserved start comes (`wait`); at shutdown first, or if
+/// the buffer is gone, releases it instead (no attempt counted).
+fn hold(
+    shared: &Arc<Shared>,
+    state: &Arc<QueueState>,
+    delivery: Delivery,
+    wait: Duration,
+    tx: mpsc::Sender<Delivery>,
+    shutdown: CancellationToken,
+) {
+    let id = delivery.job.id;
+    if let Ok(mut map) = shared.in_flight.lock() {
+        map.insert(id, CancellationToken::new());
+    }
+    state.buffered.fetch_add(1, Ordering::Relaxed);
+    let (shared, state) = (shared.clone(), state.clone());
+    tokio::spawn(async move {
+        let unsent = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => true,
+            () = tokio::time::sleep(wait) => tx.send(delivery).await.is_err(),
+        };
+        if unsent {
+            state.buffered.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(mut map) = shared.in_flight.lock() {
+                map.remove(&id);
+            }
+            if let Err(err) = shared.store.release(&shared.worker_id, &[id]).await {
+                tracing::warn!(error = %err, job_id = %id, "release failed; the rescuer will re-queue it when its lease expires");
+            }
+        }
+    });
 }
 
 /// Starts buffered jobs as execution slots free up; at shutdown, stops starting them and

@@ -21,6 +21,7 @@ mod group_commit;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queues;
+pub(crate) mod rates;
 mod schedules;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
@@ -46,6 +47,7 @@ pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_B
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgTransaction};
 pub use queues::{PausedQueue, QueuePauses};
+pub use rates::{Deferral, RateLimits, Starts};
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteTransaction};
@@ -233,6 +235,7 @@ pub trait JobStore:
     JobReads
     + WorkerRegistry
     + QueuePauses
+    + RateLimits
     + JobStats
     + SchedulerStore
     + AuthStore

@@ -363,6 +363,10 @@ impl JobStore for PgStore {
 
     async fn vacuum_hot(&self, min_dead: i64) -> Result<bool> {
         sqlx::query(FOLD_HISTORY_COUNTS).execute(&self.pool).await?;
+        // Rate-limit grants of jobs that never came back (cancelled while they waited).
+        sqlx::query("DELETE FROM rate_grants WHERE start_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await?;
         let dead: Option<i64> = sqlx::query_scalar(
             "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'jobs'::regclass",
         )

@@ -3,6 +3,7 @@
 mod auth;
 mod codec;
 mod jobs;
+mod rates;
 mod schedules;
 mod transaction;
 

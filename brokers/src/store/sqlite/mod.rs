@@ -6,6 +6,7 @@ mod auth;
 mod changes;
 mod codec;
 mod jobs;
+mod rates;
 mod schedules;
 mod transaction;
 
