@@ -453,7 +453,17 @@ fn assert_spaced(times: &[Instant], k: usize, span: Duration, what: &str) {
 /// of milliseconds) — jobs over it wait rather than fail (each succeeds on its first attempt),
 /// and they start as soon as their turn comes.
 async fn rate_limit_holds_across_two_workers(broker: Broker) {
-    let db = TestDb::postgres().await;
+    rate_limit_holds_across_two_workers_on(TestDb::postgres().await, broker).await;
+}
+
+/// The same on the embedded default: two worker processes on one SQLite file (the limits'
+/// state in it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_holds_across_two_workers_on_sqlite() {
+    rate_limit_holds_across_two_workers_on(TestDb::sqlite().await, Broker::Store).await;
+}
+
+async fn rate_limit_holds_across_two_workers_on(db: TestDb, broker: Broker) {
     let (url, calls) = webhook_receiver().await;
     let n = 20;
     db.store
@@ -489,6 +499,11 @@ async fn rate_limit_holds_across_two_workers(broker: Broker) {
         all.iter().all(|j| j.attempts == 1),
         "waiting for a start counts no attempt: {all:?}"
     );
+    // On SQLite the process that promotes a job (the leader) wakes its own consumer at once and
+    // the other one polls, so one process may run them all: the limit held over both either way.
+    if db.schema.is_empty() {
+        return;
+    }
     let workers: std::collections::HashSet<_> = all.iter().map(|j| j.worker_id.clone()).collect();
     assert_eq!(workers.len(), 2, "both processes ran jobs: {workers:?}");
 }
