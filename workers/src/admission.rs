@@ -4,12 +4,14 @@
 //! worker until that moment; one whose start lies further ahead goes back to `scheduled` until
 //! shortly before it, its attempt not counted, with a grant holding its start, so that it does
 //! not reserve again when it returns and then waits in a worker for the exact moment. Jobs over
-//! a limit wait; they never fail or spin, and promotion delays do not bunch their starts.
+//! a limit wait; they never fail or spin. A job that returns more than half a second late (a
+//! loaded machine) starts at once on its grant, so such delays can bring starts closer together.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use pysaas_brokers::store::Starts;
 use pysaas_brokers::{Deferral, Delivery, JobStore};
 use pysaas_jobs::{Rate, RateLimit};
 use uuid::Uuid;
@@ -122,7 +124,7 @@ async fn reserve(
     store: &Arc<dyn JobStore>,
     limits: &Limits,
     limited: &[Delivery],
-) -> pysaas_brokers::Result<(Vec<DateTime<Utc>>, DateTime<Utc>)> {
+) -> pysaas_brokers::Result<Starts> {
     let pairs: Vec<(Uuid, i32)> = limited.iter().map(|d| (d.job.id, d.job.attempts)).collect();
     let granted: BTreeMap<Uuid, DateTime<Utc>> =
         store.take_grants(&pairs).await?.into_iter().collect();
