@@ -30,8 +30,8 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    ApiKeyRow, AuthChange, AuthStore, Completion, Deferral, FireResult, Inserted, JobFilter,
-    JobReads, JobStats, JobStore, Lease, MembershipRow, MinuteStats, PausedQueue, QueuePauses,
-    QueueStats, RateLimits, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore, StoreConfig,
-    TenantRow, Transition, UserRow, WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
+    ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, FireResult, Inserted,
+    JobFilter, JobReads, JobStats, JobStore, Lease, MembershipRow, MinuteStats, PausedQueue,
+    QueuePauses, QueueStats, RateLimits, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore,
+    StoreConfig, TenantRow, Transition, UserRow, WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
 };

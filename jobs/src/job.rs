@@ -68,6 +68,20 @@ impl NewJob {
         }
     }
 
+    /// A job of kind `K` for `tenant_id` with the kind's own defaults (queue, priority, attempts,
+    /// timeout), to run now: what code that causes a job (a handler, a store's transaction)
+    /// builds instead of naming the kind by string.
+    pub fn of<K: crate::JobKind>(
+        tenant_id: impl Into<String>,
+        payload: &K,
+    ) -> Result<Self, serde_json::Error> {
+        let mut job = NewJob::new(tenant_id, K::KIND, K::QUEUE, serde_json::to_value(payload)?);
+        job.priority = K::PRIORITY;
+        job.max_attempts = K::retry_policy().max_attempts;
+        job.timeout_ms = i64::try_from(K::timeout().as_millis()).unwrap_or(i64::MAX);
+        Ok(job)
+    }
+
     /// The state the job is inserted in, given the current time.
     pub fn initial_state(&self, now: DateTime<Utc>) -> JobState {
         if self.run_at > now {

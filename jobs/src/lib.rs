@@ -17,6 +17,7 @@
 //! ```
 
 mod backoff;
+pub mod billing;
 mod envelope;
 mod error;
 mod job;

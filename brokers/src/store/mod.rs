@@ -17,6 +17,7 @@ macro_rules! job_columns {
 }
 
 mod auth;
+pub mod billing;
 mod group_commit;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -43,6 +44,7 @@ use uuid::Uuid;
 pub use auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
+pub use billing::BillingStore;
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgTransaction};
@@ -236,6 +238,7 @@ pub trait JobStore:
     + WorkerRegistry
     + QueuePauses
     + RateLimits
+    + BillingStore
     + JobStats
     + SchedulerStore
     + AuthStore

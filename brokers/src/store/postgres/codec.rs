@@ -39,7 +39,7 @@ impl Columns for PgRow {
     }
 }
 
-fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
+pub(super) fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
     bind_args!(sqlx::query(stmt.text()), args, q, {
         Arg::Time(v) => q.bind(*v),
         Arg::Uuid(v) => q.bind(*v),
@@ -51,6 +51,13 @@ fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArgum
 #[async_trait]
 impl SqlBackend for PgStore {
     type Row = PgRow;
+
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    type Tx<'a> = super::PgTransaction<'a>;
+
+    async fn begin_tx(&self) -> Result<Self::Tx<'_>> {
+        self.begin().await
+    }
 
     fn server_now() -> Option<&'static str> {
         Some("now()")

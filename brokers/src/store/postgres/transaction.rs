@@ -4,7 +4,12 @@
 use pysaas_jobs::{Job, JobState, NewJob};
 use sqlx::{PgConnection, Postgres};
 
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+
+use super::codec::query;
 use super::PgStore;
+use crate::store::sql::{Arg, SqlTx, Stmt};
 use crate::store::Inserted;
 use crate::Result;
 
@@ -81,5 +86,33 @@ impl PgTransaction<'_> {
     /// Rolls back: none of the caller's writes and none of the jobs remain.
     pub async fn rollback(self) -> Result<()> {
         Ok(self.tx.rollback().await?)
+    }
+}
+
+#[async_trait]
+impl SqlTx for PgTransaction<'_> {
+    type Row = PgRow;
+
+    async fn fetch_optional(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Option<PgRow>> {
+        Ok(query(stmt, args).fetch_optional(&mut *self.tx).await?)
+    }
+
+    async fn fetch_all(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<PgRow>> {
+        Ok(query(stmt, args).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn execute(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64> {
+        Ok(query(stmt, args)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
+    }
+
+    async fn enqueue_jobs(&mut self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>> {
+        self.enqueue(jobs).await
+    }
+
+    async fn commit_tx(self) -> Result<Vec<Job>> {
+        self.commit().await
     }
 }

@@ -9,6 +9,7 @@
 //! leases, notifications) stays in the backend modules.
 
 mod auth;
+mod billing;
 pub(crate) mod jobs;
 mod queues;
 mod rows;
@@ -20,13 +21,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::JobState;
+use pysaas_jobs::{Job, JobState, NewJob};
 use sqlx::ColumnIndex;
 use uuid::Uuid;
 
 pub(crate) use rows::{job_from_row, jobs_from_rows, lease_from_row};
 
-use super::{AuthChange, FireResult, Lease, ScheduleFire};
+use super::{AuthChange, FireResult, Inserted, Lease, ScheduleFire};
 use crate::Result;
 
 /// A statement written once for both dialects.
@@ -275,6 +276,47 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// A predicate: the `payload` column holds every top-level member of the JSON object bound
     /// as `param` (a non-empty object of scalars; an empty search adds no predicate).
     fn payload_contains(param: &str) -> String;
+
+    /// What a `SELECT` appends to lock the rows it reads until the transaction ends:
+    /// ` FOR UPDATE` on PostgreSQL; nothing on SQLite, whose transactions hold the write lock
+    /// from their start.
+    const FOR_UPDATE: &'static str;
+
+    /// A transaction of this backend.
+    type Tx<'a>: SqlTx<Row = Self::Row> + 'a
+    where
+        Self: 'a;
+
+    /// Begins a transaction for statements written once and the jobs they cause.
+    async fn begin_tx(&self) -> Result<Self::Tx<'_>>;
+}
+
+/// A transaction the shared statements run in, which can enqueue jobs with them (the store's
+/// transactional enqueue: [`super::PgTransaction`], [`super::SqliteTransaction`]). Dropped
+/// without [`SqlTx::commit`], it rolls back.
+#[async_trait]
+pub trait SqlTx: Send {
+    /// Its row type.
+    type Row: Columns + Send + Sync;
+
+    /// At most one row.
+    async fn fetch_optional(
+        &mut self,
+        stmt: Stmt<'_>,
+        args: &[Arg<'_>],
+    ) -> Result<Option<Self::Row>>;
+
+    /// Every row.
+    async fn fetch_all(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<Self::Row>>;
+
+    /// Runs a statement; how many rows it changed.
+    async fn execute(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64>;
+
+    /// Inserts jobs that commit with the transaction.
+    async fn enqueue_jobs(&mut self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>>;
+
+    /// Commits; the jobs created.
+    async fn commit_tx(self) -> Result<Vec<Job>>;
 }
 
 /// The credential operations whose SQL differs between the backends.

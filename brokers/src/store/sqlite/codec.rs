@@ -59,7 +59,7 @@ impl Columns for SqliteRow {
 }
 
 /// `now`: the writer's clock for writes (microseconds).
-fn query<'q>(
+pub(super) fn query<'q>(
     stmt: Stmt<'q>,
     args: &'q [Arg<'q>],
     now: i64,
@@ -86,6 +86,13 @@ impl SqliteStore {
 #[async_trait]
 impl SqlBackend for SqliteStore {
     type Row = SqliteRow;
+
+    const FOR_UPDATE: &'static str = "";
+    type Tx<'a> = super::SqliteTransaction<'a>;
+
+    async fn begin_tx(&self) -> Result<Self::Tx<'_>> {
+        self.begin().await
+    }
 
     fn server_now() -> Option<&'static str> {
         None

@@ -4,7 +4,12 @@
 use pysaas_jobs::{Job, NewJob};
 use sqlx::{Sqlite, SqliteConnection};
 
-use super::{insert_in, SqliteStore};
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+
+use super::codec::query;
+use super::{insert_in, micros, SqliteStore};
+use crate::store::sql::{Arg, SqlTx, Stmt};
 use crate::store::Inserted;
 use crate::Result;
 
@@ -70,5 +75,40 @@ impl SqliteTransaction<'_> {
     /// Rolls back: none of the caller's writes and none of the jobs remain.
     pub async fn rollback(self) -> Result<()> {
         Ok(self.tx.rollback().await?)
+    }
+}
+
+#[async_trait]
+impl SqlTx for SqliteTransaction<'_> {
+    type Row = SqliteRow;
+
+    async fn fetch_optional(
+        &mut self,
+        stmt: Stmt<'_>,
+        args: &[Arg<'_>],
+    ) -> Result<Option<SqliteRow>> {
+        let now = micros(chrono::Utc::now());
+        Ok(query(stmt, args, now).fetch_optional(&mut *self.tx).await?)
+    }
+
+    async fn fetch_all(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<Vec<SqliteRow>> {
+        let now = micros(chrono::Utc::now());
+        Ok(query(stmt, args, now).fetch_all(&mut *self.tx).await?)
+    }
+
+    async fn execute(&mut self, stmt: Stmt<'_>, args: &[Arg<'_>]) -> Result<u64> {
+        let now = micros(chrono::Utc::now());
+        Ok(query(stmt, args, now)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected())
+    }
+
+    async fn enqueue_jobs(&mut self, jobs: Vec<NewJob>) -> Result<Vec<Inserted>> {
+        self.enqueue(jobs).await
+    }
+
+    async fn commit_tx(self) -> Result<Vec<Job>> {
+        self.commit().await
     }
 }
