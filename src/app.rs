@@ -46,7 +46,7 @@ pub fn init_tracing(config: &Config, default: &str) {
 }
 
 /// Cancelled on SIGTERM or SIGINT.
-fn shutdown_signal() -> CancellationToken {
+pub fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
@@ -236,8 +236,13 @@ impl std::fmt::Debug for App {
 impl App {
     /// The built-in kinds on `config`.
     pub fn new(config: Config) -> Self {
+        let billing = config.billing().unwrap_or_else(|err| {
+            tracing::error!(error = %format!("{err:#}"), "billing settings are invalid: charges are refused");
+            pysaas_workers::billing::BillingConfig::new(Arc::new(pysaas_workers::billing::NoProvider))
+        });
         let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
             webhook_allow_private: config.worker.webhook_allow_private,
+            billing,
         });
         App {
             config,
@@ -263,6 +268,13 @@ impl App {
     pub fn register<K: JobKind, H: JobHandler<K>>(mut self, handler: H) -> Self {
         self.handlers.register::<K, H>(handler);
         self
+    }
+
+    /// Registers the billing kinds again with the config's provider (after changing it).
+    pub fn register_billing(&mut self) -> Result<()> {
+        let billing = self.config.billing()?;
+        pysaas_workers::billing::register(&mut self.handlers, billing);
+        Ok(())
     }
 
     /// Replaces the handlers (and so the kinds) altogether.
@@ -405,8 +417,27 @@ impl App {
             ));
         }
         self.bootstrap_admin_key = true;
+        let shutdown = shutdown_signal();
+        if self.config.billing.provider == "local" && self.config.billing.provider_url.is_none() {
+            // Billing charges through a payment simulator of its own, in this process.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding the local payment simulator")?;
+            let url = format!("http://{}", listener.local_addr()?);
+            tokio::spawn(crate::payments_sim::serve(listener, None, shutdown.clone()));
+            println!("PySaaS dev: payments through the local simulator at {url}");
+            self.config.billing.provider_url = Some(url);
+            if self
+                .handlers
+                .registry()
+                .get(pysaas_jobs::kinds::billing::ChargeInvoice::KIND)
+                .is_ok()
+            {
+                self.register_billing()?;
+            }
+        }
         let data_dir = self.config.store.data_dir.clone();
-        let running = self.start(Roles::all(), shutdown_signal()).await?;
+        let running = self.start(Roles::all(), shutdown).await?;
         println!("PySaaS dev: embedded store in {}", data_dir.display());
         running.wait().await
     }
@@ -556,15 +587,34 @@ impl Parts {
     async fn start_scheduler(&self) -> Result<TaskTracker> {
         let config = &self.config;
         let registry = self.handlers.registry();
+        let mut schedules = config.schedules.clone();
+        // The invoice run, unless the config declares a schedule of that name itself.
+        let invoice_run = pysaas_jobs::kinds::billing::GenerateInvoices::KIND;
+        if registry.get(invoice_run).is_ok() && !schedules.iter().any(|s| s.name == invoice_run) {
+            schedules.push(pysaas_jobs::ScheduleSpec {
+                name: invoice_run.to_owned(),
+                cron: config.billing.invoice_cron.clone(),
+                timezone: "UTC".to_owned(),
+                kind: invoice_run.to_owned(),
+                payload: serde_json::json!({}),
+                queue: None,
+                priority: None,
+                max_attempts: None,
+                // One run catches every subscription up: a missed tick needs no second run.
+                misfire: pysaas_jobs::Misfire::FireOnce,
+                catch_up_max: 1,
+                paused: false,
+            });
+        }
         let report = pysaas_scheduler::sync_schedules(
             self.store.as_ref(),
             &registry,
             DEFAULT_TENANT,
-            &config.schedules,
+            &schedules,
         )
         .await
         .context("applying the schedules of the config file")?;
-        if !config.schedules.is_empty() {
+        if !schedules.is_empty() {
             tracing::info!(
                 created = report.created,
                 updated = report.updated,

@@ -242,6 +242,31 @@ pub struct WorkerSection {
     pub rate_limits: Vec<String>,
 }
 
+/// Billing: the payment provider, dunning and the invoice run (`docs/domains.md`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingSection {
+    /// `local` (PySaaS's payment simulator: `pysaas payments-sim`; `dev` starts one itself) or
+    /// `stripe` (`PYSAAS_BILLING_PROVIDER`).
+    pub provider: String,
+    /// The provider's API (default: `https://api.stripe.com` for `stripe`,
+    /// `http://127.0.0.1:12111` for `local`) (`PYSAAS_BILLING_PROVIDER_URL`).
+    pub provider_url: Option<String>,
+    /// The provider's secret key (`sk_test_…`); required for `stripe`
+    /// (`PYSAAS_BILLING_PROVIDER_KEY`, or `billing_provider_key` in Vault).
+    pub provider_key: Option<Secret>,
+    /// A charge request unanswered this long is retried under its idempotency key (ms)
+    /// (`PYSAAS_BILLING_PROVIDER_TIMEOUT_MS`).
+    pub provider_timeout_ms: u64,
+    /// Seconds between a declined charge and the next; after the last, the invoice is
+    /// uncollectible and the subscription cancelled (default 1, 3 and 7 days)
+    /// (`PYSAAS_BILLING_DUNNING_SECS`, a TOML array).
+    pub dunning_secs: Vec<u64>,
+    /// When the invoice run fires (six fields, seconds first; the default is every five
+    /// minutes) (`PYSAAS_BILLING_INVOICE_CRON`).
+    pub invoice_cron: String,
+}
+
 /// Leader election, cron, delayed jobs and maintenance.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -322,6 +347,8 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     /// `[vault]`.
     pub vault: VaultSection,
+    /// `[billing]`.
+    pub billing: BillingSection,
     /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
     pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
@@ -378,6 +405,12 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("vault_kv_mount", "vault.kv_mount"),
     ("vault_path", "vault.path"),
     ("vault_refresh_secs", "vault.refresh_secs"),
+    ("billing_provider", "billing.provider"),
+    ("billing_provider_url", "billing.provider_url"),
+    ("billing_provider_key", "billing.provider_key"),
+    ("billing_provider_timeout_ms", "billing.provider_timeout_ms"),
+    ("billing_dunning_secs", "billing.dunning_secs"),
+    ("billing_invoice_cron", "billing.invoice_cron"),
     ("metrics_listen", "metrics_listen"),
     ("log_format", "log_format"),
 ];
@@ -407,6 +440,7 @@ debug_as_redacted!(
     WorkerSection,
     SchedulerSection,
     VaultSection,
+    BillingSection,
 );
 
 impl Default for StoreSection {
@@ -505,6 +539,22 @@ impl Default for VaultSection {
     }
 }
 
+impl Default for BillingSection {
+    fn default() -> Self {
+        BillingSection {
+            provider: "local".into(),
+            provider_url: None,
+            provider_key: None,
+            provider_timeout_ms: 20_000,
+            dunning_secs: pysaas_jobs::billing::DEFAULT_DUNNING_DAYS
+                .iter()
+                .map(|d| d * 86_400)
+                .collect(),
+            invoice_cron: "0 */5 * * * *".into(),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -515,6 +565,7 @@ impl Default for Config {
             worker: WorkerSection::default(),
             scheduler: SchedulerSection::default(),
             vault: VaultSection::default(),
+            billing: BillingSection::default(),
             rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
             log_format: LogFormat::Text,
@@ -652,6 +703,7 @@ impl Config {
                 bail!("schedules: `{}` is declared twice", schedule.name);
             }
         }
+        self.billing()?;
         if self.vault.addr.is_some()
             && self.vault.token.is_none()
             && (self.vault.role_id.is_none() || self.vault.secret_id.is_none())
@@ -659,6 +711,56 @@ impl Config {
             bail!("vault.addr is set: also set vault.token (PYSAAS_VAULT_TOKEN), or vault.role_id and vault.secret_id");
         }
         Ok(())
+    }
+
+    /// Billing's provider and dunning schedule, checked.
+    pub fn billing(&self) -> Result<pysaas_workers::billing::BillingConfig> {
+        let b = &self.billing;
+        let (url, key) = match b.provider.as_str() {
+            "local" => (
+                b.provider_url.clone().unwrap_or_else(|| {
+                    format!("http://127.0.0.1:{}", crate::payments_sim::DEFAULT_PORT)
+                }),
+                b.provider_key
+                    .as_ref()
+                    .map_or_else(|| "sk_test_local".to_owned(), |k| k.expose().to_owned()),
+            ),
+            "stripe" => (
+                b.provider_url
+                    .clone()
+                    .unwrap_or_else(|| "https://api.stripe.com".to_owned()),
+                b.provider_key
+                    .as_ref()
+                    .map(|k| k.expose().to_owned())
+                    .context("billing.provider is stripe: set billing.provider_key (PYSAAS_BILLING_PROVIDER_KEY) to the secret key")?,
+            ),
+            other => bail!(
+                "billing.provider (PYSAAS_BILLING_PROVIDER) must be `local` or `stripe` (got `{other}`)"
+            ),
+        };
+        if b.provider_timeout_ms < 100 {
+            bail!("billing.provider_timeout_ms (PYSAAS_BILLING_PROVIDER_TIMEOUT_MS) must be at least 100");
+        }
+        if b.dunning_secs.contains(&0) {
+            bail!("billing.dunning_secs (PYSAAS_BILLING_DUNNING_SECS): every wait must be at least 1 s");
+        }
+        pysaas_jobs::CronSchedule::parse_fields(&b.invoice_cron, "UTC").map_err(|e| {
+            anyhow::anyhow!("billing.invoice_cron (PYSAAS_BILLING_INVOICE_CRON): {e}")
+        })?;
+        let provider = pysaas_workers::billing::StripeProvider::new(
+            b.provider.clone(),
+            &url,
+            key,
+            Duration::from_millis(b.provider_timeout_ms),
+        )
+        .map_err(|e| anyhow::anyhow!("billing.provider_url (PYSAAS_BILLING_PROVIDER_URL): {e}"))?;
+        let mut config = pysaas_workers::billing::BillingConfig::new(std::sync::Arc::new(provider));
+        config.dunning = b
+            .dunning_secs
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect();
+        Ok(config)
     }
 
     /// The parsed listen address.

@@ -38,6 +38,7 @@ pub mod app;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod payments_sim;
 mod progress;
 mod security;
 pub mod testing;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use pysaas::{app, bench, client, App, Config};
 
@@ -75,6 +75,16 @@ enum Command {
     Logout(client::LoginArgs),
     /// Measure drain throughput, steady-state latency and the bare store ceiling.
     Bench(bench::BenchArgs),
+    /// A local payment provider speaking Stripe's PaymentIntents subset that billing uses, for
+    /// development and tests (`pysaas dev` starts one itself).
+    PaymentsSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:12111")]
+        listen: String,
+        /// The one secret key it accepts (default: any `sk_…`).
+        #[arg(long, env = "PYSAAS_BILLING_PROVIDER_KEY", hide_env_values = true)]
+        secret_key: Option<String>,
+    },
     /// Print the OpenAPI document of the built-in kinds (what `/openapi.json` serves), e.g. to
     /// generate a client.
     Openapi,
@@ -154,6 +164,17 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
                 Ok(())
             }
+            Command::PaymentsSim { listen, secret_key } => {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("binding {listen}"))?;
+                println!(
+                    "payments-sim listening on http://{}",
+                    listener.local_addr()?
+                );
+                pysaas::payments_sim::serve(listener, secret_key, app::shutdown_signal()).await?;
+                Ok(())
+            }
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(
@@ -229,6 +250,7 @@ fn run(cli: Cli) -> Result<()> {
                     | Command::Login(_)
                     | Command::Logout(_)
                     | Command::Openapi
+                    | Command::PaymentsSim { .. }
                     | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }

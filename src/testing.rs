@@ -18,16 +18,12 @@ use crate::{App, Roles, Running};
 
 /// The context of attempt 1 of a job of kind `K` in the default tenant.
 pub fn context<K: JobKind>() -> JobContext {
-    JobContext {
-        id: uuid::Uuid::now_v7(),
-        tenant_id: DEFAULT_TENANT.into(),
-        kind: K::KIND.into(),
-        queue: K::QUEUE.into(),
-        attempt: 1,
-        max_attempts: K::retry_policy().max_attempts,
-        trace_context: None,
-        request_id: None,
-    }
+    JobContext::new(
+        DEFAULT_TENANT,
+        K::KIND,
+        K::QUEUE,
+        K::retry_policy().max_attempts,
+    )
 }
 
 /// Runs `payload` through the handler `handlers` has for `K`, inline: the payload goes through

@@ -18,11 +18,12 @@ use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use crate::config::Config;
 
 /// Fields of the secret that override configuration.
-const FIELDS: [&str; 4] = [
+const FIELDS: [&str; 5] = [
     "database_url",
     "jwt_signing_keys",
     "broker_url",
     "rate_limit_backend",
+    "billing_provider_key",
 ];
 
 enum Login {
@@ -246,6 +247,9 @@ pub(crate) async fn apply(config: &mut Config) -> Result<Option<Arc<VaultSource>
                 "broker_url" => {
                     config.broker.url = crate::config::Broker::try_from(value.clone())
                         .map_err(|e| anyhow::anyhow!("broker_url from Vault {e}"))?;
+                }
+                "billing_provider_key" => {
+                    config.billing.provider_key = Some(crate::config::Secret::new(value.clone()));
                 }
                 "rate_limit_backend" => {
                     config.api.rate_limit_backend =

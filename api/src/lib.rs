@@ -97,6 +97,39 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             post(routes::schedules::trigger),
         )
         .route("/v1/cron/preview", post(routes::schedules::preview))
+        .route(
+            "/v1/billing/plans",
+            get(routes::billing::list_plans).post(routes::billing::create_plan),
+        )
+        .route(
+            "/v1/billing/plans/{id}/archive",
+            post(routes::billing::archive_plan),
+        )
+        .route(
+            "/v1/billing/subscriptions",
+            get(routes::billing::list_subscriptions).post(routes::billing::subscribe),
+        )
+        .route(
+            "/v1/billing/subscriptions/{id}",
+            get(routes::billing::get_subscription),
+        )
+        .route(
+            "/v1/billing/subscriptions/{id}/cancel",
+            post(routes::billing::cancel_subscription),
+        )
+        .route(
+            "/v1/billing/subscriptions/{id}/change-plan",
+            post(routes::billing::change_plan),
+        )
+        .route("/v1/billing/invoices", get(routes::billing::list_invoices))
+        .route(
+            "/v1/billing/invoices/{id}",
+            get(routes::billing::get_invoice),
+        )
+        .route(
+            "/v1/billing/invoices/{id}/payments",
+            get(routes::billing::list_payments),
+        )
         .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/queues", get(routes::system::queues))

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::error::FieldError;
-use crate::routes::{auth, events, jobs, schedules, stats, system};
+use crate::routes::{auth, billing, events, jobs, schedules, stats, system};
 
 /// PySaaS's HTTP API.
 #[derive(Debug, OpenApi)]
@@ -22,6 +22,9 @@ use crate::routes::{auth, events, jobs, schedules, stats, system};
         jobs::submit, jobs::submit_batch, jobs::bulk, jobs::get, jobs::list, jobs::cancel, jobs::retry,
         schedules::preview, schedules::list, schedules::create, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger,
+        billing::create_plan, billing::list_plans, billing::archive_plan, billing::subscribe, billing::list_subscriptions,
+        billing::get_subscription, billing::cancel_subscription, billing::change_plan, billing::list_invoices,
+        billing::get_invoice, billing::list_payments,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
@@ -31,12 +34,16 @@ use crate::routes::{auth, events, jobs, schedules, stats, system};
         auth::RefreshBody, auth::SwitchTenant, auth::Tokens, auth::Me, auth::TenantChoice, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,
+        billing::CreatePlan, billing::PlanView, billing::PlanList, billing::PlanInterval, billing::Subscribe, billing::SubscriptionView,
+        billing::SubscriptionChange, billing::SubscriptionList, billing::Cancel, billing::ChangePlan, billing::InvoiceView,
+        billing::LineView, billing::InvoiceDetail, billing::InvoiceList, billing::PaymentView, billing::PaymentList,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),
         (name = "jobs", description = "Submit and manage jobs"),
         (name = "schedules", description = "Cron schedules, fired exactly once per tick"),
         (name = "queues", description = "Queue statistics"),
+        (name = "billing", description = "Plans, subscriptions, invoices and payments"),
         (name = "system", description = "Health and metrics"),
     )
 )]

@@ -3,6 +3,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use pysaas_brokers::JobStore;
 use pysaas_jobs::{HandlerError, Job, JobKind, KindRegistry, KindSpec};
 use serde_json::Value;
 use uuid::Uuid;
@@ -26,11 +27,52 @@ pub struct JobContext {
     pub trace_context: Option<String>,
     /// `X-Request-Id` of the submission.
     pub request_id: Option<String>,
+    /// The store the job came from (see [`JobContext::store`]).
+    store: Option<Arc<dyn JobStore>>,
 }
 
 impl JobContext {
-    pub(crate) fn of(job: &Job) -> Self {
+    /// The context of attempt 1 of a job of `kind` on `queue` for `tenant_id`, with no store
+    /// (tests of a handler; [`JobContext::with_store`] gives it one). Set the public fields for
+    /// other attempts.
+    pub fn new(
+        tenant_id: impl Into<String>,
+        kind: impl Into<String>,
+        queue: impl Into<String>,
+        max_attempts: i32,
+    ) -> Self {
         JobContext {
+            id: Uuid::now_v7(),
+            tenant_id: tenant_id.into(),
+            kind: kind.into(),
+            queue: queue.into(),
+            attempt: 1,
+            max_attempts,
+            trace_context: None,
+            request_id: None,
+            store: None,
+        }
+    }
+
+    /// This context with `store` as the job's store.
+    pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store the job came from, for handlers whose work is the store's own tables (billing
+    /// invoices, say) and jobs they cause in the same transaction. Every job a worker runs has
+    /// one; a context made for a test without [`JobContext::with_store`] answers a permanent
+    /// error.
+    pub fn store(&self) -> Result<&Arc<dyn JobStore>, HandlerError> {
+        self.store
+            .as_ref()
+            .ok_or_else(|| HandlerError::fail("this job context has no store"))
+    }
+
+    pub(crate) fn of(job: &Job, store: &Arc<dyn JobStore>) -> Self {
+        JobContext {
+            store: Some(store.clone()),
             id: job.id,
             tenant_id: job.tenant_id.clone(),
             kind: job.kind.clone(),

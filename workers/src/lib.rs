@@ -13,6 +13,7 @@
 //! ```
 
 mod admission;
+pub mod billing;
 mod completer;
 mod config;
 mod handler;

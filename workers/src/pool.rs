@@ -650,7 +650,7 @@ async fn run_job(
         let wait = (started - job.run_at).to_std().unwrap_or_default();
         metrics.queue_wait.record(wait.as_secs_f64());
     }
-    let ctx = JobContext::of(&job);
+    let ctx = JobContext::of(&job, &shared.store);
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,

@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub(crate) mod auth;
+pub(crate) mod billing;
 pub(crate) mod events;
 pub(crate) mod jobs;
 pub(crate) mod schedules;

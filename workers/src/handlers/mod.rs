@@ -12,11 +12,23 @@ use pysaas_jobs::kinds;
 use crate::Handlers;
 
 /// Settings of the built-in handlers.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone)]
 pub struct BuiltinConfig {
     /// Let webhooks reach loopback, private and link-local addresses (local development and
     /// tests; never on a shared deployment: tenants could reach internal services).
     pub webhook_allow_private: bool,
+    /// Billing's provider and dunning.
+    pub billing: crate::billing::BillingConfig,
+}
+
+impl Default for BuiltinConfig {
+    /// Public webhooks only; billing through the local payment simulator on its default port.
+    fn default() -> Self {
+        BuiltinConfig {
+            webhook_allow_private: false,
+            billing: crate::billing::BillingConfig::local_default(),
+        }
+    }
 }
 
 pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
@@ -27,4 +39,5 @@ pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
         .register::<kinds::notification::Webhook, _>(WebhookHandler::with_policy(
             config.webhook_allow_private,
         ));
+    crate::billing::register(handlers, config.billing);
 }

@@ -131,16 +131,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> JobContext {
-        JobContext {
-            id: uuid::Uuid::now_v7(),
-            tenant_id: "t".into(),
-            kind: "notification.webhook".into(),
-            queue: "notifications".into(),
-            attempt: 1,
-            max_attempts: 3,
-            trace_context: None,
-            request_id: None,
-        }
+        JobContext::new("t", "notification.webhook", "notifications", 3)
     }
 
     fn hook(url: &str) -> Webhook {

@@ -1,0 +1,670 @@
+//! `/v1/billing`: plans (the operator's), a tenant's subscription, its invoices and their
+//! payments. The model and its guarantees: `docs/domains.md`, "Billing".
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use pysaas_brokers::store::billing::{
+    BillingRefusal, Invoice, InvoiceLine, NewPlan, Payment, Plan, Subscription,
+};
+use pysaas_jobs::billing::{format_amount, Cadence, Currency, Interval};
+use pysaas_jobs::{Job, DEFAULT_TENANT};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Admin, Any, Authorized, TenantOf};
+use crate::error::{parse_json, ApiError};
+use crate::AppState;
+
+/// Largest price a plan may have, in minor units (10 billion of the major unit at two digits).
+const AMOUNT_MAX: i64 = 1_000_000_000_000;
+/// Invoices per page.
+const INVOICE_PAGE_MAX: i64 = 100;
+
+/// How often a plan bills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PlanInterval {
+    /// Every day.
+    Day,
+    /// Every week.
+    Week,
+    /// Every calendar month.
+    Month,
+    /// Every calendar year.
+    Year,
+}
+
+impl From<PlanInterval> for Interval {
+    fn from(i: PlanInterval) -> Self {
+        match i {
+            PlanInterval::Day => Interval::Day,
+            PlanInterval::Week => Interval::Week,
+            PlanInterval::Month => Interval::Month,
+            PlanInterval::Year => Interval::Year,
+        }
+    }
+}
+
+impl From<Interval> for PlanInterval {
+    fn from(i: Interval) -> Self {
+        match i {
+            Interval::Day => PlanInterval::Day,
+            Interval::Week => PlanInterval::Week,
+            Interval::Month => PlanInterval::Month,
+            Interval::Year => PlanInterval::Year,
+        }
+    }
+}
+
+/// A plan to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreatePlan {
+    /// Id: 1 to 64 of a-z, 0-9, `.`, `_`, `-`.
+    #[schema(example = "pro-monthly", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+    pub(crate) id: String,
+    /// Display name, 1 to 200 characters.
+    #[schema(example = "Pro", min_length = 1, max_length = 200)]
+    pub(crate) name: String,
+    /// Price per period in the currency's minor unit (cents for EUR), not negative.
+    #[schema(example = 2900, minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub(crate) amount_minor: i64,
+    /// ISO 4217 code, upper case.
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    pub(crate) currency: String,
+    /// How often it bills.
+    pub(crate) interval: PlanInterval,
+    /// Intervals per period (1 to 36; default 1).
+    #[schema(minimum = 1, maximum = 36)]
+    pub(crate) interval_count: Option<u32>,
+    /// Free days before the first invoice (0 to 730; default 0).
+    #[schema(minimum = 0, maximum = 730)]
+    pub(crate) trial_days: Option<i32>,
+}
+
+/// A plan.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PlanView {
+    id: String,
+    name: String,
+    amount_minor: i64,
+    currency: String,
+    /// The price as text (`29.00 EUR`).
+    amount: String,
+    interval: PlanInterval,
+    interval_count: u32,
+    trial_days: i32,
+    /// Archived plans take no new subscriptions.
+    active: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Plan> for PlanView {
+    fn from(p: Plan) -> Self {
+        PlanView {
+            amount: format_amount(p.amount_minor, p.currency),
+            id: p.id,
+            name: p.name,
+            amount_minor: p.amount_minor,
+            currency: p.currency.code().to_owned(),
+            interval: p.cadence.interval.into(),
+            interval_count: p.cadence.count,
+            trial_days: p.trial_days,
+            active: p.active,
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// Every plan.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PlanList {
+    plans: Vec<PlanView>,
+}
+
+/// A subscription to start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Subscribe {
+    /// The plan's id.
+    #[schema(example = "pro-monthly")]
+    pub(crate) plan: String,
+    /// The provider's payment method (`pm_…`; Stripe's test cards: `pm_card_visa`,
+    /// `pm_card_chargeDeclined`).
+    #[schema(example = "pm_card_visa", pattern = "^pm_[A-Za-z0-9_]{1,250}$")]
+    pub(crate) payment_method: String,
+}
+
+/// A subscription.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SubscriptionView {
+    id: Uuid,
+    plan: String,
+    /// `trialing`, `active`, `past_due` or `cancelled`.
+    status: String,
+    payment_method: String,
+    current_period_start: DateTime<Utc>,
+    current_period_end: DateTime<Utc>,
+    trial_end: Option<DateTime<Utc>>,
+    cancel_at_period_end: bool,
+    /// Owed to the tenant, taken off the next invoice (minor units).
+    credit_minor: i64,
+    cancelled_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Subscription> for SubscriptionView {
+    fn from(s: Subscription) -> Self {
+        SubscriptionView {
+            id: s.id,
+            plan: s.plan_id,
+            status: s.status.as_str().to_owned(),
+            payment_method: s.payment_method,
+            current_period_start: s.current_period_start,
+            current_period_end: s.current_period_end,
+            trial_end: s.trial_end,
+            cancel_at_period_end: s.cancel_at_period_end,
+            credit_minor: s.credit_minor,
+            cancelled_at: s.cancelled_at,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// A subscription and the invoice its change opened.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SubscriptionChange {
+    subscription: SubscriptionView,
+    /// The first period's invoice, or a plan change's proration (none during a trial).
+    invoice: Option<InvoiceView>,
+}
+
+/// A tenant's subscriptions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SubscriptionList {
+    /// Newest first.
+    subscriptions: Vec<SubscriptionView>,
+}
+
+/// How to cancel.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cancel {
+    /// End at the current period's end (default) instead of now.
+    pub(crate) at_period_end: Option<bool>,
+}
+
+/// A plan to move to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePlan {
+    /// The new plan's id (same currency and interval).
+    pub(crate) plan: String,
+}
+
+/// An invoice.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct InvoiceView {
+    id: Uuid,
+    /// The tenant's invoice number, without gaps.
+    number: i64,
+    /// `INV-000042`.
+    display_number: String,
+    subscription_id: Uuid,
+    /// `cycle` or `plan_change`.
+    reason: String,
+    /// `draft`, `open`, `paid`, `void` or `uncollectible`.
+    status: String,
+    currency: String,
+    period_start: DateTime<Utc>,
+    period_end: DateTime<Utc>,
+    subtotal_minor: i64,
+    total_minor: i64,
+    /// The total as text.
+    total: String,
+    /// Declined charges so far.
+    attempt_count: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+impl From<Invoice> for InvoiceView {
+    fn from(i: Invoice) -> Self {
+        InvoiceView {
+            display_number: format!("INV-{:06}", i.number),
+            total: format_amount(i.total_minor, i.currency),
+            id: i.id,
+            number: i.number,
+            subscription_id: i.subscription_id,
+            reason: i.reason.as_str().to_owned(),
+            status: i.status.as_str().to_owned(),
+            currency: i.currency.code().to_owned(),
+            period_start: i.period_start,
+            period_end: i.period_end,
+            subtotal_minor: i.subtotal_minor,
+            total_minor: i.total_minor,
+            attempt_count: i.attempt_count,
+            next_attempt_at: i.next_attempt_at,
+            created_at: i.created_at,
+            paid_at: i.paid_at,
+        }
+    }
+}
+
+/// A line of an invoice.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct LineView {
+    description: String,
+    /// Negative: a credit.
+    amount_minor: i64,
+    period_start: DateTime<Utc>,
+    period_end: DateTime<Utc>,
+}
+
+impl From<InvoiceLine> for LineView {
+    fn from(l: InvoiceLine) -> Self {
+        LineView {
+            description: l.description,
+            amount_minor: l.amount_minor,
+            period_start: l.period_start,
+            period_end: l.period_end,
+        }
+    }
+}
+
+/// An invoice with its lines.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct InvoiceDetail {
+    #[serde(flatten)]
+    invoice: InvoiceView,
+    lines: Vec<LineView>,
+}
+
+/// A page of invoices.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct InvoiceList {
+    /// Newest first.
+    invoices: Vec<InvoiceView>,
+}
+
+/// Page size.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InvoicePage {
+    /// 1 to 100 (default 50).
+    limit: Option<i64>,
+}
+
+/// A payment attempt.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PaymentView {
+    id: Uuid,
+    attempt: i32,
+    amount_minor: i64,
+    currency: String,
+    /// `pending`, `succeeded` or `failed`.
+    status: String,
+    provider: String,
+    provider_ref: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<Payment> for PaymentView {
+    fn from(p: Payment) -> Self {
+        PaymentView {
+            id: p.id,
+            attempt: p.attempt,
+            amount_minor: p.amount_minor,
+            currency: p.currency.code().to_owned(),
+            status: p.status.as_str().to_owned(),
+            provider: p.provider,
+            provider_ref: p.provider_ref,
+            error_code: p.error_code,
+            error_message: p.error_message,
+            created_at: p.created_at,
+            finished_at: p.finished_at,
+        }
+    }
+}
+
+/// An invoice's payment attempts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PaymentList {
+    /// In order.
+    payments: Vec<PaymentView>,
+}
+
+fn refusal(r: BillingRefusal) -> ApiError {
+    let detail = r.to_string();
+    match r {
+        BillingRefusal::UnknownPlan(_)
+        | BillingRefusal::PlanInactive(_)
+        | BillingRefusal::SamePlan(_)
+        | BillingRefusal::Incompatible { .. } => {
+            ApiError::invalid_field(detail.clone(), "plan", detail)
+        }
+        BillingRefusal::AlreadySubscribed(id) => {
+            ApiError::conflict(detail).with("subscription_id", id.to_string())
+        }
+        BillingRefusal::NoSubscription(_) => ApiError::not_found(detail),
+    }
+}
+
+/// Publishes the jobs a billing transaction created through the broker (the store dispatcher
+/// was woken by the commit; the relay covers a failed publish).
+async fn dispatch(state: &AppState, jobs: &[Job]) {
+    let ready: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.state == pysaas_jobs::JobState::Queued)
+        .cloned()
+        .collect();
+    if ready.is_empty() {
+        return;
+    }
+    if let Err(err) = state.dispatcher().dispatch(&ready).await {
+        tracing::warn!(error = %err, jobs = ready.len(), "dispatch after a billing commit failed");
+    }
+}
+
+fn check_plan(body: CreatePlan) -> Result<NewPlan, ApiError> {
+    let field = |path: &str, message: &str| {
+        ApiError::invalid_field(format!("`{path}` {message}"), path, message)
+    };
+    let id_ok = !body.id.is_empty()
+        && body.id.len() <= 64
+        && body
+            .id
+            .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && body
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if !id_ok {
+        return Err(field("id", "must be 1 to 64 of a-z, 0-9, `.`, `_`, `-`"));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(field("name", "must be 1 to 200 characters"));
+    }
+    if !(0..=AMOUNT_MAX).contains(&body.amount_minor) {
+        return Err(field(
+            "amount_minor",
+            "must be between 0 and 1000000000000 (minor units)",
+        ));
+    }
+    let currency: Currency = body
+        .currency
+        .parse()
+        .map_err(|e: String| ApiError::invalid_field(e.clone(), "currency", e))?;
+    let count = body.interval_count.unwrap_or(1);
+    if !(1..=36).contains(&count) {
+        return Err(field("interval_count", "must be between 1 and 36"));
+    }
+    let trial_days = body.trial_days.unwrap_or(0);
+    if !(0..=730).contains(&trial_days) {
+        return Err(field("trial_days", "must be between 0 and 730"));
+    }
+    Ok(NewPlan {
+        id: body.id,
+        name: name.to_owned(),
+        amount_minor: body.amount_minor,
+        currency,
+        cadence: Cadence {
+            interval: body.interval.into(),
+            count,
+        },
+        trial_days,
+    })
+}
+
+fn operator(principal: &crate::auth::Principal) -> Result<(), ApiError> {
+    if principal.tenant_id == DEFAULT_TENANT {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "plans are managed by the operator (an admin of the default tenant)",
+        ))
+    }
+}
+
+/// Create a plan (the operator only).
+#[utoipa::path(post, path = "/v1/billing/plans", operation_id = "createPlan", tag = "billing", request_body = CreatePlan,
+    responses((status = 201, body = PlanView),
+              (status = 409, description = "A plan with this id exists", content_type = "application/problem+json"),
+              (status = 422, description = "Invalid field (negative price, unknown currency, …), named in `errors`", content_type = "application/problem+json")))]
+pub(crate) async fn create_plan(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator(&principal)?;
+    let plan = check_plan(parse_json(&body?)?)?;
+    if !state.store().create_plan(&plan).await? {
+        return Err(ApiError::conflict(format!("a plan `{}` exists", plan.id)));
+    }
+    let created = state
+        .store()
+        .get_plan(&plan.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no plan `{}`", plan.id)))?;
+    Ok((StatusCode::CREATED, Json(PlanView::from(created))).into_response())
+}
+
+/// Every plan, archived ones included.
+#[utoipa::path(get, path = "/v1/billing/plans", operation_id = "listPlans", tag = "billing", responses((status = 200, body = PlanList)))]
+pub(crate) async fn list_plans(
+    State(state): State<AppState>,
+    _caller: Authorized<Any>,
+) -> Result<Json<PlanList>, ApiError> {
+    let plans = state.store().list_plans().await?;
+    Ok(Json(PlanList {
+        plans: plans.into_iter().map(PlanView::from).collect(),
+    }))
+}
+
+/// Archive a plan (the operator only): it takes no new subscriptions; existing ones keep
+/// billing.
+#[utoipa::path(post, path = "/v1/billing/plans/{id}/archive", operation_id = "archivePlan", tag = "billing",
+    params(("id" = String, Path, description = "Plan id")), responses((status = 200, body = PlanView)))]
+pub(crate) async fn archive_plan(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<PlanView>, ApiError> {
+    operator(&principal)?;
+    let plan = state
+        .store()
+        .set_plan_active(&id, false)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no plan `{id}`")))?;
+    Ok(Json(plan.into()))
+}
+
+/// Subscribe the tenant to a plan: with a trial it starts `trialing`; without, its first
+/// invoice is opened and charged.
+#[utoipa::path(post, path = "/v1/billing/subscriptions", operation_id = "subscribe", tag = "billing", request_body = Subscribe,
+    responses((status = 201, body = SubscriptionChange),
+              (status = 409, description = "The tenant has a live subscription", content_type = "application/problem+json"),
+              (status = 422, description = "Unknown or archived plan, malformed payment method", content_type = "application/problem+json")))]
+pub(crate) async fn subscribe(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: Subscribe = parse_json(&body?)?;
+    let pm = &body.payment_method;
+    let pm_ok = pm.len() <= 253
+        && pm.strip_prefix("pm_").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    if !pm_ok {
+        return Err(ApiError::invalid_field(
+            "`payment_method` must be a payment method id like `pm_card_visa`",
+            "payment_method",
+            "a payment method id: `pm_` and letters, digits, `_`",
+        ));
+    }
+    let now = state.store().now().await?;
+    let subscribed = state
+        .store()
+        .subscribe(&tenant, &body.plan, pm, now, Vec::new())
+        .await?
+        .map_err(refusal)?;
+    dispatch(&state, &subscribed.jobs).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(SubscriptionChange {
+            subscription: subscribed.subscription.into(),
+            invoice: subscribed.invoice.map(Into::into),
+        }),
+    )
+        .into_response())
+}
+
+/// The tenant's subscriptions.
+#[utoipa::path(get, path = "/v1/billing/subscriptions", operation_id = "listSubscriptions", tag = "billing", responses((status = 200, body = SubscriptionList)))]
+pub(crate) async fn list_subscriptions(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+) -> Result<Json<SubscriptionList>, ApiError> {
+    let subs = state.store().list_subscriptions(&tenant).await?;
+    Ok(Json(SubscriptionList {
+        subscriptions: subs.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One of the tenant's subscriptions.
+#[utoipa::path(get, path = "/v1/billing/subscriptions/{id}", operation_id = "getSubscription", tag = "billing",
+    params(("id" = Uuid, Path, description = "Subscription id")), responses((status = 200, body = SubscriptionView)))]
+pub(crate) async fn get_subscription(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    let sub = state
+        .store()
+        .get_subscription(&tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no subscription {id}")))?;
+    Ok(Json(sub.into()))
+}
+
+/// Cancel a live subscription, at its period's end (default) or now.
+#[utoipa::path(post, path = "/v1/billing/subscriptions/{id}/cancel", operation_id = "cancelSubscription", tag = "billing",
+    params(("id" = Uuid, Path, description = "Subscription id")), request_body = Cancel,
+    responses((status = 200, body = SubscriptionView)))]
+pub(crate) async fn cancel_subscription(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Path(id): Path<Uuid>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    let body = body?;
+    let cancel: Cancel = if body.is_empty() {
+        Cancel::default()
+    } else {
+        parse_json(&body)?
+    };
+    let now = state.store().now().await?;
+    let sub = state
+        .store()
+        .cancel_subscription(&tenant, id, cancel.at_period_end.unwrap_or(true), now)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no live subscription {id}")))?;
+    Ok(Json(sub.into()))
+}
+
+/// Move a live subscription to another plan of the same currency and interval, prorating the
+/// rest of the period exactly.
+#[utoipa::path(post, path = "/v1/billing/subscriptions/{id}/change-plan", operation_id = "changePlan", tag = "billing",
+    params(("id" = Uuid, Path, description = "Subscription id")), request_body = ChangePlan,
+    responses((status = 200, body = SubscriptionChange),
+              (status = 422, description = "Unknown, archived, same or incompatible plan", content_type = "application/problem+json")))]
+pub(crate) async fn change_plan(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Path(id): Path<Uuid>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SubscriptionChange>, ApiError> {
+    let body: ChangePlan = parse_json(&body?)?;
+    let now = state.store().now().await?;
+    let changed = state
+        .store()
+        .change_plan(&tenant, id, &body.plan, now)
+        .await?
+        .map_err(refusal)?;
+    dispatch(&state, &changed.jobs).await;
+    Ok(Json(SubscriptionChange {
+        subscription: changed.subscription.into(),
+        invoice: changed.invoice.map(Into::into),
+    }))
+}
+
+/// The tenant's invoices, newest first.
+#[utoipa::path(get, path = "/v1/billing/invoices", operation_id = "listInvoices", tag = "billing", params(InvoicePage),
+    responses((status = 200, body = InvoiceList)))]
+pub(crate) async fn list_invoices(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Query(page): Query<InvoicePage>,
+) -> Result<Json<InvoiceList>, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=INVOICE_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "`limit` must be between 1 and 100",
+            "limit",
+            "1 to 100",
+        ));
+    }
+    let invoices = state.store().list_invoices(&tenant, limit).await?;
+    Ok(Json(InvoiceList {
+        invoices: invoices.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One invoice with its lines.
+#[utoipa::path(get, path = "/v1/billing/invoices/{id}", operation_id = "getInvoice", tag = "billing",
+    params(("id" = Uuid, Path, description = "Invoice id")), responses((status = 200, body = InvoiceDetail)))]
+pub(crate) async fn get_invoice(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<InvoiceDetail>, ApiError> {
+    let (invoice, lines) = state
+        .store()
+        .get_invoice(&tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no invoice {id}")))?;
+    Ok(Json(InvoiceDetail {
+        invoice: invoice.into(),
+        lines: lines.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// The payment attempts of one invoice.
+#[utoipa::path(get, path = "/v1/billing/invoices/{id}/payments", operation_id = "listPayments", tag = "billing",
+    params(("id" = Uuid, Path, description = "Invoice id")), responses((status = 200, body = PaymentList)))]
+pub(crate) async fn list_payments(
+    State(state): State<AppState>,
+    TenantOf(tenant, _): TenantOf<Admin>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<PaymentList>, ApiError> {
+    if state.store().get_invoice(&tenant, id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no invoice {id}")));
+    }
+    let payments = state.store().list_payments(&tenant, id).await?;
+    Ok(Json(PaymentList {
+        payments: payments.into_iter().map(Into::into).collect(),
+    }))
+}
