@@ -83,16 +83,18 @@ ensure_cargo_deny() {
   rm -rf "${PYSAAS_CACHE:-$HOME/.cache/pysaas}/cargo-deny/target"
 }
 
-# API contract tools from PyPI in one venv outside the clone: schemathesis (property-based runs
-# against the OpenAPI document) and openapi-python-client (a generated Python client).
+# Test tools from PyPI in one venv outside the clone: schemathesis (property-based runs against
+# the OpenAPI document), openapi-python-client (a generated Python client) and aiosmtpd (the real
+# SMTP server the email tests deliver to).
 PYTOOLS_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/py-tools"
 ensure_pytools() {
-  if [ -x "$PYTOOLS_VENV/bin/schemathesis" ] && [ -x "$PYTOOLS_VENV/bin/openapi-python-client" ]; then
+  if [ -x "$PYTOOLS_VENV/bin/schemathesis" ] && [ -x "$PYTOOLS_VENV/bin/openapi-python-client" ] \
+     && [ -x "$PYTOOLS_VENV/bin/aiosmtpd" ]; then
     return 0
   fi
-  log "installing schemathesis and openapi-python-client (PyPI, once)"
+  log "installing schemathesis, openapi-python-client and aiosmtpd (PyPI, once)"
   python3 -m venv "$PYTOOLS_VENV"
-  "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client
+  "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client aiosmtpd
 }
 
 # A real browser for the UI tests: Debian's chromium, driven by npm playwright-core (no browser

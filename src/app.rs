@@ -240,9 +240,14 @@ impl App {
             tracing::error!(error = %format!("{err:#}"), "billing settings are invalid: charges are refused");
             pysaas_workers::billing::BillingConfig::new(Arc::new(pysaas_workers::billing::NoProvider))
         });
+        let email = config.email().unwrap_or_else(|err| {
+            tracing::error!(error = %format!("{err:#}"), "email settings are invalid: using the defaults");
+            pysaas_workers::notifications::EmailConfig::default()
+        });
         let handlers = Handlers::builtin_with(pysaas_workers::handlers::BuiltinConfig {
             webhook_allow_private: config.worker.webhook_allow_private,
             billing,
+            email,
         });
         App {
             config,

@@ -47,6 +47,11 @@ impl Serialize for Secret {
 }
 
 /// A URL whose password is replaced by `***` when serialised (the value itself is unchanged).
+fn redacted_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact(url))
+}
+
+/// [`redacted_url`] for an optional URL.
 fn redacted_url_opt<S: serde::Serializer>(
     url: &Option<String>,
     serializer: S,
@@ -242,6 +247,30 @@ pub struct WorkerSection {
     pub rate_limits: Vec<String>,
 }
 
+/// Notifications: where email goes (`docs/domains.md`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationsSection {
+    /// SMTP server: `smtp://host:port` (plain, or `?tls=required` for STARTTLS), `smtps://…`,
+    /// with `user:password@` when needed (`PYSAAS_SMTP_URL`).
+    #[serde(serialize_with = "redacted_url")]
+    pub smtp_url: String,
+    /// The sender of tenants that set none, `Name <address>` (`PYSAAS_EMAIL_FROM`).
+    pub email_from: String,
+    /// Connecting and each SMTP command give up after this (ms) (`PYSAAS_SMTP_TIMEOUT_MS`).
+    pub smtp_timeout_ms: u64,
+}
+
+impl Default for NotificationsSection {
+    fn default() -> Self {
+        NotificationsSection {
+            smtp_url: pysaas_workers::notifications::DEFAULT_SMTP_URL.into(),
+            email_from: pysaas_workers::notifications::DEFAULT_EMAIL_FROM.into(),
+            smtp_timeout_ms: 10_000,
+        }
+    }
+}
+
 /// Billing: the payment provider, dunning and the invoice run (`docs/domains.md`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -349,6 +378,8 @@ pub struct Config {
     pub vault: VaultSection,
     /// `[billing]`.
     pub billing: BillingSection,
+    /// `[notifications]`.
+    pub notifications: NotificationsSection,
     /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
     pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
@@ -405,6 +436,9 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("vault_kv_mount", "vault.kv_mount"),
     ("vault_path", "vault.path"),
     ("vault_refresh_secs", "vault.refresh_secs"),
+    ("smtp_url", "notifications.smtp_url"),
+    ("email_from", "notifications.email_from"),
+    ("smtp_timeout_ms", "notifications.smtp_timeout_ms"),
     ("billing_provider", "billing.provider"),
     ("billing_provider_url", "billing.provider_url"),
     ("billing_provider_key", "billing.provider_key"),
@@ -441,6 +475,7 @@ debug_as_redacted!(
     SchedulerSection,
     VaultSection,
     BillingSection,
+    NotificationsSection,
 );
 
 impl Default for StoreSection {
@@ -566,6 +601,7 @@ impl Default for Config {
             scheduler: SchedulerSection::default(),
             vault: VaultSection::default(),
             billing: BillingSection::default(),
+            notifications: NotificationsSection::default(),
             rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
             log_format: LogFormat::Text,
@@ -704,6 +740,7 @@ impl Config {
             }
         }
         self.billing()?;
+        self.email()?;
         if self.vault.addr.is_some()
             && self.vault.token.is_none()
             && (self.vault.role_id.is_none() || self.vault.secret_id.is_none())
@@ -711,6 +748,26 @@ impl Config {
             bail!("vault.addr is set: also set vault.token (PYSAAS_VAULT_TOKEN), or vault.role_id and vault.secret_id");
         }
         Ok(())
+    }
+
+    /// Email's settings, checked (the URL and the default sender parse).
+    pub fn email(&self) -> Result<pysaas_workers::notifications::EmailConfig> {
+        let n = &self.notifications;
+        if n.smtp_timeout_ms < 100 {
+            bail!("notifications.smtp_timeout_ms (PYSAAS_SMTP_TIMEOUT_MS) must be at least 100");
+        }
+        let config = pysaas_workers::notifications::EmailConfig {
+            smtp_url: n.smtp_url.clone(),
+            default_from: n.email_from.clone(),
+            timeout: Duration::from_millis(n.smtp_timeout_ms),
+        };
+        pysaas_workers::notifications::EmailHandler::new(&config).map_err(|e| {
+            anyhow::anyhow!(
+                "notifications (PYSAAS_SMTP_URL / PYSAAS_EMAIL_FROM): {}",
+                redact(&e)
+            )
+        })?;
+        Ok(config)
     }
 
     /// Billing's provider and dunning schedule, checked.

@@ -10,12 +10,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pysaas::testing::{bearer_client, spawn_app, TestApp};
+use pysaas::testing::{spawn_app, TestApp};
 use pysaas::{App, Config, Roles};
 use pysaas_brokers::store::billing::{InvoiceStatus, NewPlan, PaymentStatus, SubscriptionStatus};
 use pysaas_brokers::testing::{Backend, TestDb};
-use pysaas_brokers::{JobStore, TenantRow};
+use pysaas_brokers::JobStore;
 use pysaas_jobs::billing::{Cadence, Interval};
+use pysaas_jobs::kinds::notification::Email;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -157,23 +158,6 @@ async fn app_on(db: &TestDb, provider: &Provider) -> TestApp {
     start(db, config).await
 }
 
-/// An admin client of a new tenant `id`.
-async fn tenant_client(store: &dyn JobStore, id: &str) -> reqwest::Client {
-    store
-        .ensure_tenant(&TenantRow {
-            id: id.into(),
-            name: id.into(),
-            plan: "free".into(),
-            created_at: Utc::now(),
-        })
-        .await
-        .unwrap();
-    let key = pysaas_api::auth::admin_key_for(store, id, "test")
-        .await
-        .unwrap();
-    bearer_client(&key).unwrap()
-}
-
 async fn call(
     http: &reqwest::Client,
     method: &str,
@@ -206,7 +190,7 @@ async fn subscription_is_invoiced_and_charged_over_the_api(db: TestDb) {
     let provider = Provider::start().await;
     let app = app_on(&db, &provider).await;
     let (_, operator) = app.admin_client().await.unwrap();
-    let acme = tenant_client(app.store.as_ref(), "acme").await;
+    let acme = common::tenant_client(app.store.as_ref(), "acme").await;
     let plans = app.url("/v1/billing/plans");
     let plan = |id: &str, amount: i64| json!({"id": id, "name": format!("Plan {id}"), "amount_minor": amount, "currency": "EUR", "interval": "month"});
     let (s, body) = call(&operator, "POST", plans.clone(), Some(plan("basic", 900))).await;
@@ -272,7 +256,7 @@ async fn subscription_is_invoiced_and_charged_over_the_api(db: TestDb) {
         &acme,
         "POST",
         subs.clone(),
-        Some(json!({"plan": "basic", "payment_method": "pm_card_visa"})),
+        Some(json!({"plan": "basic", "payment_method": "pm_card_visa", "email": "billing@acme.example"})),
     )
     .await;
     assert_eq!(s, 201, "{created}");
@@ -314,6 +298,36 @@ async fn subscription_is_invoiced_and_charged_over_the_api(db: TestDb) {
     assert_eq!(charged[0]["currency"], "eur");
     assert_eq!(payments[0]["provider_ref"], charged[0]["id"]);
 
+    // The welcome email committed with the subscription; the receipt with the payment.
+    let emails = pysaas::testing::enqueued::<Email>(store.as_ref(), "acme")
+        .await
+        .unwrap();
+    let mut templates: Vec<_> = emails
+        .iter()
+        .map(|j| {
+            assert_eq!(j.payload["to"], "billing@acme.example");
+            j.payload["template"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    templates.sort();
+    assert_eq!(templates, ["receipt", "welcome"]);
+    let receipt = emails
+        .iter()
+        .find(|j| j.payload["template"] == "receipt")
+        .unwrap();
+    assert_eq!(receipt.payload["data"]["invoice_number"], "INV-000001");
+    assert_eq!(receipt.payload["data"]["total"], "9.00 EUR");
+    let (s, body) = call(
+        &acme,
+        "POST",
+        subs.clone(),
+        Some(json!({"plan": "pro", "payment_method": "pm_card_visa", "email": "nope"})),
+    )
+    .await;
+    assert_eq!(
+        (s, body["errors"][0]["path"].as_str()),
+        (422, Some("email"))
+    );
     // An upgrade mid-period is prorated on an invoice of its own and charged.
     let sub_id = created["subscription"]["id"].as_str().unwrap().to_owned();
     let (s, changed) = call(
@@ -361,7 +375,7 @@ async fn subscription_is_invoiced_and_charged_over_the_api(db: TestDb) {
     .await;
     assert_eq!(s, 422, "already on it");
     // Another tenant sees none of it.
-    let globex = tenant_client(app.store.as_ref(), "globex").await;
+    let globex = common::tenant_client(app.store.as_ref(), "globex").await;
     let (s, _) = call(
         &globex,
         "GET",
@@ -407,6 +421,7 @@ async fn declines_run_dunning_to_uncollectible(db: TestDb) {
             "acme",
             "basic",
             "pm_card_chargeDeclined",
+            Some("ops@acme.example"),
             Utc::now(),
             vec![],
         )
@@ -435,6 +450,19 @@ async fn declines_run_dunning_to_uncollectible(db: TestDb) {
         .unwrap();
     assert_eq!(sub.status, SubscriptionStatus::Cancelled);
     assert_eq!(provider.charged(invoice).await.len(), 3);
+    // Each decline told the billing contact; the last one that the subscription ended.
+    let emails = pysaas::testing::enqueued::<Email>(store.as_ref(), "acme")
+        .await
+        .unwrap();
+    let mut templates: Vec<_> = emails
+        .iter()
+        .map(|j| j.payload["template"].as_str().unwrap().to_owned())
+        .collect();
+    templates.sort();
+    assert_eq!(
+        templates,
+        ["payment_failed", "payment_failed", "subscription_cancelled"]
+    );
     app.stop().await.unwrap();
 }
 
@@ -449,7 +477,7 @@ async fn a_timeout_after_capture_is_not_charged_twice(db: TestDb) {
     let store = app.store.clone();
     store.create_plan(&monthly("basic", 900)).await.unwrap();
     let invoice = store
-        .subscribe("acme", "basic", "pm_card_visa", Utc::now(), vec![])
+        .subscribe("acme", "basic", "pm_card_visa", None, Utc::now(), vec![])
         .await
         .unwrap()
         .unwrap()
@@ -496,7 +524,7 @@ async fn a_worker_killed_between_capture_and_write_never_captures_twice(db: Test
     provider.fault("delay", 1, 1_000).await;
     let invoice = db
         .store
-        .subscribe("acme", "basic", "pm_card_visa", Utc::now(), vec![])
+        .subscribe("acme", "basic", "pm_card_visa", None, Utc::now(), vec![])
         .await
         .unwrap()
         .unwrap()
@@ -610,7 +638,7 @@ async fn cron_opens_the_invoices_of_ended_periods(db: TestDb) {
     // Subscribed three days and an hour ago: three more periods have begun since.
     let began = Utc::now() - chrono::Duration::hours(73);
     let sub = store
-        .subscribe("acme", "daily", "pm_card_visa", began, vec![])
+        .subscribe("acme", "daily", "pm_card_visa", None, began, vec![])
         .await
         .unwrap()
         .unwrap()

@@ -130,6 +130,12 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             "/v1/billing/invoices/{id}/payments",
             get(routes::billing::list_payments),
         )
+        .route(
+            "/v1/notifications/sender",
+            get(routes::notifications::get_sender)
+                .put(routes::notifications::set_sender)
+                .delete(routes::notifications::delete_sender),
+        )
         .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/queues", get(routes::system::queues))

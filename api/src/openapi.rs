@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::error::FieldError;
-use crate::routes::{auth, billing, events, jobs, schedules, stats, system};
+use crate::routes::{auth, billing, events, jobs, notifications, schedules, stats, system};
 
 /// PySaaS's HTTP API.
 #[derive(Debug, OpenApi)]
@@ -25,6 +25,7 @@ use crate::routes::{auth, billing, events, jobs, schedules, stats, system};
         billing::create_plan, billing::list_plans, billing::archive_plan, billing::subscribe, billing::list_subscriptions,
         billing::get_subscription, billing::cancel_subscription, billing::change_plan, billing::list_invoices,
         billing::get_invoice, billing::list_payments,
+        notifications::get_sender, notifications::set_sender, notifications::delete_sender,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
@@ -37,6 +38,7 @@ use crate::routes::{auth, billing, events, jobs, schedules, stats, system};
         billing::CreatePlan, billing::PlanView, billing::PlanList, billing::PlanInterval, billing::Subscribe, billing::SubscriptionView,
         billing::SubscriptionChange, billing::SubscriptionList, billing::Cancel, billing::ChangePlan, billing::InvoiceView,
         billing::LineView, billing::InvoiceDetail, billing::InvoiceList, billing::PaymentView, billing::PaymentList,
+        notifications::SenderBody, notifications::SenderView,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),
@@ -44,6 +46,7 @@ use crate::routes::{auth, billing, events, jobs, schedules, stats, system};
         (name = "schedules", description = "Cron schedules, fired exactly once per tick"),
         (name = "queues", description = "Queue statistics"),
         (name = "billing", description = "Plans, subscriptions, invoices and payments"),
+        (name = "notifications", description = "Notification settings"),
         (name = "system", description = "Health and metrics"),
     )
 )]

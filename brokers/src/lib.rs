@@ -30,8 +30,9 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, FireResult, Inserted,
-    JobFilter, JobReads, JobStats, JobStore, Lease, MembershipRow, MinuteStats, PausedQueue,
-    QueuePauses, QueueStats, RateLimits, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore,
-    StoreConfig, TenantRow, Transition, UserRow, WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
+    ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, EmailSender, FireResult,
+    Inserted, JobFilter, JobReads, JobStats, JobStore, Lease, MembershipRow, MinuteStats,
+    NotificationStore, PausedQueue, QueuePauses, QueueStats, RateLimits, RefreshRow, RefreshUse,
+    ScheduleFire, SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WorkerInfo,
+    WorkerRegistry, LIST_LIMIT_MAX,
 };

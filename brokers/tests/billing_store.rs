@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Span, SubsecRound, TimeZone, Utc};
 use pysaas_brokers::store::billing::{
     BillingRefusal, ChargeFinish, ChargeResult, ChargeStart, InvoiceReason, InvoiceStatus, NewPlan,
-    PaymentStatus, Renewal, SubscriptionStatus,
+    PaymentStatus, Renewal, Subscription, SubscriptionStatus,
 };
 use pysaas_brokers::testing::TestDb;
 use pysaas_brokers::JobStore;
@@ -42,10 +42,25 @@ async fn subscribed(
     when: DateTime<Utc>,
 ) -> pysaas_brokers::store::billing::Subscribed {
     s.create_plan(&plan).await.unwrap();
-    s.subscribe(tenant, &plan.id, "pm_card_visa", when, vec![])
+    s.subscribe(tenant, &plan.id, "pm_card_visa", None, when, vec![])
         .await
         .unwrap()
         .unwrap()
+}
+
+fn no_notice(_: &ChargeFinish, _: &Subscription) -> Vec<NewJob> {
+    Vec::new()
+}
+
+/// `job` when dunning gives up, nothing otherwise.
+fn give_up_notice(
+    job: &NewJob,
+) -> impl Fn(&ChargeFinish, &Subscription) -> Vec<NewJob> + Send + Sync {
+    let job = job.clone();
+    move |finish, _| match finish {
+        ChargeFinish::GaveUp { .. } => vec![job.clone()],
+        _ => Vec::new(),
+    }
 }
 
 const DUNNING: [Duration; 2] = [Duration::from_secs(60), Duration::from_secs(120)];
@@ -75,14 +90,14 @@ async fn plans_are_created_listed_and_archived(db: TestDb) {
     assert!(!archived.active);
     assert!(s.set_plan_active("nope", false).await.unwrap().is_none());
     assert_eq!(
-        s.subscribe("acme", "basic", "pm_card_visa", at(1, 0), vec![])
+        s.subscribe("acme", "basic", "pm_card_visa", None, at(1, 0), vec![])
             .await
             .unwrap()
             .unwrap_err(),
         BillingRefusal::PlanInactive("basic".into())
     );
     assert_eq!(
-        s.subscribe("acme", "gold", "pm_card_visa", at(1, 0), vec![])
+        s.subscribe("acme", "gold", "pm_card_visa", None, at(1, 0), vec![])
             .await
             .unwrap()
             .unwrap_err(),
@@ -101,6 +116,7 @@ async fn subscribing_opens_the_first_invoice_with_its_jobs_in_one_transaction(db
             "acme",
             "basic",
             "pm_card_visa",
+            None,
             at(1, 9),
             vec![welcome.clone()],
         )
@@ -141,7 +157,7 @@ async fn subscribing_opens_the_first_invoice_with_its_jobs_in_one_transaction(db
         .is_none());
     // One live subscription per tenant.
     assert_eq!(
-        s.subscribe("acme", "basic", "pm_card_visa", at(2, 0), vec![])
+        s.subscribe("acme", "basic", "pm_card_visa", None, at(2, 0), vec![])
             .await
             .unwrap()
             .unwrap_err(),
@@ -154,6 +170,7 @@ async fn subscribing_opens_the_first_invoice_with_its_jobs_in_one_transaction(db
             "acme",
             "basic",
             "pm_card_visa",
+            None,
             at(2, 0),
             vec![stray.clone()],
         )
@@ -220,7 +237,7 @@ async fn renewals_open_each_period_once_however_many_runs_race(db: TestDb) {
     assert_eq!(s.renew(sub.id, when).await.unwrap(), Renewal::NotDue);
     // Another tenant numbers from 1.
     let other = s
-        .subscribe("globex", "daily", "pm_card_visa", at(1, 0), vec![])
+        .subscribe("globex", "daily", "pm_card_visa", None, at(1, 0), vec![])
         .await
         .unwrap()
         .unwrap();
@@ -283,7 +300,7 @@ async fn trials_end_into_the_first_invoice_and_cancellation_at_period_end(db: Te
         .unwrap()
         .is_none());
     assert!(s
-        .subscribe("acme", "pro", "pm_card_visa", end, vec![])
+        .subscribe("acme", "pro", "pm_card_visa", None, end, vec![])
         .await
         .unwrap()
         .is_ok());
@@ -301,7 +318,7 @@ async fn plan_changes_prorate_exactly_and_downgrades_become_credit(db: TestDb) {
     yen.currency = "JPY".parse().unwrap();
     s.create_plan(&yen).await.unwrap();
     let id = s
-        .subscribe("acme", "small", "pm_card_visa", at(1, 0), vec![])
+        .subscribe("acme", "small", "pm_card_visa", None, at(1, 0), vec![])
         .await
         .unwrap()
         .unwrap()
@@ -406,7 +423,7 @@ async fn charges_are_recorded_once_and_dunning_gives_up_after_its_last_step(db: 
     };
     let give_up = NewJob::new("acme", "system.noop", "notifications", json!({}));
     let first = s
-        .finish_charge(payment.id, declined(), now, &DUNNING, vec![])
+        .finish_charge(payment.id, declined(), now, &DUNNING, &no_notice)
         .await
         .unwrap();
     let ChargeFinish::Retrying {
@@ -418,7 +435,7 @@ async fn charges_are_recorded_once_and_dunning_gives_up_after_its_last_step(db: 
     assert_eq!(next_attempt_at, now + Span::seconds(60));
     // The answer is recorded once.
     assert_eq!(
-        s.finish_charge(payment.id, declined(), now, &DUNNING, vec![])
+        s.finish_charge(payment.id, declined(), now, &DUNNING, &no_notice)
             .await
             .unwrap(),
         ChargeFinish::AlreadyRecorded(PaymentStatus::Failed)
@@ -454,7 +471,13 @@ async fn charges_are_recorded_once_and_dunning_gives_up_after_its_last_step(db: 
         assert_eq!(payment.attempt, n);
         assert_ne!(payment.idempotency_key, again.idempotency_key);
         let outcome = s
-            .finish_charge(payment.id, declined(), now, &DUNNING, vec![give_up.clone()])
+            .finish_charge(
+                payment.id,
+                declined(),
+                now,
+                &DUNNING,
+                &give_up_notice(&give_up),
+            )
             .await
             .unwrap();
         match (n, outcome) {
@@ -520,7 +543,7 @@ async fn a_captured_charge_pays_the_invoice_and_reactivates(db: TestDb) {
         },
         now,
         &DUNNING,
-        vec![],
+        &no_notice,
     )
     .await
     .unwrap();
@@ -533,7 +556,7 @@ async fn a_captured_charge_pays_the_invoice_and_reactivates(db: TestDb) {
             },
             now,
             &DUNNING,
-            vec![],
+            &no_notice,
         )
         .await
         .unwrap();

@@ -72,3 +72,24 @@ pub(crate) async fn browse(script: &str, args: &[&str]) -> serde_json::Value {
 pub(crate) async fn json_of(request: reqwest::RequestBuilder) -> serde_json::Value {
     request.send().await.unwrap().json().await.unwrap()
 }
+
+/// An `admin` client of tenant `id`, created if new (a real API key in the store).
+#[allow(dead_code)] // Not every test binary uses every helper.
+pub(crate) async fn tenant_client(
+    store: &dyn pysaas_brokers::JobStore,
+    id: &str,
+) -> reqwest::Client {
+    store
+        .ensure_tenant(&pysaas_brokers::TenantRow {
+            id: id.into(),
+            name: id.into(),
+            plan: "free".into(),
+            created_at: chrono::Utc::now(),
+        })
+        .await
+        .expect("create the tenant");
+    let key = pysaas_api::auth::admin_key_for(store, id, "test")
+        .await
+        .expect("create its admin key");
+    pysaas::testing::bearer_client(&key).expect("a client")
+}

@@ -20,6 +20,7 @@ mod handler;
 pub mod handlers;
 mod heartbeat;
 mod metrics_names;
+pub mod notifications;
 mod pool;
 mod stats;
 

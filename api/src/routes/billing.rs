@@ -12,7 +12,8 @@ use pysaas_brokers::store::billing::{
     BillingRefusal, Invoice, InvoiceLine, NewPlan, Payment, Plan, Subscription,
 };
 use pysaas_jobs::billing::{format_amount, Cadence, Currency, Interval};
-use pysaas_jobs::{Job, DEFAULT_TENANT};
+use pysaas_jobs::kinds::notification::{valid_email_address, Email, EmailTemplate};
+use pysaas_jobs::{Job, NewJob, DEFAULT_TENANT};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -139,6 +140,9 @@ pub(crate) struct Subscribe {
     /// `pm_card_chargeDeclined`).
     #[schema(example = "pm_card_visa", pattern = "^pm_[A-Za-z0-9_]{1,250}$")]
     pub(crate) payment_method: String,
+    /// Where the welcome email, receipts and payment notices go (none: no email).
+    #[schema(example = "billing@acme.example", format = "email")]
+    pub(crate) email: Option<String>,
 }
 
 /// A subscription.
@@ -149,6 +153,8 @@ pub(crate) struct SubscriptionView {
     /// `trialing`, `active`, `past_due` or `cancelled`.
     status: String,
     payment_method: String,
+    /// Where receipts and payment notices go.
+    billing_email: Option<String>,
     current_period_start: DateTime<Utc>,
     current_period_end: DateTime<Utc>,
     trial_end: Option<DateTime<Utc>>,
@@ -166,6 +172,7 @@ impl From<Subscription> for SubscriptionView {
             plan: s.plan_id,
             status: s.status.as_str().to_owned(),
             payment_method: s.payment_method,
+            billing_email: s.billing_email,
             current_period_start: s.current_period_start,
             current_period_end: s.current_period_end,
             trial_end: s.trial_end,
@@ -515,10 +522,34 @@ pub(crate) async fn subscribe(
             "a payment method id: `pm_` and letters, digits, `_`",
         ));
     }
+    let mut jobs = Vec::new();
+    if let Some(email) = &body.email {
+        if !valid_email_address(email) {
+            return Err(ApiError::invalid_field(
+                "`email` is not an email address like ada@example.com",
+                "email",
+                "an email address like ada@example.com",
+            ));
+        }
+        // The welcome email commits with the subscription, or neither does.
+        let plan = state.store().get_plan(&body.plan).await?;
+        let welcome = Email {
+            to: email.clone(),
+            template: EmailTemplate::Welcome,
+            data: serde_json::Map::from_iter([(
+                "plan".to_owned(),
+                serde_json::Value::from(plan.map_or_else(|| body.plan.clone(), |p| p.name)),
+            )]),
+        };
+        jobs.push(
+            NewJob::of(tenant.clone(), &welcome)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+        );
+    }
     let now = state.store().now().await?;
     let subscribed = state
         .store()
-        .subscribe(&tenant, &body.plan, pm, now, Vec::new())
+        .subscribe(&tenant, &body.plan, pm, body.email.as_deref(), now, jobs)
         .await?
         .map_err(refusal)?;
     dispatch(&state, &subscribed.jobs).await;

@@ -137,6 +137,8 @@ pub struct Subscription {
     pub status: SubscriptionStatus,
     /// The provider's payment method (`pm_…`).
     pub payment_method: String,
+    /// Where receipts and payment notices go (none: not sent).
+    pub billing_email: Option<String>,
     /// Periods are counted from here (the end of the trial, or the start).
     pub anchor: DateTime<Utc>,
     /// Index of the current period (-1 during the trial).
@@ -385,10 +387,14 @@ pub enum ChargeFinish {
     GaveUp {
         /// The invoice.
         invoice: Invoice,
-        /// The jobs created (the caller's notifications).
+        /// The jobs created (the caller's notices; empty when passed to `notify`).
         jobs: Vec<pysaas_jobs::Job>,
     },
 }
+
+/// The jobs that tell of a charge's outcome, given the subscription it billed (see
+/// [`BillingStore::finish_charge`]).
+pub type Notify = dyn Fn(&ChargeFinish, &Subscription) -> Vec<NewJob> + Send + Sync;
 
 /// Billing's storage.
 #[async_trait]
@@ -414,6 +420,7 @@ pub trait BillingStore: Send + Sync {
         tenant_id: &str,
         plan_id: &str,
         payment_method: &str,
+        billing_email: Option<&str>,
         now: DateTime<Utc>,
         jobs: Vec<NewJob>,
     ) -> Result<std::result::Result<Subscribed, BillingRefusal>>;
@@ -478,15 +485,15 @@ pub trait BillingStore: Send + Sync {
 
     /// Records the provider's final answer to a pending attempt (once: a second call changes
     /// nothing). A decline schedules the next charge `dunning[n - 1]` after the n-th decline;
-    /// after the last, the invoice is uncollectible, the subscription cancelled and `on_give_up`
-    /// enqueued, all in one transaction.
+    /// after the last, the invoice is uncollectible and the subscription cancelled. The jobs
+    /// `notify` makes of the outcome (a receipt, a payment-failed email) commit with it.
     async fn finish_charge(
         &self,
         payment_id: Uuid,
         result: ChargeResult,
         now: DateTime<Utc>,
         dunning: &[Duration],
-        on_give_up: Vec<NewJob>,
+        notify: &Notify,
     ) -> Result<ChargeFinish>;
 }
 

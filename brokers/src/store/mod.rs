@@ -19,6 +19,7 @@ macro_rules! job_columns {
 mod auth;
 pub mod billing;
 mod group_commit;
+pub mod notifications;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod queues;
@@ -46,6 +47,7 @@ pub use auth::{
 };
 pub use billing::BillingStore;
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
+pub use notifications::{EmailSender, NotificationStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgTransaction};
 pub use queues::{PausedQueue, QueuePauses};
@@ -239,6 +241,7 @@ pub trait JobStore:
     + QueuePauses
     + RateLimits
     + BillingStore
+    + NotificationStore
     + JobStats
     + SchedulerStore
     + AuthStore

@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pysaas_brokers::store::billing::{ChargeFinish, ChargeResult, ChargeStart, Renewal};
+use pysaas_brokers::store::billing::{
+    ChargeFinish, ChargeResult, ChargeStart, Renewal, Subscription,
+};
 use pysaas_brokers::StoreError;
-use pysaas_jobs::billing::DEFAULT_DUNNING_DAYS;
+use pysaas_jobs::billing::{format_amount, DEFAULT_DUNNING_DAYS};
 use pysaas_jobs::kinds::billing::{ChargeInvoice, GenerateInvoices};
-use pysaas_jobs::HandlerError;
+use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
+use pysaas_jobs::{HandlerError, NewJob};
 use serde_json::{json, Value};
 
 pub use provider::{Captured, ChargeRequest, PaymentProvider, ProviderError};
@@ -159,6 +162,73 @@ impl JobHandler<GenerateInvoices> for GenerateInvoicesHandler {
     }
 }
 
+/// The emails that tell a subscription's billing contact of a charge's outcome: a receipt, a
+/// failed payment with the next attempt, or the end of the subscription. Keyed by invoice and
+/// outcome, so a repeated transaction cannot send one twice.
+fn notices(finish: &ChargeFinish, sub: &Subscription) -> Vec<NewJob> {
+    let Some(to) = &sub.billing_email else {
+        return Vec::new();
+    };
+    let (invoice, template, mut data) = match finish {
+        ChargeFinish::Paid(invoice) => (
+            invoice,
+            EmailTemplate::Receipt,
+            json!({
+                "period": format!(
+                    "{} to {}",
+                    invoice.period_start.format("%Y-%m-%d"),
+                    invoice.period_end.format("%Y-%m-%d")
+                ),
+            }),
+        ),
+        ChargeFinish::Retrying {
+            invoice,
+            next_attempt_at,
+        } => (
+            invoice,
+            EmailTemplate::PaymentFailed,
+            json!({ "next_attempt_at": next_attempt_at.format("%Y-%m-%d %H:%M UTC").to_string() }),
+        ),
+        ChargeFinish::GaveUp { invoice, .. } => (
+            invoice,
+            EmailTemplate::SubscriptionCancelled,
+            json!({
+                "plan": sub.plan_id,
+                "reason": format!(
+                    "The last attempt to charge invoice INV-{:06} was declined.",
+                    invoice.number
+                ),
+            }),
+        ),
+        ChargeFinish::AlreadyRecorded(_) => return Vec::new(),
+    };
+    data["invoice_number"] = json!(format!("INV-{:06}", invoice.number));
+    data["total"] = json!(format_amount(invoice.total_minor, invoice.currency));
+    let email = Email {
+        to: to.clone(),
+        template,
+        data: match data {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+    };
+    match NewJob::of(invoice.tenant_id.clone(), &email) {
+        Ok(mut job) => {
+            job.idempotency_key = Some(format!(
+                "billing-email-{}-{}-{}",
+                invoice.id,
+                template.as_str(),
+                invoice.attempt_count
+            ));
+            vec![job]
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "billing notice not built");
+            Vec::new()
+        }
+    }
+}
+
 /// Runs `billing.charge_invoice`.
 #[derive(Debug, Clone)]
 pub struct ChargeInvoiceHandler {
@@ -243,7 +313,7 @@ impl JobHandler<ChargeInvoice> for ChargeInvoiceHandler {
         };
         let now = store.now().await.map_err(store_error)?;
         let finish = store
-            .finish_charge(payment.id, result, now, &self.dunning, Vec::new())
+            .finish_charge(payment.id, result, now, &self.dunning, &notices)
             .await
             .map_err(store_error)?;
         let attempt = payment.attempt;

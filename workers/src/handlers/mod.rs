@@ -19,6 +19,8 @@ pub struct BuiltinConfig {
     pub webhook_allow_private: bool,
     /// Billing's provider and dunning.
     pub billing: crate::billing::BillingConfig,
+    /// Email's SMTP server and default sender.
+    pub email: crate::notifications::EmailConfig,
 }
 
 impl Default for BuiltinConfig {
@@ -27,6 +29,7 @@ impl Default for BuiltinConfig {
         BuiltinConfig {
             webhook_allow_private: false,
             billing: crate::billing::BillingConfig::local_default(),
+            email: crate::notifications::EmailConfig::default(),
         }
     }
 }
@@ -40,4 +43,14 @@ pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
             config.webhook_allow_private,
         ));
     crate::billing::register(handlers, config.billing);
+    match crate::notifications::EmailHandler::new(&config.email) {
+        Ok(email) => {
+            handlers.register::<kinds::notification::Email, _>(email);
+        }
+        // The config is validated before this; a handler that cannot be built leaves the kind
+        // out (submissions are refused as an unknown kind) rather than sending from nowhere.
+        Err(err) => {
+            tracing::error!(error = %err, "email settings are invalid: notification.email is not registered")
+        }
+    }
 }

@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::{args, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::billing::{
     parse_interval, terms, BillingRefusal, BillingStore, ChargeFinish, ChargeResult, ChargeStart,
-    Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, NewPlan, Payment, PaymentStatus, Plan,
-    PlanChanged, Renewal, Subscribed, Subscription, SubscriptionStatus,
+    Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, NewPlan, Notify, Payment, PaymentStatus,
+    Plan, PlanChanged, Renewal, Subscribed, Subscription, SubscriptionStatus,
 };
 use crate::{Result, StoreError};
 
@@ -35,8 +35,9 @@ const LIVE_SUBSCRIPTION: Stmt<'static> = Stmt::write(
 const INSERT_SUBSCRIPTION: Stmt<'static> = Stmt::write(
     "INSERT INTO billing_subscriptions \
        (id, tenant_id, plan_id, status, payment_method, anchor, period, current_period_start, \
-        current_period_end, trial_end, cancel_at_period_end, credit_minor, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, 0, $11, $11) \
+        current_period_end, trial_end, cancel_at_period_end, credit_minor, created_at, updated_at, \
+        billing_email) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, false, 0, $11, $11, $12) \
      ON CONFLICT DO NOTHING RETURNING *",
 );
 const GET_SUBSCRIPTION: Stmt<'static> =
@@ -177,6 +178,7 @@ fn subscription_from<R: Columns>(row: &R) -> Result<Subscription> {
         plan_id: row.text("plan_id")?,
         status: parse(&row.text("status")?)?,
         payment_method: row.text("payment_method")?,
+        billing_email: row.opt_text("billing_email")?,
         anchor: row.time("anchor")?,
         period: row.int("period")?,
         current_period_start: row.time("current_period_start")?,
@@ -384,6 +386,7 @@ impl<S: SqlBackend> BillingStore for S {
         tenant_id: &str,
         plan_id: &str,
         payment_method: &str,
+        billing_email: Option<&str>,
         now: DateTime<Utc>,
         jobs: Vec<NewJob>,
     ) -> Result<std::result::Result<Subscribed, BillingRefusal>> {
@@ -428,6 +431,7 @@ impl<S: SqlBackend> BillingStore for S {
                     end,
                     trial_end,
                     now,
+                    billing_email,
                 ],
             )
             .await?
@@ -776,7 +780,7 @@ impl<S: SqlBackend> BillingStore for S {
         result: ChargeResult,
         now: DateTime<Utc>,
         dunning: &[Duration],
-        on_give_up: Vec<NewJob>,
+        notify: &Notify,
     ) -> Result<ChargeFinish> {
         let mut tx = self.begin_tx().await?;
         let select = locked("billing_payments", S::FOR_UPDATE);
@@ -794,7 +798,7 @@ impl<S: SqlBackend> BillingStore for S {
             let row = row.ok_or_else(|| StoreError::Corrupt("invoice vanished".into()))?;
             invoice_from(&row)
         };
-        match result {
+        let finish = match result {
             ChargeResult::Succeeded { provider_ref } => {
                 tx.execute(
                     PAYMENT_SUCCEEDED,
@@ -807,8 +811,7 @@ impl<S: SqlBackend> BillingStore for S {
                 )?;
                 tx.execute(REACTIVATE, &args![invoice.subscription_id, now])
                     .await?;
-                tx.commit_tx().await?;
-                Ok(ChargeFinish::Paid(invoice))
+                ChargeFinish::Paid(invoice)
             }
             ChargeResult::Declined {
                 provider_ref,
@@ -851,11 +854,10 @@ impl<S: SqlBackend> BillingStore for S {
                         let n = i32::try_from(declines).unwrap_or(i32::MAX) + 1;
                         tx.enqueue_jobs(vec![charge_job(&invoice, n, next)?])
                             .await?;
-                        tx.commit_tx().await?;
-                        Ok(ChargeFinish::Retrying {
+                        ChargeFinish::Retrying {
                             invoice,
                             next_attempt_at: next,
-                        })
+                        }
                     }
                     None => {
                         tx.execute(INVOICE_DECLINED, &args![invoice_id, None::<DateTime<Utc>>])
@@ -866,12 +868,36 @@ impl<S: SqlBackend> BillingStore for S {
                         )?;
                         tx.execute(CANCEL_UNPAID, &args![invoice.subscription_id, now])
                             .await?;
-                        tx.enqueue_jobs(on_give_up).await?;
-                        let jobs = tx.commit_tx().await?;
-                        Ok(ChargeFinish::GaveUp { invoice, jobs })
+                        ChargeFinish::GaveUp {
+                            invoice,
+                            jobs: Vec::new(),
+                        }
                     }
                 }
             }
-        }
+        };
+        // The caller's notices of this outcome commit with it.
+        let subscription_id = match &finish {
+            ChargeFinish::Paid(i)
+            | ChargeFinish::Retrying { invoice: i, .. }
+            | ChargeFinish::GaveUp { invoice: i, .. } => i.subscription_id,
+            ChargeFinish::AlreadyRecorded(_) => Uuid::nil(),
+        };
+        let select = locked("billing_subscriptions", "");
+        let subscription = tx
+            .fetch_optional(Stmt::write(&select), &args![subscription_id])
+            .await?
+            .map(|r| subscription_from(&r))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt("invoice without subscription".into()))?;
+        tx.enqueue_jobs(notify(&finish, &subscription)).await?;
+        let created = tx.commit_tx().await?;
+        Ok(match finish {
+            ChargeFinish::GaveUp { invoice, .. } => ChargeFinish::GaveUp {
+                invoice,
+                jobs: created,
+            },
+            other => other,
+        })
     }
 }

@@ -11,6 +11,7 @@
 mod auth;
 mod billing;
 pub(crate) mod jobs;
+mod notifications;
 mod queues;
 mod rows;
 mod schedules;
