@@ -248,6 +248,8 @@ impl App {
             webhook_allow_private: config.worker.webhook_allow_private,
             billing,
             email,
+            webhook_disable_after: i32::try_from(config.notifications.webhook_disable_after)
+                .unwrap_or(i32::MAX),
         });
         App {
             config,

@@ -259,6 +259,9 @@ pub struct NotificationsSection {
     pub email_from: String,
     /// Connecting and each SMTP command give up after this (ms) (`PYSAAS_SMTP_TIMEOUT_MS`).
     pub smtp_timeout_ms: u64,
+    /// A webhook endpoint is disabled after this many failed deliveries in a row, and its
+    /// tenant's admins told (`PYSAAS_WEBHOOK_DISABLE_AFTER`).
+    pub webhook_disable_after: u32,
 }
 
 impl Default for NotificationsSection {
@@ -267,6 +270,7 @@ impl Default for NotificationsSection {
             smtp_url: pysaas_workers::notifications::DEFAULT_SMTP_URL.into(),
             email_from: pysaas_workers::notifications::DEFAULT_EMAIL_FROM.into(),
             smtp_timeout_ms: 10_000,
+            webhook_disable_after: 20,
         }
     }
 }
@@ -439,6 +443,10 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("smtp_url", "notifications.smtp_url"),
     ("email_from", "notifications.email_from"),
     ("smtp_timeout_ms", "notifications.smtp_timeout_ms"),
+    (
+        "webhook_disable_after",
+        "notifications.webhook_disable_after",
+    ),
     ("billing_provider", "billing.provider"),
     ("billing_provider_url", "billing.provider_url"),
     ("billing_provider_key", "billing.provider_key"),
@@ -753,6 +761,9 @@ impl Config {
     /// Email's settings, checked (the URL and the default sender parse).
     pub fn email(&self) -> Result<pysaas_workers::notifications::EmailConfig> {
         let n = &self.notifications;
+        if !(1..=1000).contains(&n.webhook_disable_after) {
+            bail!("notifications.webhook_disable_after (PYSAAS_WEBHOOK_DISABLE_AFTER) must be between 1 and 1000");
+        }
         if n.smtp_timeout_ms < 100 {
             bail!("notifications.smtp_timeout_ms (PYSAAS_SMTP_TIMEOUT_MS) must be at least 100");
         }

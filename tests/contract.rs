@@ -145,5 +145,7 @@ async fn swagger_ui_shows_every_operation_in_a_browser() {
     assert_eq!(seen["loading"], 0, "{seen}");
     assert!(seen["operations"].as_u64().unwrap() >= 31, "{seen}");
     assert!(seen["title"].as_str().unwrap().contains("PySaaS"), "{seen}");
-    assert!(seen["ms"].as_u64().unwrap() < 5_000, "{seen}");
+    // That it shows, not how fast: beside schemathesis on two cores, ~60 operations take
+    // several seconds to render.
+    assert!(seen["ms"].as_u64().unwrap() < 14_000, "{seen}");
 }

@@ -136,6 +136,31 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
                 .put(routes::notifications::set_sender)
                 .delete(routes::notifications::delete_sender),
         )
+        .route(
+            "/v1/webhooks/endpoints",
+            get(routes::webhooks::list_endpoints).post(routes::webhooks::create_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}",
+            delete(routes::webhooks::delete_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}/rotate",
+            post(routes::webhooks::rotate_secret),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}/enable",
+            post(routes::webhooks::enable_endpoint),
+        )
+        .route(
+            "/v1/webhooks/endpoints/{id}/deliveries",
+            get(routes::webhooks::list_deliveries),
+        )
+        .route(
+            "/v1/webhooks/deliveries/{id}/replay",
+            post(routes::webhooks::replay_delivery),
+        )
+        .route("/v1/webhooks/events", post(routes::webhooks::send_event))
         .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/queues", get(routes::system::queues))

@@ -7,7 +7,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::dto;
 use crate::error::FieldError;
-use crate::routes::{auth, billing, events, jobs, notifications, schedules, stats, system};
+use crate::routes::{
+    auth, billing, events, jobs, notifications, schedules, stats, system, webhooks,
+};
 
 /// PySaaS's HTTP API.
 #[derive(Debug, OpenApi)]
@@ -26,6 +28,8 @@ use crate::routes::{auth, billing, events, jobs, notifications, schedules, stats
         billing::get_subscription, billing::cancel_subscription, billing::change_plan, billing::list_invoices,
         billing::get_invoice, billing::list_payments,
         notifications::get_sender, notifications::set_sender, notifications::delete_sender,
+        webhooks::create_endpoint, webhooks::list_endpoints, webhooks::delete_endpoint, webhooks::rotate_secret,
+        webhooks::enable_endpoint, webhooks::list_deliveries, webhooks::replay_delivery, webhooks::send_event,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
@@ -35,10 +39,12 @@ use crate::routes::{auth, billing, events, jobs, notifications, schedules, stats
         auth::RefreshBody, auth::SwitchTenant, auth::Tokens, auth::Me, auth::TenantChoice, auth::CreateApiKey, auth::ApiKeyView,
         auth::ApiKeyList, auth::SetMember, auth::MemberView, auth::MemberList, auth::ScopeName,
         auth::RoleName,
-        billing::CreatePlan, billing::PlanView, billing::PlanList, billing::PlanInterval, billing::Subscribe, billing::SubscriptionView,
+        billing::CreatePlan, billing::CurrencyCode, billing::PlanView, billing::PlanList, billing::PlanInterval, billing::Subscribe, billing::SubscriptionView,
         billing::SubscriptionChange, billing::SubscriptionList, billing::Cancel, billing::ChangePlan, billing::InvoiceView,
         billing::LineView, billing::InvoiceDetail, billing::InvoiceList, billing::PaymentView, billing::PaymentList,
         notifications::SenderBody, notifications::SenderView,
+        webhooks::CreateEndpoint, webhooks::EventTypeName, webhooks::EndpointView, webhooks::EndpointList, webhooks::DeliveryView,
+        webhooks::DeliveryList, webhooks::SendEvent, webhooks::EventAccepted,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),
@@ -47,6 +53,7 @@ use crate::routes::{auth, billing, events, jobs, notifications, schedules, stats
         (name = "queues", description = "Queue statistics"),
         (name = "billing", description = "Plans, subscriptions, invoices and payments"),
         (name = "notifications", description = "Notification settings"),
+        (name = "webhooks", description = "Webhook endpoints, their delivery log and replays"),
         (name = "system", description = "Health and metrics"),
     )
 )]
@@ -85,6 +92,25 @@ pub fn document(registry: &KindRegistry) -> Value {
             schemas.insert("TimeZone".into(), zones);
         }
     }
+    // Every currency a plan accepts, listed (the codes with a minor unit).
+    schemas.insert(
+        "CurrencyCode".into(),
+        json!({
+            "type": "string",
+            "description": "An ISO 4217 currency code with a minor unit",
+            "enum": pysaas_jobs::billing::currency_codes().collect::<Vec<_>>(),
+        }),
+    );
+    schemas.insert(
+        "EventTypeName".into(),
+        json!({
+            "type": "string",
+            "description": "An event type (dot-separated lower-case words), or `*` for every type",
+            "pattern": r"^(\*|[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+)$",
+            "minLength": 1,
+            "maxLength": 100,
+        }),
+    );
     if let Some(create) = schemas.get("CreateSchedule").cloned() {
         let patch = schedule_patch(schemas, registry, &create);
         schemas.insert("SchedulePatch".into(), patch);

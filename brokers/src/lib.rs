@@ -33,6 +33,6 @@ pub use store::{
     ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, EmailSender, FireResult,
     Inserted, JobFilter, JobReads, JobStats, JobStore, Lease, MembershipRow, MinuteStats,
     NotificationStore, PausedQueue, QueuePauses, QueueStats, RateLimits, RefreshRow, RefreshUse,
-    ScheduleFire, SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WorkerInfo,
-    WorkerRegistry, LIST_LIMIT_MAX,
+    ScheduleFire, SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WebhookStore,
+    WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
 };

@@ -47,6 +47,17 @@ impl fmt::Display for Currency {
     }
 }
 
+/// Every code [`Currency`] accepts, sorted.
+pub fn currency_codes() -> impl Iterator<Item = &'static str> {
+    use iso_currency::IntoEnumIterator;
+    let mut codes: Vec<_> = iso_currency::Currency::iter()
+        .filter(|c| c.exponent().is_some())
+        .map(|c| c.code())
+        .collect();
+    codes.sort_unstable();
+    codes.into_iter()
+}
+
 /// An amount in minor units with its currency, for display (`12.50 EUR`, `1200 JPY`).
 pub fn format_amount(amount_minor: i64, currency: Currency) -> String {
     let exp = currency.exponent();
@@ -207,6 +218,9 @@ mod tests {
         assert!("eur".parse::<Currency>().is_err());
         assert!("ABC".parse::<Currency>().is_err());
         assert!("XAU".parse::<Currency>().is_err());
+        let codes: Vec<_> = currency_codes().collect();
+        assert!(codes.contains(&"EUR") && codes.contains(&"JPY") && !codes.contains(&"XAU"));
+        assert!(codes.iter().all(|c| c.parse::<Currency>().is_ok()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! payments. The model and its guarantees: `docs/domains.md`, "Billing".
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -63,6 +63,11 @@ impl From<Interval> for PlanInterval {
     }
 }
 
+/// An ISO 4217 currency code (the document lists every accepted one).
+#[derive(Debug, ToSchema)]
+#[schema(example = "EUR")]
+pub(crate) struct CurrencyCode(#[allow(dead_code)] String);
+
 /// A plan to create.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,14 +75,14 @@ pub(crate) struct CreatePlan {
     /// Id: 1 to 64 of a-z, 0-9, `.`, `_`, `-`.
     #[schema(example = "pro-monthly", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")]
     pub(crate) id: String,
-    /// Display name, 1 to 200 characters.
-    #[schema(example = "Pro", min_length = 1, max_length = 200)]
+    /// Display name, 1 to 200 characters, not only spaces.
+    #[schema(example = "Pro", min_length = 1, max_length = 200, pattern = r"\S")]
     pub(crate) name: String,
     /// Price per period in the currency's minor unit (cents for EUR), not negative.
     #[schema(example = 2900, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub(crate) amount_minor: i64,
-    /// ISO 4217 code, upper case.
-    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
+    /// ISO 4217 code, upper case (one with a minor unit: not XAU or XDR).
+    #[schema(example = "EUR", value_type = CurrencyCode)]
     pub(crate) currency: String,
     /// How often it bills.
     pub(crate) interval: PlanInterval,
@@ -141,7 +146,11 @@ pub(crate) struct Subscribe {
     #[schema(example = "pm_card_visa", pattern = "^pm_[A-Za-z0-9_]{1,250}$")]
     pub(crate) payment_method: String,
     /// Where the welcome email, receipts and payment notices go (none: no email).
-    #[schema(example = "billing@acme.example", format = "email")]
+    #[schema(
+        example = "billing@acme.example",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,64}@([A-Za-z0-9]{1,63}\.){1,4}[A-Za-z]{2,24}$"
+    )]
     pub(crate) email: Option<String>,
 }
 
@@ -306,6 +315,7 @@ pub(crate) struct InvoiceList {
 #[into_params(parameter_in = Query)]
 pub(crate) struct InvoicePage {
     /// 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -351,15 +361,26 @@ pub(crate) struct PaymentList {
     payments: Vec<PaymentView>,
 }
 
+/// A path id: a malformed one names nothing, so 404.
+fn parse_id(what: &str, id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no {what} `{id}`")))
+}
+
 fn refusal(r: BillingRefusal) -> ApiError {
     let detail = r.to_string();
+    let field = |e: ApiError| {
+        e.with(
+            "errors",
+            serde_json::json!([{ "path": "plan", "message": detail.clone() }]),
+        )
+    };
     match r {
-        BillingRefusal::UnknownPlan(_)
-        | BillingRefusal::PlanInactive(_)
+        // The request is well formed; what it names does not exist, or is not in a state
+        // that allows it.
+        BillingRefusal::UnknownPlan(_) => field(ApiError::not_found(detail.clone())),
+        BillingRefusal::PlanInactive(_)
         | BillingRefusal::SamePlan(_)
-        | BillingRefusal::Incompatible { .. } => {
-            ApiError::invalid_field(detail.clone(), "plan", detail)
-        }
+        | BillingRefusal::Incompatible { .. } => field(ApiError::conflict(detail.clone())),
         BillingRefusal::AlreadySubscribed(id) => {
             ApiError::conflict(detail).with("subscription_id", id.to_string())
         }
@@ -483,7 +504,8 @@ pub(crate) async fn list_plans(
 /// Archive a plan (the operator only): it takes no new subscriptions; existing ones keep
 /// billing.
 #[utoipa::path(post, path = "/v1/billing/plans/{id}/archive", operation_id = "archivePlan", tag = "billing",
-    params(("id" = String, Path, description = "Plan id")), responses((status = 200, body = PlanView)))]
+    params(("id" = String, Path, description = "Plan id")), responses((status = 200, body = PlanView),
+        (status = 404, description = "No such plan", content_type = "application/problem+json")))]
 pub(crate) async fn archive_plan(
     State(state): State<AppState>,
     Authorized(principal, _): Authorized<Admin>,
@@ -502,8 +524,9 @@ pub(crate) async fn archive_plan(
 /// invoice is opened and charged.
 #[utoipa::path(post, path = "/v1/billing/subscriptions", operation_id = "subscribe", tag = "billing", request_body = Subscribe,
     responses((status = 201, body = SubscriptionChange),
-              (status = 409, description = "The tenant has a live subscription", content_type = "application/problem+json"),
-              (status = 422, description = "Unknown or archived plan, malformed payment method", content_type = "application/problem+json")))]
+              (status = 404, description = "No such plan", content_type = "application/problem+json"),
+              (status = 409, description = "The tenant has a live subscription, or the plan is archived", content_type = "application/problem+json"),
+              (status = 422, description = "Malformed payment method or email", content_type = "application/problem+json")))]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
@@ -577,12 +600,14 @@ pub(crate) async fn list_subscriptions(
 
 /// One of the tenant's subscriptions.
 #[utoipa::path(get, path = "/v1/billing/subscriptions/{id}", operation_id = "getSubscription", tag = "billing",
-    params(("id" = Uuid, Path, description = "Subscription id")), responses((status = 200, body = SubscriptionView)))]
+    params(("id" = String, Path, description = "Subscription id")), responses((status = 200, body = SubscriptionView),
+        (status = 404, description = "No such subscription", content_type = "application/problem+json")))]
 pub(crate) async fn get_subscription(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
+    let id = parse_id("subscription", &id)?;
     let sub = state
         .store()
         .get_subscription(&tenant, id)
@@ -593,19 +618,22 @@ pub(crate) async fn get_subscription(
 
 /// Cancel a live subscription, at its period's end (default) or now.
 #[utoipa::path(post, path = "/v1/billing/subscriptions/{id}/cancel", operation_id = "cancelSubscription", tag = "billing",
-    params(("id" = Uuid, Path, description = "Subscription id")), request_body = Cancel,
-    responses((status = 200, body = SubscriptionView)))]
+    params(("id" = String, Path, description = "Subscription id")), request_body(content = Option<Cancel>, description = "Optional: the default ends it at period end"),
+    responses((status = 200, body = SubscriptionView),
+        (status = 404, description = "No live subscription", content_type = "application/problem+json"),
+        (status = 422, description = "Malformed body", content_type = "application/problem+json")))]
 pub(crate) async fn cancel_subscription(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
+    let id = parse_id("subscription", &id)?;
     let body = body?;
-    let cancel: Cancel = if body.is_empty() {
-        Cancel::default()
-    } else {
-        parse_json(&body)?
+    // No body, or `null`: the default.
+    let cancel: Cancel = match body.trim_ascii() {
+        b"" | b"null" => Cancel::default(),
+        _ => parse_json(&body)?,
     };
     let now = state.store().now().await?;
     let sub = state
@@ -619,15 +647,17 @@ pub(crate) async fn cancel_subscription(
 /// Move a live subscription to another plan of the same currency and interval, prorating the
 /// rest of the period exactly.
 #[utoipa::path(post, path = "/v1/billing/subscriptions/{id}/change-plan", operation_id = "changePlan", tag = "billing",
-    params(("id" = Uuid, Path, description = "Subscription id")), request_body = ChangePlan,
+    params(("id" = String, Path, description = "Subscription id")), request_body = ChangePlan,
     responses((status = 200, body = SubscriptionChange),
-              (status = 422, description = "Unknown, archived, same or incompatible plan", content_type = "application/problem+json")))]
+              (status = 404, description = "No live subscription, or no such plan", content_type = "application/problem+json"),
+              (status = 409, description = "Archived, the same, or an incompatible plan", content_type = "application/problem+json")))]
 pub(crate) async fn change_plan(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubscriptionChange>, ApiError> {
+    let id = parse_id("subscription", &id)?;
     let body: ChangePlan = parse_json(&body?)?;
     let now = state.store().now().await?;
     let changed = state
@@ -644,12 +674,13 @@ pub(crate) async fn change_plan(
 
 /// The tenant's invoices, newest first.
 #[utoipa::path(get, path = "/v1/billing/invoices", operation_id = "listInvoices", tag = "billing", params(InvoicePage),
-    responses((status = 200, body = InvoiceList)))]
+    responses((status = 200, body = InvoiceList), (status = 422, description = "`limit` out of range", content_type = "application/problem+json")))]
 pub(crate) async fn list_invoices(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Query(page): Query<InvoicePage>,
+    page: Result<Query<InvoicePage>, QueryRejection>,
 ) -> Result<Json<InvoiceList>, ApiError> {
+    let Query(page) = page?;
     let limit = page.limit.unwrap_or(50);
     if !(1..=INVOICE_PAGE_MAX).contains(&limit) {
         return Err(ApiError::invalid_field(
@@ -666,12 +697,14 @@ pub(crate) async fn list_invoices(
 
 /// One invoice with its lines.
 #[utoipa::path(get, path = "/v1/billing/invoices/{id}", operation_id = "getInvoice", tag = "billing",
-    params(("id" = Uuid, Path, description = "Invoice id")), responses((status = 200, body = InvoiceDetail)))]
+    params(("id" = String, Path, description = "Invoice id")), responses((status = 200, body = InvoiceDetail),
+        (status = 404, description = "No such invoice", content_type = "application/problem+json")))]
 pub(crate) async fn get_invoice(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<InvoiceDetail>, ApiError> {
+    let id = parse_id("invoice", &id)?;
     let (invoice, lines) = state
         .store()
         .get_invoice(&tenant, id)
@@ -685,12 +718,14 @@ pub(crate) async fn get_invoice(
 
 /// The payment attempts of one invoice.
 #[utoipa::path(get, path = "/v1/billing/invoices/{id}/payments", operation_id = "listPayments", tag = "billing",
-    params(("id" = Uuid, Path, description = "Invoice id")), responses((status = 200, body = PaymentList)))]
+    params(("id" = String, Path, description = "Invoice id")), responses((status = 200, body = PaymentList),
+        (status = 404, description = "No such invoice", content_type = "application/problem+json")))]
 pub(crate) async fn list_payments(
     State(state): State<AppState>,
     TenantOf(tenant, _): TenantOf<Admin>,
-    Path(id): Path<Uuid>,
+    Path(id): Path<String>,
 ) -> Result<Json<PaymentList>, ApiError> {
+    let id = parse_id("invoice", &id)?;
     if state.store().get_invoice(&tenant, id).await?.is_none() {
         return Err(ApiError::not_found(format!("no invoice {id}")));
     }

@@ -8,3 +8,4 @@ pub(crate) mod notifications;
 pub(crate) mod schedules;
 pub(crate) mod stats;
 pub(crate) mod system;
+pub(crate) mod webhooks;

@@ -20,13 +20,26 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub(crate) struct SenderBody {
     /// `From` address.
-    #[schema(example = "billing@acme.example", format = "email")]
+    #[schema(
+        example = "billing@acme.example",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,64}@([A-Za-z0-9]{1,63}\.){1,4}[A-Za-z]{2,24}$"
+    )]
     pub(crate) from_address: String,
     /// `From` display name (1 to 100 characters).
-    #[schema(example = "Acme Billing", max_length = 100)]
+    #[schema(
+        example = "Acme Billing",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+    )]
     pub(crate) from_name: Option<String>,
     /// `Reply-To` address.
-    #[schema(example = "support@acme.example", format = "email")]
+    #[schema(
+        example = "support@acme.example",
+        max_length = 254,
+        pattern = r"^[A-Za-z0-9_%+-]{1,64}@([A-Za-z0-9]{1,63}\.){1,4}[A-Za-z]{2,24}$"
+    )]
     pub(crate) reply_to: Option<String>,
 }
 

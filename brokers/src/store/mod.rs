@@ -30,6 +30,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod stats;
+pub mod webhooks;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteTransaction};
 pub use stats::{JobStats, MinuteStats};
+pub use webhooks::WebhookStore;
 pub use workers::{WorkerInfo, WorkerRegistry};
 
 use crate::{Result, StoreError};
@@ -242,6 +244,7 @@ pub trait JobStore:
     + RateLimits
     + BillingStore
     + NotificationStore
+    + WebhookStore
     + JobStats
     + SchedulerStore
     + AuthStore

@@ -15,7 +15,7 @@ use pysaas_brokers::store::billing::{
 use pysaas_brokers::StoreError;
 use pysaas_jobs::billing::{format_amount, DEFAULT_DUNNING_DAYS};
 use pysaas_jobs::kinds::billing::{ChargeInvoice, GenerateInvoices};
-use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
+use pysaas_jobs::kinds::notification::{Email, EmailTemplate, WebhookEvent};
 use pysaas_jobs::{HandlerError, NewJob};
 use serde_json::{json, Value};
 
@@ -166,6 +166,45 @@ impl JobHandler<GenerateInvoices> for GenerateInvoicesHandler {
 /// failed payment with the next attempt, or the end of the subscription. Keyed by invoice and
 /// outcome, so a repeated transaction cannot send one twice.
 fn notices(finish: &ChargeFinish, sub: &Subscription) -> Vec<NewJob> {
+    let mut jobs: Vec<NewJob> = webhook_event(finish, sub).into_iter().collect();
+    jobs.extend(email_notice(finish, sub));
+    jobs
+}
+
+/// The webhook event of a charge's outcome (`invoice.paid`, `invoice.payment_failed`,
+/// `subscription.cancelled`), for the tenant's endpoints.
+fn webhook_event(finish: &ChargeFinish, sub: &Subscription) -> Option<NewJob> {
+    let (event_type, invoice) = match finish {
+        ChargeFinish::Paid(invoice) => ("invoice.paid", invoice),
+        ChargeFinish::Retrying { invoice, .. } => ("invoice.payment_failed", invoice),
+        ChargeFinish::GaveUp { invoice, .. } => ("subscription.cancelled", invoice),
+        ChargeFinish::AlreadyRecorded(_) => return None,
+    };
+    let data = json!({
+        "invoice_id": invoice.id,
+        "invoice_number": invoice.number,
+        "subscription_id": sub.id,
+        "status": invoice.status.as_str(),
+        "total_minor": invoice.total_minor,
+        "currency": invoice.currency.code(),
+    });
+    let event = WebhookEvent {
+        event_type: event_type.to_owned(),
+        data: match data {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        },
+    };
+    let mut job = NewJob::of(invoice.tenant_id.clone(), &event).ok()?;
+    job.idempotency_key = Some(format!(
+        "billing-event-{}-{event_type}-{}",
+        invoice.id, invoice.attempt_count
+    ));
+    Some(job)
+}
+
+/// The email to the billing contact of a charge's outcome.
+fn email_notice(finish: &ChargeFinish, sub: &Subscription) -> Vec<NewJob> {
     let Some(to) = &sub.billing_email else {
         return Vec::new();
     };

@@ -21,6 +21,8 @@ pub struct BuiltinConfig {
     pub billing: crate::billing::BillingConfig,
     /// Email's SMTP server and default sender.
     pub email: crate::notifications::EmailConfig,
+    /// When webhook endpoints are disabled.
+    pub webhook_disable_after: i32,
 }
 
 impl Default for BuiltinConfig {
@@ -30,6 +32,7 @@ impl Default for BuiltinConfig {
             webhook_allow_private: false,
             billing: crate::billing::BillingConfig::local_default(),
             email: crate::notifications::EmailConfig::default(),
+            webhook_disable_after: crate::notifications::WebhookConfig::default().disable_after,
         }
     }
 }
@@ -43,6 +46,15 @@ pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
             config.webhook_allow_private,
         ));
     crate::billing::register(handlers, config.billing);
+    let webhooks = crate::notifications::WebhookConfig {
+        allow_private: config.webhook_allow_private,
+        disable_after: config.webhook_disable_after,
+    };
+    handlers
+        .register::<kinds::notification::WebhookEvent, _>(crate::notifications::WebhookEventHandler)
+        .register::<kinds::notification::WebhookDelivery, _>(
+            crate::notifications::WebhookDeliveryHandler::new(webhooks),
+        );
     match crate::notifications::EmailHandler::new(&config.email) {
         Ok(email) => {
             handlers.register::<kinds::notification::Email, _>(email);

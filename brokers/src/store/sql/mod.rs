@@ -16,6 +16,7 @@ mod queues;
 mod rows;
 mod schedules;
 mod stats;
+mod webhooks;
 mod workers;
 
 use std::time::Duration;
