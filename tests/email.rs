@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use pysaas::testing::{spawn_app, TestApp};
@@ -17,65 +15,7 @@ use pysaas_brokers::testing::TestDb;
 use pysaas_brokers::JobStore;
 use pysaas_jobs::{Job, JobState};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
-
-/// aiosmtpd on a port of its own, storing messages in a directory; stopped when dropped.
-struct Smtp {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: tokio::process::Child,
-}
-
-impl Smtp {
-    async fn start() -> Self {
-        let python = PathBuf::from(std::env::var("PYSAAS_TEST_PYTOOLS").expect(
-            "PYSAAS_TEST_PYTOOLS: the test tools' venv bin directory (scripts/test.sh installs aiosmtpd there)",
-        ))
-        .join("python");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new(python)
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py"))
-            .args(["127.0.0.1", &port.to_string()])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start tests/smtp_sink.py");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("aiosmtpd started in time")
-            .unwrap();
-        assert_eq!(ready.as_deref(), Some("ready"));
-        Smtp { port, dir, child }
-    }
-
-    /// The messages delivered, in order.
-    fn messages(&self) -> Vec<Vec<u8>> {
-        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        files.sort_by_key(|p| {
-            p.file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u32>().ok())
-        });
-        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
 
 async fn app_on(db: &TestDb, smtp_port: u16) -> TestApp {
     let mut config = Config::default();
@@ -123,7 +63,7 @@ fn header(mail: &mailparse::ParsedMail<'_>, name: &str) -> String {
 }
 
 async fn email_is_rendered_and_delivered_from_the_tenants_sender(db: TestDb) {
-    let smtp = Smtp::start().await;
+    let smtp = common::Smtp::start().await;
     let app = app_on(&db, smtp.port).await;
     let acme = common::tenant_client(app.store.as_ref(), "acme").await;
     let sender = app.url("/v1/notifications/sender");
@@ -240,7 +180,7 @@ async fn email_is_rendered_and_delivered_from_the_tenants_sender(db: TestDb) {
 }
 
 async fn smtp_failures_retry_when_temporary_and_end_when_permanent(db: TestDb) {
-    let smtp = Smtp::start().await;
+    let smtp = common::Smtp::start().await;
     let app = app_on(&db, smtp.port).await;
     let acme = common::tenant_client(app.store.as_ref(), "acme").await;
     let notice =

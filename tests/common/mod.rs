@@ -93,3 +93,65 @@ pub(crate) async fn tenant_client(
         .expect("create its admin key");
     pysaas::testing::bearer_client(&key).expect("a client")
 }
+
+/// aiosmtpd on a port of its own, storing messages in a directory; stopped when dropped.
+#[allow(dead_code)] // Not every test binary uses every helper.
+pub(crate) struct Smtp {
+    /// Its port on 127.0.0.1.
+    pub(crate) port: u16,
+    dir: tempfile::TempDir,
+    child: tokio::process::Child,
+}
+
+#[allow(dead_code)]
+impl Smtp {
+    /// Starts it (from `PYSAAS_TEST_PYTOOLS`).
+    pub(crate) async fn start() -> Self {
+        let python = std::path::PathBuf::from(std::env::var("PYSAAS_TEST_PYTOOLS").expect(
+            "PYSAAS_TEST_PYTOOLS: the test tools' venv bin directory (scripts/test.sh installs aiosmtpd there)",
+        ))
+        .join("python");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/smtp_sink.py"))
+            .args(["127.0.0.1", &port.to_string()])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start tests/smtp_sink.py");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("aiosmtpd started in time")
+            .unwrap();
+        assert_eq!(ready.as_deref(), Some("ready"));
+        Smtp { port, dir, child }
+    }
+
+    /// The messages delivered, in order.
+    pub(crate) fn messages(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u32>().ok())
+        });
+        files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    /// Stops it.
+    pub(crate) async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
