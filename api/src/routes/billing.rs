@@ -12,7 +12,7 @@ use pysaas_brokers::store::billing::{
     BillingRefusal, Invoice, InvoiceLine, NewPlan, Payment, Plan, Subscription,
 };
 use pysaas_jobs::billing::{format_amount, Cadence, Currency, Interval};
-use pysaas_jobs::kinds::notification::{valid_email_address, Email, EmailTemplate};
+use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
 use pysaas_jobs::{Job, NewJob, DEFAULT_TENANT};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -361,11 +361,6 @@ pub(crate) struct PaymentList {
     payments: Vec<PaymentView>,
 }
 
-/// A path id: a malformed one names nothing, so 404.
-fn parse_id(what: &str, id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no {what} `{id}`")))
-}
-
 fn refusal(r: BillingRefusal) -> ApiError {
     let detail = r.to_string();
     let field = |e: ApiError| {
@@ -547,13 +542,7 @@ pub(crate) async fn subscribe(
     }
     let mut jobs = Vec::new();
     if let Some(email) = &body.email {
-        if !valid_email_address(email) {
-            return Err(ApiError::invalid_field(
-                "`email` is not an email address like ada@example.com",
-                "email",
-                "an email address like ada@example.com",
-            ));
-        }
+        super::email_field("email", email)?;
         // The welcome email commits with the subscription, or neither does.
         let plan = state.store().get_plan(&body.plan).await?;
         let welcome = Email {
@@ -607,7 +596,7 @@ pub(crate) async fn get_subscription(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
-    let id = parse_id("subscription", &id)?;
+    let id = super::parse_id("subscription", &id)?;
     let sub = state
         .store()
         .get_subscription(&tenant, id)
@@ -628,7 +617,7 @@ pub(crate) async fn cancel_subscription(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
-    let id = parse_id("subscription", &id)?;
+    let id = super::parse_id("subscription", &id)?;
     let body = body?;
     // No body, or `null`: the default.
     let cancel: Cancel = match body.trim_ascii() {
@@ -657,7 +646,7 @@ pub(crate) async fn change_plan(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SubscriptionChange>, ApiError> {
-    let id = parse_id("subscription", &id)?;
+    let id = super::parse_id("subscription", &id)?;
     let body: ChangePlan = parse_json(&body?)?;
     let now = state.store().now().await?;
     let changed = state
@@ -704,7 +693,7 @@ pub(crate) async fn get_invoice(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<InvoiceDetail>, ApiError> {
-    let id = parse_id("invoice", &id)?;
+    let id = super::parse_id("invoice", &id)?;
     let (invoice, lines) = state
         .store()
         .get_invoice(&tenant, id)
@@ -725,7 +714,7 @@ pub(crate) async fn list_payments(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentList>, ApiError> {
-    let id = parse_id("invoice", &id)?;
+    let id = super::parse_id("invoice", &id)?;
     if state.store().get_invoice(&tenant, id).await?.is_none() {
         return Err(ApiError::not_found(format!("no invoice {id}")));
     }

@@ -267,10 +267,6 @@ fn field_error(index: usize, err: JobsError) -> FieldError {
     }
 }
 
-fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no job `{id}`")))
-}
-
 /// One job.
 #[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "getJob", tag = "jobs", params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobView), (status = 404, description = "No such job", content_type = "application/problem+json")))]
@@ -279,7 +275,7 @@ pub(crate) async fn get(
     TenantOf(tenant, _): TenantOf<JobsRead>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id("job", &id)?;
     let job = state
         .store()
         .get(&tenant, id)
@@ -355,7 +351,7 @@ pub(crate) async fn cancel(
     TenantOf(tenant, _): TenantOf<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id("job", &id)?;
     transition(state.store().cancel(&tenant, id).await?, id, "cancel")
 }
 
@@ -368,7 +364,7 @@ pub(crate) async fn retry(
     TenantOf(tenant, _): TenantOf<JobsWrite>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = super::parse_id("job", &id)?;
     let result = state.store().retry(&tenant, id).await?;
     if let Transition::Done(job) = &result {
         pysaas_brokers::gauges::count_enqueued([job.as_ref()], "retry");

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pysaas_brokers::EmailSender;
-use pysaas_jobs::kinds::notification::valid_email_address;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -63,18 +62,6 @@ impl From<EmailSender> for SenderView {
     }
 }
 
-fn address(field: &str, value: &str) -> Result<(), ApiError> {
-    if valid_email_address(value) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            format!("`{field}` is not an email address like ada@example.com"),
-            field,
-            "an email address like ada@example.com",
-        ))
-    }
-}
-
 /// The tenant's email sender (404: none set, email goes out from the deployment's default).
 #[utoipa::path(get, path = "/v1/notifications/sender", operation_id = "getEmailSender", tag = "notifications",
     responses((status = 200, body = SenderView), (status = 404, description = "No sender set", content_type = "application/problem+json")))]
@@ -97,9 +84,9 @@ pub(crate) async fn set_sender(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SenderView>, ApiError> {
     let body: SenderBody = parse_json(&body?)?;
-    address("from_address", &body.from_address)?;
+    super::email_field("from_address", &body.from_address)?;
     if let Some(reply_to) = &body.reply_to {
-        address("reply_to", reply_to)?;
+        super::email_field("reply_to", reply_to)?;
     }
     if let Some(name) = &body.from_name {
         if name.trim().is_empty()

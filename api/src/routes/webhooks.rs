@@ -175,11 +175,6 @@ fn not_found(what: &str, id: Uuid) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))
 }
 
-/// A path id: a malformed one names nothing, so 404.
-fn parse_id(what: &str, id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::not_found(format!("no {what} `{id}`")))
-}
-
 /// An event type, or `*` for every type (its pattern is stated in the document).
 #[derive(Debug, ToSchema)]
 #[schema(example = "invoice.paid")]
@@ -269,7 +264,7 @@ pub(crate) async fn delete_endpoint(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id("endpoint", &id)?;
+    let id = super::parse_id("endpoint", &id)?;
     if state.store().delete_endpoint(&tenant, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -285,7 +280,7 @@ pub(crate) async fn rotate_secret(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = parse_id("endpoint", &id)?;
+    let id = super::parse_id("endpoint", &id)?;
     let endpoint = state
         .store()
         .rotate_secret(&tenant, id, &secret()?)
@@ -302,7 +297,7 @@ pub(crate) async fn enable_endpoint(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Json<EndpointView>, ApiError> {
-    let id = parse_id("endpoint", &id)?;
+    let id = super::parse_id("endpoint", &id)?;
     let endpoint = state
         .store()
         .set_endpoint_enabled(&tenant, id, true, None)
@@ -321,7 +316,7 @@ pub(crate) async fn list_deliveries(
     Path(id): Path<String>,
     page: Result<Query<DeliveryPage>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    let id = parse_id("endpoint", &id)?;
+    let id = super::parse_id("endpoint", &id)?;
     let Query(page) = page?;
     let limit = page.limit.unwrap_or(50);
     if !(1..=DELIVERY_PAGE_MAX).contains(&limit) {
@@ -349,7 +344,7 @@ pub(crate) async fn replay_delivery(
     TenantOf(tenant, _): TenantOf<Admin>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id("delivery", &id)?;
+    let id = super::parse_id("delivery", &id)?;
     let (delivery, jobs) = state
         .store()
         .replay_delivery(&tenant, id)
