@@ -24,6 +24,7 @@ mod job;
 mod kind;
 pub mod kinds;
 mod outcome;
+pub mod preferences;
 pub mod rate;
 mod registry;
 mod retry;

@@ -2,4 +2,5 @@
 
 pub mod billing;
 pub mod notification;
+pub mod profile;
 pub mod system;

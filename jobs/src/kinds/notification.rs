@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::preferences::Category;
 use crate::JobKind;
 
 /// POSTs `body` as JSON to `url`; a non-2xx answer or a network error is retried.
@@ -77,6 +78,19 @@ impl EmailTemplate {
             EmailTemplate::PaymentFailed => "payment_failed",
             EmailTemplate::SubscriptionCancelled => "subscription_cancelled",
             EmailTemplate::Notice => "notice",
+        }
+    }
+
+    /// What its messages are about: receipts, failed payments and cancellations are billing
+    /// (transactional: sent whatever the recipient's preferences say); a welcome is product
+    /// news; a notice is an operational alert.
+    pub fn category(self) -> Category {
+        match self {
+            EmailTemplate::Receipt
+            | EmailTemplate::PaymentFailed
+            | EmailTemplate::SubscriptionCancelled => Category::Billing,
+            EmailTemplate::Welcome => Category::Product,
+            EmailTemplate::Notice => Category::Alerts,
         }
     }
 }
@@ -217,5 +231,105 @@ impl JobKind for WebhookDelivery {
             backoff_max: Duration::from_secs(3 * 3600),
             ..crate::RetryPolicy::default()
         }
+    }
+}
+
+/// Longest title of an in-app notification, in characters.
+pub const IN_APP_TITLE_MAX: usize = 200;
+/// Longest body of an in-app notification, in characters.
+pub const IN_APP_BODY_MAX: usize = 2000;
+
+/// Puts a notification in users' dashboard inbox: one user of the tenant, or (no `user_id`)
+/// its owners and admins. Users who opted out of the category in-app are skipped, unless it is
+/// transactional (billing, security). Runs once per recipient however often it is retried.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InApp {
+    /// The recipient, a member of the job's tenant; none: the tenant's owners and admins.
+    #[serde(default)]
+    pub user_id: Option<uuid::Uuid>,
+    /// What it is about.
+    pub category: Category,
+    /// One line: 1 to 200 characters, no control characters, not starting with a space.
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$")
+    )]
+    pub title: String,
+    /// Text (at most 2000 characters).
+    #[serde(default)]
+    #[schemars(length(max = 2000))]
+    pub body: String,
+    /// Where the dashboard links it to: a path (`/jobs/?id=…`) or an https URL; no control
+    /// characters.
+    #[serde(default)]
+    #[schemars(
+        length(max = 2000),
+        regex(
+            pattern = r"^(/([^/\x00-\x1f\x7f][^\x00-\x1f\x7f]*)?|https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\x00-\x1f\x7f]*)?)$"
+        )
+    )]
+    pub link: Option<String>,
+}
+
+/// Whether `link` is a path or an https URL as [`InApp::link`] describes (the schema's pattern).
+pub fn valid_link(link: &str) -> bool {
+    let printable = |s: &str| !s.chars().any(|c| c.is_ascii_control());
+    if let Some(rest) = link.strip_prefix('/') {
+        return !rest.starts_with('/') && printable(rest);
+    }
+    let Some(rest) = link.strip_prefix("https://") else {
+        return false;
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && (!authority.contains(':')
+            || ((1..=5).contains(&port.len()) && port.chars().all(|c| c.is_ascii_digit())))
+        && printable(path)
+}
+
+impl JobKind for InApp {
+    const KIND: &'static str = "notification.in_app";
+    const QUEUE: &'static str = "notifications";
+
+    fn check(&self) -> Result<(), (String, String)> {
+        let title = self.title.chars().count();
+        let starts_well = self
+            .title
+            .chars()
+            .next()
+            .is_some_and(|c| !c.is_whitespace());
+        if !starts_well
+            || title > IN_APP_TITLE_MAX
+            || self.title.chars().any(|c| c.is_ascii_control())
+        {
+            return Err((
+                "title".into(),
+                format!(
+                    "must be 1 to {IN_APP_TITLE_MAX} characters without control characters, \
+                     not starting with a space (is {title})"
+                ),
+            ));
+        }
+        let body = self.body.chars().count();
+        if body > IN_APP_BODY_MAX {
+            return Err((
+                "body".into(),
+                format!("must be at most {IN_APP_BODY_MAX} characters (is {body})"),
+            ));
+        }
+        if let Some(link) = &self.link {
+            if !valid_link(link) || link.chars().count() > 2000 {
+                return Err((
+                    "link".into(),
+                    "must be a path starting with / or an https URL".into(),
+                ));
+            }
+        }
+        Ok(())
     }
 }
