@@ -97,6 +97,24 @@ ensure_pytools() {
   "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client aiosmtpd
 }
 
+# DynamoDB for the profile tests: the moto server (PyPI moto[dynamodb] with flask and flask-cors)
+# in a venv outside the clone, on 127.0.0.1:4566, in memory.
+MOTO_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/moto-venv"
+ensure_dynamodb() {
+  if curl -s -o /dev/null http://127.0.0.1:4566/ 2>/dev/null; then return 0; fi
+  if [ ! -x "$MOTO_VENV/bin/moto_server" ]; then
+    log "installing moto (PyPI moto[dynamodb], flask, flask-cors; once)"
+    python3 -m venv "$MOTO_VENV"
+    "$MOTO_VENV/bin/pip" install -q 'moto[dynamodb]' flask flask-cors
+  fi
+  log "starting the moto DynamoDB server"
+  setsid "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p 4566 \
+    >"${PYSAAS_RUN_DIR:-${TMPDIR:-/tmp}}/moto.log" 2>&1 < /dev/null &
+  MOTO_PID=$!
+  STARTED+=(moto)
+  wait_for "the moto DynamoDB server" curl -s -o /dev/null http://127.0.0.1:4566/
+}
+
 # A real browser for the UI tests: Debian's chromium, driven by npm playwright-core (no browser
 # download), both installed once.
 BROWSER_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/browser"
@@ -121,6 +139,7 @@ stop_started() {
     log "stopping $name (this run started it)"
     case "$name" in
       openbao) kill "$OPENBAO_PID" 2>/dev/null || true ;;
+      moto) kill "$MOTO_PID" 2>/dev/null || true ;;
       redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
       rabbitmq) rabbitmqctl stop >/dev/null 2>&1 || true ;;
       postgres) pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main stop || true ;;

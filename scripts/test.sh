@@ -13,6 +13,7 @@ ensure_postgres
 ensure_rabbitmq
 ensure_redis
 ensure_openbao
+ensure_dynamodb
 ensure_promtool
 ensure_cargo_deny
 ensure_pytools
@@ -20,6 +21,7 @@ ensure_browser
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+export PYSAAS_TEST_DYNAMODB_URL="${PYSAAS_TEST_DYNAMODB_URL:-http://127.0.0.1:4566}"
 export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
 export PYSAAS_TEST_PROMTOOL="${PYSAAS_TEST_PROMTOOL:-$PROMTOOL}"
 export PYSAAS_TEST_BROWSER="${PYSAAS_TEST_BROWSER:-$BROWSER_DIR}"

@@ -21,6 +21,13 @@ pub enum StoreError {
     /// A row holds a value the code cannot read (a bug or a hand-edited row).
     #[error("corrupt job row: {0}")]
     Corrupt(String),
+    /// The profile store (DynamoDB) cannot be reached or timed out. Callers answer 503 and try
+    /// again later.
+    #[error("profile store unavailable: {0}")]
+    ProfilesUnavailable(String),
+    /// The profile store refused a request.
+    #[error("profile store error: {0}")]
+    Profiles(String),
     /// The group-commit batch a request was part of failed with this error.
     #[error("{0}")]
     Shared(std::sync::Arc<StoreError>),
@@ -30,7 +37,7 @@ impl StoreError {
     /// Whether the error means "try again later" rather than "this request is wrong".
     pub fn is_unavailable(&self) -> bool {
         match self {
-            StoreError::Unavailable(_) => true,
+            StoreError::Unavailable(_) | StoreError::ProfilesUnavailable(_) => true,
             StoreError::Shared(inner) => inner.is_unavailable(),
             _ => false,
         }

@@ -259,3 +259,55 @@ macro_rules! each_store {
         }
     };
 }
+
+/// The DynamoDB endpoint tests use (the moto server the test script starts).
+pub fn dynamodb_url() -> String {
+    env_or("PYSAAS_TEST_DYNAMODB_URL", "http://127.0.0.1:4566")
+}
+
+/// A DynamoDB profile store on a table of its own, deleted when dropped.
+#[derive(Debug)]
+pub struct TestDynamo {
+    /// The store, its table created.
+    pub store: Arc<crate::store::DynamoProfileStore>,
+}
+
+impl TestDynamo {
+    /// A fresh table `t_<uuid>` on the test endpoint.
+    pub async fn new() -> Self {
+        use crate::store::ProfileStore;
+        let config = crate::store::DynamoConfig {
+            endpoint_url: Some(dynamodb_url()),
+            region: "us-east-1".into(),
+            table: unique("t"),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            timeout: std::time::Duration::from_secs(5),
+        };
+        let store = crate::store::DynamoProfileStore::new(&config)
+            .unwrap_or_else(|e| panic!("DynamoDB client: {e}"));
+        store
+            .prepare_profiles()
+            .await
+            .unwrap_or_else(|e| panic!("create table at {}: {e}", dynamodb_url()));
+        TestDynamo {
+            store: Arc::new(store),
+        }
+    }
+}
+
+impl TestDynamo {
+    /// Its table's name.
+    pub fn table(&self) -> &str {
+        self.store.table()
+    }
+}
+
+impl Drop for TestDynamo {
+    fn drop(&mut self) {
+        let store = self.store.clone();
+        cleanup_on_own_thread(async move {
+            let _ = store.delete_table().await;
+        });
+    }
+}

@@ -18,10 +18,13 @@ macro_rules! job_columns {
 
 mod auth;
 pub mod billing;
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod group_commit;
 pub mod notifications;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod profiles;
 mod queues;
 pub(crate) mod rates;
 mod schedules;
@@ -47,10 +50,15 @@ pub use auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 pub use billing::BillingStore;
+#[cfg(feature = "dynamodb")]
+pub use dynamodb::{DynamoConfig, DynamoProfileStore};
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
-pub use notifications::{EmailSender, NotificationStore};
+pub use notifications::{
+    EmailSender, InAppNotification, InboxFilter, InboxStore, NotificationStore,
+};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, PgTransaction};
+pub use profiles::{Erasure, PrivacyStore, ProfileExport, ProfileItem, ProfileStore, Versioned};
 pub use queues::{PausedQueue, QueuePauses};
 pub use rates::{Deferral, RateLimits, Starts};
 pub use schedules::{FireResult, Lease, ScheduleFire, SchedulerStore};
@@ -244,6 +252,9 @@ pub trait JobStore:
     + RateLimits
     + BillingStore
     + NotificationStore
+    + InboxStore
+    + PrivacyStore
+    + ProfileStore
     + WebhookStore
     + JobStats
     + SchedulerStore

@@ -53,6 +53,7 @@ impl SqlBackend for PgStore {
     type Row = PgRow;
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const NAME: &'static str = "postgres";
     type Tx<'a> = super::PgTransaction<'a>;
 
     async fn begin_tx(&self) -> Result<Self::Tx<'_>> {

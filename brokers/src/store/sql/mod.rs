@@ -12,6 +12,7 @@ mod auth;
 mod billing;
 pub(crate) mod jobs;
 mod notifications;
+mod profiles;
 mod queues;
 mod rows;
 mod schedules;
@@ -283,6 +284,9 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// ` FOR UPDATE` on PostgreSQL; nothing on SQLite, whose transactions hold the write lock
     /// from their start.
     const FOR_UPDATE: &'static str;
+
+    /// The backend's name (`postgres`, `sqlite`).
+    const NAME: &'static str;
 
     /// A transaction of this backend.
     type Tx<'a>: SqlTx<Row = Self::Row> + 'a

@@ -88,6 +88,7 @@ impl SqlBackend for SqliteStore {
     type Row = SqliteRow;
 
     const FOR_UPDATE: &'static str = "";
+    const NAME: &'static str = "sqlite";
     type Tx<'a> = super::SqliteTransaction<'a>;
 
     async fn begin_tx(&self) -> Result<Self::Tx<'_>> {
