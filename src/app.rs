@@ -13,6 +13,7 @@ use pysaas_api::AppState;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
+use pysaas_brokers::ProfileStore;
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_jobs::JobKind;
 use pysaas_jobs::DEFAULT_TENANT;
@@ -88,6 +89,28 @@ pub async fn open_store(config: &Config, url: &str) -> Result<Arc<dyn JobStore>>
         store.migrate().await.context("applying migrations")?;
     }
     Ok(store)
+}
+
+/// The profile store the config names: the job store itself, or a DynamoDB table (created if
+/// missing).
+pub async fn open_profiles(
+    config: &Config,
+    store: &Arc<dyn JobStore>,
+) -> Result<Arc<dyn pysaas_brokers::ProfileStore>> {
+    let Some(dynamo) = config.dynamodb()? else {
+        return Ok(store.clone());
+    };
+    let profiles = pysaas_brokers::store::DynamoProfileStore::new(&dynamo)
+        .context("opening the DynamoDB profile store")?;
+    profiles.prepare_profiles().await.with_context(|| {
+        format!(
+            "preparing the DynamoDB profile table {} at {}",
+            dynamo.table,
+            dynamo.endpoint_url.as_deref().unwrap_or("AWS")
+        )
+    })?;
+    tracing::info!(table = %dynamo.table, "DynamoDB profile store ready");
+    Ok(Arc::new(profiles))
 }
 
 fn worker_config(config: &Config, handlers: &Handlers) -> Result<WorkerConfig> {
@@ -388,7 +411,8 @@ impl App {
                     p.dispatcher.clone(),
                     p.handlers.clone(),
                     config,
-                );
+                )
+                .with_profiles(p.profiles.clone());
                 let result = worker.run(p.shutdown.clone()).await.map_err(Into::into);
                 p.finish("worker", result, &f)
             });
@@ -526,6 +550,8 @@ impl Running {
 struct Parts {
     config: Config,
     store: Arc<dyn JobStore>,
+    /// Where profiles live: the job store, or DynamoDB.
+    profiles: Arc<dyn pysaas_brokers::ProfileStore>,
     dispatcher: Arc<dyn Dispatcher>,
     handlers: Handlers,
     auth: Option<Arc<Auth>>,
@@ -552,9 +578,11 @@ impl Parts {
             Some(dispatcher) => dispatcher,
             None => open_dispatcher(&app.config, &store)?,
         };
+        let profiles = open_profiles(&app.config, &store).await?;
         Ok(Parts {
             config: app.config,
             store,
+            profiles,
             dispatcher,
             handlers: app.handlers,
             auth: app.auth,
@@ -737,7 +765,8 @@ impl Parts {
             config.api.public_metrics.then(install_metrics).flatten(),
             auth,
         )
-        .with_rate_limits(limiter, limits);
+        .with_rate_limits(limiter, limits)
+        .with_profiles(self.profiles.clone());
         let gateway = pysaas_api::GatewayConfig {
             cors_origins: config.api.cors_origins.clone(),
             request_timeout: (config.api.request_timeout_ms > 0)

@@ -275,6 +275,52 @@ impl Default for NotificationsSection {
     }
 }
 
+/// Where users' profiles and notification preferences live (`docs/domains.md`, "Profiles").
+#[derive(Clone, Debug, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProfilesBackend {
+    /// The job store's own tables (SQLite in `dev`, PostgreSQL otherwise).
+    Store,
+    /// A DynamoDB table (or a server speaking its API, such as moto).
+    Dynamodb,
+}
+
+/// Profiles: the profile store.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfilesSection {
+    /// `store` or `dynamodb` (`PYSAAS_PROFILES_BACKEND`).
+    pub backend: ProfilesBackend,
+    /// DynamoDB endpoint; none: the region's AWS endpoint (`PYSAAS_DYNAMODB_ENDPOINT`).
+    pub dynamodb_endpoint: Option<String>,
+    /// DynamoDB region (`PYSAAS_DYNAMODB_REGION`).
+    pub dynamodb_region: String,
+    /// DynamoDB table, created at start when missing (`PYSAAS_DYNAMODB_TABLE`).
+    pub dynamodb_table: String,
+    /// Access key id (`PYSAAS_DYNAMODB_ACCESS_KEY_ID`).
+    pub dynamodb_access_key_id: Option<String>,
+    /// Secret access key (`PYSAAS_DYNAMODB_SECRET_ACCESS_KEY`, or `dynamodb_secret_access_key`
+    /// in Vault).
+    pub dynamodb_secret_access_key: Option<Secret>,
+    /// A DynamoDB request unanswered this long fails as unavailable (ms)
+    /// (`PYSAAS_DYNAMODB_TIMEOUT_MS`).
+    pub dynamodb_timeout_ms: u64,
+}
+
+impl Default for ProfilesSection {
+    fn default() -> Self {
+        ProfilesSection {
+            backend: ProfilesBackend::Store,
+            dynamodb_endpoint: None,
+            dynamodb_region: "us-east-1".into(),
+            dynamodb_table: "pysaas-profiles".into(),
+            dynamodb_access_key_id: None,
+            dynamodb_secret_access_key: None,
+            dynamodb_timeout_ms: 3000,
+        }
+    }
+}
+
 /// Billing: the payment provider, dunning and the invoice run (`docs/domains.md`).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -384,6 +430,8 @@ pub struct Config {
     pub billing: BillingSection,
     /// `[notifications]`.
     pub notifications: NotificationsSection,
+    /// `[profiles]`.
+    pub profiles: ProfilesSection,
     /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
     pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
@@ -447,6 +495,16 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
         "webhook_disable_after",
         "notifications.webhook_disable_after",
     ),
+    ("profiles_backend", "profiles.backend"),
+    ("dynamodb_endpoint", "profiles.dynamodb_endpoint"),
+    ("dynamodb_region", "profiles.dynamodb_region"),
+    ("dynamodb_table", "profiles.dynamodb_table"),
+    ("dynamodb_access_key_id", "profiles.dynamodb_access_key_id"),
+    (
+        "dynamodb_secret_access_key",
+        "profiles.dynamodb_secret_access_key",
+    ),
+    ("dynamodb_timeout_ms", "profiles.dynamodb_timeout_ms"),
     ("billing_provider", "billing.provider"),
     ("billing_provider_url", "billing.provider_url"),
     ("billing_provider_key", "billing.provider_key"),
@@ -484,6 +542,7 @@ debug_as_redacted!(
     VaultSection,
     BillingSection,
     NotificationsSection,
+    ProfilesSection,
 );
 
 impl Default for StoreSection {
@@ -610,6 +669,7 @@ impl Default for Config {
             vault: VaultSection::default(),
             billing: BillingSection::default(),
             notifications: NotificationsSection::default(),
+            profiles: ProfilesSection::default(),
             rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
             log_format: LogFormat::Text,
@@ -710,6 +770,7 @@ impl Config {
             }
         }
         self.listen_addr()?;
+        self.dynamodb()?;
         if self.worker.concurrency == 0 {
             bail!("worker.concurrency (PYSAAS_CONCURRENCY) must be at least 1");
         }
@@ -779,6 +840,44 @@ impl Config {
             )
         })?;
         Ok(config)
+    }
+
+    /// The DynamoDB profile store's settings, when `profiles.backend` is `dynamodb`.
+    pub fn dynamodb(&self) -> Result<Option<pysaas_brokers::store::DynamoConfig>> {
+        let p = &self.profiles;
+        if p.backend != ProfilesBackend::Dynamodb {
+            return Ok(None);
+        }
+        if p.dynamodb_table.is_empty() {
+            bail!("profiles.dynamodb_table (PYSAAS_DYNAMODB_TABLE) must not be empty");
+        }
+        if p.dynamodb_timeout_ms < 100 {
+            bail!("profiles.dynamodb_timeout_ms (PYSAAS_DYNAMODB_TIMEOUT_MS) must be at least 100");
+        }
+        if let Some(url) = &p.dynamodb_endpoint {
+            url::Url::parse(url).with_context(|| {
+                format!("profiles.dynamodb_endpoint (PYSAAS_DYNAMODB_ENDPOINT) `{url}` is not a URL like http://127.0.0.1:4566")
+            })?;
+        }
+        let key = p.dynamodb_access_key_id.clone();
+        let secret = p
+            .dynamodb_secret_access_key
+            .as_ref()
+            .map(|s| s.expose().to_owned());
+        let (access_key_id, secret_access_key) = match (key, secret) {
+            (Some(k), Some(s)) => (k, s),
+            // A local server (moto) takes any credentials.
+            (None, None) if p.dynamodb_endpoint.is_some() => ("local".into(), "local".into()),
+            _ => bail!("profiles.backend is dynamodb: set profiles.dynamodb_access_key_id and profiles.dynamodb_secret_access_key (PYSAAS_DYNAMODB_ACCESS_KEY_ID / PYSAAS_DYNAMODB_SECRET_ACCESS_KEY)"),
+        };
+        Ok(Some(pysaas_brokers::store::DynamoConfig {
+            endpoint_url: p.dynamodb_endpoint.clone(),
+            region: p.dynamodb_region.clone(),
+            table: p.dynamodb_table.clone(),
+            access_key_id,
+            secret_access_key,
+            timeout: Duration::from_millis(p.dynamodb_timeout_ms),
+        }))
     }
 
     /// Billing's provider and dunning schedule, checked.

@@ -18,12 +18,13 @@ use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use crate::config::Config;
 
 /// Fields of the secret that override configuration.
-const FIELDS: [&str; 5] = [
+const FIELDS: [&str; 6] = [
     "database_url",
     "jwt_signing_keys",
     "broker_url",
     "rate_limit_backend",
     "billing_provider_key",
+    "dynamodb_secret_access_key",
 ];
 
 enum Login {
@@ -250,6 +251,10 @@ pub(crate) async fn apply(config: &mut Config) -> Result<Option<Arc<VaultSource>
                 }
                 "billing_provider_key" => {
                     config.billing.provider_key = Some(crate::config::Secret::new(value.clone()));
+                }
+                "dynamodb_secret_access_key" => {
+                    config.profiles.dynamodb_secret_access_key =
+                        Some(crate::config::Secret::new(value.clone()));
                 }
                 "rate_limit_backend" => {
                     config.api.rate_limit_backend =

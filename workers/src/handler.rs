@@ -3,7 +3,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pysaas_brokers::JobStore;
+use pysaas_brokers::{JobStore, ProfileStore};
 use pysaas_jobs::{HandlerError, Job, JobKind, KindRegistry, KindSpec};
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,6 +29,8 @@ pub struct JobContext {
     pub request_id: Option<String>,
     /// The store the job came from (see [`JobContext::store`]).
     store: Option<Arc<dyn JobStore>>,
+    /// Where profiles and preferences live (see [`JobContext::profiles`]).
+    profiles: Option<Arc<dyn ProfileStore>>,
 }
 
 impl JobContext {
@@ -51,6 +53,7 @@ impl JobContext {
             trace_context: None,
             request_id: None,
             store: None,
+            profiles: None,
         }
     }
 
@@ -58,6 +61,23 @@ impl JobContext {
     pub fn with_store(mut self, store: Arc<dyn JobStore>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// This context with `profiles` as the profile store (the job store's own tables when not
+    /// given).
+    pub fn with_profiles(mut self, profiles: Arc<dyn ProfileStore>) -> Self {
+        self.profiles = Some(profiles);
+        self
+    }
+
+    /// Where users' profiles and notification preferences live: the deployment's profile store
+    /// (DynamoDB, say), else the job store's tables.
+    pub fn profiles(&self) -> Result<Arc<dyn ProfileStore>, HandlerError> {
+        match (&self.profiles, &self.store) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(store)) => Ok(store.clone()),
+            (None, None) => Err(HandlerError::fail("this job context has no profile store")),
+        }
     }
 
     /// The store the job came from, for handlers whose work is the store's own tables (billing
@@ -70,9 +90,14 @@ impl JobContext {
             .ok_or_else(|| HandlerError::fail("this job context has no store"))
     }
 
-    pub(crate) fn of(job: &Job, store: &Arc<dyn JobStore>) -> Self {
+    pub(crate) fn of(
+        job: &Job,
+        store: &Arc<dyn JobStore>,
+        profiles: &Option<Arc<dyn ProfileStore>>,
+    ) -> Self {
         JobContext {
             store: Some(store.clone()),
+            profiles: profiles.clone(),
             id: job.id,
             tenant_id: job.tenant_id.clone(),
             kind: job.kind.clone(),

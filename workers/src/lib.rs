@@ -22,6 +22,7 @@ mod heartbeat;
 mod metrics_names;
 pub mod notifications;
 mod pool;
+pub mod profiles;
 mod stats;
 
 pub use config::{

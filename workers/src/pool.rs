@@ -59,6 +59,7 @@ pub enum WorkerError {
 #[derive(Debug)]
 pub struct Worker {
     store: Arc<dyn JobStore>,
+    profiles: Option<Arc<dyn pysaas_brokers::ProfileStore>>,
     dispatcher: Arc<dyn Dispatcher>,
     handlers: Handlers,
     config: WorkerConfig,
@@ -66,6 +67,7 @@ pub struct Worker {
 
 struct Shared {
     store: Arc<dyn JobStore>,
+    profiles: Option<Arc<dyn pysaas_brokers::ProfileStore>>,
     worker_id: String,
     handlers: Handlers,
     in_flight: InFlight,
@@ -114,10 +116,18 @@ impl Worker {
     ) -> Self {
         Worker {
             store,
+            profiles: None,
             dispatcher,
             handlers,
             config,
         }
+    }
+
+    /// Handlers find profiles and preferences in `profiles` (DynamoDB, say) instead of the
+    /// job store's tables.
+    pub fn with_profiles(mut self, profiles: Arc<dyn pysaas_brokers::ProfileStore>) -> Self {
+        self.profiles = Some(profiles);
+        self
     }
 
     /// Runs until `shutdown` is cancelled, then stops claiming, gives in-flight jobs the grace
@@ -150,6 +160,7 @@ impl Worker {
         ));
         let shared = Arc::new(Shared {
             store: self.store.clone(),
+            profiles: self.profiles.clone(),
             worker_id: config.worker_id.clone(),
             handlers: self.handlers.clone(),
             in_flight: InFlight::default(),
@@ -650,7 +661,7 @@ async fn run_job(
         let wait = (started - job.run_at).to_std().unwrap_or_default();
         metrics.queue_wait.record(wait.as_secs_f64());
     }
-    let ctx = JobContext::of(&job, &shared.store);
+    let ctx = JobContext::of(&job, &shared.store, &shared.profiles);
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,

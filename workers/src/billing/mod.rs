@@ -15,7 +15,8 @@ use pysaas_brokers::store::billing::{
 use pysaas_brokers::StoreError;
 use pysaas_jobs::billing::{format_amount, DEFAULT_DUNNING_DAYS};
 use pysaas_jobs::kinds::billing::{ChargeInvoice, GenerateInvoices};
-use pysaas_jobs::kinds::notification::{Email, EmailTemplate, WebhookEvent};
+use pysaas_jobs::kinds::notification::{Email, EmailTemplate, InApp, WebhookEvent};
+use pysaas_jobs::preferences::Category;
 use pysaas_jobs::{HandlerError, NewJob};
 use serde_json::{json, Value};
 
@@ -162,13 +163,43 @@ impl JobHandler<GenerateInvoices> for GenerateInvoicesHandler {
     }
 }
 
-/// The emails that tell a subscription's billing contact of a charge's outcome: a receipt, a
-/// failed payment with the next attempt, or the end of the subscription. Keyed by invoice and
-/// outcome, so a repeated transaction cannot send one twice.
+/// What tells of a charge's outcome: the webhook event, the email to the subscription's billing
+/// contact (a receipt, a failed payment with the next attempt, or the end of the subscription)
+/// and, when a payment failed, an in-app notification to the tenant's owners and admins. Keyed
+/// by invoice and outcome, so a repeated transaction cannot send one twice.
 fn notices(finish: &ChargeFinish, sub: &Subscription) -> Vec<NewJob> {
     let mut jobs: Vec<NewJob> = webhook_event(finish, sub).into_iter().collect();
     jobs.extend(email_notice(finish, sub));
+    jobs.extend(in_app_notice(finish, sub));
     jobs
+}
+
+/// The admins' in-app notification of a failed payment or a subscription ended by dunning.
+fn in_app_notice(finish: &ChargeFinish, sub: &Subscription) -> Option<NewJob> {
+    let (invoice, title) = match finish {
+        ChargeFinish::Retrying { invoice, .. } => (invoice, "A payment failed"),
+        ChargeFinish::GaveUp { invoice, .. } => (invoice, "A subscription was cancelled"),
+        ChargeFinish::Paid(_) | ChargeFinish::AlreadyRecorded(_) => return None,
+    };
+    let notice = InApp {
+        user_id: None,
+        category: Category::Billing,
+        title: title.to_owned(),
+        body: format!(
+            "Invoice INV-{:06} ({}) of subscription {} to plan {} was declined.",
+            invoice.number,
+            format_amount(invoice.total_minor, invoice.currency),
+            sub.id,
+            sub.plan_id
+        ),
+        link: None,
+    };
+    let mut job = NewJob::of(invoice.tenant_id.clone(), &notice).ok()?;
+    job.idempotency_key = Some(format!(
+        "billing-in-app-{}-{}",
+        invoice.id, invoice.attempt_count
+    ));
+    Some(job)
 }
 
 /// The webhook event of a charge's outcome (`invoice.paid`, `invoice.payment_failed`,

@@ -46,11 +46,13 @@ pub(crate) fn register_builtin(handlers: &mut Handlers, config: BuiltinConfig) {
             config.webhook_allow_private,
         ));
     crate::billing::register(handlers, config.billing);
+    crate::profiles::register(handlers);
     let webhooks = crate::notifications::WebhookConfig {
         allow_private: config.webhook_allow_private,
         disable_after: config.webhook_disable_after,
     };
     handlers
+        .register::<kinds::notification::InApp, _>(crate::notifications::InAppHandler)
         .register::<kinds::notification::WebhookEvent, _>(crate::notifications::WebhookEventHandler)
         .register::<kinds::notification::WebhookDelivery, _>(
             crate::notifications::WebhookDeliveryHandler::new(webhooks),

@@ -10,6 +10,7 @@ use lettre::transport::smtp::Error as SmtpError;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::{Environment, UndefinedBehavior};
 use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
+use pysaas_jobs::preferences::Channel;
 use pysaas_jobs::HandlerError;
 use serde_json::{json, Value};
 
@@ -209,6 +210,25 @@ impl JobHandler<Email> for EmailHandler {
         payload: Email,
     ) -> Result<Option<Value>, HandlerError> {
         let (subject, text, html) = self.render(payload.template, &payload.data)?;
+        // A recipient who is a user and opted out of this category by email is not sent it
+        // (receipts and other transactional mail always are).
+        let category = payload.template.category();
+        if !category.transactional() {
+            let user = ctx
+                .store()?
+                .user_by_email(&payload.to.to_lowercase())
+                .await
+                .map_err(|e| HandlerError::retry(format!("looking up the recipient: {e}")))?;
+            if let Some(user) = user {
+                if !super::allowed(ctx, user.id, Channel::Email, category).await? {
+                    return Ok(Some(json!({
+                        "to": payload.to,
+                        "template": payload.template.as_str(),
+                        "skipped": format!("the recipient opted out of {category} email"),
+                    })));
+                }
+            }
+        }
         let sender = ctx
             .store()?
             .email_sender(&ctx.tenant_id)

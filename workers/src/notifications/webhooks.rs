@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pysaas_brokers::store::webhooks::{Attempt, DeliveryStatus};
-use pysaas_jobs::kinds::notification::{Email, EmailTemplate, WebhookDelivery, WebhookEvent};
+use pysaas_jobs::kinds::notification::{
+    Email, EmailTemplate, InApp, WebhookDelivery, WebhookEvent,
+};
+use pysaas_jobs::preferences::Category;
 use pysaas_jobs::{HandlerError, NewJob};
 use serde_json::{json, Value};
 
@@ -209,8 +212,9 @@ impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
     }
 }
 
-/// Emails the tenant's owners and admins that an endpoint was disabled (keyed per endpoint
-/// and count, so a repeated attempt sends nothing twice). Best effort: a failure is logged.
+/// Tells the tenant's owners and admins that an endpoint was disabled, by email and in the
+/// dashboard's inbox (keyed per endpoint and count, so a repeated attempt sends nothing
+/// twice). Best effort: a failure is logged.
 async fn tell_admins(ctx: &JobContext, url: &str, failures: i32) {
     let Ok(store) = ctx.store() else { return };
     let members = match store.members(&ctx.tenant_id).await {
@@ -220,7 +224,11 @@ async fn tell_admins(ctx: &JobContext, url: &str, failures: i32) {
             return;
         }
     };
-    let jobs: Vec<NewJob> = members
+    let body = format!(
+        "Deliveries to {url} failed {failures} times in a row, so the endpoint was disabled. Fix \
+         it and enable it again; deliveries made meanwhile can be replayed from the delivery log."
+    );
+    let mut jobs: Vec<NewJob> = members
         .iter()
         .filter(|m| matches!(m.role.as_str(), "owner" | "admin"))
         .filter_map(|m| {
@@ -232,14 +240,7 @@ async fn tell_admins(ctx: &JobContext, url: &str, failures: i32) {
                         "subject".to_owned(),
                         json!("A webhook endpoint was disabled"),
                     ),
-                    (
-                        "body".to_owned(),
-                        json!(format!(
-                            "Deliveries to {url} failed {failures} times in a row, so the endpoint \
-                             was disabled. Fix it and enable it again; deliveries made meanwhile \
-                             can be replayed from the delivery log."
-                        )),
-                    ),
+                    ("body".to_owned(), json!(body)),
                 ]),
             };
             let mut job = NewJob::of(ctx.tenant_id.clone(), &email).ok()?;
@@ -250,6 +251,20 @@ async fn tell_admins(ctx: &JobContext, url: &str, failures: i32) {
             Some(job)
         })
         .collect();
+    let notice = InApp {
+        user_id: None,
+        category: Category::Alerts,
+        title: "A webhook endpoint was disabled".to_owned(),
+        body: body
+            .chars()
+            .take(pysaas_jobs::kinds::notification::IN_APP_BODY_MAX)
+            .collect(),
+        link: None,
+    };
+    if let Ok(mut job) = NewJob::of(ctx.tenant_id.clone(), &notice) {
+        job.idempotency_key = Some(format!("webhook-disabled-in-app-{}-{failures}", ctx.id));
+        jobs.push(job);
+    }
     if let Err(err) = store.insert(jobs).await {
         tracing::warn!(error = %err, "cannot enqueue the disabled-endpoint notices");
     }
