@@ -274,7 +274,7 @@ fn cron_schema() -> utoipa::openapi::Object {
         .build()
 }
 
-fn time_zone_schema() -> utoipa::openapi::Object {
+pub(crate) fn time_zone_schema() -> utoipa::openapi::Object {
     string_enum(pysaas_jobs::time_zone_names())
 }
 

@@ -144,10 +144,15 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         if err.is_unavailable() {
-            tracing::warn!(error = %err, "job store unavailable");
+            tracing::warn!(error = %err, "store unavailable");
+            let which = if matches!(err, StoreError::ProfilesUnavailable(_)) {
+                "profile"
+            } else {
+                "job"
+            };
             let mut problem = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the job store is unreachable; try again shortly",
+                format!("the {which} store is unreachable; try again shortly"),
             );
             problem.retry_after = Some(1);
             problem

@@ -161,6 +161,33 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             post(routes::webhooks::replay_delivery),
         )
         .route("/v1/webhooks/events", post(routes::webhooks::send_event))
+        .route(
+            "/v1/profile",
+            get(routes::profiles::get_profile)
+                .patch(routes::profiles::patch_profile)
+                .delete(routes::profiles::delete_profile),
+        )
+        .route(
+            "/v1/profile/preferences",
+            get(routes::profiles::get_preferences).put(routes::profiles::set_preferences),
+        )
+        .route("/v1/profile/exports", post(routes::profiles::create_export))
+        .route(
+            "/v1/profile/exports/{id}",
+            get(routes::profiles::get_export),
+        )
+        .route(
+            "/v1/profile/exports/{id}/download",
+            get(routes::profiles::download_export),
+        )
+        .route(
+            "/v1/users/{id}/profile",
+            get(routes::profiles::get_user_profile),
+        )
+        .route("/v1/erasures/{id}", get(routes::profiles::get_erasure))
+        .route("/v1/inbox", get(routes::inbox::list_inbox))
+        .route("/v1/inbox/read-all", post(routes::inbox::mark_all_read))
+        .route("/v1/inbox/{id}/read", post(routes::inbox::mark_read))
         .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/queues", get(routes::system::queues))

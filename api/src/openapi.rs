@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto;
 use crate::error::FieldError;
 use crate::routes::{
-    auth, billing, events, jobs, notifications, schedules, stats, system, webhooks,
+    auth, billing, events, inbox, jobs, notifications, profiles, schedules, stats, system, webhooks,
 };
 
 /// PySaaS's HTTP API.
@@ -28,6 +28,10 @@ use crate::routes::{
         billing::get_subscription, billing::cancel_subscription, billing::change_plan, billing::list_invoices,
         billing::get_invoice, billing::list_payments,
         notifications::get_sender, notifications::set_sender, notifications::delete_sender,
+        inbox::list_inbox, inbox::mark_read, inbox::mark_all_read,
+        profiles::get_profile, profiles::patch_profile, profiles::delete_profile, profiles::get_user_profile,
+        profiles::get_preferences, profiles::set_preferences, profiles::create_export, profiles::get_export,
+        profiles::download_export, profiles::get_erasure,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::delete_endpoint, webhooks::rotate_secret,
         webhooks::enable_endpoint, webhooks::list_deliveries, webhooks::replay_delivery, webhooks::send_event,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
@@ -43,6 +47,9 @@ use crate::routes::{
         billing::SubscriptionChange, billing::SubscriptionList, billing::Cancel, billing::ChangePlan, billing::InvoiceView,
         billing::LineView, billing::InvoiceDetail, billing::InvoiceList, billing::PaymentView, billing::PaymentList,
         notifications::SenderBody, notifications::SenderView,
+        inbox::NotificationView, inbox::InboxPage, inbox::MarkedRead,
+        profiles::ProfileView, profiles::ProfilePatch, profiles::PreferencesView, profiles::PreferencesBody,
+        profiles::OptOutView, profiles::OptionalCategory, profiles::ChannelName, profiles::ExportView, profiles::ErasureView,
         webhooks::CreateEndpoint, webhooks::EventTypeName, webhooks::EndpointView, webhooks::EndpointList, webhooks::DeliveryView,
         webhooks::DeliveryList, webhooks::SendEvent, webhooks::EventAccepted,
     )),
@@ -52,7 +59,8 @@ use crate::routes::{
         (name = "schedules", description = "Cron schedules, fired exactly once per tick"),
         (name = "queues", description = "Queue statistics"),
         (name = "billing", description = "Plans, subscriptions, invoices and payments"),
-        (name = "notifications", description = "Notification settings"),
+        (name = "notifications", description = "Notification settings and users' in-app inboxes"),
+        (name = "profiles", description = "Users' profiles and preferences, data exports and erasure"),
         (name = "webhooks", description = "Webhook endpoints, their delivery log and replays"),
         (name = "system", description = "Health and metrics"),
     )
@@ -74,7 +82,7 @@ pub fn document(registry: &KindRegistry) -> Value {
     };
     // Options whose schema is written by hand (enums) take null like every other option, and
     // the ~600 zone names are stated once, referenced by every schema with a zone.
-    for name in ["CreateSchedule", "CronPreview"] {
+    for name in ["CreateSchedule", "CronPreview", "ProfilePatch"] {
         let Some(props) = schemas
             .get_mut(name)
             .and_then(|c| c.get_mut("properties"))

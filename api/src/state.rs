@@ -17,6 +17,7 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 struct Inner {
     store: Arc<dyn JobStore>,
+    profiles: Arc<dyn pysaas_brokers::ProfileStore>,
     dispatcher: Arc<dyn Dispatcher>,
     registry: KindRegistry,
     metrics: Option<PrometheusHandle>,
@@ -95,6 +96,7 @@ impl AppState {
                     store.clone(),
                     dispatcher.clone(),
                 ),
+                profiles: store.clone(),
                 store,
                 dispatcher,
                 registry,
@@ -108,6 +110,19 @@ impl AppState {
                 streams: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// Keeps profiles and preferences in `profiles` (DynamoDB, say) instead of the job store.
+    pub fn with_profiles(self, profiles: Arc<dyn pysaas_brokers::ProfileStore>) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| (*shared).clone());
+        inner.profiles = profiles;
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(crate) fn profiles(&self) -> &Arc<dyn pysaas_brokers::ProfileStore> {
+        &self.inner.profiles
     }
 
     /// Uses `limiter` (shared by replicas when Redis-backed) with `limits`.

@@ -13,7 +13,7 @@ use pysaas_brokers::store::billing::{
 };
 use pysaas_jobs::billing::{format_amount, Cadence, Currency, Interval};
 use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
-use pysaas_jobs::{Job, NewJob, DEFAULT_TENANT};
+use pysaas_jobs::{NewJob, DEFAULT_TENANT};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -383,22 +383,6 @@ fn refusal(r: BillingRefusal) -> ApiError {
     }
 }
 
-/// Publishes the jobs a billing transaction created through the broker (the store dispatcher
-/// was woken by the commit; the relay covers a failed publish).
-async fn dispatch(state: &AppState, jobs: &[Job]) {
-    let ready: Vec<_> = jobs
-        .iter()
-        .filter(|j| j.state == pysaas_jobs::JobState::Queued)
-        .cloned()
-        .collect();
-    if ready.is_empty() {
-        return;
-    }
-    if let Err(err) = state.dispatcher().dispatch(&ready).await {
-        tracing::warn!(error = %err, jobs = ready.len(), "dispatch after a billing commit failed");
-    }
-}
-
 fn check_plan(body: CreatePlan) -> Result<NewPlan, ApiError> {
     let field = |path: &str, message: &str| {
         ApiError::invalid_field(format!("`{path}` {message}"), path, message)
@@ -564,7 +548,7 @@ pub(crate) async fn subscribe(
         .subscribe(&tenant, &body.plan, pm, body.email.as_deref(), now, jobs)
         .await?
         .map_err(refusal)?;
-    dispatch(&state, &subscribed.jobs).await;
+    super::dispatch_created(&state, &subscribed.jobs).await;
     Ok((
         StatusCode::CREATED,
         Json(SubscriptionChange {
@@ -654,7 +638,7 @@ pub(crate) async fn change_plan(
         .change_plan(&tenant, id, &body.plan, now)
         .await?
         .map_err(refusal)?;
-    dispatch(&state, &changed.jobs).await;
+    super::dispatch_created(&state, &changed.jobs).await;
     Ok(Json(SubscriptionChange {
         subscription: changed.subscription.into(),
         invoice: changed.invoice.map(Into::into),

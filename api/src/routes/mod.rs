@@ -3,16 +3,48 @@
 pub(crate) mod auth;
 pub(crate) mod billing;
 pub(crate) mod events;
+pub(crate) mod inbox;
 pub(crate) mod jobs;
 pub(crate) mod notifications;
+pub(crate) mod profiles;
 pub(crate) mod schedules;
 pub(crate) mod stats;
 pub(crate) mod system;
 pub(crate) mod webhooks;
 
+use axum::http::StatusCode;
+use pysaas_jobs::Job;
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::AppState;
+
+/// The calling user: profiles and inboxes belong to users, not to API keys (403).
+pub(crate) fn user_of(principal: &Principal) -> Result<Uuid, ApiError> {
+    principal.user_id().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this belongs to a user: call with a user's session, not an API key",
+        )
+    })
+}
+
+/// Publishes the jobs a domain transaction created through the broker (the store dispatcher
+/// was woken by the commit; the relay covers a failed publish).
+pub(crate) async fn dispatch_created(state: &AppState, jobs: &[Job]) {
+    let ready: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.state == pysaas_jobs::JobState::Queued)
+        .cloned()
+        .collect();
+    if ready.is_empty() {
+        return;
+    }
+    if let Err(err) = state.dispatcher().dispatch(&ready).await {
+        tracing::warn!(error = %err, jobs = ready.len(), "dispatch after a commit failed");
+    }
+}
 
 /// A path id of a `what` (`job`, `invoice`): a malformed one names nothing, so 404.
 pub(crate) fn parse_id(what: &str, id: &str) -> Result<Uuid, ApiError> {

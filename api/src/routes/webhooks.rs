@@ -350,9 +350,7 @@ pub(crate) async fn replay_delivery(
         .replay_delivery(&tenant, id)
         .await?
         .ok_or_else(|| not_found("delivery", id))?;
-    if let Err(err) = state.dispatcher().dispatch(&jobs).await {
-        tracing::warn!(error = %err, "dispatch after a replay failed");
-    }
+    super::dispatch_created(&state, &jobs).await;
     Ok((StatusCode::ACCEPTED, Json(DeliveryView::from(delivery))).into_response())
 }
 
@@ -381,8 +379,6 @@ pub(crate) async fn send_event(
     let event_id = job.id;
     let inserted = state.store().insert(vec![job]).await?;
     let jobs: Vec<_> = pysaas_brokers::Inserted::created_jobs(&inserted).collect();
-    if let Err(err) = state.dispatcher().dispatch(&jobs).await {
-        tracing::warn!(error = %err, "dispatch of a webhook event failed");
-    }
+    super::dispatch_created(&state, &jobs).await;
     Ok((StatusCode::ACCEPTED, Json(EventAccepted { event_id })).into_response())
 }
