@@ -115,6 +115,61 @@ async fn dashboard_on_postgres() {
 
 /// A read-only key is offered no write control (and the server refuses a forced write); the
 /// admin creates and revokes keys on the account page. At phone width (390 px).
+/// The domain pools' kinds and queues show like any other: the form lists every kind the API
+/// does (the billing, notification and profile ones among them), generates the in-app form from
+/// its schema, and the overview lists each domain queue once a job is on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_kinds_and_queues_show_like_any_other() {
+    let app = serve(None).await;
+    let (key, http) = app.admin_client().await.unwrap();
+    for (kind, payload) in [
+        (
+            "notification.in_app",
+            serde_json::json!({"category": "alerts", "title": "Queue billing is backing up"}),
+        ),
+        ("billing.generate_invoices", serde_json::json!({})),
+        (
+            "profile.export",
+            serde_json::json!({"export_id": uuid::Uuid::now_v7()}),
+        ),
+    ] {
+        let r = http
+            .post(app.url("/v1/jobs"))
+            .json(&serde_json::json!({"kind": kind, "payload": payload}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{kind}");
+    }
+    let seen = common::browse("domains.cjs", &[&app.url(""), &key]).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    let mut form: Vec<_> = seen["formKinds"].as_array().unwrap().clone();
+    let mut api: Vec<_> = seen["apiKinds"].as_array().unwrap().clone();
+    form.sort_by_key(ToString::to_string);
+    api.sort_by_key(ToString::to_string);
+    assert_eq!(form, api, "the form offers exactly the API's kinds");
+    for kind in [
+        "billing.charge_invoice",
+        "billing.generate_invoices",
+        "notification.email",
+        "notification.in_app",
+        "notification.webhook_event",
+        "profile.delete",
+        "profile.export",
+    ] {
+        assert!(form.contains(&serde_json::json!(kind)), "{kind}: {seen}");
+    }
+    let fields = seen["inAppFields"].to_string();
+    for field in ["root_category", "root_title", "root_body", "root_link"] {
+        assert!(fields.contains(field), "{field}: {seen}");
+    }
+    let rows = seen["queueRows"].to_string();
+    for queue in ["billing", "notifications", "profiles"] {
+        assert!(rows.contains(queue), "{queue}: {seen}");
+    }
+    assert_eq!(seen["inAppJobs"], 1, "{seen}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_decide_the_controls_and_keys_are_managed() {
     let app = serve(None).await;

@@ -1,7 +1,8 @@
 //! The domain pools side by side: three `pysaas worker` processes, one per queue (`billing`,
-//! `notifications`, `default`), on one PostgreSQL store. A subscription's charge runs in the
+//! `notifications`, `profiles`), on one PostgreSQL store. A subscription's charge runs in the
 //! billing pool, its welcome and receipt emails (to aiosmtpd) and its `invoice.paid` webhook in
-//! the notification pool, a `system.noop` in the default pool; each pool runs only its queue.
+//! the notification pool, a user's data export in the profile pool; each pool runs only its
+//! queue.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
@@ -13,10 +14,12 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pysaas_brokers::store::billing::{InvoiceStatus, NewPlan};
 use pysaas_brokers::store::webhooks::Endpoint;
+use pysaas_brokers::store::ProfileExport;
 use pysaas_brokers::testing::TestDb;
-use pysaas_brokers::JobFilter;
+use pysaas_brokers::{JobFilter, TenantRow, UserRow};
 use pysaas_jobs::billing::{Cadence, Interval};
 use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
+use pysaas_jobs::kinds::profile::Export;
 use pysaas_jobs::{Job, JobState, NewJob};
 use serde_json::json;
 
@@ -71,6 +74,21 @@ async fn three_pools_each_run_their_own_queue() {
     tokio::spawn(pysaas::payments_sim::serve(provider, None, stop.clone()));
 
     let now = Utc::now();
+    let ada = UserRow {
+        id: uuid::Uuid::now_v7(),
+        email: "ada@example.com".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        failed_logins: 0,
+        locked_until: None,
+        created_at: now,
+    };
+    let acme = TenantRow {
+        id: "acme".into(),
+        name: "Acme".into(),
+        plan: "free".into(),
+        created_at: now,
+    };
+    assert!(db.store.signup(&acme, &ada).await.unwrap());
     db.store
         .create_endpoint(&Endpoint {
             id: uuid::Uuid::now_v7(),
@@ -125,15 +143,23 @@ async fn three_pools_each_run_their_own_queue() {
         .invoice
         .unwrap()
         .id;
-    db.store
-        .insert(vec![NewJob::new(
-            "acme",
-            "system.noop",
-            "default",
-            json!({}),
-        )])
-        .await
-        .unwrap();
+    let export = ProfileExport {
+        id: uuid::Uuid::now_v7(),
+        tenant_id: "acme".into(),
+        user_id: ada.id,
+        status: "pending".into(),
+        document: None,
+        created_at: now,
+        completed_at: None,
+    };
+    let export_job = NewJob::of(
+        "acme",
+        &Export {
+            export_id: export.id,
+        },
+    )
+    .unwrap();
+    db.store.create_export(&export, export_job).await.unwrap();
 
     let smtp_url = format!("smtp://127.0.0.1:{}", smtp.port);
     let pools = [
@@ -148,7 +174,7 @@ async fn three_pools_each_run_their_own_queue() {
                 ("PYSAAS_WEBHOOK_ALLOW_PRIVATE", "true"),
             ],
         ),
-        ("default", vec![]),
+        ("profiles", vec![]),
     ];
     let mut children: Vec<_> = pools
         .iter()
@@ -193,7 +219,7 @@ async fn three_pools_each_run_their_own_queue() {
         assert_eq!(*seen, worker, "{} ran in one pool", job.queue);
     }
     let queues: Vec<_> = worker_of_queue.keys().cloned().collect();
-    assert_eq!(queues, ["billing", "default", "notifications"]);
+    assert_eq!(queues, ["billing", "notifications", "profiles"]);
     let workers: std::collections::BTreeSet<_> = worker_of_queue.values().collect();
     assert_eq!(workers.len(), 3, "three processes: {worker_of_queue:?}");
     let kinds: std::collections::BTreeSet<_> = jobs.iter().map(|j| j.kind.as_str()).collect();
@@ -202,7 +228,12 @@ async fn three_pools_each_run_their_own_queue() {
         "notification.email",
         "notification.webhook_event",
         "notification.webhook_delivery",
-        "system.noop",
+        "profile.export",
     ])));
+    let export = db.store.get_export(export.id).await.unwrap().unwrap();
+    assert_eq!(export.status, "ready");
+    let document = export.document.unwrap();
+    assert_eq!(document["user"]["email"], "ada@example.com");
+    assert_eq!(document["subscriptions"][0]["plan_id"], "basic");
     smtp.stop().await;
 }
