@@ -412,13 +412,25 @@ fn webhook_job(url: &str, tenant: &str) -> NewJob {
 
 /// Two worker processes with eight slots between them, limited by `limit`; returns the calls
 /// once `n` have come, after the workers stopped cleanly.
-async fn run_limited(broker: &Broker, db: &TestDb, limit: &str, calls: &Calls, n: usize) {
+/// Runs `jobs` in two worker processes limited by `limit`, inserted once both have registered
+/// (so that a process slow to start on a loaded machine still gets its share), until `n` calls
+/// came.
+async fn run_limited(broker: &Broker, db: &TestDb, limit: &str, calls: &Calls, jobs: Vec<NewJob>) {
+    let n = jobs.len();
     let env = [
         ("PYSAAS_RATE_LIMITS", limit),
         ("PYSAAS_WEBHOOK_ALLOW_PRIVATE", "true"),
     ];
     let mut children: Vec<Child> = (0..2).map(|_| worker_on(db, broker, 4, &env)).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
+    while db.store.workers().await.unwrap().len() < 2 {
+        if Instant::now() > deadline {
+            children.iter_mut().for_each(|c| drop(c.kill()));
+            panic!("the two workers did not register");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    db.store.insert(jobs).await.unwrap();
     while calls.lock().unwrap().len() < n {
         if Instant::now() > deadline {
             children.iter_mut().for_each(|c| drop(c.kill()));
@@ -466,17 +478,13 @@ async fn rate_limit_holds_across_two_workers_on_sqlite() {
 async fn rate_limit_holds_across_two_workers_on(db: TestDb, broker: Broker) {
     let (url, calls) = webhook_receiver().await;
     let n = 20;
-    db.store
-        .insert((0..n).map(|_| webhook_job(&url, DEFAULT_TENANT)).collect())
-        .await
-        .unwrap();
     let began = Instant::now();
     run_limited(
         &broker,
         &db,
         r#"["kind:notification.webhook=5/s,burst=1"]"#,
         &calls,
-        n,
+        (0..n).map(|_| webhook_job(&url, DEFAULT_TENANT)).collect(),
     )
     .await;
     let times: Vec<Instant> = calls.lock().unwrap().iter().map(|(t, _)| *t).collect();
@@ -516,14 +524,12 @@ async fn rate_limit_per_tenant_gives_each_tenant_its_rate(broker: Broker) {
     let (url, calls) = webhook_receiver().await;
     let per_tenant = 10;
     let tenants = [DEFAULT_TENANT, "globex"];
-    for tenant in tenants {
-        db.store
-            .insert((0..per_tenant).map(|_| webhook_job(&url, tenant)).collect())
-            .await
-            .unwrap();
-    }
+    let jobs = tenants
+        .iter()
+        .flat_map(|tenant| (0..per_tenant).map(|_| webhook_job(&url, tenant)))
+        .collect();
     let limit = r#"["kind:notification.webhook@tenant=5/s,burst=1"]"#;
-    run_limited(&broker, &db, limit, &calls, 2 * per_tenant).await;
+    run_limited(&broker, &db, limit, &calls, jobs).await;
     let calls = calls.lock().unwrap().clone();
     for tenant in tenants {
         let mine: Vec<Instant> = calls
