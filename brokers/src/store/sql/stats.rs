@@ -37,8 +37,14 @@ fn stats_from_row<R: Columns>(row: &R) -> Result<MinuteStats> {
 #[async_trait]
 impl<S: SqlBackend> JobStats for S {
     async fn add_stats(&self, stats: &[MinuteStats]) -> Result<()> {
-        let args: Vec<Vec<Arg<'_>>> = stats
-            .iter()
+        // Every process upserts its rows in the key's order, so that two flushes touching the
+        // same minutes wait for each other instead of deadlocking.
+        let mut ordered: Vec<&MinuteStats> = stats.iter().collect();
+        ordered.sort_by(|a, b| {
+            (&a.tenant_id, a.minute, &a.queue).cmp(&(&b.tenant_id, b.minute, &b.queue))
+        });
+        let args: Vec<Vec<Arg<'_>>> = ordered
+            .into_iter()
             .map(|s| {
                 let mut args: Vec<Arg<'_>> = vec![
                     s.tenant_id.as_str().into(),
