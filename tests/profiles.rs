@@ -466,7 +466,11 @@ async fn a_profile_store_outage_is_a_503_and_a_retry() {
         .unwrap();
     let ada = user(&app, "ada@example.com").await;
     assert_eq!(
-        ada.get(app.url("/v1/profile")).send().await.unwrap().status(),
+        ada.get(app.url("/v1/profile"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
     let me = common::json_of(ada.get(app.url("/v1/me"))).await;
@@ -478,7 +482,13 @@ async fn a_profile_store_outage_is_a_503_and_a_retry() {
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let problem: Value = r.json().await.unwrap();
-    assert!(problem["detail"].as_str().unwrap().contains("profile store"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("profile store"),
+        "{problem}"
+    );
 
     let id = submit(
         &app,
