@@ -22,6 +22,9 @@ pub enum JobsError {
         /// What serde said.
         message: String,
     },
+    /// The kind is created by PySaaS itself only ([`crate::JobKind::INTERNAL`]).
+    #[error("`{0}` jobs are created by PySaaS itself (from the API call that asks for one), not submitted")]
+    InternalKind(String),
     /// A state name that is not one of [`crate::JobState`].
     #[error("unknown job state `{0}`")]
     UnknownState(String),

@@ -17,6 +17,10 @@ pub trait JobKind:
     const QUEUE: &'static str = DEFAULT_QUEUE;
     /// Default priority (0 ..= 9, higher first).
     const PRIORITY: i16 = 0;
+    /// Created only by PySaaS itself, as the consequence of a write it checked (a data export,
+    /// an erasure, a webhook delivery): the API and schedules refuse it, so that nobody can
+    /// name another user's export or erasure in a payload of their own.
+    const INTERNAL: bool = false;
 
     /// Per-attempt timeout.
     fn timeout() -> Duration {

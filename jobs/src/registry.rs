@@ -95,6 +95,8 @@ pub struct KindSpec {
     pub retry: RetryPolicy,
     /// JSON Schema of the payload (draft 2020-12, from schemars).
     pub schema: Value,
+    /// Created only by PySaaS itself ([`JobKind::INTERNAL`]): not accepted from outside.
+    pub internal: bool,
     /// Execution rate limits the kind declares ([`JobKind::rate_limit`] and
     /// [`JobKind::rate_limit_per_tenant`]).
     pub rate_limits: Vec<RateLimit>,
@@ -118,6 +120,7 @@ impl KindSpec {
             kind: K::KIND,
             queue: K::QUEUE,
             priority: K::PRIORITY,
+            internal: K::INTERNAL,
             timeout: K::timeout(),
             retry: K::retry_policy(),
             schema: serde_json::to_value(schemars::schema_for!(K)).unwrap_or(Value::Null),
@@ -183,9 +186,14 @@ impl KindRegistry {
         self.specs.values()
     }
 
-    /// Checks `payload` against the kind's type; the error names the offending field path.
+    /// Checks `payload` against the kind's type; the error names the offending field path. An
+    /// internal kind ([`JobKind::INTERNAL`]) is refused: this is the check of what comes from
+    /// outside (submissions, schedules).
     pub fn validate(&self, kind: &str, payload: &Value) -> Result<&KindSpec, JobsError> {
         let spec = self.get(kind)?;
+        if spec.internal {
+            return Err(JobsError::InternalKind(kind.to_owned()));
+        }
         (spec.validate)(payload).map_err(|(path, message)| JobsError::InvalidPayload {
             kind: kind.to_owned(),
             path,

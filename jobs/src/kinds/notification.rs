@@ -217,6 +217,7 @@ pub struct WebhookDelivery {
 
 impl JobKind for WebhookDelivery {
     const KIND: &'static str = "notification.webhook_delivery";
+    const INTERNAL: bool = true;
     const QUEUE: &'static str = "notifications";
 
     fn timeout() -> Duration {

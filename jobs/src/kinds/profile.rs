@@ -22,28 +22,29 @@ pub struct Export {
 impl JobKind for Export {
     const KIND: &'static str = "profile.export";
     const QUEUE: &'static str = "profiles";
+    const INTERNAL: bool = true;
 
     fn timeout() -> Duration {
         Duration::from_secs(300)
     }
 }
 
-/// Erases a user from every store: profile and preferences, in-app notifications, exports,
-/// the billing address on subscriptions, sessions, memberships and the account itself. Each
-/// step deletes what is left, so a retry finishes what an interrupted run began; the erasure's
-/// audit row records when and how much, never who.
+/// Erases the user of an erasure row (`DELETE /v1/profile`) from every store: profile and
+/// preferences, in-app notifications, exports, the address on their emails and subscriptions,
+/// sessions, memberships and the account itself. Each step deletes what is left, so a retry
+/// finishes what an interrupted run began; once done, the row records when and how much, never
+/// who (its user id is cleared with the rest).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Delete {
-    /// The erasure's audit row.
+    /// The erasure's row.
     pub erasure_id: Uuid,
-    /// The user erased.
-    pub user_id: Uuid,
 }
 
 impl JobKind for Delete {
     const KIND: &'static str = "profile.delete";
     const QUEUE: &'static str = "profiles";
+    const INTERNAL: bool = true;
 
     fn timeout() -> Duration {
         Duration::from_secs(300)
