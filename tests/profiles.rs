@@ -338,6 +338,16 @@ async fn profiles_end_to_end(db: TestDb, dynamo: Option<TestDynamo>) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "another user's export");
 
+    // Profile jobs are made by the API calls above, never submitted: nobody can name another
+    // user's export or erasure.
+    let r = admin
+        .post(app.url("/v1/jobs"))
+        .json(&json!({"kind": "profile.delete", "payload": {"erasure_id": export_id}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
     // Erasure: everything goes; the audit record keeps counts, not who.
     let r = ada.delete(app.url("/v1/profile")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);

@@ -546,6 +546,9 @@ pub struct KindView {
     /// JSON Schema of the payload.
     #[schema(value_type = Object)]
     pub payload_schema: Value,
+    /// Whether it can be submitted (`false`: PySaaS creates these jobs itself, from the API
+    /// call that asks for one).
+    pub submittable: bool,
 }
 
 /// All kinds.

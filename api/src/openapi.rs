@@ -129,7 +129,7 @@ pub fn document(registry: &KindRegistry) -> Value {
         };
         let mut variants = Vec::new();
         let mut mapping = Map::new();
-        for spec in registry.specs() {
+        for spec in registry.specs().filter(|s| !s.internal) {
             let variant = format!("{name}.{}", spec.kind);
             let schema = per_kind(&base, spec, payload_schema(schemas, spec));
             let reference = format!("#/components/schemas/{variant}");
@@ -176,7 +176,7 @@ fn schedule_patch(
         }
     }
     let mut variants = vec![json!({ "$ref": "#/components/schemas/SchedulePatch.fields" })];
-    for spec in registry.specs() {
+    for spec in registry.specs().filter(|s| !s.internal) {
         let mut variant = plain.clone();
         let payload = payload_schema(schemas, spec);
         if let Some(props) = variant.get_mut("properties").and_then(Value::as_object_mut) {

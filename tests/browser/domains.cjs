@@ -10,9 +10,11 @@ const { launch, signIn } = require('./launch.cjs');
 
   await signIn(page, base, key);
   await page.goto(`${base}/submit/`);
-  await page.waitForSelector('select[name="kind"] option[value="profile.export"]', { state: 'attached' });
+  await page.waitForSelector('select[name="kind"] option[value="notification.in_app"]', { state: 'attached' });
   const formKinds = await page.$$eval('select[name="kind"] option', (os) => os.map((o) => o.value).filter(Boolean));
-  const apiKinds = (await (await page.request.get(`${base}/v1/kinds`, { headers })).json()).kinds.map((k) => k.kind);
+  const apiKinds = (await (await page.request.get(`${base}/v1/kinds`, { headers })).json()).kinds
+    .filter((k) => k.submittable)
+    .map((k) => k.kind);
 
   // A domain kind's form is generated from its schema like any other.
   await page.selectOption('select[name="kind"]', 'notification.in_app');

@@ -239,14 +239,15 @@ fn if_match(headers: &HeaderMap, current: i64) -> Result<Option<i64>, ApiError> 
             Err(precondition_failed(current))
         };
     }
-    let tag = value.strip_prefix("W/").unwrap_or(value);
-    tag.strip_prefix('"')
+    // If-Match compares strongly (RFC 9110): a weak tag never matches.
+    value
+        .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .and_then(|t| t.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "If-Match `{value}` is not an ETag of this resource (like \"3\")"
+                "If-Match `{value}` is not a strong ETag of this resource (like \"3\")"
             ))
         })
 }
@@ -268,6 +269,10 @@ async fn write_item(
     headers: &HeaderMap,
     change: impl Fn(&mut Map<String, Value>) -> Result<(), ApiError>,
 ) -> Result<Versioned, ApiError> {
+    // An erased account's session may outlive it a few minutes: it writes nothing back.
+    if state.store().user_by_id(user_id).await?.is_none() {
+        return Err(ApiError::not_found(format!("no user `{user_id}`")));
+    }
     let profiles = state.profiles();
     for _ in 0..WRITE_TRIES {
         let stored = profiles.get_item(user_id, item).await?;
@@ -333,6 +338,7 @@ async fn profile_view(
 #[utoipa::path(get, path = "/v1/profile", operation_id = "getProfile", tag = "profiles",
     responses((status = 200, body = ProfileView, headers(("ETag" = String, description = "The profile's version"))),
         (status = 403, description = "Called with an API key", content_type = "application/problem+json"),
+        (status = 404, description = "The account is gone (erased)", content_type = "application/problem+json"),
         (status = 503, description = "The profile store is unreachable", content_type = "application/problem+json")))]
 pub(crate) async fn get_profile(
     State(state): State<AppState>,
@@ -354,6 +360,7 @@ pub(crate) async fn get_profile(
     responses((status = 200, body = ProfileView, headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Malformed If-Match", content_type = "application/problem+json"),
         (status = 403, description = "Called with an API key", content_type = "application/problem+json"),
+        (status = 404, description = "The account is gone (erased)", content_type = "application/problem+json"),
         (status = 409, description = "Kept changing during the write", content_type = "application/problem+json"),
         (status = 412, description = "Changed since the version in If-Match", content_type = "application/problem+json"),
         (status = 422, description = "Invalid field, named in `errors`", content_type = "application/problem+json"),
@@ -462,6 +469,7 @@ pub(crate) async fn get_preferences(
     responses((status = 200, body = PreferencesView, headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Malformed If-Match", content_type = "application/problem+json"),
         (status = 403, description = "Called with an API key", content_type = "application/problem+json"),
+        (status = 404, description = "The account is gone (erased)", content_type = "application/problem+json"),
         (status = 409, description = "Kept changing during the write", content_type = "application/problem+json"),
         (status = 412, description = "Changed since the version in If-Match", content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", content_type = "application/problem+json"),
@@ -648,6 +656,7 @@ pub(crate) async fn delete_profile(
     let erasure = Erasure {
         id: Uuid::now_v7(),
         tenant_id: principal.tenant_id.clone(),
+        user_id: Some(user_id),
         status: "pending".into(),
         counts: None,
         requested_at: state.store().now().await?,
@@ -657,7 +666,6 @@ pub(crate) async fn delete_profile(
         &principal.tenant_id,
         &Delete {
             erasure_id: erasure.id,
-            user_id,
         },
     )
     .map_err(|e| ApiError::unprocessable(e.to_string()))?;

@@ -188,6 +188,7 @@ pub(crate) async fn kinds(
             timeout_ms: u64::try_from(spec.timeout.as_millis()).unwrap_or(u64::MAX),
             max_attempts: spec.retry.max_attempts,
             payload_schema: spec.schema.clone(),
+            submittable: !spec.internal,
         })
         .collect();
     Json(KindList { kinds })

@@ -42,10 +42,11 @@ CREATE TABLE profile_exports (
 );
 CREATE INDEX profile_exports_user ON profile_exports (user_id);
 
--- Erasures: when and how much, never who.
+-- Erasures: when and how much; who only until it is done (`user_id` is cleared with the rest).
 CREATE TABLE erasures (
     id           uuid        PRIMARY KEY,
     tenant_id    text        NOT NULL,
+    user_id      uuid,
     status       text        NOT NULL CHECK (status IN ('pending', 'done')),
     counts       jsonb,
     requested_at timestamptz NOT NULL,

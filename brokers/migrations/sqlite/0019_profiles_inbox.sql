@@ -41,6 +41,7 @@ CREATE INDEX profile_exports_user ON profile_exports (user_id);
 CREATE TABLE erasures (
     id           TEXT    PRIMARY KEY NOT NULL,
     tenant_id    TEXT    NOT NULL,
+    user_id      TEXT,
     status       TEXT    NOT NULL CHECK (status IN ('pending', 'done')),
     counts       TEXT,
     requested_at INTEGER NOT NULL,

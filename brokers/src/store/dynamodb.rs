@@ -10,6 +10,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType, TableStatus,
@@ -73,7 +74,7 @@ where
     R: std::fmt::Debug,
 {
     match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::ProfilesUnavailable(format!("{what}: {}", describe(&err)))
         }
         SdkError::ServiceError(service)
@@ -343,7 +344,10 @@ impl ProfileStore for DynamoProfileStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(attrs));
+            .set_item(Some(attrs))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            );
         let put = if expected == 0 {
             put.condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", PK)
@@ -354,13 +358,18 @@ impl ProfileStore for DynamoProfileStore {
         };
         match put.send().await {
             Ok(_) => Ok(Some(version)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk_error("writing a profile item", e)),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    // The SDK retries a put whose answer it lost: if the item now holds exactly
+                    // this write, the first attempt landed and this one merely found it.
+                    let landed = failed.item().is_some_and(|old| {
+                        old.get(VERSION) == Some(&AttributeValue::N(version.to_string()))
+                            && old.get(DATA) == Some(&to_attr(data))
+                    });
+                    Ok(landed.then_some(version))
+                }
+                _ => Err(sdk_error("writing a profile item", e)),
+            },
         }
     }
 

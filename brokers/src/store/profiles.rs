@@ -92,13 +92,15 @@ pub struct ProfileExport {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// An erasure's audit row: no personal data.
+/// An erasure's audit row: no personal data once done.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Erasure {
     /// Id.
     pub id: Uuid,
     /// The tenant it was asked in.
     pub tenant_id: String,
+    /// Whom to erase, until it is done (then `None`).
+    pub user_id: Option<Uuid>,
     /// `pending` or `done`.
     pub status: String,
     /// Rows and items removed, by store and table.
@@ -132,7 +134,7 @@ pub trait PrivacyStore: Send + Sync {
     /// One erasure.
     async fn get_erasure(&self, id: Uuid) -> Result<Option<Erasure>>;
 
-    /// Marks an erasure done with what it removed.
+    /// Marks an erasure done with what it removed, forgetting whom.
     async fn finish_erasure(
         &self,
         id: Uuid,
@@ -140,9 +142,17 @@ pub trait PrivacyStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// Deletes, in one transaction, what the store holds of a user: the address, result and
-    /// errors of finished emails to `email`, in-app notifications, exports, the billing address
-    /// on subscriptions billed to `email`, the creator mark on API keys, sessions, memberships
-    /// and the account. Rows removed or cleared, by table.
-    async fn erase_user_rows(&self, user_id: Uuid, email: &str) -> Result<BTreeMap<String, u64>>;
+    /// Deletes, in one transaction, what the store holds of the erasure's user: in the tenants
+    /// they are a member of, the address, result and errors of finished emails to `email` and
+    /// the billing address of subscriptions billed to it; everywhere, their in-app
+    /// notifications, exports, the creator mark on API keys, sessions, memberships and the
+    /// account. The counts, by table, are kept on the erasure's row in the same transaction
+    /// (so a retry after a crash still reports them) and returned.
+    async fn erase_user_rows(
+        &self,
+        erasure_id: Uuid,
+        user_id: Uuid,
+        email: &str,
+        tenants: &[String],
+    ) -> Result<BTreeMap<String, u64>>;
 }

@@ -209,36 +209,55 @@ impl JobHandler<Delete> for DeleteHandler {
             .get_erasure(payload.erasure_id)
             .await
             .map_err(retry("reading the erasure"))?
+            .filter(|e| e.tenant_id == ctx.tenant_id)
             .ok_or_else(|| HandlerError::fail(format!("no erasure {}", payload.erasure_id)))?;
         if erasure.status == "done" {
             return Ok(Some(json!({ "erasure_id": erasure.id, "already": "done" })));
         }
-        // The profile store first: if the account went first and this run then died, a retry
-        // could no longer tell whose items to remove. Each step deletes what is left.
+        let user_id = erasure
+            .user_id
+            .ok_or_else(|| HandlerError::fail("a pending erasure without its user"))?;
+        // The store first, in one transaction that also keeps its counts on the erasure's row:
+        // once the account is gone no new profile write is accepted, and the profile items
+        // (found by the user id the row keeps until the end) go next. A retry after a crash
+        // finds the account gone and carries on from there.
+        let account = store
+            .user_by_id(user_id)
+            .await
+            .map_err(retry("reading the account"))?;
+        if let Some(account) = account {
+            let tenants: Vec<String> = store
+                .memberships_of(user_id)
+                .await
+                .map_err(retry("reading the memberships"))?
+                .into_iter()
+                .map(|m| m.tenant_id)
+                .collect();
+            store
+                .erase_user_rows(erasure.id, user_id, &account.email, &tenants)
+                .await
+                .map_err(retry("erasing the account's rows"))?;
+        }
         let profiles = ctx.profiles()?;
         let items = profiles
-            .erase_items(payload.user_id)
+            .erase_items(user_id)
             .await
             .map_err(retry("erasing profile items"))?;
-        let email = store
-            .user_by_id(payload.user_id)
+        // What the store step recorded (this run's, or an earlier one's), and the items.
+        let recorded = store
+            .get_erasure(erasure.id)
             .await
-            .map_err(retry("reading the account"))?
-            .map(|u| u.email);
+            .map_err(retry("reading the erasure"))?
+            .and_then(|e| e.counts);
         let mut counts = Map::new();
-        counts.insert(
-            format!("{}.profile_items", profiles.profile_backend()),
-            json!(items),
-        );
-        if let Some(email) = email {
-            for (table, n) in store
-                .erase_user_rows(payload.user_id, &email)
-                .await
-                .map_err(retry("erasing the account's rows"))?
-            {
-                counts.insert(format!("store.{table}"), json!(n));
+        if let Some(Value::Object(store_counts)) = recorded {
+            for (table, n) in store_counts {
+                counts.insert(format!("store.{table}"), n);
             }
         }
+        let key = format!("{}.profile_items", profiles.profile_backend());
+        let earlier = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(key, json!(earlier + items));
         let now = store.now().await.map_err(retry("reading the clock"))?;
         let counts = Value::Object(counts);
         store

@@ -37,53 +37,49 @@ const FINISH_EXPORT: Stmt<'static> = Stmt::write(
     "UPDATE profile_exports SET status = 'ready', document = $2, completed_at = $3 WHERE id = $1",
 );
 const INSERT_ERASURE: Stmt<'static> = Stmt::write(
-    "INSERT INTO erasures (id, tenant_id, status, requested_at) VALUES ($1, $2, 'pending', $3)",
+    "INSERT INTO erasures (id, tenant_id, user_id, status, requested_at) \
+     VALUES ($1, $2, $3, 'pending', $4)",
 );
+const ERASURE_COUNTS: Stmt<'static> = Stmt::write("UPDATE erasures SET counts = $2 WHERE id = $1");
 const GET_ERASURE: Stmt<'static> = Stmt::read("SELECT * FROM erasures WHERE id = $1");
 const FINISH_ERASURE: Stmt<'static> = Stmt::write(
-    "UPDATE erasures SET status = 'done', counts = $2, completed_at = $3 WHERE id = $1",
+    "UPDATE erasures SET status = 'done', counts = $2, completed_at = $3, user_id = NULL \
+     WHERE id = $1",
 );
 
-/// What erasing a user removes from the store, table by table: by user id (`$1`), or by the
-/// user's email (`$1`) where rows hold only that.
-const ERASE_ROWS: [(&str, bool, Stmt<'static>); 7] = [
+/// What erasing a user removes from the store where rows hold only their address: by email
+/// (`$1`) in one of their tenants (`$2`).
+const ERASE_BY_EMAIL: [(&str, Stmt<'static>); 1] = [(
+    "billing_subscriptions.billing_email",
+    Stmt::write(
+        "UPDATE billing_subscriptions SET billing_email = NULL \
+         WHERE billing_email = $1 AND tenant_id = $2",
+    ),
+)];
+
+/// What erasing a user removes from the store by user id (`$1`), table by table.
+const ERASE_ROWS: [(&str, Stmt<'static>); 6] = [
     (
         "inbox_notifications",
-        false,
         Stmt::write("DELETE FROM inbox_notifications WHERE user_id = $1"),
     ),
     (
         "profile_exports",
-        false,
         Stmt::write("DELETE FROM profile_exports WHERE user_id = $1"),
     ),
     (
-        "billing_subscriptions.billing_email",
-        true,
-        Stmt::write(
-            "UPDATE billing_subscriptions SET billing_email = NULL WHERE billing_email = $1",
-        ),
-    ),
-    (
         "api_keys.created_by",
-        false,
         Stmt::write("UPDATE api_keys SET created_by = NULL WHERE created_by = $1"),
     ),
     (
         "refresh_tokens",
-        false,
         Stmt::write("DELETE FROM refresh_tokens WHERE user_id = $1"),
     ),
     (
         "memberships",
-        false,
         Stmt::write("DELETE FROM memberships WHERE user_id = $1"),
     ),
-    (
-        "users",
-        false,
-        Stmt::write("DELETE FROM users WHERE id = $1"),
-    ),
+    ("users", Stmt::write("DELETE FROM users WHERE id = $1")),
 ];
 
 fn export<R: Columns>(row: &R) -> Result<ProfileExport> {
@@ -183,7 +179,7 @@ impl<S: SqlBackend> PrivacyStore for S {
         let mut tx = self.begin_tx().await?;
         tx.execute(
             INSERT_ERASURE,
-            &args![e.id, e.tenant_id.as_str(), e.requested_at],
+            &args![e.id, e.tenant_id.as_str(), e.user_id, e.requested_at],
         )
         .await?;
         tx.enqueue_jobs(vec![job]).await?;
@@ -196,6 +192,7 @@ impl<S: SqlBackend> PrivacyStore for S {
             Ok(Erasure {
                 id: r.uuid("id")?,
                 tenant_id: r.text("tenant_id")?,
+                user_id: r.opt_uuid("user_id")?,
                 status: r.text("status")?,
                 counts: r.opt_json("counts")?,
                 requested_at: r.time("requested_at")?,
@@ -217,30 +214,47 @@ impl<S: SqlBackend> PrivacyStore for S {
             > 0)
     }
 
-    async fn erase_user_rows(&self, user_id: Uuid, email: &str) -> Result<BTreeMap<String, u64>> {
+    async fn erase_user_rows(
+        &self,
+        erasure_id: Uuid,
+        user_id: Uuid,
+        email: &str,
+        tenants: &[String],
+    ) -> Result<BTreeMap<String, u64>> {
         // Finished emails to the address keep no trace of it: payload, result and errors go
         // (the row stays, for counts and history).
         let scrub = format!(
             "UPDATE job_history SET payload = $2, result = NULL, last_error = NULL, errors = NULL \
-             WHERE kind = 'notification.email' AND {}",
+             WHERE kind = 'notification.email' AND tenant_id = $3 AND {}",
             S::payload_contains("$1")
         );
         let addressed = serde_json::json!({ "to": email });
         let erased = serde_json::json!({ "erased": true });
         let mut tx = self.begin_tx().await?;
-        let mut counts = BTreeMap::new();
-        let n = tx
-            .execute(Stmt::write(&scrub), &args![&addressed, &erased])
-            .await?;
-        counts.insert("job_history.notification_email".to_owned(), n);
-        for (table, by_email, stmt) in ERASE_ROWS {
-            let n = if by_email {
-                tx.execute(stmt, &args![email]).await?
-            } else {
-                tx.execute(stmt, &args![user_id]).await?
-            };
+        let mut counts = BTreeMap::<String, u64>::new();
+        for tenant in tenants {
+            let n = tx
+                .execute(
+                    Stmt::write(&scrub),
+                    &args![&addressed, &erased, tenant.as_str()],
+                )
+                .await?;
+            *counts
+                .entry("job_history.notification_email".to_owned())
+                .or_default() += n;
+            for (table, stmt) in ERASE_BY_EMAIL {
+                let n = tx.execute(stmt, &args![email, tenant.as_str()]).await?;
+                *counts.entry(table.to_owned()).or_default() += n;
+            }
+        }
+        for (table, stmt) in ERASE_ROWS {
+            let n = tx.execute(stmt, &args![user_id]).await?;
             counts.insert(table.to_owned(), n);
         }
+        let recorded =
+            serde_json::to_value(&counts).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        tx.execute(ERASURE_COUNTS, &args![erasure_id, &recorded])
+            .await?;
         tx.commit_tx().await?;
         Ok(counts)
     }

@@ -73,11 +73,13 @@ function SubmitForm() {
               required
             >
               <option value="">choose a kind…</option>
-              {kinds.data?.kinds.map((k) => (
-                <option key={k.kind} value={k.kind}>
-                  {k.kind} (queue {k.queue})
-                </option>
-              ))}
+              {kinds.data?.kinds
+                .filter((k) => k.submittable)
+                .map((k) => (
+                  <option key={k.kind} value={k.kind}>
+                    {k.kind} (queue {k.queue})
+                  </option>
+                ))}
             </select>
           </label>
         </section>
