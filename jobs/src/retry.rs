@@ -36,6 +36,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// For work that must finish through outages (a charge, an erasure): 30 attempts from 2 s
+    /// up to an hour apart, about a day in all.
+    pub fn about_a_day() -> Self {
+        RetryPolicy {
+            max_attempts: 30,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(3600),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// The delay before the next attempt, after `attempt` (1-based) failed.
     pub fn backoff(&self, attempt: i32) -> Duration {
         self.backoff_with(attempt, &mut rand::thread_rng())

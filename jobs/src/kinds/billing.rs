@@ -45,11 +45,6 @@ impl JobKind for ChargeInvoice {
     fn retry_policy() -> RetryPolicy {
         // Retries are for provider outages (declines are dunning's, on their own schedule):
         // keep trying for about a day.
-        RetryPolicy {
-            max_attempts: 30,
-            backoff_base: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(3600),
-            ..RetryPolicy::default()
-        }
+        RetryPolicy::about_a_day()
     }
 }

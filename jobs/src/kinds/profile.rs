@@ -52,11 +52,6 @@ impl JobKind for Delete {
 
     fn retry_policy() -> RetryPolicy {
         // An erasure must finish: keep trying through outages for about a day.
-        RetryPolicy {
-            max_attempts: 30,
-            backoff_base: Duration::from_secs(2),
-            backoff_max: Duration::from_secs(3600),
-            ..RetryPolicy::default()
-        }
+        RetryPolicy::about_a_day()
     }
 }
