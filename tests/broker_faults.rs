@@ -97,7 +97,7 @@ async fn wait_all_succeeded(db: &TestDb, n: usize, within: Duration) -> Vec<pysa
     };
     let deadline = Instant::now() + within;
     loop {
-        let jobs = db.store.list(&filter).await.unwrap();
+        let jobs = common::own_jobs(db.store.list(&filter).await.unwrap());
         if jobs
             .iter()
             .filter(|j| j.state == JobState::Succeeded)

@@ -75,14 +75,16 @@ fn worker(db: &TestDb, concurrency: usize, env: &[(&str, &str)]) -> Child {
 }
 
 async fn jobs(db: &TestDb) -> Vec<Job> {
-    db.store
+    let all = db
+        .store
         .list(&JobFilter {
             tenant_id: DEFAULT_TENANT.into(),
             limit: 1000,
             ..Default::default()
         })
         .await
-        .expect("list jobs")
+        .expect("list jobs");
+    common::own_jobs(all)
 }
 
 async fn wait_until(

@@ -7,6 +7,16 @@ pub(crate) fn bearer_client(key: &str) -> reqwest::Client {
     pysaas::testing::bearer_client(key).unwrap()
 }
 
+/// `jobs` without the built-in invoice runs: any scheduler a test starts fires
+/// `billing.generate_invoices` into the default tenant every five minutes (the default
+/// `billing.invoice_cron`), so a test that counts the jobs it made counts only those.
+pub(crate) fn own_jobs(jobs: Vec<pysaas_jobs::Job>) -> Vec<pysaas_jobs::Job> {
+    use pysaas_jobs::JobKind as _;
+    jobs.into_iter()
+        .filter(|j| j.kind != pysaas_jobs::kinds::billing::GenerateInvoices::KIND)
+        .collect()
+}
+
 /// The one way the in-process tests assemble PySaaS: `app` started with `roles` by the public
 /// test harness (API on port 0, fast maintenance, a temporary data dir), stopped on drop.
 pub(crate) async fn spawn(app: pysaas::App, roles: pysaas::Roles) -> pysaas::testing::TestApp {
