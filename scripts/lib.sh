@@ -115,6 +115,31 @@ ensure_dynamodb() {
   wait_for "the moto DynamoDB server" curl -s -o /dev/null http://127.0.0.1:4566/
 }
 
+# Kafka for the event-stream tests: tansu (a Kafka-protocol broker, crates.io), built once into
+# the cache (about 17 minutes cold), started in memory on 127.0.0.1:9092. It creates no topic by
+# itself: the tests and `pysaas` create theirs through the admin API.
+TANSU="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/tansu/bin/tansu"
+install_tansu() {
+  if [ -x "$TANSU" ]; then return 0; fi
+  log "installing tansu 0.6.0 (crates.io, once; about 17 minutes)"
+  CARGO_TARGET_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/tansu/target" \
+    cargo install --locked --quiet tansu --version 0.6.0 --features dynostore \
+    --root "$(dirname "$(dirname "$TANSU")")"
+  rm -rf "${PYSAAS_CACHE:-$HOME/.cache/pysaas}/tansu/target"
+}
+kafka_up() { (exec 3<>/dev/tcp/127.0.0.1/9092) 2>/dev/null; }
+ensure_kafka() {
+  if kafka_up; then return 0; fi
+  install_tansu
+  log "starting tansu (Kafka protocol, in memory)"
+  setsid "$TANSU" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    >"${PYSAAS_RUN_DIR:-${TMPDIR:-/tmp}}/tansu.log" 2>&1 < /dev/null &
+  TANSU_PID=$!
+  STARTED+=(kafka)
+  wait_for tansu kafka_up
+}
+
 # A real browser for the UI tests: Debian's chromium, driven by npm playwright-core (no browser
 # download), both installed once.
 BROWSER_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/browser"
@@ -140,6 +165,7 @@ stop_started() {
     case "$name" in
       openbao) kill "$OPENBAO_PID" 2>/dev/null || true ;;
       moto) kill "$MOTO_PID" 2>/dev/null || true ;;
+      kafka) kill "$TANSU_PID" 2>/dev/null || true ;;
       redis) redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true ;;
       rabbitmq) rabbitmqctl stop >/dev/null 2>&1 || true ;;
       postgres) pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main stop || true ;;

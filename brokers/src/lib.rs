@@ -30,10 +30,10 @@ pub use dispatch::{
 };
 pub use error::{Result, StoreError};
 pub use store::{
-    ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, EmailSender, FireResult,
-    InAppNotification, InboxFilter, InboxStore, Inserted, JobFilter, JobReads, JobStats, JobStore,
-    Lease, MembershipRow, MinuteStats, NotificationStore, PausedQueue, PrivacyStore, ProfileItem,
-    ProfileStore, QueuePauses, QueueStats, RateLimits, RefreshRow, RefreshUse, ScheduleFire,
-    SchedulerStore, StoreConfig, TenantRow, Transition, UserRow, WebhookStore, WorkerInfo,
-    WorkerRegistry, LIST_LIMIT_MAX,
+    ApiKeyRow, AuthChange, AuthStore, BillingStore, Completion, Deferral, EmailSender, EventOutbox,
+    FireResult, InAppNotification, InboxFilter, InboxStore, Inserted, JobFilter, JobReads,
+    JobStats, JobStore, Lease, MembershipRow, MinuteStats, NotificationStore, OutboxBacklog,
+    OutboxEntry, OutboxPosition, PausedQueue, PrivacyStore, ProfileItem, ProfileStore, QueuePauses,
+    QueueStats, RateLimits, RefreshRow, RefreshUse, ScheduleFire, SchedulerStore, StoreConfig,
+    TenantRow, Transition, UserRow, WebhookStore, WorkerInfo, WorkerRegistry, LIST_LIMIT_MAX,
 };

@@ -20,6 +20,7 @@ mod backoff;
 pub mod billing;
 mod envelope;
 mod error;
+pub mod events;
 mod job;
 mod kind;
 pub mod kinds;

@@ -20,6 +20,7 @@ mod auth;
 pub mod billing;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+pub mod events;
 mod group_commit;
 pub mod notifications;
 #[cfg(feature = "postgres")]
@@ -52,6 +53,7 @@ pub use auth::{
 pub use billing::BillingStore;
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoConfig, DynamoProfileStore};
+pub use events::{EventOutbox, OutboxBacklog, OutboxEntry, OutboxPosition};
 pub use group_commit::{GroupCommit, GROUP_COMMIT_CONCURRENCY, GROUP_COMMIT_MAX_BATCH};
 pub use notifications::{
     EmailSender, InAppNotification, InboxFilter, InboxStore, NotificationStore,
@@ -254,6 +256,7 @@ pub trait JobStore:
     + NotificationStore
     + InboxStore
     + PrivacyStore
+    + EventOutbox
     + ProfileStore
     + WebhookStore
     + JobStats

@@ -10,6 +10,7 @@
 
 mod auth;
 mod billing;
+mod events;
 pub(crate) mod jobs;
 mod notifications;
 mod profiles;

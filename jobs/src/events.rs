@@ -1,0 +1,447 @@
+//! The audit and analytics event streams: CloudEvents 1.0 (`docs/events.md`).
+//!
+//! What happened is recorded as an outbox [`Fact`] in the same transaction as the change itself
+//! (the store's triggers record every job state transition). The relay turns each fact into the
+//! events it stands for ([`events_of`]): the audit event, always, and the analytics events that
+//! follow from it (a submission, a finished job). An analytics event's id is derived from its
+//! fact's, so publishing a fact twice publishes the same ids twice, which consumers drop.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::JobState;
+
+/// The CloudEvents version the events follow.
+pub const SPEC_VERSION: &str = "1.0";
+/// Every event's `datacontenttype`.
+pub const DATA_CONTENT_TYPE: &str = "application/json";
+/// Every event's `source`.
+pub const SOURCE: &str = "/pysaas";
+
+/// The two streams, each a Kafka topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Who did what, when: every job transition, admin, auth, billing and profile action.
+    Audit,
+    /// Numbers for the dashboards: submissions, finished jobs, domain metrics.
+    Analytics,
+}
+
+impl Stream {
+    /// Both streams.
+    pub const ALL: [Stream; 2] = [Stream::Audit, Stream::Analytics];
+
+    /// The stream's topic name, before any deployment prefix.
+    pub fn topic(self) -> &'static str {
+        match self {
+            Stream::Audit => "pysaas.audit.v1",
+            Stream::Analytics => "pysaas.analytics.v1",
+        }
+    }
+}
+
+/// One event, in the CloudEvents structured-mode JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Always [`SPEC_VERSION`].
+    pub specversion: String,
+    /// Unique per event; a consumer that sees an id again drops it.
+    pub id: Uuid,
+    /// Always [`SOURCE`].
+    pub source: String,
+    /// What happened, e.g. `pysaas.job.succeeded` ([`catalog`]).
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// What it happened to, e.g. `jobs/<id>`.
+    pub subject: String,
+    /// When it happened (the recording transaction's time).
+    pub time: DateTime<Utc>,
+    /// Always [`DATA_CONTENT_TYPE`].
+    pub datacontenttype: String,
+    /// The tenant (extension attribute; also the Kafka key, so a tenant's events stay in order).
+    pub tenantid: String,
+    /// The W3C trace context of the request that caused it, when there was one (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The event's data, of the type's schema.
+    pub data: Value,
+}
+
+impl CloudEvent {
+    /// The Kafka protocol binding's binary-mode headers (`ce_*` and `content-type`); the value
+    /// is then [`CloudEvent::data`] alone.
+    pub fn binary_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("ce_specversion", self.specversion.clone()),
+            ("ce_id", self.id.to_string()),
+            ("ce_source", self.source.clone()),
+            ("ce_type", self.event_type.clone()),
+            ("ce_subject", self.subject.clone()),
+            (
+                "ce_time",
+                self.time
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
+            ("ce_tenantid", self.tenantid.clone()),
+            ("content-type", self.datacontenttype.clone()),
+        ];
+        if let Some(tp) = &self.traceparent {
+            headers.push(("ce_traceparent", tp.clone()));
+        }
+        headers
+    }
+
+    /// Reads an event back from binary-mode headers and value.
+    pub fn from_binary(
+        headers: &[(String, Vec<u8>)],
+        value: &[u8],
+    ) -> Result<CloudEvent, EventError> {
+        let get = |name: &str| -> Result<String, EventError> {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .ok_or_else(|| EventError::Missing(name.to_owned()))
+        };
+        let time = get("ce_time")?;
+        Ok(CloudEvent {
+            specversion: get("ce_specversion")?,
+            id: Uuid::parse_str(&get("ce_id")?).map_err(|e| EventError::Invalid(e.to_string()))?,
+            source: get("ce_source")?,
+            event_type: get("ce_type")?,
+            subject: get("ce_subject")?,
+            time: DateTime::parse_from_rfc3339(&time)
+                .map_err(|e| EventError::Invalid(e.to_string()))?
+                .with_timezone(&Utc),
+            datacontenttype: get("content-type")?,
+            tenantid: get("ce_tenantid")?,
+            traceparent: get("ce_traceparent").ok(),
+            data: serde_json::from_slice(value).map_err(|e| EventError::Invalid(e.to_string()))?,
+        })
+    }
+}
+
+/// An event that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// A required attribute is missing.
+    #[error("event attribute {0} is missing")]
+    Missing(String),
+    /// An attribute or the data does not parse, or does not fit its type's schema.
+    #[error("event is invalid: {0}")]
+    Invalid(String),
+}
+
+/// What the outbox holds: one fact, recorded with the change it describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    /// The audit event's id.
+    pub id: Uuid,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The audit event's type.
+    pub event_type: String,
+    /// The audit event's subject.
+    pub subject: String,
+    /// When it was recorded.
+    pub time: DateTime<Utc>,
+    /// The audit event's data.
+    pub data: Value,
+    /// The trace context, when there was one.
+    pub traceparent: Option<String>,
+}
+
+/// A job moved from one state to another (`pysaas.job.<state>`). No payload, result or error
+/// text: those can hold personal data, and the job's own record keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobTransition {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// The state it is now in.
+    pub state: JobState,
+    /// The state it left; absent when it was submitted, or re-queued by a retry of a finished job.
+    pub from: Option<JobState>,
+    /// Attempts started so far.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// The worker that holds or held it, when one has.
+    pub worker_id: Option<String>,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+    /// When it is due.
+    pub run_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it finished, once it has.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job was submitted, or a finished one retried by hand, which submits it again
+/// (`pysaas.analytics.job_submitted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmitted {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// Whether it waits for a later time first.
+    pub scheduled: bool,
+}
+
+/// A job finished: succeeded, died or was cancelled (`pysaas.analytics.job_finished`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobFinished {
+    /// The job.
+    pub job_id: Uuid,
+    /// Its kind.
+    pub kind: String,
+    /// Its queue.
+    pub queue: String,
+    /// `succeeded`, `dead` or `cancelled`.
+    pub outcome: JobState,
+    /// Attempts it took.
+    pub attempts: i32,
+    /// How long its last attempt ran, when it ran at all.
+    pub duration_ms: Option<i64>,
+    /// From submission to finish.
+    pub total_ms: i64,
+}
+
+/// The prefix of every job transition's type.
+pub const JOB_TYPE_PREFIX: &str = "pysaas.job.";
+/// The analytics event of a submission.
+pub const JOB_SUBMITTED: &str = "pysaas.analytics.job_submitted";
+/// The analytics event of a finished job.
+pub const JOB_FINISHED: &str = "pysaas.analytics.job_finished";
+
+/// One event type of the catalogue.
+#[derive(Debug, Clone)]
+pub struct EventType {
+    /// The `type` attribute.
+    pub name: String,
+    /// The stream it is published on.
+    pub stream: Stream,
+    /// What it means.
+    pub description: &'static str,
+    /// The JSON Schema of its data.
+    pub schema: Value,
+}
+
+fn schema_of<T: schemars::JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null)
+}
+
+/// Every event type, with the JSON Schema of its data (`docs/events.md` is made from it).
+pub fn catalog() -> Vec<EventType> {
+    let mut out: Vec<EventType> = JobState::ALL
+        .iter()
+        .map(|state| EventType {
+            name: format!("{JOB_TYPE_PREFIX}{state}"),
+            stream: Stream::Audit,
+            description: transition_description(*state),
+            schema: schema_of::<JobTransition>(),
+        })
+        .collect();
+    out.push(EventType {
+        name: JOB_SUBMITTED.to_owned(),
+        stream: Stream::Analytics,
+        description: "A job was submitted, or a finished one retried by hand (derived from a \
+                      `queued` or `scheduled` with no `from`).",
+        schema: schema_of::<JobSubmitted>(),
+    });
+    out.push(EventType {
+        name: JOB_FINISHED.to_owned(),
+        stream: Stream::Analytics,
+        description: "A job finished: succeeded, dead or cancelled, with its duration.",
+        schema: schema_of::<JobFinished>(),
+    });
+    out
+}
+
+fn transition_description(state: JobState) -> &'static str {
+    match state {
+        JobState::Scheduled => "A job was submitted to run later.",
+        JobState::Queued => {
+            "A job is ready to run: submitted, due, retried, or released by its worker."
+        }
+        JobState::Running => "A worker claimed a job and started an attempt.",
+        JobState::Succeeded => "A job finished successfully.",
+        JobState::Retrying => "An attempt failed; the job waits for its backoff.",
+        JobState::Dead => "A job failed for good.",
+        JobState::Cancelled => "A job was cancelled.",
+    }
+}
+
+/// The schema of a type's data, when the type is in the catalogue.
+pub fn schema_for_type(event_type: &str) -> Option<Value> {
+    catalog()
+        .into_iter()
+        .find(|t| t.name == event_type)
+        .map(|t| t.schema)
+}
+
+fn derived_id(id: Uuid, salt: u8) -> Uuid {
+    let mut bytes = *id.as_bytes();
+    bytes[0] ^= 0x5a;
+    bytes[15] ^= salt;
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// The events `fact` stands for, on their streams: its audit event, then the analytics events
+/// that follow from it. A job transition whose data does not fit its schema is an error (the
+/// recording triggers and this reader disagree), never published half-read.
+pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
+    let event = |id: Uuid, event_type: &str, data: Value| CloudEvent {
+        specversion: SPEC_VERSION.to_owned(),
+        id,
+        source: SOURCE.to_owned(),
+        event_type: event_type.to_owned(),
+        subject: fact.subject.clone(),
+        time: fact.time,
+        datacontenttype: DATA_CONTENT_TYPE.to_owned(),
+        tenantid: fact.tenant_id.clone(),
+        traceparent: fact.traceparent.clone(),
+        data,
+    };
+    let mut out = Vec::with_capacity(2);
+    if let Some(state) = fact.event_type.strip_prefix(JOB_TYPE_PREFIX) {
+        let t: JobTransition = serde_json::from_value(fact.data.clone())
+            .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?;
+        if t.state.as_str() != state {
+            return Err(EventError::Invalid(format!(
+                "{} carries state {}",
+                fact.event_type, t.state
+            )));
+        }
+        let data = serde_json::to_value(&t).map_err(|e| EventError::Invalid(e.to_string()))?;
+        out.push((Stream::Audit, event(fact.id, &fact.event_type, data)));
+        if t.from.is_none() && matches!(t.state, JobState::Queued | JobState::Scheduled) {
+            let s = JobSubmitted {
+                job_id: t.job_id,
+                kind: t.kind.clone(),
+                queue: t.queue.clone(),
+                scheduled: t.state == JobState::Scheduled,
+            };
+            let data = serde_json::to_value(&s).map_err(|e| EventError::Invalid(e.to_string()))?;
+            out.push((
+                Stream::Analytics,
+                event(derived_id(fact.id, 1), JOB_SUBMITTED, data),
+            ));
+        }
+        if t.state.is_finished() {
+            let finished = t.finished_at.unwrap_or(fact.time);
+            let f = JobFinished {
+                job_id: t.job_id,
+                kind: t.kind,
+                queue: t.queue,
+                outcome: t.state,
+                attempts: t.attempt,
+                duration_ms: t
+                    .started_at
+                    .filter(|_| t.state != JobState::Cancelled || t.from == Some(JobState::Running))
+                    .map(|s| (finished - s).num_milliseconds().max(0)),
+                total_ms: (finished - t.created_at).num_milliseconds().max(0),
+            };
+            let data = serde_json::to_value(&f).map_err(|e| EventError::Invalid(e.to_string()))?;
+            out.push((
+                Stream::Analytics,
+                event(derived_id(fact.id, 2), JOB_FINISHED, data),
+            ));
+        }
+    } else {
+        out.push((
+            Stream::Audit,
+            event(fact.id, &fact.event_type, fact.data.clone()),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn transition(state: &str, from: Option<&str>, attempt: i32) -> Fact {
+        Fact {
+            id: Uuid::now_v7(),
+            tenant_id: "acme".into(),
+            event_type: format!("pysaas.job.{state}"),
+            subject: "jobs/x".into(),
+            time: "2026-12-02T10:00:05Z".parse().unwrap(),
+            data: serde_json::json!({
+                "job_id": Uuid::nil(), "kind": "system.noop", "queue": "default",
+                "state": state, "from": from, "attempt": attempt, "max_attempts": 3,
+                "worker_id": null, "created_at": "2026-12-02T10:00:00Z",
+                "run_at": "2026-12-02T10:00:00Z", "started_at": "2026-12-02T10:00:04Z",
+                "finished_at": "2026-12-02T10:00:05Z",
+            }),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_submission_and_a_finish_add_analytics_events_with_stable_ids() {
+        let submitted = transition("queued", None, 0);
+        let events = events_of(&submitted).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].1.event_type, JOB_SUBMITTED);
+        assert_eq!(events_of(&submitted).unwrap()[1].1.id, events[1].1.id);
+        assert_ne!(events[0].1.id, events[1].1.id);
+
+        let resubmitted = transition("queued", None, 1);
+        assert_eq!(events_of(&resubmitted).unwrap().len(), 2);
+        let requeued = transition("queued", Some("running"), 1);
+        assert_eq!(events_of(&requeued).unwrap().len(), 1);
+
+        let done = transition("succeeded", Some("running"), 1);
+        let events = events_of(&done).unwrap();
+        assert_eq!(events[1].1.event_type, JOB_FINISHED);
+        assert_eq!(events[1].1.data["duration_ms"], 1000);
+        assert_eq!(events[1].1.data["total_ms"], 5000);
+    }
+
+    #[test]
+    fn a_transition_that_does_not_fit_its_schema_is_refused() {
+        let mut fact = transition("queued", None, 0);
+        fact.data["surprise"] = serde_json::json!(1);
+        assert!(events_of(&fact).is_err());
+        let mut fact = transition("queued", None, 0);
+        fact.event_type = "pysaas.job.running".into();
+        assert!(events_of(&fact).is_err());
+    }
+
+    #[test]
+    fn binary_mode_round_trips() {
+        let (_, event) = events_of(&transition("running", Some("queued"), 1))
+            .unwrap()
+            .remove(0);
+        let headers: Vec<(String, Vec<u8>)> = event
+            .binary_headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+            .collect();
+        let value = serde_json::to_vec(&event.data).unwrap();
+        assert_eq!(CloudEvent::from_binary(&headers, &value).unwrap(), event);
+    }
+
+    #[test]
+    fn every_type_has_a_schema() {
+        let catalog = catalog();
+        assert_eq!(catalog.len(), JobState::ALL.len() + 2);
+        assert!(catalog.iter().all(|t| t.schema.is_object()));
+    }
+}
