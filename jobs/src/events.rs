@@ -351,7 +351,7 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
                 attempts: t.attempt,
                 duration_ms: t
                     .started_at
-                    .filter(|_| t.state != JobState::Cancelled || t.from == Some(JobState::Running))
+                    .filter(|_| t.state != JobState::Cancelled)
                     .map(|s| (finished - s).num_milliseconds().max(0)),
                 total_ms: (finished - t.created_at).num_milliseconds().max(0),
             };
