@@ -84,17 +84,18 @@ ensure_cargo_deny() {
 }
 
 # Test tools from PyPI in one venv outside the clone: schemathesis (property-based runs against
-# the OpenAPI document), openapi-python-client (a generated Python client) and aiosmtpd (the real
-# SMTP server the email tests deliver to).
+# the OpenAPI document), openapi-python-client (a generated Python client), aiosmtpd (the real
+# SMTP server the email tests deliver to), kafka-python, jsonschema and lz4 (an independent reader of
+# the event topics).
 PYTOOLS_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/py-tools"
 ensure_pytools() {
   if [ -x "$PYTOOLS_VENV/bin/schemathesis" ] && [ -x "$PYTOOLS_VENV/bin/openapi-python-client" ] \
-     && [ -x "$PYTOOLS_VENV/bin/aiosmtpd" ]; then
+     && [ -x "$PYTOOLS_VENV/bin/aiosmtpd" ] && [ -d "$PYTOOLS_VENV"/lib/python3*/site-packages/kafka ] && [ -d "$PYTOOLS_VENV"/lib/python3*/site-packages/lz4 ]; then
     return 0
   fi
-  log "installing schemathesis, openapi-python-client and aiosmtpd (PyPI, once)"
+  log "installing schemathesis, openapi-python-client, aiosmtpd, kafka-python, jsonschema and lz4 (PyPI, once)"
   python3 -m venv "$PYTOOLS_VENV"
-  "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client aiosmtpd
+  "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client aiosmtpd kafka-python jsonschema lz4
 }
 
 # DynamoDB for the profile tests: the moto server (PyPI moto[dynamodb] with flask and flask-cors)
@@ -116,8 +117,9 @@ ensure_dynamodb() {
 }
 
 # Kafka for the event-stream tests: tansu (a Kafka-protocol broker, crates.io), built once into
-# the cache (about 17 minutes cold), started in memory on 127.0.0.1:9092. It creates no topic by
-# itself: the tests and `pysaas` create theirs through the admin API.
+# the cache (about 17 minutes cold). The tests start one each, in memory, on ports of their own
+# (brokers::testing::TestKafka); ensure_kafka starts a shared one on 127.0.0.1:9092 for trying
+# PySaaS by hand. It creates no topic by itself: `pysaas` creates its own through the admin API.
 TANSU="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/tansu/bin/tansu"
 install_tansu() {
   if [ -x "$TANSU" ]; then return 0; fi

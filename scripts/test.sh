@@ -18,6 +18,7 @@ ensure_promtool
 ensure_cargo_deny
 ensure_pytools
 ensure_browser
+install_tansu
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export PYSAAS_TEST_AMQP_URL="${PYSAAS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export PYSAAS_TEST_REDIS_URL="${PYSAAS_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
@@ -26,6 +27,8 @@ export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
 export PYSAAS_TEST_PROMTOOL="${PYSAAS_TEST_PROMTOOL:-$PROMTOOL}"
 export PYSAAS_TEST_BROWSER="${PYSAAS_TEST_BROWSER:-$BROWSER_DIR}"
 export PYSAAS_TEST_PYTOOLS="${PYSAAS_TEST_PYTOOLS:-$PYTOOLS_VENV/bin}"
+# The event-stream tests start tansu brokers of their own (one each, in memory).
+export PYSAAS_TEST_TANSU="${PYSAAS_TEST_TANSU:-$TANSU}"
 
 log "checking dependencies (licences, bans, sources)"
 cargo fetch --locked --quiet  # every platform's crates, so that the check itself runs offline

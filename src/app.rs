@@ -13,6 +13,8 @@ use pysaas_api::AppState;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
+use pysaas_brokers::stream::kafka::KafkaSink;
+use pysaas_brokers::stream::EventSink;
 use pysaas_brokers::ProfileStore;
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_jobs::JobKind;
@@ -579,6 +581,10 @@ impl Parts {
             None => open_dispatcher(&app.config, &store)?,
         };
         let profiles = open_profiles(&app.config, &store).await?;
+        store
+            .set_events_enabled(app.config.events.enabled)
+            .await
+            .context("applying events.enabled")?;
         Ok(Parts {
             config: app.config,
             store,
@@ -658,6 +664,15 @@ impl Parts {
             );
         }
         let scheduler = scheduler_config(config);
+        let events: Option<Arc<dyn EventSink>> = match config.kafka()? {
+            Some(kafka) => {
+                tracing::info!(brokers = %kafka.brokers, prefix = %kafka.topic_prefix, "the leader publishes events to Kafka");
+                Some(Arc::new(
+                    KafkaSink::new(kafka).context("opening the Kafka producer")?,
+                ))
+            }
+            None => None,
+        };
         tracing::info!(holder = %scheduler.holder, "standing for scheduler leader");
         Ok(pysaas_scheduler::spawn(
             pysaas_scheduler::Context {
@@ -665,6 +680,7 @@ impl Parts {
                 dispatcher: self.dispatcher.clone(),
                 registry,
                 config: scheduler,
+                events,
             },
             self.shutdown.clone(),
         ))

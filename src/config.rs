@@ -346,6 +346,44 @@ pub struct BillingSection {
     pub invoice_cron: String,
 }
 
+/// The audit and analytics event streams (`docs/events.md`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsSection {
+    /// Record every job transition (and the other audited actions) in the outbox, in the
+    /// changing transaction (`PYSAAS_EVENTS_ENABLED`). Shared by every process of the store.
+    pub enabled: bool,
+    /// Kafka's bootstrap servers (`host:port,…`); when set, the scheduler leader publishes the
+    /// outbox there (`PYSAAS_KAFKA_BROKERS`). Unset: the consumers read the outbox directly.
+    pub kafka_brokers: Option<String>,
+    /// Put before each topic name (`PYSAAS_KAFKA_TOPIC_PREFIX`).
+    pub kafka_topic_prefix: String,
+    /// Partitions of each topic created at start (`PYSAAS_KAFKA_PARTITIONS`).
+    pub kafka_partitions: i32,
+    /// Replicas of each topic created at start (`PYSAAS_KAFKA_REPLICATION`).
+    pub kafka_replication: i32,
+    /// `binary` (`ce_*` headers, the data as the value) or `structured` (one JSON value)
+    /// (`PYSAAS_KAFKA_MODE`).
+    pub kafka_mode: pysaas_brokers::stream::ContentMode,
+    /// Keep outbox facts every consumer has read this long (s; 0 keeps them)
+    /// (`PYSAAS_EVENTS_RETENTION_SECS`).
+    pub retention_secs: u64,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        EventsSection {
+            enabled: false,
+            kafka_brokers: None,
+            kafka_topic_prefix: String::new(),
+            kafka_partitions: 3,
+            kafka_replication: 1,
+            kafka_mode: pysaas_brokers::stream::ContentMode::Binary,
+            retention_secs: 3600,
+        }
+    }
+}
+
 /// Leader election, cron, delayed jobs and maintenance.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -432,6 +470,8 @@ pub struct Config {
     pub notifications: NotificationsSection,
     /// `[profiles]`.
     pub profiles: ProfilesSection,
+    /// `[events]`.
+    pub events: EventsSection,
     /// Per-tenant limits by plan (`[rate_limits.free] rate = 50, burst = 100`).
     pub rate_limits: std::collections::BTreeMap<String, pysaas_api::ratelimit::Limit>,
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
@@ -511,6 +551,13 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("billing_provider_timeout_ms", "billing.provider_timeout_ms"),
     ("billing_dunning_secs", "billing.dunning_secs"),
     ("billing_invoice_cron", "billing.invoice_cron"),
+    ("events_enabled", "events.enabled"),
+    ("kafka_brokers", "events.kafka_brokers"),
+    ("kafka_topic_prefix", "events.kafka_topic_prefix"),
+    ("kafka_partitions", "events.kafka_partitions"),
+    ("kafka_replication", "events.kafka_replication"),
+    ("kafka_mode", "events.kafka_mode"),
+    ("events_retention_secs", "events.retention_secs"),
     ("metrics_listen", "metrics_listen"),
     ("log_format", "log_format"),
 ];
@@ -543,6 +590,7 @@ debug_as_redacted!(
     BillingSection,
     NotificationsSection,
     ProfilesSection,
+    EventsSection,
 );
 
 impl Default for StoreSection {
@@ -670,6 +718,7 @@ impl Default for Config {
             billing: BillingSection::default(),
             notifications: NotificationsSection::default(),
             profiles: ProfilesSection::default(),
+            events: EventsSection::default(),
             rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
             log_format: LogFormat::Text,
@@ -810,6 +859,7 @@ impl Config {
         }
         self.billing()?;
         self.email()?;
+        self.kafka()?;
         if self.vault.addr.is_some()
             && self.vault.token.is_none()
             && (self.vault.role_id.is_none() || self.vault.secret_id.is_none())
@@ -974,7 +1024,38 @@ impl Config {
             succeeded: keep_for(self.scheduler.retain_succeeded_secs),
             cancelled: keep_for(self.scheduler.retain_cancelled_secs),
             dead: keep_for(self.scheduler.retain_dead_secs),
+            events: keep_for(self.events.retention_secs),
         }
+    }
+
+    /// Where events are published, when Kafka is configured.
+    pub fn kafka(&self) -> Result<Option<pysaas_brokers::stream::kafka::KafkaConfig>> {
+        let e = &self.events;
+        let Some(brokers) = &e.kafka_brokers else {
+            return Ok(None);
+        };
+        if !e.enabled {
+            bail!("events.kafka_brokers (PYSAAS_KAFKA_BROKERS) is set but events.enabled (PYSAAS_EVENTS_ENABLED) is false: nothing would be recorded to publish");
+        }
+        if brokers.trim().is_empty() || brokers.contains("://") {
+            bail!("events.kafka_brokers (PYSAAS_KAFKA_BROKERS) must be host:port[,host:port…] (got `{brokers}`)");
+        }
+        if e.kafka_partitions < 1 {
+            bail!("events.kafka_partitions (PYSAAS_KAFKA_PARTITIONS) must be at least 1");
+        }
+        if e.kafka_replication < 1 {
+            bail!("events.kafka_replication (PYSAAS_KAFKA_REPLICATION) must be at least 1");
+        }
+        if !e.kafka_topic_prefix.is_empty() && !pysaas_api::valid_queue_name(&e.kafka_topic_prefix)
+        {
+            bail!("events.kafka_topic_prefix (PYSAAS_KAFKA_TOPIC_PREFIX) must be a-z, 0-9, `.`, `_`, `-`");
+        }
+        let mut kafka = pysaas_brokers::stream::kafka::KafkaConfig::new(brokers.trim());
+        kafka.topic_prefix = e.kafka_topic_prefix.clone();
+        kafka.partitions = e.kafka_partitions;
+        kafka.replication = e.kafka_replication;
+        kafka.mode = e.kafka_mode;
+        Ok(Some(kafka))
     }
 }
 

@@ -85,6 +85,9 @@ enum Command {
         #[arg(long, env = "PYSAAS_BILLING_PROVIDER_KEY", hide_env_values = true)]
         secret_key: Option<String>,
     },
+    /// The event streams' catalogue (`docs/events.md`).
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Print the OpenAPI document of the built-in kinds (what `/openapi.json` serves), e.g. to
     /// generate a client.
     Openapi,
@@ -100,6 +103,19 @@ enum ConfigCommand {
     /// Load the file, environment and Vault, validate, and print the effective configuration as
     /// TOML with secrets and URL passwords redacted.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Print every event type with the JSON Schema of its data, as one JSON document.
+    Schemas,
+    /// Print the catalogue section of `docs/events.md`; with `--write FILE`, replace that
+    /// section of FILE (between its `catalog:begin` and `catalog:end` markers) instead.
+    Docs {
+        /// The file to update.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +174,26 @@ fn run(cli: Cli) -> Result<()> {
             Command::Schedules(args) => client::schedules(args).await,
             Command::Login(args) => client::login(args).await,
             Command::Logout(args) => client::logout(args),
+            Command::Events(EventsCommand::Schemas) => {
+                let doc = pysaas_jobs::events::catalog_document();
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+                Ok(())
+            }
+            Command::Events(EventsCommand::Docs { write: None }) => {
+                print!("{}", pysaas_jobs::events::catalog_markdown());
+                Ok(())
+            }
+            Command::Events(EventsCommand::Docs { write: Some(file) }) => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let updated =
+                    pysaas_jobs::events::replace_catalog_section(&text).with_context(|| {
+                        format!("{} has no catalog:begin/end markers", file.display())
+                    })?;
+                std::fs::write(&file, updated)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                Ok(())
+            }
             Command::Openapi => {
                 let registry = pysaas_workers::Handlers::builtin().registry();
                 let doc = pysaas_api::openapi_document(&registry);
@@ -250,6 +286,7 @@ fn run(cli: Cli) -> Result<()> {
                     | Command::Login(_)
                     | Command::Logout(_)
                     | Command::Openapi
+                    | Command::Events(_)
                     | Command::PaymentsSim { .. }
                     | Command::Completions { .. } => {
                         unreachable!("handled above")

@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The message broker failed or cannot be reached.
     #[error("broker error: {0}")]
     Broker(String),
+    /// The event stream (Kafka) failed or cannot be reached.
+    #[error("event stream error: {0}")]
+    Stream(String),
     /// A row holds a value the code cannot read (a bug or a hand-edited row).
     #[error("corrupt job row: {0}")]
     Corrupt(String),

@@ -22,6 +22,7 @@ pub mod dispatch;
 mod error;
 pub mod gauges;
 pub mod store;
+pub mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -311,3 +311,167 @@ impl Drop for TestDynamo {
         });
     }
 }
+
+/// A Kafka-protocol broker of the test's own: tansu (`PYSAAS_TEST_TANSU`, which
+/// `scripts/test.sh` installs), in memory, behind a TCP forwarder in this process that is also
+/// the address it advertises — so every client connection passes the forwarder, and
+/// [`TestKafka::set_down`] is a real outage (connections cut, new ones refused) that loses
+/// nothing. Stopped when dropped.
+#[cfg(feature = "kafka")]
+#[derive(Debug)]
+pub struct TestKafka {
+    /// `127.0.0.1:<port>`: the bootstrap address (the forwarder).
+    pub bootstrap: String,
+    /// A topic prefix of the test's own.
+    pub prefix: String,
+    down: tokio::sync::watch::Sender<bool>,
+    _broker: tokio::process::Child,
+}
+
+#[cfg(feature = "kafka")]
+impl TestKafka {
+    /// Starts tansu and its forwarder; returns once the broker answers.
+    pub async fn start() -> Self {
+        let tansu = std::env::var("PYSAAS_TEST_TANSU").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/pysaas/tansu/bin/tansu",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind the forwarder: {e}"));
+        let bootstrap = front
+            .local_addr()
+            .unwrap_or_else(|e| panic!("forwarder address: {e}"))
+            .to_string();
+        let back = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("pick a port for tansu: {e}"))
+            .to_string();
+        let broker = tokio::process::Command::new(&tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://{back}"),
+                "--advertised-listener-url",
+                &format!("tcp://{bootstrap}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start tansu ({tansu}; scripts/test.sh installs it, or set PYSAAS_TEST_TANSU): {e}")
+            });
+        let (down, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(forward(front, back.clone(), watch));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(&back).await.is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen on {back}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        TestKafka {
+            bootstrap,
+            prefix: format!("{}.", unique("t")),
+            down,
+            _broker: broker,
+        }
+    }
+
+    /// Cuts every connection and refuses new ones (`true`), or lets them through again.
+    pub fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+
+    /// The sink's configuration: this broker, this test's prefix.
+    pub fn config(&self) -> crate::stream::kafka::KafkaConfig {
+        let mut config = crate::stream::kafka::KafkaConfig::new(self.bootstrap.clone());
+        config.topic_prefix = self.prefix.clone();
+        config
+    }
+
+    /// Every message on `topic`, as `(partition, offset, headers, value)`: each partition read
+    /// from its start until nothing more comes for a few seconds. (Not up to the high watermark:
+    /// tansu 0.6 reports it as the last batch's base offset + 1, short of its last record.)
+    pub async fn read_topic(
+        &self,
+        topic: &str,
+    ) -> Vec<(i32, i64, Vec<(String, Vec<u8>)>, Vec<u8>)> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message;
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|e| panic!("reader: {e}"));
+        let topic_owned = topic.to_owned();
+        tokio::task::block_in_place(move || {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic_owned), std::time::Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("metadata of {topic_owned}: {e}"));
+            let mut assignment = rdkafka::TopicPartitionList::new();
+            for p in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                assignment
+                    .add_partition_offset(&topic_owned, p.id(), rdkafka::Offset::Beginning)
+                    .unwrap_or_else(|e| panic!("assign: {e}"));
+            }
+            consumer
+                .assign(&assignment)
+                .unwrap_or_else(|e| panic!("assign: {e}"));
+            let idle = std::time::Duration::from_secs(3);
+            let mut last = std::time::Instant::now();
+            let mut out = Vec::new();
+            while last.elapsed() < idle {
+                let Some(message) = consumer.poll(std::time::Duration::from_millis(200)) else {
+                    continue;
+                };
+                let message = message.unwrap_or_else(|e| panic!("read {topic_owned}: {e}"));
+                last = std::time::Instant::now();
+                let headers = crate::stream::kafka::headers_of(&message);
+                out.push((
+                    message.partition(),
+                    message.offset(),
+                    headers,
+                    message.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+            out
+        })
+    }
+}
+
+/// Forwards connections accepted on `front` to `back` while `down` is false.
+#[cfg(feature = "kafka")]
+async fn forward(
+    front: tokio::net::TcpListener,
+    back: String,
+    down: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let Ok((mut inbound, _)) = front.accept().await else {
+            return;
+        };
+        if *down.borrow() {
+            drop(inbound);
+            continue;
+        }
+        let (back, mut down) = (back.clone(), down.clone());
+        tokio::spawn(async move {
+            let Ok(mut outbound) = tokio::net::TcpStream::connect(&back).await else {
+                return;
+            };
+            tokio::select! {
+                _ = down.wait_for(|d| *d) => {}
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+            }
+        });
+    }
+}

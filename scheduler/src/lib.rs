@@ -10,6 +10,7 @@
 //! - [`rescuer`]: re-queues `running` jobs whose worker stopped heartbeating.
 //! - [`relay`]: announces to a message broker the queued jobs it holds no message for.
 //! - [`pruner`]: deletes finished jobs past their state's retention.
+//! - [`publisher`]: publishes the event outbox to the event stream (Kafka), when one is set.
 //! - [`gauges`]: publishes queue depth per queue and state as Prometheus gauges.
 //! - [`vacuumer`]: vacuums the hot job table when its churn has left enough dead rows.
 
@@ -18,6 +19,7 @@ pub mod gauges;
 pub mod leader;
 pub mod promoter;
 pub mod pruner;
+pub mod publisher;
 pub mod relay;
 pub mod rescuer;
 mod service;
@@ -27,6 +29,7 @@ pub mod vacuumer;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pysaas_brokers::stream::EventSink;
 use pysaas_brokers::{Dispatcher, JobStore};
 use pysaas_jobs::KindRegistry;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +61,7 @@ pub fn describe_metrics() {
         "Finished jobs deleted by retention"
     );
     pysaas_brokers::gauges::QueueGauges::describe();
+    publisher::describe_metrics();
 }
 
 /// Settings of the scheduler and its services.
@@ -85,6 +89,8 @@ pub struct SchedulerConfig {
     pub vacuum_interval: Duration,
     /// A tick evaluated later than this is a misfire, handled by the schedule's policy.
     pub misfire_threshold: Duration,
+    /// How long an idle event publisher waits before looking at the outbox again.
+    pub publish_interval: Duration,
 }
 
 impl SchedulerConfig {
@@ -102,6 +108,7 @@ impl SchedulerConfig {
             gauge_interval: gauges::DEFAULT_GAUGE_INTERVAL,
             vacuum_interval: vacuumer::DEFAULT_VACUUM_INTERVAL,
             misfire_threshold: pysaas_jobs::schedule::DEFAULT_MISFIRE_THRESHOLD,
+            publish_interval: publisher::DEFAULT_PUBLISH_INTERVAL,
         }
     }
 }
@@ -117,6 +124,8 @@ pub struct Context {
     pub registry: KindRegistry,
     /// Settings.
     pub config: SchedulerConfig,
+    /// Where the event outbox is published, when events go to a stream.
+    pub events: Option<Arc<dyn EventSink>>,
 }
 
 /// Runs leader election until `shutdown`; while this process leads, it runs every service. On
@@ -141,6 +150,7 @@ pub(crate) fn spawn_services(
         dispatcher,
         registry,
         config,
+        events,
     } = context.clone();
     tracker.spawn(cron::run(
         store.clone(),
@@ -180,6 +190,14 @@ pub(crate) fn spawn_services(
         config.vacuum_interval,
         stop.clone(),
     ));
+    if let Some(sink) = events {
+        tracker.spawn(publisher::run(
+            store.clone(),
+            sink,
+            config.publish_interval,
+            stop.clone(),
+        ));
+    }
     tracker.spawn(gauges::run(store, config.gauge_interval, stop));
     tracker.close();
     tracker

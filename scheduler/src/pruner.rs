@@ -22,6 +22,9 @@ pub struct Retention {
     pub cancelled: Option<Duration>,
     /// `dead` jobs (default 7 days: long enough to inspect and retry them).
     pub dead: Option<Duration>,
+    /// Outbox facts every consumer has read, this long after they were recorded (default one
+    /// hour: the outbox is a hand-off, not the archive — Kafka and the audit log are).
+    pub events: Option<Duration>,
 }
 
 impl Default for Retention {
@@ -30,6 +33,7 @@ impl Default for Retention {
             succeeded: Some(Duration::from_secs(24 * 3600)),
             cancelled: Some(Duration::from_secs(7 * 24 * 3600)),
             dead: Some(Duration::from_secs(7 * 24 * 3600)),
+            events: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -67,6 +71,18 @@ pub async fn prune(store: &dyn JobStore, retention: Retention) -> pysaas_brokers
                 metrics::counter!("pysaas_jobs_pruned_total", "state" => state.as_str())
                     .increment(n);
             }
+            if n < PRUNE_BATCH as u64 {
+                break;
+            }
+        }
+    }
+    if let Some(keep) = retention
+        .events
+        .and_then(|k| chrono::Duration::from_std(k).ok())
+    {
+        loop {
+            let n = store.outbox_prune(now - keep, PRUNE_BATCH as usize).await?;
+            total += n;
             if n < PRUNE_BATCH as u64 {
                 break;
             }

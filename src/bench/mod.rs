@@ -295,6 +295,7 @@ impl Bench {
                     "bench-{}-{schema}",
                     std::process::id()
                 )),
+                events: None,
             },
             stop.clone(),
         );

@@ -1,0 +1,329 @@
+//! Kafka: the relay's sink ([`KafkaSink`], rdkafka's idempotent producer) and the consumers'
+//! source ([`KafkaSource`], a consumer group committing by hand).
+//!
+//! Each stream is one topic (`<prefix>pysaas.audit.v1`, `<prefix>pysaas.analytics.v1`), keyed by
+//! tenant id, so a tenant's events land on one partition in the order they were recorded.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use pysaas_jobs::events::{CloudEvent, Stream};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::{ContentMode, EventSink, EventSource, Received};
+use crate::{Result, StoreError};
+
+/// The structured-mode content type.
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// Where and how events go to Kafka.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Put before each topic name (isolates deployments and tests sharing a cluster).
+    pub topic_prefix: String,
+    /// Partitions of a topic created at start.
+    pub partitions: i32,
+    /// Replicas of a topic created at start.
+    pub replication: i32,
+    /// Binary (headers) or structured (one JSON value) messages.
+    pub mode: ContentMode,
+    /// How long the producer keeps retrying a message before it reports it failed
+    /// (`message.timeout.ms`): an outage shorter than this costs no republishing.
+    pub message_timeout: Duration,
+}
+
+impl KafkaConfig {
+    /// Defaults for the cluster at `brokers`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic_prefix: String::new(),
+            partitions: 3,
+            replication: 1,
+            mode: ContentMode::Binary,
+            message_timeout: Duration::from_secs(300),
+        }
+    }
+
+    /// The topic of `stream`.
+    pub fn topic(&self, stream: Stream) -> String {
+        format!("{}{}", self.topic_prefix, stream.topic())
+    }
+
+    fn stream_of(&self, topic: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|s| self.topic(*s) == topic)
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        client
+    }
+}
+
+fn kafka_error(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::Stream(format!("{what}: {err}"))
+}
+
+/// Publishes with the idempotent producer: `acks=all`, `enable.idempotence=true`, so that the
+/// producer's own retries neither duplicate nor reorder a partition's messages.
+pub struct KafkaSink {
+    config: KafkaConfig,
+    producer: FutureProducer,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `config` (connects lazily).
+    pub fn new(config: KafkaConfig) -> Result<Self> {
+        let producer = config
+            .client()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set(
+                "message.timeout.ms",
+                config.message_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(|e| kafka_error("creating the Kafka producer", e))?;
+        Ok(KafkaSink { config, producer })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+}
+
+/// Creates the streams' topics (an existing one is left as it is).
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(|e| kafka_error("creating the Kafka admin client", e))?;
+    let names: Vec<String> = Stream::ALL.iter().map(|s| config.topic(*s)).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&topics, &options)
+        .await
+        .map_err(|e| kafka_error("creating the event topics", e))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created the event topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(kafka_error(&format!("creating topic {name}"), code)),
+        }
+    }
+    Ok(())
+}
+
+/// The message value and headers of `event` in `mode`.
+fn encode(event: &CloudEvent, mode: ContentMode) -> Result<(Vec<u8>, OwnedHeaders)> {
+    let mut headers = OwnedHeaders::new();
+    let value = match mode {
+        ContentMode::Binary => {
+            for (key, value) in event.binary_headers() {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
+                });
+            }
+            serde_json::to_vec(&event.data)
+        }
+        ContentMode::Structured => {
+            headers = headers.insert(Header {
+                key: "content-type",
+                value: Some(STRUCTURED_CONTENT_TYPE),
+            });
+            serde_json::to_vec(event)
+        }
+    }
+    .map_err(|e| StoreError::Corrupt(format!("event {} does not serialize: {e}", event.id)))?;
+    Ok((value, headers))
+}
+
+/// Reads an event from a message in either mode (binary when it has `ce_*` headers).
+pub fn decode(headers: &[(String, Vec<u8>)], value: &[u8]) -> Result<CloudEvent> {
+    let bad = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event message: {e}"));
+    if headers.iter().any(|(k, _)| k.starts_with("ce_")) {
+        CloudEvent::from_binary(headers, value).map_err(|e| bad(&e))
+    } else {
+        serde_json::from_slice(value).map_err(|e| bad(&e))
+    }
+}
+
+/// A message's headers as owned `(name, value)` pairs (a header without a value reads as empty).
+pub fn headers_of<M: Message>(message: &M) -> Vec<(String, Vec<u8>)> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How long to wait when the producer's local queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+#[async_trait]
+impl EventSink for KafkaSink {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn ensure_topics(&self) -> Result<()> {
+        ensure_topics(&self.config).await
+    }
+
+    async fn publish(&self, events: &[(Stream, CloudEvent)]) -> Result<()> {
+        let mut deliveries = Vec::with_capacity(events.len());
+        for (stream, event) in events {
+            let topic = self.config.topic(*stream);
+            let (value, headers) = encode(event, self.config.mode)?;
+            let mut record = FutureRecord::to(&topic)
+                .key(event.tenantid.as_str())
+                .payload(&value)
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((err, _)) => return Err(kafka_error("queueing an event", err)),
+                }
+            }
+        }
+        for outcome in join_all(deliveries).await {
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err((err, _))) => return Err(kafka_error("publishing an event", err)),
+                Err(_) => return Err(StoreError::Stream("the producer was dropped".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A consumer group member reading the streams' topics; offsets are committed by hand, after the
+/// consumer has stored what it made of a batch.
+pub struct KafkaSource {
+    config: KafkaConfig,
+    consumer: StreamConsumer,
+    /// Next offset per (topic, partition) of what was handed out and not yet committed.
+    pending: BTreeMap<(String, i32), i64>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSource {
+    /// Joins consumer group `group` on the topics of `streams` (from the earliest offset when the
+    /// group has committed none).
+    pub fn new(config: KafkaConfig, group: &str, streams: &[Stream]) -> Result<Self> {
+        let consumer: StreamConsumer = config
+            .client()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .map_err(|e| kafka_error("creating the Kafka consumer", e))?;
+        let topics: Vec<String> = streams.iter().map(|s| config.topic(*s)).collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| kafka_error("subscribing to the event topics", e))?;
+        Ok(KafkaSource {
+            config,
+            consumer,
+            pending: BTreeMap::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl EventSource for KafkaSource {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Received>> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < max {
+            // After the first event, take only what is already there.
+            let until = if out.is_empty() {
+                deadline
+            } else {
+                tokio::time::Instant::now() + Duration::from_millis(1)
+            };
+            let message = match tokio::time::timeout_at(until, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(err)) => return Err(kafka_error("reading the event topics", err)),
+                Ok(Ok(message)) => message,
+            };
+            let topic = message.topic().to_owned();
+            let headers = headers_of(&message);
+            let event = decode(&headers, message.payload().unwrap_or_default())?;
+            self.pending
+                .insert((topic.clone(), message.partition()), message.offset() + 1);
+            if let Some(stream) = self.config.stream_of(&topic) {
+                out.push(Received { stream, event });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.pending {
+            offsets
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| kafka_error("recording offsets", e))?;
+        }
+        self.consumer
+            .commit(&offsets, CommitMode::Sync)
+            .map_err(|e| kafka_error("committing offsets", e))?;
+        self.pending.clear();
+        Ok(())
+    }
+}
