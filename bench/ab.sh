@@ -7,6 +7,7 @@
 # rate (batches of 1,000) of the same runs. Build the "before" binary from a
 # worktree (`git worktree add /tmp/before REV`, `cargo build --release`) and copy it aside.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 before=$1 after=$2
 shift 2
 pg=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -19,19 +20,6 @@ drain() { # BIN BROKER
   "$1" bench --database-url "$pg" --broker "$2" --phases drain --jobs "${N:-20000}" \
     --concurrency "${CONCURRENCY:-64}" ${BENCH_ARGS:-} | rates
 }
-report() { # NAME BEFORE... -- AFTER...
-  python3 - "$@" <<'PY'
-import statistics, sys
-name, rest = sys.argv[1], sys.argv[2:]
-i = rest.index("--")
-a = [float(x) for x in rest[:i]]
-b = [float(x) for x in rest[i + 1:]]
-print(f"{name}: before {', '.join(f'{x:,.0f}' for x in a)}")
-print(f"{' ' * len(name)}  after  {', '.join(f'{x:,.0f}' for x in b)}")
-ma, mb = statistics.median(a), statistics.median(b)
-print(f"{' ' * len(name)}  medians {ma:,.0f} -> {mb:,.0f} jobs/s, after/before {mb / ma:.2f}")
-PY
-}
 for broker in "$@"; do
   ad=() ae=() bd=() be=()
   for _ in $(seq "$rounds"); do
@@ -40,6 +28,6 @@ for broker in "$@"; do
     read -r d e < <(drain "$after" "$broker")
     bd+=("$d") be+=("$e")
   done
-  report "$broker" "${ad[@]}" -- "${bd[@]}"
-  report "$broker enqueue" "${ae[@]}" -- "${be[@]}"
+  report_medians "$broker" before after "${ad[@]}" -- "${bd[@]}"
+  report_medians "$broker enqueue" before after "${ae[@]}" -- "${be[@]}"
 done

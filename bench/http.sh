@@ -4,7 +4,9 @@
 #   bench/http.sh pg        # API on PostgreSQL (fresh schema), then pgbench on the same server
 #   bench/http.sh sqlite    # API on the embedded default (SQLite in a temporary directory)
 # Env: PYSAAS_BIN (default: release build in $CARGO_TARGET_DIR), SECONDS_EACH (10),
-# CONNECTIONS (64), BATCH_CONNECTIONS (4), DATABASE_URL, RUNS (1).
+# CONNECTIONS (64), BATCH_CONNECTIONS (4), DATABASE_URL, RUNS (1), EVENTS (`off`; `outbox`:
+# every transition recorded in the event outbox; `kafka`: that, and a `pysaas scheduler` whose
+# leader publishes it to KAFKA_BROKERS).
 # Every job is a `system.noop` on queue `httpbench`, which no worker consumes: this measures
 # submission (API-key auth, rate limiter with limits lifted, validation, durable insert, 202).
 set -euo pipefail
@@ -28,9 +30,10 @@ fi
 
 work=$(mktemp -d)
 schema="httpbench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
-api_pid=""
+api_pid="" scheduler_pid=""
 cleanup() {
   [ -n "$api_pid" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
+  [ -n "$scheduler_pid" ] && kill "$scheduler_pid" 2>/dev/null && wait "$scheduler_pid" 2>/dev/null
   if [ "$mode" = pg ]; then
     psql "$pg_url" -qX -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
   fi
@@ -53,6 +56,17 @@ else
   export PYSAAS_DATABASE_URL="sqlite://$work/pysaas.db"
 fi
 "$bin" migrate >/dev/null
+case "${EVENTS:-off}" in
+  off) ;;
+  outbox) export PYSAAS_EVENTS_ENABLED=true ;;
+  kafka)
+    export PYSAAS_EVENTS_ENABLED=true PYSAAS_KAFKA_BROKERS="${KAFKA_BROKERS:?EVENTS=kafka needs KAFKA_BROKERS}" \
+      PYSAAS_KAFKA_TOPIC_PREFIX="$schema."
+    "$bin" scheduler >/dev/null 2>"$work/scheduler.log" &
+    scheduler_pid=$!
+    ;;
+  *) echo "EVENTS must be off, outbox or kafka" >&2; exit 2 ;;
+esac
 key=$("$bin" admin create-key --name httpbench 2>/dev/null)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" api --listen "127.0.0.1:$port" >/dev/null 2>"$work/api.log" &

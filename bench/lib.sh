@@ -19,3 +19,19 @@ ensure_npm() {
 }
 
 random_suffix() { od -An -N4 -tx4 /dev/urandom | tr -d ' '; }
+
+# report_medians NAME LABEL_A LABEL_B A... -- B...: each side's runs, their medians and B/A.
+report_medians() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+name, la, lb, rest = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+i = rest.index("--")
+a = [float(x) for x in rest[:i]]
+b = [float(x) for x in rest[i + 1:]]
+pad = " " * len(name)
+print(f"{name}: {la} {', '.join(f'{x:,.0f}' for x in a)}")
+print(f"{pad}  {lb} {', '.join(f'{x:,.0f}' for x in b)}")
+ma, mb = statistics.median(a), statistics.median(b)
+print(f"{pad}  medians {ma:,.0f} -> {mb:,.0f} jobs/s, {lb}/{la} {mb / ma:.2f}")
+PY
+}

@@ -13,8 +13,8 @@ use pysaas_api::AppState;
 use pysaas_brokers::dispatch::amqp::{AmqpConfig, AmqpDispatcher};
 use pysaas_brokers::dispatch::redis::{RedisConfig, RedisDispatcher};
 use pysaas_brokers::store::{self, StoreConfig};
-use pysaas_brokers::stream::kafka::KafkaSink;
-use pysaas_brokers::stream::EventSink;
+use pysaas_brokers::stream::kafka::{KafkaSink, KafkaSource};
+use pysaas_brokers::stream::{EventSink, EventSource, OutboxSource};
 use pysaas_brokers::ProfileStore;
 use pysaas_brokers::{Dispatcher, JobStore, StoreDispatcher};
 use pysaas_jobs::JobKind;
@@ -215,6 +215,9 @@ pub struct Roles {
     pub worker: bool,
     /// Stand for scheduler leader (cron, promotion, rescue, relay, pruning, gauges).
     pub scheduler: bool,
+    /// The audit and analytics consumers (when `events.enabled`): from Kafka when configured,
+    /// else from the outbox.
+    pub consumers: bool,
 }
 
 impl Roles {
@@ -224,6 +227,7 @@ impl Roles {
             api: true,
             worker: true,
             scheduler: true,
+            consumers: true,
         }
     }
 }
@@ -419,6 +423,17 @@ impl App {
                 p.finish("worker", result, &f)
             });
         }
+        if roles.consumers && parts.config.events.enabled {
+            for consumer in pysaas_workers::consumers::Consumer::ALL {
+                let source = parts.event_source(consumer)?;
+                tasks.spawn(pysaas_workers::consumers::run(
+                    consumer,
+                    source,
+                    parts.store.clone(),
+                    parts.shutdown.clone(),
+                ));
+            }
+        }
         {
             let p = parts.clone();
             tasks.spawn(async move {
@@ -490,6 +505,20 @@ impl App {
         let roles = Roles {
             worker: true,
             scheduler: self.config.scheduler.in_workers,
+            ..Roles::default()
+        };
+        self.start(roles, shutdown_signal()).await?.wait().await
+    }
+
+    /// `pysaas analytics`: the audit and analytics consumers until SIGTERM/SIGINT.
+    pub async fn run_consumers(self) -> Result<()> {
+        if !self.config.events.enabled {
+            bail!(
+                "events.enabled (PYSAAS_EVENTS_ENABLED) is false: there are no events to consume"
+            );
+        }
+        let roles = Roles {
+            consumers: true,
             ..Roles::default()
         };
         self.start(roles, shutdown_signal()).await?.wait().await
@@ -684,6 +713,26 @@ impl Parts {
             },
             self.shutdown.clone(),
         ))
+    }
+
+    /// Where `consumer` reads: its Kafka consumer group (`pysaas-<name>`) when Kafka is
+    /// configured, else the outbox through its own cursor.
+    fn event_source(
+        &self,
+        consumer: pysaas_workers::consumers::Consumer,
+    ) -> Result<Box<dyn EventSource>> {
+        let streams = [consumer.stream()];
+        Ok(match self.config.kafka()? {
+            Some(kafka) => Box::new(
+                KafkaSource::new(kafka, &format!("pysaas-{}", consumer.name()), &streams)
+                    .context("opening the Kafka consumer")?,
+            ),
+            None => Box::new(OutboxSource::new(
+                self.store.clone(),
+                consumer.name(),
+                &streams,
+            )),
+        })
     }
 
     /// Serves `/metrics` and `/healthz` on `metrics_listen`, if set (worker and scheduler roles).

@@ -55,6 +55,9 @@ enum Command {
     /// The scheduler: stands for leader; the leader fires cron schedules exactly once, promotes
     /// delayed jobs and runs maintenance. Run two or more for availability.
     Scheduler,
+    /// The audit and analytics consumers: from Kafka (a consumer group per consumer) when
+    /// `events.kafka_brokers` is set, else from the outbox. Needs `events.enabled`.
+    Analytics,
     /// Create or upgrade the database schema.
     Migrate,
     /// Administration straight on the database.
@@ -267,6 +270,7 @@ fn run(cli: Cli) -> Result<()> {
                         Ok(())
                     }
                     Command::Scheduler => app(config).run_scheduler().await,
+                    Command::Analytics => app(config).run_consumers().await,
                     Command::Migrate => app::migrate(config).await,
                     Command::Admin(AdminCommand::CreateKey {
                         tenant,

@@ -37,6 +37,7 @@ async fn serve(store: Arc<dyn JobStore>, with_worker: bool) -> pysaas::testing::
         api: true,
         worker: with_worker,
         scheduler: with_worker,
+        consumers: with_worker,
     };
     let app = pysaas::App::new(config)
         .with_store(store)

@@ -19,6 +19,7 @@ async fn serve(store: Option<Arc<dyn JobStore>>) -> pysaas::testing::TestApp {
             api: true,
             worker: true,
             scheduler: true,
+            consumers: true,
         },
     )
     .await

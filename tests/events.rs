@@ -334,3 +334,309 @@ async fn structured_mode_carries_the_same_events() {
     let counts = check_topics(&kafka, &db).await;
     independent_check(&kafka, &counts).await;
 }
+
+/// Per (kind, outcome): how many of the tenant's jobs finished so, counted in the jobs table.
+async fn recount(db: &TestDb, tenant: &str) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    let filter = pysaas_brokers::JobFilter {
+        tenant_id: tenant.into(),
+        limit: pysaas_brokers::LIST_LIMIT_MAX,
+        ..Default::default()
+    };
+    let mut page = db.store.list(&filter).await.unwrap();
+    let mut all = Vec::new();
+    while !page.is_empty() {
+        let last = page.last().map(|j| j.id);
+        all.append(&mut page);
+        let next = pysaas_brokers::JobFilter {
+            before: last,
+            ..filter.clone()
+        };
+        page = db.store.list(&next).await.unwrap();
+    }
+    for job in common::own_jobs(all) {
+        if job.state.is_finished() {
+            *out.entry((job.kind.clone(), job.state.as_str().to_owned()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The same from `GET /v1/analytics/jobs` over the last hour.
+async fn analytics_counts(
+    app: &pysaas::testing::TestApp,
+    client: &reqwest::Client,
+) -> (BTreeMap<(String, String), i64>, i64) {
+    let r = client
+        .get(app.url("/v1/analytics/jobs"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let mut finished = BTreeMap::new();
+    for row in body["finished"].as_array().unwrap() {
+        let kind = row["kind"].as_str().unwrap().to_owned();
+        if kind == "billing.generate_invoices" {
+            continue;
+        }
+        *finished
+            .entry((kind, row["outcome"].as_str().unwrap().to_owned()))
+            .or_default() += row["jobs"].as_i64().unwrap();
+    }
+    let submitted = body["submitted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] != "billing.generate_invoices")
+        .map(|r| r["jobs"].as_i64().unwrap())
+        .sum();
+    (finished, submitted)
+}
+
+/// Waits until the analytics rollups of each tenant equal the recount of its jobs.
+async fn wait_rollups_match(
+    app: &pysaas::testing::TestApp,
+    db: &TestDb,
+    clients: &[reqwest::Client],
+    jobs_per_tenant: i64,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (tenant, client) in TENANTS.iter().zip(clients) {
+        loop {
+            let want = recount(db, tenant).await;
+            let (got, submitted) = analytics_counts(app, client).await;
+            if got == want && submitted == jobs_per_tenant {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{tenant}: rollups {got:?} ({submitted} submitted) differ from the recount {want:?} ({jobs_per_tenant})"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Submits `n` jobs per tenant: one in five fails for good (`system.fail`, one attempt).
+async fn submit_mixed(app: &pysaas::testing::TestApp, clients: &[reqwest::Client], n: usize) {
+    for client in clients {
+        let jobs: Vec<_> = (0..n)
+            .map(|i| {
+                if i % 5 == 0 {
+                    json!({"kind": "system.fail", "payload": {"times": 1}, "max_attempts": 1})
+                } else {
+                    json!({"kind": "system.noop", "payload": {}})
+                }
+            })
+            .collect();
+        for chunk in jobs.chunks(100) {
+            let r = client
+                .post(app.url("/v1/jobs/batch"))
+                .json(&json!({ "jobs": chunk }))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    }
+}
+
+/// The embedded default: no Kafka, the consumers read the outbox; the audit log shows each job's
+/// transitions to its tenant only, and the rollups equal a recount of the jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_kafka_the_audit_log_and_analytics_come_from_the_outbox() {
+    let db = TestDb::sqlite().await;
+    let mut config = Config::default();
+    config.store.url = Some(db.url.clone());
+    config.events.enabled = true;
+    let app = common::spawn(App::new(config).with_store(db.store.clone()), Roles::all()).await;
+    let mut clients = Vec::new();
+    for tenant in TENANTS {
+        clients.push(common::tenant_client(app.store.as_ref(), tenant).await);
+    }
+    submit_mixed(&app, &clients, 50).await;
+    wait_all_finished(&db, Duration::from_secs(60)).await;
+    wait_rollups_match(&app, &db, &clients, 50).await;
+
+    let acme = &clients[0];
+    let jobs = common::json_of(acme.get(app.url("/v1/jobs?limit=1&kind=system.fail"))).await;
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let subject = format!("jobs/{id}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let page = common::json_of(
+            acme.get(app.url("/v1/audit"))
+                .query(&[("subject", subject.as_str())]),
+        )
+        .await;
+        let entries = page["entries"].as_array().unwrap().clone();
+        if entries.len() >= 3 {
+            break entries;
+        }
+        assert!(Instant::now() < deadline, "audit of {subject}: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let types: Vec<&str> = entries
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["pysaas.job.dead", "pysaas.job.running", "pysaas.job.queued"]
+    );
+    assert!(entries.iter().all(|e| e["subject"] == subject.as_str()));
+    assert_eq!(entries[0]["data"]["from"], "running");
+    // Another tenant's log holds nothing of acme's.
+    let globex = common::json_of(
+        clients[1]
+            .get(app.url("/v1/audit"))
+            .query(&[("subject", subject.as_str())]),
+    )
+    .await;
+    assert_eq!(globex["entries"], json!([]));
+    // By type, newest first, a page at a time.
+    let dead = common::json_of(
+        acme.get(app.url("/v1/audit"))
+            .query(&[("type", "pysaas.job.dead"), ("limit", "3")]),
+    )
+    .await;
+    let dead = dead["entries"].as_array().unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(dead.iter().all(|e| e["type"] == "pysaas.job.dead"));
+    // Bad input is a problem, never a partial answer.
+    for (query, status) in [
+        ("limit=0", 422),
+        ("limit=501", 422),
+        ("from=yesterday", 400),
+        ("colour=blue", 400),
+    ] {
+        let r = acme
+            .get(app.url(&format!("/v1/audit?{query}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{query}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{query}"
+        );
+    }
+    // An empty window holds nothing; a window over seven days is cut to seven.
+    let empty = common::json_of(
+        acme.get(app.url("/v1/audit?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(empty["entries"], json!([]));
+    let long = common::json_of(
+        acme.get(app.url("/v1/analytics/jobs?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")),
+    )
+    .await;
+    assert_eq!(long["from"], "2026-01-25T00:00:00Z", "{long}");
+    assert_eq!(long["finished"], json!([]));
+}
+
+/// Waits until every job of the tenants has finished.
+async fn wait_all_finished(db: &TestDb, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut open = 0;
+        for tenant in TENANTS {
+            for queue in db.store.queue_stats(Some(tenant)).await.unwrap() {
+                open += queue
+                    .counts
+                    .iter()
+                    .filter(|(s, _)| !s.is_finished())
+                    .map(|(_, n)| n)
+                    .sum::<i64>();
+            }
+        }
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} jobs unfinished");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `pysaas analytics` on Kafka, restarted mid-stream: it resumes from its committed offsets, and
+/// its rollups equal a recount from the jobs table (nothing lost, nothing counted twice); the
+/// audit consumer has every audit event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_consumer_resumes_after_a_restart_and_counts_each_job_once() {
+    let (db, kafka) = (TestDb::postgres().await, TestKafka::start().await);
+    let config = config_for(&db, &kafka, ContentMode::Binary);
+    let roles = Roles {
+        consumers: false,
+        ..Roles::all()
+    };
+    let app = common::spawn(App::new(config.clone()).with_store(db.store.clone()), roles).await;
+    let mut clients = Vec::new();
+    for tenant in TENANTS {
+        clients.push(common::tenant_client(app.store.as_ref(), tenant).await);
+    }
+    let consumers = || {
+        let app = App::new(config.clone()).with_store(db.store.clone());
+        common::spawn(
+            app,
+            Roles {
+                consumers: true,
+                ..Roles::default()
+            },
+        )
+    };
+    let first = consumers().await;
+    submit_mixed(&app, &clients, 200).await;
+    wait_all_finished(&db, Duration::from_secs(60)).await;
+    // Stopped mid-stream: with some of the stream read and committed, and some not.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.stop().await.unwrap();
+    submit_mixed(&app, &clients, 200).await;
+    wait_all_finished(&db, Duration::from_secs(60)).await;
+    let second = consumers().await;
+    submit_mixed(&app, &clients, 100).await;
+    wait_all_finished(&db, Duration::from_secs(60)).await;
+    wait_published(&db, Duration::from_secs(60)).await;
+    wait_rollups_match(&app, &db, &clients, 500).await;
+
+    // The audit log: every audit event of the outbox, once.
+    let audit: HashSet<Uuid> = expected_events(db.store.as_ref())
+        .await
+        .into_iter()
+        .filter(|(s, e)| *s == Stream::Audit && TENANTS.contains(&e.tenantid.as_str()))
+        .map(|(_, e)| e.id)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut logged = HashSet::new();
+        for tenant in TENANTS {
+            let filter = pysaas_brokers::store::AuditFilter {
+                tenant_id: tenant.into(),
+                limit: 100_000,
+                ..Default::default()
+            };
+            logged.extend(
+                db.store
+                    .audit_log(&filter)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.id),
+            );
+        }
+        if logged == audit {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the audit log holds {} of {} events",
+            logged.intersection(&audit).count(),
+            audit.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    second.stop().await.unwrap();
+    app.stop().await.unwrap();
+}

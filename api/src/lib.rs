@@ -190,6 +190,8 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         .route("/v1/inbox/{id}/read", post(routes::inbox::mark_read))
         .route("/v1/events/stream", get(routes::events::stream))
         .route("/v1/stats", get(routes::stats::stats))
+        .route("/v1/audit", get(routes::audit::list_audit))
+        .route("/v1/analytics/jobs", get(routes::audit::job_analytics))
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/queues/{name}/pause", post(routes::system::pause_queue))
         .route(

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 use crate::dto;
 use crate::error::FieldError;
 use crate::routes::{
-    auth, billing, events, inbox, jobs, notifications, profiles, schedules, stats, system, webhooks,
+    audit, auth, billing, events, inbox, jobs, notifications, profiles, schedules, stats, system,
+    webhooks,
 };
 
 /// PySaaS's HTTP API.
@@ -34,6 +35,7 @@ use crate::routes::{
         profiles::download_export, profiles::get_erasure,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::delete_endpoint, webhooks::rotate_secret,
         webhooks::enable_endpoint, webhooks::list_deliveries, webhooks::replay_delivery, webhooks::send_event,
+        audit::list_audit, audit::job_analytics,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
@@ -52,6 +54,7 @@ use crate::routes::{
         profiles::OptOutView, profiles::OptionalCategory, profiles::ChannelName, profiles::ExportView, profiles::ErasureView,
         webhooks::CreateEndpoint, webhooks::EventTypeName, webhooks::EndpointView, webhooks::EndpointList, webhooks::DeliveryView,
         webhooks::DeliveryList, webhooks::SendEvent, webhooks::EventAccepted,
+        audit::AuditEntryView, audit::AuditPage, audit::JobRollupView, audit::SubmissionRollupView, audit::JobAnalytics,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),
@@ -62,6 +65,7 @@ use crate::routes::{
         (name = "notifications", description = "Notification settings and users' in-app inboxes"),
         (name = "profiles", description = "Users' profiles and preferences, data exports and erasure"),
         (name = "webhooks", description = "Webhook endpoints, their delivery log and replays"),
+        (name = "audit", description = "The audit log and job analytics, from the event streams"),
         (name = "system", description = "Health and metrics"),
     )
 )]

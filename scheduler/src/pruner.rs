@@ -76,6 +76,10 @@ pub async fn prune(store: &dyn JobStore, retention: Retention) -> pysaas_brokers
             }
         }
     }
+    // The analytics consumer's counted ids: a redelivery comes within minutes, not a week.
+    store
+        .prune_analytics_seen(now - chrono::TimeDelta::days(7))
+        .await?;
     if let Some(keep) = retention
         .events
         .and_then(|k| chrono::Duration::from_std(k).ok())

@@ -78,6 +78,14 @@ pub struct BenchArgs {
     /// member. Without it, `system.noop` jobs with `{}`.
     #[arg(long, value_parser = json_object)]
     payload: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Record every job transition in the event outbox (`events.enabled`), to measure what the
+    /// audit and analytics streams cost.
+    #[arg(long)]
+    events: bool,
+    /// With `--events`: the bench's leader also publishes the outbox to this Kafka
+    /// (`host:port`), on topics prefixed by the bench's schema.
+    #[arg(long, requires = "events")]
+    kafka_brokers: Option<String>,
 }
 
 /// The `--payload` drain's kind: any JSON object as its payload, nothing done.
@@ -285,6 +293,21 @@ impl Bench {
         store.migrate().await.context("migrating the bench store")?;
         let prefix = schema.replace('_', "");
         let dispatcher = open_dispatcher(&args.broker, &prefix, &store)?;
+        store
+            .set_events_enabled(args.events)
+            .await
+            .context("setting events.enabled")?;
+        let events: Option<Arc<dyn pysaas_brokers::stream::EventSink>> = match &args.kafka_brokers {
+            Some(brokers) => {
+                let mut kafka = pysaas_brokers::stream::kafka::KafkaConfig::new(brokers.clone());
+                kafka.topic_prefix = format!("{schema}.");
+                Some(Arc::new(
+                    pysaas_brokers::stream::kafka::KafkaSink::new(kafka)
+                        .context("opening the Kafka producer")?,
+                ))
+            }
+            None => None,
+        };
         let stop = tokio_util::sync::CancellationToken::new();
         let leader = pysaas_scheduler::spawn(
             pysaas_scheduler::Context {
@@ -295,7 +318,7 @@ impl Bench {
                     "bench-{}-{schema}",
                     std::process::id()
                 )),
-                events: None,
+                events,
             },
             stop.clone(),
         );

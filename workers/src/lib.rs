@@ -16,6 +16,7 @@ mod admission;
 pub mod billing;
 mod completer;
 mod config;
+pub mod consumers;
 mod handler;
 pub mod handlers;
 mod heartbeat;

@@ -16,6 +16,10 @@ pub fn describe_metrics() {
     describe_counter!(FAILED, "Job attempts that failed (to be retried, or dead)");
     describe_counter!(DEAD, "Jobs that ran out of attempts");
     describe_counter!(CANCELLED, "Jobs cancelled while running");
+    describe_counter!(
+        "pysaas_events_consumed_total",
+        "Events the audit and analytics consumers stored (not counting ones seen before)"
+    );
     describe_histogram!(RUN_DURATION, Unit::Seconds, "Duration of job attempts");
     describe_histogram!(
         QUEUE_WAIT,

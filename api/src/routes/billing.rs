@@ -654,14 +654,7 @@ pub(crate) async fn list_invoices(
     page: Result<Query<InvoicePage>, QueryRejection>,
 ) -> Result<Json<InvoiceList>, ApiError> {
     let Query(page) = page?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=INVOICE_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "`limit` must be between 1 and 100",
-            "limit",
-            "1 to 100",
-        ));
-    }
+    let limit = super::page_limit(page.limit, 50, INVOICE_PAGE_MAX)?;
     let invoices = state.store().list_invoices(&tenant, limit).await?;
     Ok(Json(InvoiceList {
         invoices: invoices.into_iter().map(Into::into).collect(),

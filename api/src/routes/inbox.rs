@@ -82,14 +82,7 @@ pub(crate) async fn list_inbox(
 ) -> Result<Json<InboxPage>, ApiError> {
     let user_id = user_of(&principal)?;
     let Query(q) = query?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=INBOX_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "`limit` must be between 1 and 100",
-            "limit",
-            "1 to 100",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 50, INBOX_PAGE_MAX)?;
     let tenant = principal.tenant_id;
     let page = state
         .store()

@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod billing;
 pub(crate) mod events;
@@ -43,6 +44,20 @@ pub(crate) async fn dispatch_created(state: &AppState, jobs: &[Job]) {
     }
     if let Err(err) = state.dispatcher().dispatch(&ready).await {
         tracing::warn!(error = %err, jobs = ready.len(), "dispatch after a commit failed");
+    }
+}
+
+/// A page size: `limit` or `default`, which must lie in 1..=`max` (422 naming `limit`).
+pub(crate) fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid_field(
+            format!("`limit` must be between 1 and {max}"),
+            "limit",
+            format!("1 to {max}"),
+        ))
     }
 }
 

@@ -18,6 +18,7 @@ macro_rules! job_columns {
 
 mod auth;
 pub mod billing;
+pub mod consumers;
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
 pub mod events;
@@ -51,6 +52,7 @@ pub use auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 pub use billing::BillingStore;
+pub use consumers::{AuditEntry, AuditFilter, EventRecords, JobRollup, SubmissionRollup};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoConfig, DynamoProfileStore};
 pub use events::{EventOutbox, OutboxBacklog, OutboxEntry, OutboxPosition};
@@ -257,6 +259,7 @@ pub trait JobStore:
     + InboxStore
     + PrivacyStore
     + EventOutbox
+    + EventRecords
     + ProfileStore
     + WebhookStore
     + JobStats

@@ -54,11 +54,7 @@ impl MinuteStats {
             self.failed += 1;
         }
         let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-        let bucket = WAIT_BOUNDS_MS
-            .iter()
-            .position(|&bound| ms <= bound)
-            .unwrap_or(WAIT_BUCKETS - 1);
-        self.wait[bucket] += 1;
+        self.wait[bucket_of_ms(ms)] += 1;
     }
 
     /// Adds `other`'s counts (same tenant, queue and minute).
@@ -74,6 +70,14 @@ impl MinuteStats {
 /// The minute holding `at`.
 pub fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
+}
+
+/// The histogram bucket of `ms` milliseconds.
+pub fn bucket_of_ms(ms: u64) -> usize {
+    WAIT_BOUNDS_MS
+        .iter()
+        .position(|&bound| ms <= bound)
+        .unwrap_or(WAIT_BUCKETS - 1)
 }
 
 /// The `q`-quantile (0..=1) of a wait histogram, as the upper bound of the bucket that holds it

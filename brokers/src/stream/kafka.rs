@@ -244,9 +244,19 @@ impl EventSink for KafkaSink {
 /// consumer has stored what it made of a batch.
 pub struct KafkaSource {
     config: KafkaConfig,
-    consumer: StreamConsumer,
+    consumer: std::sync::Arc<StreamConsumer>,
     /// Next offset per (topic, partition) of what was handed out and not yet committed.
     pending: BTreeMap<(String, i32), i64>,
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        // Leaving the group waits for the coordinator: off the async threads, when on them.
+        let consumer = self.consumer.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn_blocking(move || drop(consumer));
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -266,6 +276,9 @@ impl KafkaSource {
             .set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
+            // A member that died without leaving hands its partitions on within 10 s.
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
             .create()
             .map_err(|e| kafka_error("creating the Kafka consumer", e))?;
         let topics: Vec<String> = streams.iter().map(|s| config.topic(*s)).collect();
@@ -275,7 +288,7 @@ impl KafkaSource {
             .map_err(|e| kafka_error("subscribing to the event topics", e))?;
         Ok(KafkaSource {
             config,
-            consumer,
+            consumer: std::sync::Arc::new(consumer),
             pending: BTreeMap::new(),
         })
     }
@@ -320,8 +333,11 @@ impl EventSource for KafkaSource {
                 .add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|e| kafka_error("recording offsets", e))?;
         }
-        self.consumer
-            .commit(&offsets, CommitMode::Sync)
+        // A synchronous commit waits for the coordinator: off the async threads.
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
+            .await
+            .map_err(|e| kafka_error("committing offsets", e))?
             .map_err(|e| kafka_error("committing offsets", e))?;
         self.pending.clear();
         Ok(())

@@ -10,6 +10,7 @@
 
 mod auth;
 mod billing;
+mod consumers;
 mod events;
 pub(crate) mod jobs;
 mod notifications;
