@@ -360,3 +360,40 @@ async fn live_updates_across(db: TestDb, most: i64) {
         "the job page polled instead of following events: {seen}"
     );
 }
+
+/// The Audit page (events on, the embedded default): a job's transitions, newest first, found
+/// by its subject and then by type through the page's filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_shows_a_jobs_transitions() {
+    let ui = std::env::var("PYSAAS_TEST_UI_DIR").expect("PYSAAS_TEST_UI_DIR");
+    let mut config = pysaas::Config::default();
+    config.api.ui_dir = Some(PathBuf::from(ui));
+    config.events.enabled = true;
+    let app = common::spawn(pysaas::App::new(config), pysaas::Roles::all()).await;
+    let (key, http) = app.admin_client().await.unwrap();
+    let job = common::json_of(
+        http.post(app.url("/v1/jobs"))
+            .json(&serde_json::json!({"kind": "system.noop", "payload": {}})),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    let seen = common::browse("audit.cjs", &[&app.url(""), &key, &id]).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    let rows: Vec<&str> = seen["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{seen}");
+    assert!(
+        rows[0].contains("pysaas.job.succeeded") && rows[0].contains("running → succeeded"),
+        "{seen}"
+    );
+    assert!(
+        rows[2].contains("pysaas.job.queued") && rows[2].contains("new → queued"),
+        "{seen}"
+    );
+    assert_eq!(seen["jobLink"], format!("/jobs/?id={id}"), "{seen}");
+    assert_eq!(seen["filtered"].as_array().unwrap().len(), 1, "{seen}");
+}

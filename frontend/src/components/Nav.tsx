@@ -21,6 +21,7 @@ export function Nav() {
         <Link href="/schedules/">Schedules</Link>
         {can(me, 'jobs:write') && <Link href="/submit/">Submit</Link>}
         {isOperator(me) && <Link href="/workers/">Workers</Link>}
+        {can(me, 'admin') && <Link href="/audit/">Audit</Link>}
         {signedIn && <Link href="/account/">Account</Link>}
       </nav>
       <span className="spacer" />
