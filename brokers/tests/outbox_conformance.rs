@@ -260,6 +260,38 @@ on_both!(
     nothing_is_recorded_while_disabled
 );
 
+/// An operator's queue pause and resume are facts of their own, recorded with the change (and
+/// only when something changed), published as the events of their type.
+async fn queue_pauses_are_recorded(db: TestDb) {
+    let s = db.store.clone();
+    assert!(s.pause_queue("mail", "user:ada").await.unwrap());
+    assert!(
+        !s.pause_queue("mail", "user:ada").await.unwrap(),
+        "already paused"
+    );
+    assert!(s.resume_queue("mail").await.unwrap());
+    assert!(!s.resume_queue("mail").await.unwrap(), "not paused");
+    let all = read_all(&s, "relay").await;
+    let types: Vec<&str> = all.iter().map(|e| e.fact.event_type.as_str()).collect();
+    assert_eq!(types, ["pysaas.queue.paused", "pysaas.queue.resumed"]);
+    assert_eq!(all[0].fact.subject, "queues/mail");
+    assert_eq!(all[0].fact.tenant_id, "default");
+    assert_eq!(all[0].fact.data, json!({"queue": "mail", "by": "user:ada"}));
+    let events = events_of(&all[0].fact).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, Stream::Audit);
+    let schema = pysaas_jobs::events::schema_for_type("pysaas.queue.paused").unwrap();
+    assert_eq!(schema["title"], "QueueAction");
+    s.set_events_enabled(false).await.unwrap();
+    assert!(s.pause_queue("mail", "user:ada").await.unwrap());
+    assert_eq!(
+        read_all(&s, "other").await.len(),
+        2,
+        "nothing while disabled"
+    );
+}
+on_both!(queue_pauses_are_recorded, queue_pauses_are_recorded);
+
 /// A transaction that began first but commits last: a reader going by sequence numbers alone
 /// would pass its fact before it committed and never see it. The outbox shows nothing past it
 /// until it ends, then both facts in transaction order.

@@ -227,6 +227,22 @@ pub const JOB_SUBMITTED: &str = "pysaas.analytics.job_submitted";
 /// The analytics event of a finished job.
 pub const JOB_FINISHED: &str = "pysaas.analytics.job_finished";
 
+/// A queue was paused.
+pub const QUEUE_PAUSED: &str = "pysaas.queue.paused";
+/// A queue was resumed.
+pub const QUEUE_RESUMED: &str = "pysaas.queue.resumed";
+
+/// An operator paused or resumed a queue (`pysaas.queue.paused`, `pysaas.queue.resumed`; the
+/// subject is `queues/<name>`, the tenant the operator's, `default`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueueAction {
+    /// The queue.
+    pub queue: String,
+    /// Who did it: the credential's label (`user:<id>`, `key:<prefix>`), when known.
+    pub by: Option<String>,
+}
+
 /// One event type of the catalogue.
 #[derive(Debug, Clone)]
 pub struct EventType {
@@ -261,6 +277,18 @@ pub fn catalog() -> Vec<EventType> {
         description: "A job was submitted, or a finished one retried by hand (derived from a \
                       `queued` or `scheduled` with no `from`).",
         schema: schema_of::<JobSubmitted>(),
+    });
+    out.push(EventType {
+        name: QUEUE_PAUSED.to_owned(),
+        stream: Stream::Audit,
+        description: "An operator paused a queue: no worker claims from it until it is resumed.",
+        schema: schema_of::<QueueAction>(),
+    });
+    out.push(EventType {
+        name: QUEUE_RESUMED.to_owned(),
+        stream: Stream::Audit,
+        description: "An operator resumed a paused queue.",
+        schema: schema_of::<QueueAction>(),
     });
     out.push(EventType {
         name: JOB_FINISHED.to_owned(),
@@ -530,7 +558,10 @@ mod tests {
     #[test]
     fn every_type_has_a_schema() {
         let catalog = catalog();
-        assert_eq!(catalog.len(), JobState::ALL.len() + 2);
+        // A transition per state, two analytics types, the queue pause and resume.
+        assert_eq!(catalog.len(), JobState::ALL.len() + 2 + 2);
         assert!(catalog.iter().all(|t| t.schema.is_object()));
+        let names: std::collections::HashSet<_> = catalog.iter().map(|t| &t.name).collect();
+        assert_eq!(names.len(), catalog.len(), "each type once");
     }
 }

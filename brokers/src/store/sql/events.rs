@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pysaas_jobs::events::Fact;
 
-use super::{args, Arg, Columns, SqlBackend, Stmt};
+use super::{args, Arg, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::events::{EventOutbox, OutboxBacklog, OutboxEntry, OutboxPosition};
 use crate::Result;
 
@@ -62,6 +62,36 @@ const PRUNE: Stmt<'static> = Stmt::write(
              SELECT 1 FROM event_cursors c WHERE (c.txid, c.seq) < (o.txid, o.seq)) \
          ORDER BY o.txid, o.seq LIMIT $2)",
 );
+
+/// A fact recorded by application code (admin, auth, billing and profile actions), in the
+/// caller's transaction, only while events are on.
+const RECORD: Stmt<'static> = Stmt::write(
+    "INSERT INTO event_outbox (id, tenant_id, type, subject, data) \
+     SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM event_settings WHERE enabled)",
+);
+
+/// Records a fact in `tx` (nothing while events are off), so that it commits, or not, with the
+/// change it describes.
+pub(crate) async fn record_fact<T: SqlTx>(
+    tx: &mut T,
+    tenant_id: &str,
+    event_type: &str,
+    subject: &str,
+    data: &serde_json::Value,
+) -> Result<()> {
+    tx.execute(
+        RECORD,
+        &[
+            uuid::Uuid::now_v7().into(),
+            tenant_id.into(),
+            event_type.into(),
+            subject.into(),
+            Arg::Json(data),
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
 fn entry<R: Columns>(row: &R) -> Result<OutboxEntry> {
     Ok(OutboxEntry {

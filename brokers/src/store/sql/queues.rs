@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use super::{args, Arg, Columns, SqlBackend, Stmt};
+use pysaas_jobs::events::{QueueAction, QUEUE_PAUSED, QUEUE_RESUMED};
+
+use super::{args, Arg, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::queues::{PausedQueue, QueuePauses};
 use crate::Result;
 
@@ -13,17 +15,59 @@ const PAUSE: Stmt<'static> = Stmt::write(
 const RESUME: Stmt<'static> = Stmt::write("DELETE FROM queue_pauses WHERE queue = $1");
 const LIST: Stmt<'static> = Stmt::read("SELECT * FROM queue_pauses ORDER BY queue");
 
+/// Pauses and resumes are the operator's, whose tenant is `default`.
+const OPERATOR_TENANT: &str = "default";
+
+/// Runs `stmt` and, when it changed something, records `event_type` about `queue` in the same
+/// transaction.
+async fn with_fact<S: SqlBackend>(
+    store: &S,
+    stmt: Stmt<'_>,
+    args: &[Arg<'_>],
+    event_type: &str,
+    action: &QueueAction,
+) -> Result<bool> {
+    let mut tx = store.begin_tx().await?;
+    let changed = tx.execute(stmt, args).await? > 0;
+    if changed {
+        let data = serde_json::to_value(action)
+            .map_err(|e| crate::StoreError::Corrupt(format!("queue action: {e}")))?;
+        super::events::record_fact(
+            &mut tx,
+            OPERATOR_TENANT,
+            event_type,
+            &format!("queues/{}", action.queue),
+            &data,
+        )
+        .await?;
+    }
+    tx.commit_tx().await?;
+    Ok(changed)
+}
+
 #[async_trait]
 impl<S: SqlBackend> QueuePauses for S {
     async fn pause_queue(&self, queue: &str, by: &str) -> Result<bool> {
-        Ok(self
-            .execute(PAUSE, &[queue.into(), Arg::Now, by.into()])
-            .await?
-            > 0)
+        let action = QueueAction {
+            queue: queue.to_owned(),
+            by: Some(by.to_owned()),
+        };
+        with_fact(
+            self,
+            PAUSE,
+            &[queue.into(), Arg::Now, by.into()],
+            QUEUE_PAUSED,
+            &action,
+        )
+        .await
     }
 
     async fn resume_queue(&self, queue: &str) -> Result<bool> {
-        Ok(self.execute(RESUME, &args![queue]).await? > 0)
+        let action = QueueAction {
+            queue: queue.to_owned(),
+            by: None,
+        };
+        with_fact(self, RESUME, &args![queue], QUEUE_RESUMED, &action).await
     }
 
     async fn paused_queues(&self) -> Result<Vec<PausedQueue>> {
