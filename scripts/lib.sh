@@ -90,7 +90,8 @@ ensure_cargo_deny() {
 PYTOOLS_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/py-tools"
 ensure_pytools() {
   if [ -x "$PYTOOLS_VENV/bin/schemathesis" ] && [ -x "$PYTOOLS_VENV/bin/openapi-python-client" ] \
-     && [ -x "$PYTOOLS_VENV/bin/aiosmtpd" ] && [ -d "$PYTOOLS_VENV"/lib/python3*/site-packages/kafka ] && [ -d "$PYTOOLS_VENV"/lib/python3*/site-packages/lz4 ]; then
+     && [ -x "$PYTOOLS_VENV/bin/aiosmtpd" ] \
+     && "$PYTOOLS_VENV/bin/python" -c 'import kafka, lz4, jsonschema' 2>/dev/null; then
     return 0
   fi
   log "installing schemathesis, openapi-python-client, aiosmtpd, kafka-python, jsonschema and lz4 (PyPI, once)"

@@ -367,6 +367,7 @@ impl App {
     /// cancelled (or one role fails, which cancels the others).
     pub async fn start(self, roles: Roles, shutdown: CancellationToken) -> Result<Running> {
         let parts = Parts::open(self, shutdown).await?;
+        parts.register_cursors(roles).await?;
         let tasks = TaskTracker::new();
         let (failed_tx, failed_rx) = tokio::sync::watch::channel(None::<String>);
         let failed_tx = Arc::new(failed_tx);
@@ -610,10 +611,15 @@ impl Parts {
             None => open_dispatcher(&app.config, &store)?,
         };
         let profiles = open_profiles(&app.config, &store).await?;
-        store
-            .set_events_enabled(app.config.events.enabled)
-            .await
-            .context("applying events.enabled")?;
+        // Only ever on: a process started without `events.enabled` (a stray one, an old
+        // config) must not stop the recording for all the others (`pysaas admin
+        // disable-events` does that, deliberately).
+        if app.config.events.enabled {
+            store
+                .set_events_enabled(true)
+                .await
+                .context("applying events.enabled")?;
+        }
         Ok(Parts {
             config: app.config,
             store,
@@ -713,6 +719,31 @@ impl Parts {
             },
             self.shutdown.clone(),
         ))
+    }
+
+    /// Creates the outbox cursors this process's roles read with (at the start, if new), so
+    /// that the pruner keeps every fact until they have passed it — also a fact recorded
+    /// before their first read.
+    async fn register_cursors(&self, roles: Roles) -> Result<()> {
+        if !self.config.events.enabled {
+            return Ok(());
+        }
+        let mut cursors = Vec::new();
+        match self.config.kafka()? {
+            Some(_) if roles.scheduler => cursors.push(pysaas_scheduler::publisher::CURSOR),
+            Some(_) => {}
+            None if roles.consumers => {
+                cursors.extend(pysaas_workers::consumers::Consumer::ALL.map(|c| c.name()))
+            }
+            None => {}
+        }
+        for cursor in cursors {
+            self.store
+                .outbox_commit(cursor, pysaas_brokers::OutboxPosition::default())
+                .await
+                .with_context(|| format!("registering the outbox cursor {cursor}"))?;
+        }
+        Ok(())
     }
 
     /// Where `consumer` reads: its Kafka consumer group (`pysaas-<name>`) when Kafka is
@@ -934,6 +965,18 @@ pub async fn create_key(
         scopes.join(" ")
     );
     println!("{key}");
+    Ok(())
+}
+
+/// `pysaas admin disable-events`: stops the recording of events store-wide.
+pub async fn disable_events(config: Config) -> Result<()> {
+    let url = config.require_database_url()?.to_owned();
+    let store = open_store(&config, &url).await?;
+    store
+        .set_events_enabled(false)
+        .await
+        .context("turning events off")?;
+    println!("events are no longer recorded in {}", redact(&url));
     Ok(())
 }
 

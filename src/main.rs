@@ -139,6 +139,9 @@ enum AdminCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Stop recording events for every process of the store (a process with `events.enabled`
+    /// turns them on again when it starts; one without leaves them as they are).
+    DisableEvents,
 }
 
 /// Exit codes: 0 success; 1 any other failure; 2 usage (bad arguments, or a request the API
@@ -282,6 +285,9 @@ fn run(cli: Cli) -> Result<()> {
                             config.store.data_dir = dir;
                         }
                         app::create_key(config, tenant, name, scopes).await
+                    }
+                    Command::Admin(AdminCommand::DisableEvents) => {
+                        app::disable_events(config).await
                     }
                     Command::Bench(args) => bench::run(config, args).await,
                     Command::Enqueue(_)

@@ -640,3 +640,38 @@ async fn the_analytics_consumer_resumes_after_a_restart_and_counts_each_job_once
     second.stop().await.unwrap();
     app.stop().await.unwrap();
 }
+
+/// Kafka unreachable from the start: the pruner, however eager, keeps every fact the publisher
+/// has not published (its cursor is registered at start, before its first publish), and they
+/// all arrive once Kafka is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_pruned_before_it_is_published() {
+    let (db, kafka) = (TestDb::postgres().await, TestKafka::start().await);
+    kafka.set_down(true);
+    let mut config = config_for(&db, &kafka, ContentMode::Binary);
+    config.events.retention_secs = 1;
+    config.scheduler.prune_interval_ms = 100;
+    let (app, clients) = {
+        let app = common::spawn(App::new(config).with_store(db.store.clone()), Roles::all()).await;
+        let mut clients = Vec::new();
+        for tenant in TENANTS {
+            clients.push(common::tenant_client(app.store.as_ref(), tenant).await);
+        }
+        (app, clients)
+    };
+    submit_load(&app, &clients, 20).await;
+    wait_all_succeeded(&db, Duration::from_secs(30)).await;
+    // Several pruning passes past the retention window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let backlog = db.store.outbox_backlog("kafka").await.unwrap();
+    assert!(backlog.pending >= 3 * 20 * 3, "{backlog:?}");
+    kafka.set_down(false);
+    wait_published(&db, Duration::from_secs(120)).await;
+    app.stop().await.unwrap();
+    let on_audit: usize = on_topic(&kafka, Stream::Audit)
+        .await
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert!(on_audit >= 3 * 20 * 3, "{on_audit} audit events published");
+}

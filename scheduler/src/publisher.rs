@@ -85,8 +85,8 @@ async fn refresh_gauges(store: &dyn JobStore) {
     }
 }
 
-/// Runs the publisher until `shutdown`: creates the topics (retrying until the sink answers),
-/// then publishes batch after batch.
+/// Runs the publisher until `shutdown`: creates the topics if it can, then publishes batch
+/// after batch.
 pub async fn run(
     store: Arc<dyn JobStore>,
     sink: Arc<dyn EventSink>,
@@ -94,19 +94,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = interval;
-    loop {
-        match sink.ensure_topics().await {
-            Ok(()) => break,
-            Err(err) => {
-                tracing::warn!(sink = sink.name(), error = %err, "cannot create the event topics yet; retrying");
-                refresh_gauges(store.as_ref()).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-            }
-        }
+    // Topics made by hand (a cluster that refuses the admin call) serve as well: a failure is
+    // reported and publishing goes on; a missing topic then fails the publish, which retries.
+    if let Err(err) = sink.ensure_topics().await {
+        tracing::warn!(sink = sink.name(), error = %err, "could not create the event topics; publishing to them as they are");
     }
     let mut gauged = tokio::time::Instant::now();
     refresh_gauges(store.as_ref()).await;
@@ -131,6 +122,8 @@ pub async fn run(
             }
             Err(err) => {
                 tracing::warn!(sink = sink.name(), error = %err, "publishing events failed; the batch is retried");
+                // A topic missing because the cluster was down at start is made now.
+                let _ = sink.ensure_topics().await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 backoff
             }

@@ -183,10 +183,14 @@ pub(crate) async fn job_analytics(
     };
     // At most seven days, ending at `to`; an empty window (`from` at or after `to`) holds
     // nothing.
+    let earliest = to
+        .checked_sub_signed(ANALYTICS_WINDOW_MAX)
+        .ok_or_else(|| ApiError::bad_request("`to` is out of range"))?;
     let from = q
         .from
-        .unwrap_or(to - TimeDelta::hours(1))
-        .max(to - ANALYTICS_WINDOW_MAX);
+        .or_else(|| to.checked_sub_signed(TimeDelta::hours(1)))
+        .unwrap_or(earliest)
+        .max(earliest);
     let store = state.store();
     let finished = store
         .job_rollups(&tenant, from, to)

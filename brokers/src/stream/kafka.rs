@@ -244,7 +244,8 @@ impl EventSink for KafkaSink {
 /// consumer has stored what it made of a batch.
 pub struct KafkaSource {
     config: KafkaConfig,
-    consumer: std::sync::Arc<StreamConsumer>,
+    /// `None` only once dropped.
+    consumer: Option<std::sync::Arc<StreamConsumer>>,
     /// Next offset per (topic, partition) of what was handed out and not yet committed.
     pending: BTreeMap<(String, i32), i64>,
 }
@@ -252,8 +253,11 @@ pub struct KafkaSource {
 impl Drop for KafkaSource {
     fn drop(&mut self) {
         // Leaving the group waits for the coordinator: off the async threads, when on them.
-        let consumer = self.consumer.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        // The source's own reference moves into the blocking task (a commit's clone is gone by
+        // now: commits are awaited).
+        if let (Some(consumer), Ok(handle)) =
+            (self.consumer.take(), tokio::runtime::Handle::try_current())
+        {
             handle.spawn_blocking(move || drop(consumer));
         }
     }
@@ -288,7 +292,7 @@ impl KafkaSource {
             .map_err(|e| kafka_error("subscribing to the event topics", e))?;
         Ok(KafkaSource {
             config,
-            consumer: std::sync::Arc::new(consumer),
+            consumer: Some(std::sync::Arc::new(consumer)),
             pending: BTreeMap::new(),
         })
     }
@@ -306,18 +310,36 @@ impl EventSource for KafkaSource {
             } else {
                 tokio::time::Instant::now() + Duration::from_millis(1)
             };
-            let message = match tokio::time::timeout_at(until, self.consumer.recv()).await {
+            let Some(consumer) = &self.consumer else {
+                break;
+            };
+            let message = match tokio::time::timeout_at(until, consumer.recv()).await {
                 Err(_) => break,
+                // What was read so far goes to the caller (its offsets are pending); the error
+                // comes again on the next read if it lasts.
+                Ok(Err(err)) if !out.is_empty() => {
+                    tracing::warn!(error = %err, "reading the event topics failed mid-batch");
+                    break;
+                }
                 Ok(Err(err)) => return Err(kafka_error("reading the event topics", err)),
                 Ok(Ok(message)) => message,
             };
             let topic = message.topic().to_owned();
+            let (partition, offset) = (message.partition(), message.offset());
             let headers = headers_of(&message);
-            let event = decode(&headers, message.payload().unwrap_or_default())?;
-            self.pending
-                .insert((topic.clone(), message.partition()), message.offset() + 1);
-            if let Some(stream) = self.config.stream_of(&topic) {
-                out.push(Received { stream, event });
+            let decoded = decode(&headers, message.payload().unwrap_or_default());
+            self.pending.insert((topic.clone(), partition), offset + 1);
+            match decoded {
+                Ok(event) => {
+                    if let Some(stream) = self.config.stream_of(&topic) {
+                        out.push(Received { stream, event });
+                    }
+                }
+                // Not an event (a foreign producer, a tombstone): passed over, loudly, so that
+                // it cannot stop the consumer or take the batch's other events with it.
+                Err(err) => {
+                    tracing::error!(topic = %topic, partition, offset, error = %err, "a message that is not an event was skipped")
+                }
             }
         }
         Ok(out)
@@ -334,7 +356,9 @@ impl EventSource for KafkaSource {
                 .map_err(|e| kafka_error("recording offsets", e))?;
         }
         // A synchronous commit waits for the coordinator: off the async threads.
-        let consumer = self.consumer.clone();
+        let Some(consumer) = self.consumer.clone() else {
+            return Ok(());
+        };
         tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync))
             .await
             .map_err(|e| kafka_error("committing offsets", e))?

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use pysaas_jobs::events::{events_of, CloudEvent, Stream};
 
 use crate::store::{EventOutbox, OutboxPosition};
-use crate::{Result, StoreError};
+use crate::Result;
 
 /// How events are laid out in a message (the CloudEvents Kafka protocol binding's two modes).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -121,8 +121,14 @@ impl EventSource for OutboxSource {
                 self.read_through = Some(last.position);
                 let mut out = Vec::new();
                 for entry in &fresh {
-                    let events = events_of(&entry.fact)
-                        .map_err(|e| StoreError::Corrupt(format!("outbox fact: {e}")))?;
+                    let events = match events_of(&entry.fact) {
+                        Ok(events) => events,
+                        // As the publisher does: one bad fact is skipped, loudly, not the batch.
+                        Err(err) => {
+                            tracing::error!(event_id = %entry.fact.id, error = %err, "outbox fact skipped: it does not form an event");
+                            continue;
+                        }
+                    };
                     out.extend(
                         events
                             .into_iter()

@@ -56,8 +56,16 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn corrupt(event: &CloudEvent, err: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(format!("event {} ({}): {err}", event.id, event.event_type))
+/// The event's data as `T`; an event that does not fit (a newer producer's, a bad one) is
+/// logged and counted nowhere, rather than stopping the consumer on it for good.
+fn parse<T: serde::de::DeserializeOwned>(event: &CloudEvent) -> Option<T> {
+    match serde_json::from_value(event.data.clone()) {
+        Ok(data) => Some(data),
+        Err(err) => {
+            tracing::error!(event_id = %event.id, event_type = %event.event_type, error = %err, "analytics event skipped: its data does not fit its type");
+            None
+        }
+    }
 }
 
 /// Keys of the rows an analytics batch adds to.
@@ -131,8 +139,9 @@ impl<S: SqlBackend> EventRecords for S {
             let minute = minute_of(e.time);
             match e.event_type.as_str() {
                 JOB_FINISHED => {
-                    let f: JobFinished =
-                        serde_json::from_value(e.data.clone()).map_err(|err| corrupt(e, err))?;
+                    let Some(f) = parse::<JobFinished>(e) else {
+                        continue;
+                    };
                     let bucket = f.duration_ms.map_or(-1, |ms| {
                         i16::try_from(bucket_of_ms(u64::try_from(ms).unwrap_or(0))).unwrap_or(-1)
                     });
@@ -151,8 +160,9 @@ impl<S: SqlBackend> EventRecords for S {
                     row.2 += f.duration_ms.unwrap_or(0);
                 }
                 JOB_SUBMITTED => {
-                    let s: JobSubmitted =
-                        serde_json::from_value(e.data.clone()).map_err(|err| corrupt(e, err))?;
+                    let Some(s) = parse::<JobSubmitted>(e) else {
+                        continue;
+                    };
                     *submissions
                         .entry((e.tenantid.clone(), minute, s.kind, s.queue))
                         .or_default() += 1;
