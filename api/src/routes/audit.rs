@@ -31,8 +31,12 @@ pub(crate) struct AuditQuery {
     event_type: Option<String>,
     /// At or after this time (RFC 3339).
     from: Option<DateTime<Utc>>,
-    /// Before this time (RFC 3339); to page back, pass the oldest `time` of the last page.
+    /// Before this time (RFC 3339). To page back, pass the last entry's `time` here and its
+    /// `id` as `before`.
     to: Option<DateTime<Utc>>,
+    /// With `to`: the id of the last entry of the previous page (entries at `to`'s exact time
+    /// that sort before it come next).
+    before: Option<uuid::Uuid>,
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
@@ -97,6 +101,7 @@ pub(crate) async fn list_audit(
             event_type: q.event_type.filter(|t| !t.is_empty()),
             from: q.from,
             to: q.to,
+            before: q.before.filter(|_| q.to.is_some()),
             limit: usize::try_from(limit).unwrap_or(1),
         })
         .await?;

@@ -25,8 +25,11 @@ pub struct AuditFilter {
     pub event_type: Option<String>,
     /// At or after.
     pub from: Option<DateTime<Utc>>,
-    /// Before.
+    /// Before this time — or, with [`AuditFilter::before`], at it too for the entries whose id
+    /// sorts before that one (the next page after an entry: its time and id).
     pub to: Option<DateTime<Utc>>,
+    /// With `to`: the last entry of the previous page.
+    pub before: Option<uuid::Uuid>,
     /// At most this many.
     pub limit: usize,
 }

@@ -17,6 +17,8 @@ export interface AuditFilters {
   type?: string;
   /** Entries before this time: the page after the one that ended there. */
   to?: string;
+  /** With `to`: the id of the entry that page ended with (entries sharing its time come too). */
+  before?: string;
 }
 
 export function auditSearch(f: AuditFilters): string {
@@ -56,7 +58,7 @@ function Filters({ filters }: { filters: AuditFilters }) {
   const [draft, setDraft] = useState(filters);
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    router.push(`/audit/?${auditSearch({ ...draft, to: undefined })}`);
+    router.push(`/audit/?${auditSearch({ ...draft, to: undefined, before: undefined })}`);
   };
   return (
     <form className="filters" onSubmit={submit} aria-label="Audit filters">
@@ -89,6 +91,7 @@ export function AuditLog({ filters }: { filters: AuditFilters }) {
               subject: filters.subject || undefined,
               type: filters.type || undefined,
               to: filters.to || undefined,
+              before: filters.to ? filters.before || undefined : undefined,
               limit: PAGE,
             },
           },
@@ -97,7 +100,7 @@ export function AuditLog({ filters }: { filters: AuditFilters }) {
     refetchInterval: filters.to ? false : 5000,
   });
   const entries = list.data?.entries;
-  const oldest = entries && entries.length === PAGE ? entries[entries.length - 1]?.time : undefined;
+  const last = entries && entries.length === PAGE ? entries[entries.length - 1] : undefined;
   return (
     <>
       <h1>Audit log</h1>
@@ -116,7 +119,9 @@ export function AuditLog({ filters }: { filters: AuditFilters }) {
             </>
           }
         />
-        {oldest && <Link href={`/audit/?${auditSearch({ ...filters, to: oldest })}`}>Older entries</Link>}
+        {last && (
+          <Link href={`/audit/?${auditSearch({ ...filters, to: last.time, before: last.id })}`}>Older entries</Link>
+        )}
       </section>
     </>
   );

@@ -19,7 +19,8 @@ const AUDIT_ADD: Stmt<'static> = Stmt::write(
 const AUDIT_PAGE: Stmt<'static> = Stmt::read(
     "SELECT event_id, tenant_id, type, subject, time, data, traceparent FROM audit_log \
      WHERE tenant_id = $1 AND ($2 IS NULL OR subject = $2) AND ($3 IS NULL OR type = $3) \
-       AND ($4 IS NULL OR time >= $4) AND ($5 IS NULL OR time < $5) \
+       AND ($4 IS NULL OR time >= $4) \
+       AND ($5 IS NULL OR time < $5 OR ($7 IS NOT NULL AND time = $5 AND event_id < $7)) \
      ORDER BY time DESC, event_id DESC LIMIT $6",
 );
 const SEEN: Stmt<'static> = Stmt::write(
@@ -108,6 +109,7 @@ impl<S: SqlBackend> EventRecords for S {
                     f.from.into(),
                     f.to.into(),
                     limit(f.limit).into(),
+                    f.before.into(),
                 ],
             )
             .await?;

@@ -9,6 +9,7 @@ function Audit() {
     subject: search.get('subject') ?? undefined,
     type: search.get('type') ?? undefined,
     to: search.get('to') ?? undefined,
+    before: search.get('before') ?? undefined,
   };
   return <AuditLog key={search.toString()} filters={filters} />;
 }
