@@ -15,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{ContentMode, EventSink, EventSource, Received};
@@ -79,7 +79,7 @@ fn kafka_error(what: &str, err: impl std::fmt::Display) -> StoreError {
 /// producer's own retries neither duplicate nor reorder a partition's messages.
 pub struct KafkaSink {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: std::sync::RwLock<FutureProducer>,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -93,7 +93,12 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// A producer for `config` (connects lazily).
     pub fn new(config: KafkaConfig) -> Result<Self> {
-        let producer = config
+        let producer = std::sync::RwLock::new(Self::producer(&config)?);
+        Ok(KafkaSink { config, producer })
+    }
+
+    fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
+        config
             .client()
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -104,8 +109,33 @@ impl KafkaSink {
                 config.message_timeout.as_millis().to_string(),
             )
             .create()
-            .map_err(|e| kafka_error("creating the Kafka producer", e))?;
-        Ok(KafkaSink { config, producer })
+            .map_err(|e| kafka_error("creating the Kafka producer", e))
+    }
+
+    /// The current producer (a cheap handle).
+    fn current(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// After a failed publish: an idempotent producer that hit a fatal error (its sequence
+    /// state lost, say) refuses everything from then on, so it is replaced by a new one, and
+    /// the batch is published again through that.
+    fn replace_if_fatal(&self, failed: &FutureProducer) {
+        if let Some((code, reason)) = failed.client().fatal_error() {
+            tracing::error!(code = ?code, reason = %reason, "the Kafka producer hit a fatal error; replacing it");
+            match Self::producer(&self.config) {
+                Ok(fresh) => {
+                    *self
+                        .producer
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                }
+                Err(err) => tracing::error!(error = %err, "could not replace the Kafka producer"),
+            }
+        }
     }
 
     /// The configuration.
@@ -207,37 +237,51 @@ impl EventSink for KafkaSink {
     }
 
     async fn publish(&self, events: &[(Stream, CloudEvent)]) -> Result<()> {
-        let mut deliveries = Vec::with_capacity(events.len());
-        for (stream, event) in events {
-            let topic = self.config.topic(*stream);
-            let (value, headers) = encode(event, self.config.mode)?;
-            let mut record = FutureRecord::to(&topic)
-                .key(event.tenantid.as_str())
-                .payload(&value)
-                .headers(headers);
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                    }
-                    Err((err, _)) => return Err(kafka_error("queueing an event", err)),
-                }
-            }
+        let producer = self.current();
+        let published = publish_with(&producer, &self.config, events).await;
+        if published.is_err() {
+            self.replace_if_fatal(&producer);
         }
-        for outcome in join_all(deliveries).await {
-            match outcome {
-                Ok(Ok(_)) => {}
-                Ok(Err((err, _))) => return Err(kafka_error("publishing an event", err)),
-                Err(_) => return Err(StoreError::Stream("the producer was dropped".into())),
-            }
-        }
-        Ok(())
+        published
     }
+}
+
+/// Queues every event on `producer` in order and waits for each acknowledgement.
+async fn publish_with(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    events: &[(Stream, CloudEvent)],
+) -> Result<()> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for (stream, event) in events {
+        let topic = config.topic(*stream);
+        let (value, headers) = encode(event, config.mode)?;
+        let mut record = FutureRecord::to(&topic)
+            .key(event.tenantid.as_str())
+            .payload(&value)
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((err, _)) => return Err(kafka_error("queueing an event", err)),
+            }
+        }
+    }
+    for outcome in join_all(deliveries).await {
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err((err, _))) => return Err(kafka_error("publishing an event", err)),
+            Err(_) => return Err(StoreError::Stream("the producer was dropped".into())),
+        }
+    }
+    Ok(())
 }
 
 /// A consumer group member reading the streams' topics; offsets are committed by hand, after the
