@@ -6,7 +6,7 @@
 //! `pm_card_chargeDeclinedInsufficientFunds` decline, `pm_card_authenticationRequired` needs
 //! authentication), and answers errors in Stripe's shape. On command it fails the next requests:
 //! `POST /_sim/faults` with `{"fault": "error_500" | "rate_limit" | "timeout_before" |
-//! "timeout_after_capture" | "delay", "times": n, "hold_ms": ms}`; `GET /_sim/payment_intents`
+//! "timeout_after_capture" | "delay", "times": n, "hold_ms": ms, "retry_after": s}`; `GET /_sim/payment_intents`
 //! lists what it captured.
 
 use std::collections::{HashMap, VecDeque};
@@ -30,8 +30,9 @@ pub const DEFAULT_PORT: u16 = 12111;
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// HTTP 500 before doing anything (not saved under the key, as Stripe does).
+    #[serde(rename = "error_500")]
     Error500,
-    /// HTTP 429 with `Retry-After: 1`.
+    /// HTTP 429 with `Retry-After` (`retry_after` seconds, 1 unless told).
     RateLimit,
     /// Hold the request `hold_ms`, then 503: nothing charged.
     TimeoutBefore,
@@ -48,6 +49,12 @@ struct Fault {
     times: u32,
     #[serde(default = "default_hold")]
     hold_ms: u64,
+    #[serde(default = "one_second")]
+    retry_after: u64,
+}
+
+fn one_second() -> u64 {
+    1
 }
 
 fn one() -> u32 {
@@ -286,8 +293,8 @@ async fn create_intent(
             }
             None => None,
         };
-        match fault.map(|f| f.fault) {
-            Some(FaultKind::Error500) => {
+        match fault.map(|f| (f.fault, f.retry_after)) {
+            Some((FaultKind::Error500, _)) => {
                 let (s, b) = error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "api_error",
@@ -296,7 +303,7 @@ async fn create_intent(
                 );
                 return respond(s, b, false);
             }
-            Some(FaultKind::RateLimit) => {
+            Some((FaultKind::RateLimit, retry_after)) => {
                 let (s, b) = error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
@@ -306,10 +313,10 @@ async fn create_intent(
                 let mut response = respond(s, b, false);
                 response
                     .headers_mut()
-                    .insert("retry-after", HeaderValue::from_static("1"));
+                    .insert("retry-after", HeaderValue::from(retry_after));
                 return response;
             }
-            Some(FaultKind::TimeoutBefore) => (fault, false, None),
+            Some((FaultKind::TimeoutBefore, _)) => (fault, false, None),
             _ => {
                 let (status, body) = create(&mut sim, &form, key.as_deref());
                 if let Some(k) = &key {

@@ -53,6 +53,19 @@ impl Provider {
         assert_eq!(status, 204);
     }
 
+    /// Answers the next charge request with a 429 asking to wait `seconds`.
+    async fn rate_limit(&self, seconds: u64) {
+        let status = self
+            .http
+            .post(format!("{}/_sim/faults", self.url))
+            .json(&json!({"fault": "rate_limit", "times": 1, "retry_after": seconds}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 204);
+    }
+
     /// Every PaymentIntent it made, and how many requests it answered from a saved answer.
     async fn intents(&self) -> (Vec<Value>, u64) {
         let body: Value = self
@@ -466,14 +479,10 @@ async fn declines_run_dunning_to_uncollectible(db: TestDb) {
     app.stop().await.unwrap();
 }
 
-/// The provider captures, then its answer never arrives in time: the retry sends the same
-/// attempt under the same key and is answered with the first capture.
-async fn a_timeout_after_capture_is_not_charged_twice(db: TestDb) {
-    let provider = Provider::start().await;
-    let mut config = config_for(&db, &provider);
-    config.billing.provider_timeout_ms = 500;
-    provider.fault("timeout_after_capture", 1, 3_000).await;
-    let app = start(&db, config).await;
+/// Starts the app, subscribes `acme` to a monthly plan and waits (up to `secs`) for the first
+/// invoice to be paid, captured once by `provider`.
+async fn paid_once(db: &TestDb, config: Config, provider: &Provider, secs: u64) -> (TestApp, Uuid) {
+    let app = start(db, config).await;
     let store = app.store.clone();
     store.create_plan(&monthly("basic", 900)).await.unwrap();
     let invoice = store
@@ -488,11 +497,23 @@ async fn a_timeout_after_capture_is_not_charged_twice(db: TestDb) {
         store.as_ref(),
         invoice,
         InvoiceStatus::Paid,
-        30,
+        secs,
         "the invoice paid",
     )
     .await;
     assert_eq!(provider.charged(invoice).await.len(), 1, "captured once");
+    (app, invoice)
+}
+
+/// The provider captures, then its answer never arrives in time: the retry sends the same
+/// attempt under the same key and is answered with the first capture.
+async fn a_timeout_after_capture_is_not_charged_twice(db: TestDb) {
+    let provider = Provider::start().await;
+    let mut config = config_for(&db, &provider);
+    config.billing.provider_timeout_ms = 500;
+    provider.fault("timeout_after_capture", 1, 3_000).await;
+    let (app, invoice) = paid_once(&db, config, &provider, 30).await;
+    let store = app.store.clone();
     let (_, replays) = provider.intents().await;
     assert!(
         replays >= 1,
@@ -510,6 +531,40 @@ async fn a_timeout_after_capture_is_not_charged_twice(db: TestDb) {
         charge[0].attempts >= 2 && charge[0].errors[0].error.contains("timed out"),
         "{:?}",
         charge[0]
+    );
+    app.stop().await.unwrap();
+}
+
+/// The provider is out of order — a 500, a 429 asking for 5 s, a request that times out before
+/// anything is charged — and then answers: the charge is retried under the same attempt and
+/// key, waits as long as the 429 asked, and captures once.
+async fn provider_errors_are_retried_and_capture_once(db: TestDb) {
+    let provider = Provider::start().await;
+    let mut config = config_for(&db, &provider);
+    config.billing.provider_timeout_ms = 500;
+    provider.fault("error_500", 1, 0).await;
+    provider.rate_limit(5).await;
+    provider.fault("timeout_before", 1, 1_000).await;
+    let (app, invoice) = paid_once(&db, config, &provider, 60).await;
+    let store = app.store.clone();
+    let payments = store.list_payments("acme", invoice).await.unwrap();
+    assert_eq!(payments.len(), 1, "one attempt, sent four times");
+    let charge = pysaas::testing::enqueued::<pysaas_jobs::kinds::billing::ChargeInvoice>(
+        store.as_ref(),
+        "acme",
+    )
+    .await
+    .unwrap();
+    let errors = &charge[0].errors;
+    assert_eq!(charge[0].attempts, 4, "{errors:?}");
+    for (error, says) in errors.iter().zip(["HTTP 500", "HTTP 429", "timed out"]) {
+        assert!(error.error.contains(says), "{says}: {errors:?}");
+    }
+    // The attempt after the 429 started no sooner than it asked.
+    let waited = errors[2].started_at.unwrap() - errors[1].finished_at;
+    assert!(
+        waited >= chrono::Duration::milliseconds(4_900),
+        "waited {waited} after the 429"
     );
     app.stop().await.unwrap();
 }
@@ -691,6 +746,7 @@ each_store!(
     subscription_is_invoiced_and_charged_over_the_api,
     declines_run_dunning_to_uncollectible,
     a_timeout_after_capture_is_not_charged_twice,
+    provider_errors_are_retried_and_capture_once,
     a_worker_killed_between_capture_and_write_never_captures_twice,
     cron_opens_the_invoices_of_ended_periods,
 );

@@ -410,6 +410,66 @@ async fn endpoints_get_signed_deliveries_with_a_log_replays_and_disabling(db: Te
     app.stop().await.unwrap();
 }
 
+/// The SSRF guard holds for endpoint deliveries: with private addresses not allowed (the
+/// default), an endpoint on a loopback address literal, or on a name that resolves to loopback,
+/// is never called; its delivery fails for good at once, saying why, in the log. Nothing
+/// reaches the receiver.
+async fn endpoint_deliveries_to_private_addresses_are_refused(db: TestDb) {
+    let (url, received, _) = receiver().await;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let mut config = Config::default();
+    config.store.url = Some(db.url.clone());
+    config.store.pg_schema = db.schema.clone();
+    config.scheduler.promote_interval_ms = 100;
+    assert!(!config.worker.webhook_allow_private, "refused by default");
+    let app = spawn_app(App::new(config).with_store(db.store.clone()), Roles::all())
+        .await
+        .unwrap();
+    let acme = owned_tenant(&app).await;
+    let mut logs = Vec::new();
+    for (target, event_type) in [(&url, "order.shipped"), (&by_name, "order.returned")] {
+        let (s, created) = post(
+            &acme,
+            &app,
+            "/v1/webhooks/endpoints",
+            Some(json!({"url": target, "event_types": [event_type]})),
+        )
+        .await;
+        assert_eq!(s, 201, "{created}");
+        let (s, accepted) = post(
+            &acme,
+            &app,
+            "/v1/webhooks/events",
+            Some(json!({ "event_type": event_type })),
+        )
+        .await;
+        assert_eq!(s, 202, "{accepted}");
+        logs.push(format!(
+            "/v1/webhooks/endpoints/{}/deliveries",
+            created["id"].as_str().unwrap()
+        ));
+    }
+    let literal = wait_for_log(&acme, &app, &logs[0], |d| d[0]["status"] == "failed").await;
+    assert_eq!(literal[0]["attempts"], 1, "{literal:?}");
+    assert!(
+        literal[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("non-public address")),
+        "{literal:?}"
+    );
+    let named = wait_for_log(&acme, &app, &logs[1], |d| d[0]["status"] == "failed").await;
+    assert_eq!(named[0]["attempts"], 1, "{named:?}");
+    assert!(
+        named[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no public address")),
+        "{named:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(received.lock().unwrap().is_empty(), "nothing was sent");
+    app.stop().await.unwrap();
+}
+
 async fn wait_for_log(
     http: &reqwest::Client,
     app: &TestApp,
@@ -455,12 +515,26 @@ mod sqlite {
         )
         .await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoint_deliveries_to_private_addresses_are_refused() {
+        super::endpoint_deliveries_to_private_addresses_are_refused(super::TestDb::sqlite().await)
+            .await;
+    }
 }
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn endpoints_get_signed_deliveries_with_a_log_replays_and_disabling() {
         super::endpoints_get_signed_deliveries_with_a_log_replays_and_disabling(
+            super::TestDb::postgres().await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn endpoint_deliveries_to_private_addresses_are_refused() {
+        super::endpoint_deliveries_to_private_addresses_are_refused(
             super::TestDb::postgres().await,
         )
         .await;

@@ -67,6 +67,19 @@ impl Resolve for PublicOnly {
     }
 }
 
+/// The guard's refusal inside a failed request's causes (a name that resolves to no public
+/// address), if that is why it failed: retrying will not make the address public.
+pub(crate) fn refusal(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains("no public address") {
+            return Some(err.to_string());
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// Whether a URL's host is an IP literal outside the public internet.
 pub(crate) fn private_literal(url: &reqwest::Url) -> bool {
     match url.host() {

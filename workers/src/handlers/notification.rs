@@ -76,14 +76,10 @@ impl JobHandler<Webhook> for WebhookHandler {
         }
         let response = request.send().await.map_err(|e| {
             // A refused address will not become public by retrying.
-            let mut source: Option<&dyn std::error::Error> = Some(&e);
-            while let Some(err) = source {
-                if err.to_string().contains("no public address") {
-                    return HandlerError::fail(format!("webhook refused: {err}"));
-                }
-                source = err.source();
+            match super::egress::refusal(&e) {
+                Some(why) => HandlerError::fail(format!("webhook refused: {why}")),
+                None => HandlerError::retry(format!("webhook request failed: {e}")),
             }
-            HandlerError::retry(format!("webhook request failed: {e}"))
         })?;
         let status = response.status();
         if status.is_success() {

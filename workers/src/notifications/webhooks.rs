@@ -104,6 +104,9 @@ impl WebhookDeliveryHandler {
     }
 }
 
+/// Why a delivery to a non-public address literal is not sent.
+const REFUSED: &str = "endpoint URL points to a non-public address; refused";
+
 #[async_trait]
 impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
     async fn handle(
@@ -137,30 +140,42 @@ impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
         let t = chrono::Utc::now().timestamp();
         let url = reqwest::Url::parse(&endpoint.url)
             .map_err(|e| HandlerError::fail(format!("endpoint URL: {e}")))?;
-        if !self.config.allow_private && crate::handlers::egress::private_literal(&url) {
-            return Err(HandlerError::fail(
-                "endpoint URL points to a non-public address; refused",
-            ));
-        }
+        // The SSRF guard: an address literal is refused here (a name, by the client's resolver),
+        // and the refusal is the delivery's last attempt, in its log.
+        let refused = !self.config.allow_private && crate::handlers::egress::private_literal(&url);
         let started = Instant::now();
-        let sent = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, sign(&endpoint.secret, t, &body))
-            .header("PySaaS-Event-Id", delivery.event_id.to_string())
-            .header("PySaaS-Event-Type", delivery.event_type.as_str())
-            .header("PySaaS-Delivery-Id", delivery.id.to_string())
-            .body(body)
-            .send()
-            .await;
+        let sent = if refused {
+            None
+        } else {
+            Some(
+                self.client
+                    .post(url)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(SIGNATURE_HEADER, sign(&endpoint.secret, t, &body))
+                    .header("PySaaS-Event-Id", delivery.event_id.to_string())
+                    .header("PySaaS-Event-Type", delivery.event_type.as_str())
+                    .header("PySaaS-Delivery-Id", delivery.id.to_string())
+                    .body(body)
+                    .send()
+                    .await,
+            )
+        };
         let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let last = ctx.attempt >= ctx.max_attempts;
+        // A name resolving to no public address is refused by the client's resolver: as final.
+        let refused = refused
+            || matches!(&sent, Some(Err(e)) if crate::handlers::egress::refusal(e).is_some());
+        let last = refused || ctx.attempt >= ctx.max_attempts;
         let (code, error, retry_after) = match sent {
-            Ok(response) if response.status().is_success() => {
+            None => (None, Some(REFUSED.to_owned()), None),
+            Some(Err(e)) if refused => (
+                None,
+                crate::handlers::egress::refusal(&e).map(|why| format!("request refused: {why}")),
+                None,
+            ),
+            Some(Ok(response)) if response.status().is_success() => {
                 (Some(i32::from(response.status().as_u16())), None, None)
             }
-            Ok(response) => {
+            Some(Ok(response)) => {
                 let status = response.status().as_u16();
                 let retry_after = response
                     .headers()
@@ -177,7 +192,7 @@ impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
                     retry_after,
                 )
             }
-            Err(e) => (None, Some(format!("request failed: {e}")), None),
+            Some(Err(e)) => (None, Some(format!("request failed: {e}")), None),
         };
         let recorded = store
             .record_attempt(
@@ -204,6 +219,7 @@ impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
         }
         match error {
             None => Ok(Some(json!({ "status": code, "latency_ms": latency_ms }))),
+            Some(message) if refused => Err(HandlerError::fail(message)),
             Some(message) => Err(match retry_after {
                 Some(after) => HandlerError::retry_after(message, after),
                 None => HandlerError::retry(message),
