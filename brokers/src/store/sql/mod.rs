@@ -11,7 +11,7 @@
 mod auth;
 mod billing;
 mod consumers;
-mod events;
+pub(crate) mod events;
 pub(crate) mod jobs;
 mod notifications;
 mod profiles;

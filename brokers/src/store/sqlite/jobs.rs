@@ -111,7 +111,7 @@ impl JobStore for SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.writer)
             .await?;
-        Ok(())
+        crate::store::sql::events::restore_recording(self).await
     }
 
     async fn now(&self) -> Result<DateTime<Utc>> {
