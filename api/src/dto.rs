@@ -350,6 +350,17 @@ pub enum BulkVerb {
     Delete,
 }
 
+impl BulkVerb {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BulkVerb::Retry => "retry",
+            BulkVerb::Cancel => "cancel",
+            BulkVerb::Delete => "delete",
+        }
+    }
+}
+
 /// `POST /v1/jobs/bulk`: an action on every job matching a filter, newest first, at most `limit`
 /// of them per request (repeat while `more` is true).
 #[derive(Debug, Clone, Deserialize, ToSchema)]

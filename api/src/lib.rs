@@ -131,6 +131,10 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
             get(routes::billing::list_payments),
         )
         .route(
+            "/v1/billing/invoices/{id}/void",
+            post(routes::billing::void_invoice),
+        )
+        .route(
             "/v1/notifications/sender",
             get(routes::notifications::get_sender)
                 .put(routes::notifications::set_sender)

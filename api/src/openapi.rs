@@ -27,7 +27,7 @@ use crate::routes::{
         schedules::pause, schedules::resume, schedules::trigger,
         billing::create_plan, billing::list_plans, billing::archive_plan, billing::subscribe, billing::list_subscriptions,
         billing::get_subscription, billing::cancel_subscription, billing::change_plan, billing::list_invoices,
-        billing::get_invoice, billing::list_payments,
+        billing::get_invoice, billing::list_payments, billing::void_invoice,
         notifications::get_sender, notifications::set_sender, notifications::delete_sender,
         inbox::list_inbox, inbox::mark_read, inbox::mark_all_read,
         profiles::get_profile, profiles::patch_profile, profiles::delete_profile, profiles::get_user_profile,

@@ -146,6 +146,30 @@ impl Drop for TestDb {
     }
 }
 
+/// Every fact `store`'s outbox holds behind the cursor `consumer`, once all of them are
+/// readable (PostgreSQL shows none behind a transaction still running anywhere on the server,
+/// another test's for one), within 20 s.
+pub async fn recorded_facts(
+    store: &dyn JobStore,
+    consumer: &str,
+) -> Vec<pysaas_jobs::events::Fact> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pending = store
+            .outbox_backlog(consumer)
+            .await
+            .map_or(0, |b| usize::try_from(b.pending).unwrap_or(usize::MAX));
+        let got = store
+            .outbox_read(consumer, 10_000)
+            .await
+            .unwrap_or_default();
+        if got.len() >= pending || std::time::Instant::now() > deadline {
+            return got.into_iter().map(|e| e.fact).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A unique RabbitMQ name prefix whose exchanges and queues are deleted when dropped.
 #[derive(Debug)]
 pub struct TestAmqpPrefix {

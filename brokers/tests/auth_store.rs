@@ -110,7 +110,7 @@ async fn failed_logins_count_lock_and_reset(db: TestDb) {
         (locked.failed_logins, locked.locked_until),
         (2, Some(until))
     );
-    s.login_succeeded(bob.id).await.unwrap();
+    s.login_succeeded(bob.id, "t_bob").await.unwrap();
     let reset = s.user_by_id(bob.id).await.unwrap().unwrap();
     assert_eq!((reset.failed_logins, reset.locked_until), (0, None));
 }
@@ -121,10 +121,10 @@ async fn memberships_are_set_changed_and_removed(db: TestDb) {
     let member = user("member@example.com");
     assert!(s.signup(&tenant("t_team"), &owner).await.unwrap());
     assert!(s.signup(&tenant("t_member"), &member).await.unwrap());
-    s.set_membership("t_team", member.id, "viewer")
+    s.set_membership("t_team", member.id, "viewer", "user x")
         .await
         .unwrap();
-    s.set_membership("t_team", member.id, "admin")
+    s.set_membership("t_team", member.id, "admin", "user x")
         .await
         .unwrap();
     let members = s.members("t_team").await.unwrap();
@@ -140,8 +140,14 @@ async fn memberships_are_set_changed_and_removed(db: TestDb) {
         ]
     );
     assert_eq!(s.memberships_of(member.id).await.unwrap().len(), 2);
-    assert!(s.remove_membership("t_team", member.id).await.unwrap());
-    assert!(!s.remove_membership("t_team", member.id).await.unwrap());
+    assert!(s
+        .remove_membership("t_team", member.id, "user x")
+        .await
+        .unwrap());
+    assert!(!s
+        .remove_membership("t_team", member.id, "user x")
+        .await
+        .unwrap());
     assert_eq!(s.members("t_team").await.unwrap().len(), 1);
 }
 
@@ -172,9 +178,9 @@ async fn api_keys_are_per_tenant_and_revocation_is_announced(db: TestDb) {
     assert!(touched.last_used_at.is_some());
 
     // Another tenant cannot revoke it; its own tenant can, once.
-    assert!(!s.revoke_api_key("globex", a.id).await.unwrap());
-    assert!(s.revoke_api_key("acme", a.id).await.unwrap());
-    assert!(!s.revoke_api_key("acme", a.id).await.unwrap());
+    assert!(!s.revoke_api_key("globex", a.id, "user x").await.unwrap());
+    assert!(s.revoke_api_key("acme", a.id, "user x").await.unwrap());
+    assert!(!s.revoke_api_key("acme", a.id, "user x").await.unwrap());
     let revoked = s.api_key_by_prefix("pk_acme000001").await.unwrap().unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(s
@@ -241,6 +247,89 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family(db: TestDb) {
     ));
 }
 
+/// With events on, every credential change is an audit fact of its tenant, recorded with the
+/// change: ids and roles only, never an email, secret or key name.
+async fn credential_changes_are_audit_facts(db: TestDb) {
+    let s = &db.store;
+    s.set_events_enabled(true).await.unwrap();
+    let ada = user("ada@example.com");
+    let bob = user("bob@example.com");
+    assert!(s.signup(&tenant("t_ada"), &ada).await.unwrap());
+    assert!(s.signup(&tenant("t_bob"), &bob).await.unwrap());
+    s.set_membership("t_ada", bob.id, "viewer", "user ada")
+        .await
+        .unwrap();
+    s.set_membership("t_ada", bob.id, "viewer", "user ada")
+        .await
+        .unwrap(); // no change
+    s.set_membership("t_ada", bob.id, "admin", "user ada")
+        .await
+        .unwrap();
+    assert_eq!(s.login_failed(bob.id).await.unwrap(), 1);
+    s.login_succeeded(bob.id, "t_ada").await.unwrap();
+    let k = key("t_ada", "pk_ada0000001");
+    s.insert_api_key(&k).await.unwrap();
+    assert!(s.revoke_api_key("t_ada", k.id, "user ada").await.unwrap());
+    assert!(!s.revoke_api_key("t_ada", k.id, "user ada").await.unwrap());
+    let family = Uuid::now_v7();
+    let token = refresh(&bob, "t_ada", family, 5, Span::days(1));
+    s.insert_refresh(&token).await.unwrap();
+    assert!(matches!(
+        s.use_refresh(&token.token_hash).await.unwrap(),
+        RefreshUse::Rotated(_)
+    ));
+    assert!(matches!(
+        s.use_refresh(&token.token_hash).await.unwrap(),
+        RefreshUse::Reused(_)
+    ));
+    assert!(s
+        .remove_membership("t_ada", bob.id, "user ada")
+        .await
+        .unwrap());
+
+    let facts = pysaas_brokers::testing::recorded_facts(s.as_ref(), "t").await;
+    let seen: Vec<(&str, &str)> = facts
+        .iter()
+        .map(|f| (f.tenant_id.as_str(), f.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("t_ada", "pysaas.auth.member_role_changed"),
+            ("t_ada", "pysaas.auth.member_role_changed"),
+            // Bob belongs to both tenants: each hears of his failure.
+            ("t_ada", "pysaas.auth.login_failed"),
+            ("t_bob", "pysaas.auth.login_failed"),
+            ("t_ada", "pysaas.auth.login_succeeded"),
+            ("t_ada", "pysaas.auth.api_key_created"),
+            ("t_ada", "pysaas.auth.api_key_revoked"),
+            ("t_ada", "pysaas.auth.refresh_reuse_detected"),
+            ("t_ada", "pysaas.auth.member_removed"),
+        ]
+    );
+    let bob_subject = format!("users/{}", bob.id);
+    assert_eq!(facts[0].subject, bob_subject);
+    assert_eq!(
+        facts[1].data,
+        serde_json::json!({"user_id": bob.id, "role": "admin", "previous_role": "viewer",
+                           "by": "user ada"})
+    );
+    assert_eq!(facts[2].data["failed_logins"], 1);
+    assert_eq!(facts[5].subject, format!("api-keys/{}", k.id));
+    assert_eq!(facts[7].data["family_id"], family.to_string());
+    for fact in &facts {
+        let text = fact.data.to_string();
+        assert!(
+            !text.contains("example.com") && !text.contains("pk_ada") && !text.contains("\"ci\""),
+            "{text}"
+        );
+        // Each is a published type whose schema its data fits.
+        let events = pysaas_jobs::events::events_of(fact).unwrap();
+        assert_eq!(events[0].1.event_type, fact.event_type);
+        assert!(pysaas_jobs::events::schema_for_type(&fact.event_type).is_some());
+    }
+}
+
 pysaas_brokers::each_store!(
     tenants_are_created_once,
     signup_creates_tenant_user_and_owner_once_per_email,
@@ -248,4 +337,5 @@ pysaas_brokers::each_store!(
     memberships_are_set_changed_and_removed,
     api_keys_are_per_tenant_and_revocation_is_announced,
     refresh_tokens_rotate_once_and_reuse_revokes_the_family,
+    credential_changes_are_audit_facts,
 );

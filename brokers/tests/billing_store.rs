@@ -583,6 +583,125 @@ async fn a_captured_charge_pays_the_invoice_and_reactivates(db: TestDb) {
     assert_eq!(payments[1].status, PaymentStatus::Succeeded);
 }
 
+/// With events on, billing's changes are audit facts recorded with them — issued, each
+/// attempt's answer, paid (with the revenue it recognises), voided — in minor units, no card
+/// details. An invoice is voided only while open and no charge of it is in flight.
+async fn invoices_and_payments_are_audit_facts_and_void_only_when_open(db: TestDb) {
+    use pysaas_brokers::store::billing::VoidOutcome;
+    let s = &db.store;
+    s.set_events_enabled(true).await.unwrap();
+    let invoice = subscribed(
+        s.as_ref(),
+        plan("basic", 900, Interval::Month, 0),
+        "acme",
+        at(1, 0),
+    )
+    .await
+    .invoice
+    .unwrap();
+    let now = Utc::now().trunc_subsecs(6);
+    let ChargeStart::Attempt { payment, .. } =
+        s.begin_charge(invoice.id, "local", now).await.unwrap()
+    else {
+        panic!("no attempt");
+    };
+    assert_eq!(
+        s.void_invoice(invoice.id, "user op").await.unwrap(),
+        VoidOutcome::ChargeInFlight
+    );
+    let declined = ChargeResult::Declined {
+        provider_ref: Some("pi_0".into()),
+        code: "card_declined".into(),
+        message: "Your card was declined.".into(),
+    };
+    s.finish_charge(payment.id, declined, now, &DUNNING, &no_notice)
+        .await
+        .unwrap();
+    let ChargeStart::Attempt { payment, .. } =
+        s.begin_charge(invoice.id, "local", now).await.unwrap()
+    else {
+        panic!("no second attempt");
+    };
+    let paid = ChargeResult::Succeeded {
+        provider_ref: "pi_1".into(),
+    };
+    s.finish_charge(payment.id, paid, now, &DUNNING, &no_notice)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.void_invoice(invoice.id, "user op").await.unwrap(),
+        VoidOutcome::NotOpen(InvoiceStatus::Paid)
+    );
+    let other = subscribed(
+        s.as_ref(),
+        plan("basic", 900, Interval::Month, 0),
+        "globex",
+        at(1, 0),
+    )
+    .await
+    .invoice
+    .unwrap();
+    let VoidOutcome::Voided(voided) = s.void_invoice(other.id, "user op").await.unwrap() else {
+        panic!("not voided");
+    };
+    assert_eq!(voided.status, InvoiceStatus::Void);
+    assert_eq!(
+        s.begin_charge(other.id, "local", now).await.unwrap(),
+        ChargeStart::Settled(InvoiceStatus::Void)
+    );
+    assert_eq!(
+        s.void_invoice(Uuid::now_v7(), "user op").await.unwrap(),
+        VoidOutcome::Missing
+    );
+
+    let facts: Vec<_> = pysaas_brokers::testing::recorded_facts(s.as_ref(), "t")
+        .await
+        .into_iter()
+        .filter(|f| f.event_type.starts_with("pysaas.billing."))
+        .collect();
+    let seen: Vec<(&str, &str)> = facts
+        .iter()
+        .map(|f| (f.tenant_id.as_str(), f.event_type.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("acme", "pysaas.billing.invoice_issued"),
+            ("acme", "pysaas.billing.payment_attempted"),
+            ("acme", "pysaas.billing.payment_attempted"),
+            ("acme", "pysaas.billing.invoice_paid"),
+            ("globex", "pysaas.billing.invoice_issued"),
+            ("globex", "pysaas.billing.invoice_voided"),
+        ]
+    );
+    assert_eq!(facts[0].subject, format!("invoices/{}", invoice.id));
+    assert_eq!(facts[0].data["total_minor"], 900);
+    assert_eq!(facts[0].data["currency"], "EUR");
+    assert_eq!(
+        (
+            facts[1].data["outcome"].as_str(),
+            facts[1].data["code"].as_str()
+        ),
+        (Some("declined"), Some("card_declined"))
+    );
+    assert_eq!(facts[2].data["attempt"], 2);
+    assert_eq!(facts[5].data["by"], "user op");
+    for fact in &facts {
+        assert!(!fact.data.to_string().contains("pm_card"), "{}", fact.data);
+    }
+    // Paid with something to pay: revenue recognised, on the analytics stream.
+    let events = pysaas_jobs::events::events_of(&facts[3]).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].1.event_type,
+        "pysaas.analytics.revenue_recognised"
+    );
+    assert_eq!(
+        events[1].1.data,
+        json!({"invoice_id": invoice.id, "currency": "EUR", "amount_minor": 900})
+    );
+}
+
 pysaas_brokers::each_store!(
     plans_are_created_listed_and_archived,
     subscribing_opens_the_first_invoice_with_its_jobs_in_one_transaction,
@@ -591,4 +710,5 @@ pysaas_brokers::each_store!(
     plan_changes_prorate_exactly_and_downgrades_become_credit,
     charges_are_recorded_once_and_dunning_gives_up_after_its_last_step,
     a_captured_charge_pays_the_invoice_and_reactivates,
+    invoices_and_payments_are_audit_facts_and_void_only_when_open,
 );

@@ -243,6 +243,216 @@ pub struct QueueAction {
     pub by: Option<String>,
 }
 
+/// A user signed in (`pysaas.auth.login_succeeded`; subject `users/<id>`, the tenant the
+/// session is for).
+pub const LOGIN_SUCCEEDED: &str = "pysaas.auth.login_succeeded";
+/// A sign-in failed on a wrong password (`pysaas.auth.login_failed`; once per tenant the user
+/// belongs to).
+pub const LOGIN_FAILED: &str = "pysaas.auth.login_failed";
+/// A used refresh token came back (`pysaas.auth.refresh_reuse_detected`): its whole family was
+/// revoked.
+pub const REFRESH_REUSE: &str = "pysaas.auth.refresh_reuse_detected";
+/// An API key was created (`pysaas.auth.api_key_created`; subject `api-keys/<id>`).
+pub const API_KEY_CREATED: &str = "pysaas.auth.api_key_created";
+/// An API key was revoked (`pysaas.auth.api_key_revoked`).
+pub const API_KEY_REVOKED: &str = "pysaas.auth.api_key_revoked";
+/// A member was added or their role changed (`pysaas.auth.member_role_changed`).
+pub const MEMBER_ROLE_CHANGED: &str = "pysaas.auth.member_role_changed";
+/// A member was removed (`pysaas.auth.member_removed`).
+pub const MEMBER_REMOVED: &str = "pysaas.auth.member_removed";
+
+/// A sign-in (`pysaas.auth.login_succeeded`, `pysaas.auth.login_failed`). Ids only: no email,
+/// address or user agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginEvent {
+    /// The user.
+    pub user_id: Uuid,
+    /// Failed sign-ins in a row so far (0 after a success).
+    pub failed_logins: i32,
+}
+
+/// A refresh token was presented again after use (`pysaas.auth.refresh_reuse_detected`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshReuse {
+    /// The user whose token it was.
+    pub user_id: Uuid,
+    /// The token family revoked with it.
+    pub family_id: Uuid,
+}
+
+/// An API key was created or revoked (`pysaas.auth.api_key_created`,
+/// `pysaas.auth.api_key_revoked`). Never the secret; not its name either (free text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEvent {
+    /// The key.
+    pub key_id: Uuid,
+    /// Its scopes, when created.
+    pub scopes: Option<Vec<String>>,
+    /// Who did it (`user <id>`, `key <prefix>`), when known.
+    pub by: Option<String>,
+}
+
+/// A membership changed (`pysaas.auth.member_role_changed`, `pysaas.auth.member_removed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberEvent {
+    /// The member.
+    pub user_id: Uuid,
+    /// Their role now (none once removed).
+    pub role: Option<String>,
+    /// Their role before (none when they were not a member).
+    pub previous_role: Option<String>,
+    /// Who did it, when known.
+    pub by: Option<String>,
+}
+
+/// An invoice was issued: numbered and owed (`pysaas.billing.invoice_issued`; subject
+/// `invoices/<id>`).
+pub const INVOICE_ISSUED: &str = "pysaas.billing.invoice_issued";
+/// An invoice was paid (`pysaas.billing.invoice_paid`).
+pub const INVOICE_PAID: &str = "pysaas.billing.invoice_paid";
+/// An open invoice was voided by an operator (`pysaas.billing.invoice_voided`).
+pub const INVOICE_VOIDED: &str = "pysaas.billing.invoice_voided";
+/// Dunning gave up on an invoice (`pysaas.billing.invoice_uncollectible`).
+pub const INVOICE_UNCOLLECTIBLE: &str = "pysaas.billing.invoice_uncollectible";
+/// A charge of an invoice was attempted and answered (`pysaas.billing.payment_attempted`;
+/// subject `invoices/<id>`).
+pub const PAYMENT_ATTEMPTED: &str = "pysaas.billing.payment_attempted";
+/// Revenue was recognised: an invoice with something to pay was paid
+/// (`pysaas.analytics.revenue_recognised`, derived from `pysaas.billing.invoice_paid`).
+pub const REVENUE_RECOGNISED: &str = "pysaas.analytics.revenue_recognised";
+
+/// An invoice changed state (`pysaas.billing.invoice_*`). Amounts in integer minor units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceEvent {
+    /// The invoice.
+    pub invoice_id: Uuid,
+    /// Its number, gap-free per tenant.
+    pub number: i64,
+    /// The subscription it bills.
+    pub subscription_id: Uuid,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// What is owed, in minor units.
+    pub total_minor: i64,
+    /// The period it bills.
+    pub period_start: DateTime<Utc>,
+    /// The period's end.
+    pub period_end: DateTime<Utc>,
+    /// Who did it, for an operator's action.
+    pub by: Option<String>,
+}
+
+/// A charge attempt's answer (`pysaas.billing.payment_attempted`). No card details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentAttempted {
+    /// The payment (one per attempt).
+    pub payment_id: Uuid,
+    /// The invoice.
+    pub invoice_id: Uuid,
+    /// The attempt's number for this invoice.
+    pub attempt: i32,
+    /// Minor units asked for.
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `succeeded` or `declined`.
+    pub outcome: String,
+    /// The provider's decline code, when declined.
+    pub code: Option<String>,
+}
+
+/// Revenue recognised on payment (`pysaas.analytics.revenue_recognised`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevenueRecognised {
+    /// The invoice paid.
+    pub invoice_id: Uuid,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Minor units.
+    pub amount_minor: i64,
+}
+
+/// A user changed their profile or preferences (`pysaas.profile.updated`; subject
+/// `profiles/<item>`).
+pub const PROFILE_UPDATED: &str = "pysaas.profile.updated";
+/// A data access request's document was built (`pysaas.profile.exported`; subject
+/// `exports/<id>`).
+pub const PROFILE_EXPORTED: &str = "pysaas.profile.exported";
+/// A user's data was erased (`pysaas.profile.erased`; subject `erasures/<id>`).
+pub const PROFILE_ERASED: &str = "pysaas.profile.erased";
+
+/// A profile event (`pysaas.profile.*`). No personal data: not the user's id, email or any
+/// field's value; the request's own id, the item's name, counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileEvent {
+    /// The item written (`profile`, `preferences`), for an update.
+    pub item: Option<String>,
+    /// Its version after the write, for an update.
+    pub version: Option<i64>,
+    /// The export or erasure request.
+    pub request_id: Option<Uuid>,
+    /// What an erasure removed, by store and table.
+    pub counts: Option<std::collections::BTreeMap<String, u64>>,
+}
+
+/// A schedule was created (`pysaas.schedule.created`; subject `schedules/<name>`).
+pub const SCHEDULE_CREATED: &str = "pysaas.schedule.created";
+/// A schedule was changed: its definition, or paused or resumed (`pysaas.schedule.updated`).
+pub const SCHEDULE_UPDATED: &str = "pysaas.schedule.updated";
+/// A schedule was deleted (`pysaas.schedule.deleted`).
+pub const SCHEDULE_DELETED: &str = "pysaas.schedule.deleted";
+/// An operator acted on many jobs at once (`pysaas.jobs.bulk_action`; subject `jobs`).
+pub const BULK_ACTION: &str = "pysaas.jobs.bulk_action";
+
+/// A schedule as it now is (`pysaas.schedule.*`; the payload left out: it can hold anything).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEvent {
+    /// Its name.
+    pub name: String,
+    /// The kind it fires (none once deleted).
+    pub kind: Option<String>,
+    /// Its cron expression.
+    pub cron: Option<String>,
+    /// Its time zone.
+    pub timezone: Option<String>,
+    /// Whether it is paused.
+    pub paused: Option<bool>,
+    /// `config` or `api`.
+    pub source: Option<String>,
+}
+
+/// A bulk action on jobs (`pysaas.jobs.bulk_action`); each job it moved has its own
+/// transition event besides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkAction {
+    /// `retry`, `cancel` or `delete`.
+    pub action: String,
+    /// Jobs that matched.
+    pub matched: u64,
+    /// Jobs it changed.
+    pub changed: u64,
+    /// The filter's state, kind and queue, when given (a payload filter is not repeated).
+    pub state: Option<String>,
+    /// The filter's kind.
+    pub kind: Option<String>,
+    /// The filter's queue.
+    pub queue: Option<String>,
+    /// How many ids the request named, when it named them.
+    pub ids: Option<u64>,
+    /// Who did it.
+    pub by: Option<String>,
+}
+
 /// One event type of the catalogue.
 #[derive(Debug, Clone)]
 pub struct EventType {
@@ -289,6 +499,118 @@ pub fn catalog() -> Vec<EventType> {
         stream: Stream::Audit,
         description: "An operator resumed a paused queue.",
         schema: schema_of::<QueueAction>(),
+    });
+    let audit = |name: &str, description: &'static str, schema: Value| EventType {
+        name: name.to_owned(),
+        stream: Stream::Audit,
+        description,
+        schema,
+    };
+    out.extend([
+        audit(
+            LOGIN_SUCCEEDED,
+            "A user signed in with their password.",
+            schema_of::<LoginEvent>(),
+        ),
+        audit(
+            LOGIN_FAILED,
+            "A sign-in failed on a wrong password (recorded in each of the user's tenants, \
+             with the failures in a row so far).",
+            schema_of::<LoginEvent>(),
+        ),
+        audit(
+            REFRESH_REUSE,
+            "A refresh token was used twice: its family of tokens was revoked.",
+            schema_of::<RefreshReuse>(),
+        ),
+        audit(
+            API_KEY_CREATED,
+            "An API key was created.",
+            schema_of::<ApiKeyEvent>(),
+        ),
+        audit(
+            API_KEY_REVOKED,
+            "An API key was revoked.",
+            schema_of::<ApiKeyEvent>(),
+        ),
+        audit(
+            MEMBER_ROLE_CHANGED,
+            "A user was made a member, or a member's role changed.",
+            schema_of::<MemberEvent>(),
+        ),
+        audit(
+            MEMBER_REMOVED,
+            "A member was removed from the tenant.",
+            schema_of::<MemberEvent>(),
+        ),
+        audit(
+            INVOICE_ISSUED,
+            "An invoice was numbered and issued (one with nothing to pay is paid at once).",
+            schema_of::<InvoiceEvent>(),
+        ),
+        audit(
+            INVOICE_PAID,
+            "An invoice was paid.",
+            schema_of::<InvoiceEvent>(),
+        ),
+        audit(
+            INVOICE_VOIDED,
+            "An operator voided an open invoice: nothing is owed or charged any more.",
+            schema_of::<InvoiceEvent>(),
+        ),
+        audit(
+            INVOICE_UNCOLLECTIBLE,
+            "Dunning gave up on an invoice; its subscription was cancelled.",
+            schema_of::<InvoiceEvent>(),
+        ),
+        audit(
+            SCHEDULE_CREATED,
+            "A schedule was created.",
+            schema_of::<ScheduleEvent>(),
+        ),
+        audit(
+            SCHEDULE_UPDATED,
+            "A schedule was changed, paused or resumed.",
+            schema_of::<ScheduleEvent>(),
+        ),
+        audit(
+            SCHEDULE_DELETED,
+            "A schedule was deleted.",
+            schema_of::<ScheduleEvent>(),
+        ),
+        audit(
+            BULK_ACTION,
+            "Jobs were retried, cancelled or deleted in bulk (each move also has its own event; \
+             recorded once the action is done).",
+            schema_of::<BulkAction>(),
+        ),
+        audit(
+            PROFILE_UPDATED,
+            "A user changed their profile or preferences (the item and its new version only).",
+            schema_of::<ProfileEvent>(),
+        ),
+        audit(
+            PROFILE_EXPORTED,
+            "A data access request's document was built, ready to download.",
+            schema_of::<ProfileEvent>(),
+        ),
+        audit(
+            PROFILE_ERASED,
+            "A user's data was erased across every store (what was removed, counted).",
+            schema_of::<ProfileEvent>(),
+        ),
+        audit(
+            PAYMENT_ATTEMPTED,
+            "A charge of an invoice was answered: succeeded or declined.",
+            schema_of::<PaymentAttempted>(),
+        ),
+    ]);
+    out.push(EventType {
+        name: REVENUE_RECOGNISED.to_owned(),
+        stream: Stream::Analytics,
+        description: "Revenue was recognised: an invoice with something to pay was paid \
+                      (derived from `pysaas.billing.invoice_paid`).",
+        schema: schema_of::<RevenueRecognised>(),
     });
     out.push(EventType {
         name: JOB_FINISHED.to_owned(),
@@ -472,6 +794,23 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
             Stream::Audit,
             event(fact.id, &fact.event_type, fact.data.clone()),
         ));
+        if fact.event_type == INVOICE_PAID {
+            let paid: InvoiceEvent = serde_json::from_value(fact.data.clone())
+                .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?;
+            if paid.total_minor > 0 {
+                let r = RevenueRecognised {
+                    invoice_id: paid.invoice_id,
+                    currency: paid.currency,
+                    amount_minor: paid.total_minor,
+                };
+                let data =
+                    serde_json::to_value(&r).map_err(|e| EventError::Invalid(e.to_string()))?;
+                out.push((
+                    Stream::Analytics,
+                    event(derived_id(fact.id, 3), REVENUE_RECOGNISED, data),
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -558,8 +897,12 @@ mod tests {
     #[test]
     fn every_type_has_a_schema() {
         let catalog = catalog();
-        // A transition per state, two analytics types, the queue pause and resume.
-        assert_eq!(catalog.len(), JobState::ALL.len() + 2 + 2);
+        // A transition per state; three analytics types; the queue pause and resume, seven
+        // auth types, five billing, three schedule, the bulk action and three profile types.
+        assert_eq!(
+            catalog.len(),
+            JobState::ALL.len() + 3 + 2 + 7 + 5 + 3 + 1 + 3
+        );
         assert!(catalog.iter().all(|t| t.schema.is_object()));
         let names: std::collections::HashSet<_> = catalog.iter().map(|t| &t.name).collect();
         assert_eq!(names.len(), catalog.len(), "each type once");

@@ -122,6 +122,14 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who is acting, as audit events name them: `user <id>` or `key <prefix>`.
+    pub fn actor(&self) -> String {
+        match &self.subject {
+            Subject::User { id, .. } => format!("user {id}"),
+            Subject::ApiKey { prefix, .. } => format!("key {prefix}"),
+        }
+    }
+
     /// Whether the principal holds `scope` (directly, or through `admin`).
     pub fn has(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope || s == "admin")

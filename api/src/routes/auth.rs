@@ -421,7 +421,6 @@ pub(crate) async fn login(
         }
         return Err(bad_credentials());
     }
-    state.store().login_succeeded(user.id).await?;
     let memberships = state.store().memberships_of(user.id).await?;
     let membership = match &req.tenant_id {
         Some(t) => memberships.into_iter().find(|m| &m.tenant_id == t),
@@ -433,6 +432,10 @@ pub(crate) async fn login(
             "this account is not a member of that tenant",
         )
     })?;
+    state
+        .store()
+        .login_succeeded(user.id, &membership.tenant_id)
+        .await?;
     Ok(Json(
         issue(
             &state,
@@ -681,12 +684,17 @@ pub(crate) async fn create_key(
     responses((status = 204, description = "Revoked"), (status = 404, description = "No such key", content_type = "application/problem+json")))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,
-    TenantOf(tenant_id, _): TenantOf<Admin>,
+    Authorized(principal, _): Authorized<Admin>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let missing = || ApiError::not_found(format!("no API key `{id}`"));
     let key = Uuid::parse_str(&id).map_err(|_| missing())?;
-    if state.store().revoke_api_key(&tenant_id, key).await? {
+    let by = principal.actor();
+    if state
+        .store()
+        .revoke_api_key(&principal.tenant_id, key, &by)
+        .await?
+    {
         // Every other replica hears of it through the store; this one forgets it now.
         state.auth().forget_key(key);
         Ok(StatusCode::NO_CONTENT)
@@ -746,7 +754,7 @@ pub(crate) async fn set_member(
     guard_last_owner(&members, user.id, Some(&req.role))?;
     state
         .store()
-        .set_membership(&principal.tenant_id, user.id, &req.role)
+        .set_membership(&principal.tenant_id, user.id, &req.role, &principal.actor())
         .await?;
     list_members(
         State(state),
@@ -760,14 +768,19 @@ pub(crate) async fn set_member(
     responses((status = 204, description = "Removed"), (status = 404, description = "Not a member", content_type = "application/problem+json")))]
 pub(crate) async fn remove_member(
     State(state): State<AppState>,
-    TenantOf(tenant_id, _): TenantOf<Admin>,
+    Authorized(principal, _): Authorized<Admin>,
     Path(user_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let missing = || ApiError::not_found(format!("no member `{user_id}`"));
     let id = Uuid::parse_str(&user_id).map_err(|_| missing())?;
-    let members = state.store().members(&tenant_id).await?;
+    let tenant_id = &principal.tenant_id;
+    let members = state.store().members(tenant_id).await?;
     guard_last_owner(&members, id, None)?;
-    if state.store().remove_membership(&tenant_id, id).await? {
+    if state
+        .store()
+        .remove_membership(tenant_id, id, &principal.actor())
+        .await?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(missing())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pysaas_brokers::store::billing::{
-    BillingRefusal, Invoice, InvoiceLine, NewPlan, Payment, Plan, Subscription,
+    BillingRefusal, Invoice, InvoiceLine, NewPlan, Payment, Plan, Subscription, VoidOutcome,
 };
 use pysaas_jobs::billing::{format_amount, Cadence, Currency, Interval};
 use pysaas_jobs::kinds::notification::{Email, EmailTemplate};
@@ -699,4 +699,30 @@ pub(crate) async fn list_payments(
     Ok(Json(PaymentList {
         payments: payments.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// Void an open invoice (the operator only): nothing is owed or charged any more.
+#[utoipa::path(post, path = "/v1/billing/invoices/{id}/void", operation_id = "voidInvoice", tag = "billing",
+    params(("id" = String, Path, description = "Invoice id")), responses((status = 200, body = InvoiceView),
+        (status = 403, description = "Not the operator", content_type = "application/problem+json"),
+        (status = 404, description = "No such invoice", content_type = "application/problem+json"),
+        (status = 409, description = "Not open, or a charge of it is in flight", content_type = "application/problem+json")))]
+pub(crate) async fn void_invoice(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    Path(id): Path<String>,
+) -> Result<Json<InvoiceView>, ApiError> {
+    operator(&principal)?;
+    let id = super::parse_id("invoice", &id)?;
+    match state.store().void_invoice(id, &principal.actor()).await? {
+        VoidOutcome::Voided(invoice) => Ok(Json(invoice.into())),
+        VoidOutcome::Missing => Err(ApiError::not_found(format!("no invoice {id}"))),
+        VoidOutcome::NotOpen(status) => Err(ApiError::conflict(format!(
+            "invoice {id} is {}, not open",
+            status.as_str()
+        ))),
+        VoidOutcome::ChargeInFlight => Err(ApiError::conflict(format!(
+            "a charge of invoice {id} is in flight; try again once it is answered"
+        ))),
+    }
 }

@@ -7,10 +7,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pysaas_brokers::{Inserted, JobFilter, Transition, LIST_LIMIT_MAX};
+use pysaas_jobs::events::{BulkAction, BULK_ACTION};
 use pysaas_jobs::{Job, JobOptions, JobState, JobsError, NewJob};
 use uuid::Uuid;
 
-use crate::auth::{JobsRead, JobsWrite, TenantOf};
+use crate::auth::{Authorized, JobsRead, JobsWrite, TenantOf};
 use crate::dto::{
     BatchAccepted, BulkRequest, BulkResult, BulkVerb, JobPage, JobView, ListParams, SubmitBatch,
     SubmitJob,
@@ -430,9 +431,10 @@ const BULK_IDS_MAX: usize = 1000;
     responses((status = 200, body = BulkResult)))]
 pub(crate) async fn bulk(
     State(state): State<AppState>,
-    TenantOf(tenant, _): TenantOf<JobsWrite>,
+    Authorized(principal, _): Authorized<JobsWrite>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BulkResult>, ApiError> {
+    let tenant = principal.tenant_id.clone();
     let request: BulkRequest = parse_json(&body?)?;
     let limit = request.limit.unwrap_or(BULK_LIMIT);
     if !(1..=BULK_LIMIT).contains(&limit) {
@@ -565,6 +567,24 @@ pub(crate) async fn bulk(
         }
     };
     let matched = jobs.len() as u64;
+    let fact = BulkAction {
+        action: request.action.as_str().to_owned(),
+        matched,
+        changed,
+        state: request.filter.state.map(|s| s.as_str().to_owned()),
+        kind,
+        queue,
+        ids: request.filter.ids.as_ref().map(|ids| ids.len() as u64),
+        by: Some(principal.actor()),
+    };
+    // Once done (the action spans many transactions; each job's move has its own event).
+    let recorded = match serde_json::to_value(&fact) {
+        Ok(data) => store.record_fact(&tenant, BULK_ACTION, "jobs", &data).await,
+        Err(e) => Err(pysaas_brokers::StoreError::Corrupt(e.to_string())),
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, "a bulk action's audit fact was not recorded");
+    }
     Ok(Json(BulkResult {
         action: request.action,
         matched,

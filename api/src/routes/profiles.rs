@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use pysaas_brokers::store::Versioned;
 use pysaas_brokers::store::{Erasure, ProfileExport};
 use pysaas_brokers::ProfileItem;
+use pysaas_jobs::events::{ProfileEvent, PROFILE_UPDATED};
 use pysaas_jobs::kinds::profile::{Delete, Export};
 use pysaas_jobs::preferences::{Category, Channel, OptOut, Preferences};
 use pysaas_jobs::NewJob;
@@ -264,7 +265,7 @@ fn precondition_failed(current: i64) -> ApiError {
 /// is still that version (else 412); without, retried over concurrent writes.
 async fn write_item(
     state: &AppState,
-    user_id: Uuid,
+    (tenant_id, user_id): (&str, Uuid),
     item: ProfileItem,
     headers: &HeaderMap,
     change: impl Fn(&mut Map<String, Value>) -> Result<(), ApiError>,
@@ -292,6 +293,27 @@ async fn write_item(
             .put_item(user_id, item, &data, current, now)
             .await?
         {
+            let event = ProfileEvent {
+                item: Some(item.as_str().to_owned()),
+                version: Some(version),
+                request_id: None,
+                counts: None,
+            };
+            let subject = format!("profiles/{}", item.as_str());
+            // After the write (the profile store and the outbox share no transaction); the
+            // write stands whether or not its fact could be recorded.
+            let recorded = match serde_json::to_value(&event) {
+                Ok(data) => {
+                    state
+                        .store()
+                        .record_fact(tenant_id, PROFILE_UPDATED, &subject, &data)
+                        .await
+                }
+                Err(e) => Err(pysaas_brokers::StoreError::Corrupt(e.to_string())),
+            };
+            if let Err(error) = recorded {
+                tracing::error!(%error, item = item.as_str(), "a profile write's audit fact was not recorded");
+            }
             return Ok(Versioned {
                 data,
                 version,
@@ -374,15 +396,21 @@ pub(crate) async fn patch_profile(
     let user_id = user_of(&principal)?;
     let patch: ProfilePatch = parse_json(&body?)?;
     let changes = patch.checked()?;
-    let written = write_item(&state, user_id, ProfileItem::Profile, &headers, |doc| {
-        for (name, value) in &changes {
-            match value {
-                Some(v) => doc.insert((*name).to_owned(), Value::String(v.clone())),
-                None => doc.remove(*name),
-            };
-        }
-        Ok(())
-    })
+    let written = write_item(
+        &state,
+        (&principal.tenant_id, user_id),
+        ProfileItem::Profile,
+        &headers,
+        |doc| {
+            for (name, value) in &changes {
+                match value {
+                    Some(v) => doc.insert((*name).to_owned(), Value::String(v.clone())),
+                    None => doc.remove(*name),
+                };
+            }
+            Ok(())
+        },
+    )
     .await?;
     let view = profile_view(&state, user_id, Some(written)).await?;
     Ok(tagged(view.version, view))
@@ -486,12 +514,18 @@ pub(crate) async fn set_preferences(
         opt_outs: body.opt_outs.into_iter().map(OptOut::from).collect(),
     };
     let data = serde_json::to_value(&prefs).map_err(|e| ApiError::unprocessable(e.to_string()))?;
-    let written = write_item(&state, user_id, ProfileItem::Preferences, &headers, |doc| {
-        if let Value::Object(new) = &data {
-            doc.clone_from(new);
-        }
-        Ok(())
-    })
+    let written = write_item(
+        &state,
+        (&principal.tenant_id, user_id),
+        ProfileItem::Preferences,
+        &headers,
+        |doc| {
+            if let Value::Object(new) = &data {
+                doc.clone_from(new);
+            }
+            Ok(())
+        },
+    )
     .await?;
     let view = preferences_view(Some(written))?;
     Ok(tagged(view.version, view))

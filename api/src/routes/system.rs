@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::auth::{Admin, Any, Authorized, JobsRead, Principal, Subject, TenantOf};
+use crate::auth::{Admin, Any, Authorized, JobsRead, Principal, TenantOf};
 use crate::dto::{
     Health, KindList, KindView, QueueList, QueuePause, QueueView, WorkerList, WorkerView,
 };
@@ -112,10 +112,7 @@ async fn set_paused(
 ) -> Result<Json<QueuePause>, ApiError> {
     operator_only(principal, "queues are paused and resumed")?;
     queue_name(&queue)?;
-    let by = match &principal.subject {
-        Subject::User { id, .. } => format!("user {id}"),
-        Subject::ApiKey { prefix, .. } => format!("key {prefix}"),
-    };
+    let by = principal.actor();
     let changed = if paused {
         state.store().pause_queue(&queue, &by).await?
     } else {

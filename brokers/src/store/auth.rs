@@ -145,14 +145,16 @@ pub trait AuthStore: Send + Sync {
     /// A user by id.
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>>;
 
-    /// Counts a failed login; returns the new count of consecutive failures.
+    /// Counts a failed login; returns the new count of consecutive failures. Recorded as
+    /// `pysaas.auth.login_failed` in each of the user's tenants, in the same transaction (so is
+    /// every change below that has an audit event: `docs/events.md`).
     async fn login_failed(&self, user_id: Uuid) -> Result<i32>;
 
     /// Sets when the account unlocks.
     async fn lock_user(&self, user_id: Uuid, until: DateTime<Utc>) -> Result<()>;
 
-    /// Resets the failure count after a successful login.
-    async fn login_succeeded(&self, user_id: Uuid) -> Result<()>;
+    /// Resets the failure count after a successful login into `tenant_id`.
+    async fn login_succeeded(&self, user_id: Uuid, tenant_id: &str) -> Result<()>;
 
     /// A user's memberships, oldest first.
     async fn memberships_of(&self, user_id: Uuid) -> Result<Vec<MembershipRow>>;
@@ -160,11 +162,17 @@ pub trait AuthStore: Send + Sync {
     /// A tenant's members, oldest first.
     async fn members(&self, tenant_id: &str) -> Result<Vec<MembershipRow>>;
 
-    /// Adds a member or changes their role.
-    async fn set_membership(&self, tenant_id: &str, user_id: Uuid, role: &str) -> Result<()>;
+    /// Adds a member or changes their role; `by` is who did it (`user <id>`, `key <prefix>`).
+    async fn set_membership(
+        &self,
+        tenant_id: &str,
+        user_id: Uuid,
+        role: &str,
+        by: &str,
+    ) -> Result<()>;
 
     /// Removes a member; `false` when they were not one.
-    async fn remove_membership(&self, tenant_id: &str, user_id: Uuid) -> Result<bool>;
+    async fn remove_membership(&self, tenant_id: &str, user_id: Uuid, by: &str) -> Result<bool>;
 
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<()>;
@@ -176,7 +184,7 @@ pub trait AuthStore: Send + Sync {
     async fn api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRow>>;
 
     /// Revokes a tenant's key; `false` when there is no such unrevoked key.
-    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> Result<bool>;
+    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid, by: &str) -> Result<bool>;
 
     /// Records use of a key (at most one write a minute per key).
     async fn touch_api_key(&self, id: Uuid) -> Result<()>;

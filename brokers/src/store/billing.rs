@@ -392,6 +392,20 @@ pub enum ChargeFinish {
     },
 }
 
+/// What voiding an invoice did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VoidOutcome {
+    /// No such invoice.
+    Missing,
+    /// Voided now.
+    Voided(Invoice),
+    /// Not open (paid, void or uncollectible already): unchanged.
+    NotOpen(InvoiceStatus),
+    /// A charge is in flight (its answer not yet recorded): voiding now could void an invoice
+    /// the provider is capturing, so it waits for the answer.
+    ChargeInFlight,
+}
+
 /// The jobs that tell of a charge's outcome, given the subscription it billed (see
 /// [`BillingStore::finish_charge`]).
 pub type Notify = dyn Fn(&ChargeFinish, &Subscription) -> Vec<NewJob> + Send + Sync;
@@ -482,6 +496,10 @@ pub trait BillingStore: Send + Sync {
         provider: &str,
         now: DateTime<Utc>,
     ) -> Result<ChargeStart>;
+
+    /// Voids an open invoice (the operator's action, `by`): nothing is owed or charged any
+    /// more; a charge already scheduled finds it settled.
+    async fn void_invoice(&self, id: Uuid, by: &str) -> Result<VoidOutcome>;
 
     /// Records the provider's final answer to a pending attempt (once: a second call changes
     /// nothing). A decline schedules the next charge `dunning[n - 1]` after the n-th decline;

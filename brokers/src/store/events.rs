@@ -57,6 +57,18 @@ pub trait EventOutbox: Send + Sync {
     /// What `consumer` has yet to read.
     async fn outbox_backlog(&self, consumer: &str) -> Result<OutboxBacklog>;
 
+    /// Records a fact of its own (nothing while events are off), for a change made outside
+    /// this store — a profile written to DynamoDB — once that change is made. The two share no
+    /// transaction: a crash between them loses this fact. Changes this store makes record
+    /// theirs in their own transaction instead.
+    async fn record_fact(
+        &self,
+        tenant_id: &str,
+        event_type: &str,
+        subject: &str,
+        data: &serde_json::Value,
+    ) -> Result<()>;
+
     /// Deletes up to `limit` facts recorded before `before` that every consumer has read.
     async fn outbox_prune(&self, before: DateTime<Utc>, limit: usize) -> Result<u64>;
 }

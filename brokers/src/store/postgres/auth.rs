@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use uuid::Uuid;
 
 use super::PgStore;
-use crate::store::sql::AuthDialect;
+use crate::store::sql::{args, AuthDialect, SqlTx, Stmt};
 use crate::store::AuthChange;
 use crate::Result;
 
@@ -22,21 +21,18 @@ impl AuthDialect for PgStore {
         Duration::from_secs(60)
     }
 
-    async fn revoke_key(&self, tenant_id: &str, id: Uuid) -> Result<Option<String>> {
-        // Every process caching the key hears of it on commit (NOTIFY in the same statement).
-        let prefix: Option<String> = sqlx::query_scalar(
-            "WITH r AS (UPDATE api_keys SET revoked_at = now() \
-                        WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING prefix) \
-             SELECT prefix FROM r WHERE pg_notify($3, prefix) IS NOT NULL",
+    async fn notify_revoked(&self, tx: &mut Self::Tx<'_>, prefix: &str) -> Result<()> {
+        // Delivered on commit: every process caching the key hears of it then.
+        let channel = self.auth_channel();
+        tx.execute(
+            Stmt::write("SELECT pg_notify($1, $2)"),
+            &args![&channel, prefix],
         )
-        .bind(tenant_id)
-        .bind(id)
-        .bind(self.auth_channel())
-        .fetch_optional(self.pool())
         .await?;
-        if let Some(prefix) = &prefix {
-            self.announce(AuthChange::KeyRevoked(prefix.clone()));
-        }
-        Ok(prefix)
+        Ok(())
+    }
+
+    fn announce_revoked(&self, prefix: String) {
+        self.announce(AuthChange::KeyRevoked(prefix));
     }
 }

@@ -4,8 +4,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use pysaas_jobs::events::{
+    ApiKeyEvent, LoginEvent, MemberEvent, RefreshReuse, API_KEY_CREATED, API_KEY_REVOKED,
+    LOGIN_FAILED as LOGIN_FAILED_EVENT, LOGIN_SUCCEEDED as LOGIN_SUCCEEDED_EVENT, MEMBER_REMOVED,
+    MEMBER_ROLE_CHANGED, REFRESH_REUSE,
+};
+
+use super::events::record_event;
 use super::rows::{api_key, membership, refresh, tenant, user};
-use super::{args, Arg, AuthDialect, Columns, Stmt};
+use super::{args, Arg, AuthDialect, Columns, SqlTx, Stmt};
 use crate::store::auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
@@ -44,12 +51,19 @@ const MEMBERS: Stmt<'static> = Stmt::read(
      FROM memberships m JOIN users u ON u.id = m.user_id \
      WHERE m.tenant_id = $1 ORDER BY m.created_at, u.email",
 );
+const ROLE_OF: &str = "SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2";
+const TENANTS_OF: Stmt<'static> =
+    Stmt::read("SELECT tenant_id FROM memberships WHERE user_id = $1 ORDER BY tenant_id");
 const SET_MEMBERSHIP: Stmt<'static> = Stmt::write(
     "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
 );
 const REMOVE_MEMBERSHIP: Stmt<'static> =
-    Stmt::write("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2");
+    Stmt::write("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2 RETURNING role");
+const REVOKE_KEY: Stmt<'static> = Stmt::write(
+    "UPDATE api_keys SET revoked_at = $3 \
+     WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING prefix",
+);
 const INSERT_API_KEY: Stmt<'static> = Stmt::write(
     "INSERT INTO api_keys (id, tenant_id, prefix, secret_hash, name, scopes, created_by, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -75,6 +89,14 @@ const REFRESH_BY_HASH: Stmt<'static> =
 const REVOKE_FAMILY: Stmt<'static> = Stmt::write(
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
 );
+
+fn user_subject(id: Uuid) -> String {
+    format!("users/{id}")
+}
+
+fn key_subject(id: Uuid) -> String {
+    format!("api-keys/{id}")
+}
 
 #[async_trait]
 impl<S: AuthDialect> AuthStore for S {
@@ -119,8 +141,28 @@ impl<S: AuthDialect> AuthStore for S {
     }
 
     async fn login_failed(&self, user_id: Uuid) -> Result<i32> {
-        let row = self.fetch_optional(LOGIN_FAILED, &args![user_id]).await?;
-        row.map_or(Ok(0), |row| row.int(0))
+        let mut tx = self.begin_tx().await?;
+        let Some(row) = tx.fetch_optional(LOGIN_FAILED, &args![user_id]).await? else {
+            return Ok(0);
+        };
+        let failed_logins = row.int(0)?;
+        let event = LoginEvent {
+            user_id,
+            failed_logins,
+        };
+        for row in tx.fetch_all(TENANTS_OF, &args![user_id]).await? {
+            let tenant = row.text(0)?;
+            record_event(
+                &mut tx,
+                &tenant,
+                LOGIN_FAILED_EVENT,
+                &user_subject(user_id),
+                &event,
+            )
+            .await?;
+        }
+        tx.commit_tx().await?;
+        Ok(failed_logins)
     }
 
     async fn lock_user(&self, user_id: Uuid, until: DateTime<Utc>) -> Result<()> {
@@ -128,8 +170,16 @@ impl<S: AuthDialect> AuthStore for S {
         Ok(())
     }
 
-    async fn login_succeeded(&self, user_id: Uuid) -> Result<()> {
-        self.execute(LOGIN_SUCCEEDED, &args![user_id]).await?;
+    async fn login_succeeded(&self, user_id: Uuid, tenant_id: &str) -> Result<()> {
+        let mut tx = self.begin_tx().await?;
+        tx.execute(LOGIN_SUCCEEDED, &args![user_id]).await?;
+        let event = LoginEvent {
+            user_id,
+            failed_logins: 0,
+        };
+        let subject = user_subject(user_id);
+        record_event(&mut tx, tenant_id, LOGIN_SUCCEEDED_EVENT, &subject, &event).await?;
+        tx.commit_tx().await?;
         Ok(())
     }
 
@@ -143,17 +193,60 @@ impl<S: AuthDialect> AuthStore for S {
         rows.iter().map(membership).collect()
     }
 
-    async fn set_membership(&self, tenant_id: &str, user_id: Uuid, role: &str) -> Result<()> {
-        let args = args![tenant_id, user_id, role, Arg::Now];
-        self.execute(SET_MEMBERSHIP, &args).await?;
+    async fn set_membership(
+        &self,
+        tenant_id: &str,
+        user_id: Uuid,
+        role: &str,
+        by: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin_tx().await?;
+        let role_of = format!("{ROLE_OF}{}", S::FOR_UPDATE);
+        let before = tx
+            .fetch_optional(Stmt::read(&role_of), &args![tenant_id, user_id])
+            .await?
+            .map(|row| row.text(0))
+            .transpose()?;
+        tx.execute(SET_MEMBERSHIP, &args![tenant_id, user_id, role, Arg::Now])
+            .await?;
+        if before.as_deref() != Some(role) {
+            let event = MemberEvent {
+                user_id,
+                role: Some(role.to_owned()),
+                previous_role: before,
+                by: Some(by.to_owned()),
+            };
+            let subject = user_subject(user_id);
+            record_event(&mut tx, tenant_id, MEMBER_ROLE_CHANGED, &subject, &event).await?;
+        }
+        tx.commit_tx().await?;
         Ok(())
     }
 
-    async fn remove_membership(&self, tenant_id: &str, user_id: Uuid) -> Result<bool> {
-        Ok(self
-            .execute(REMOVE_MEMBERSHIP, &args![tenant_id, user_id])
+    async fn remove_membership(&self, tenant_id: &str, user_id: Uuid, by: &str) -> Result<bool> {
+        let mut tx = self.begin_tx().await?;
+        let Some(row) = tx
+            .fetch_optional(REMOVE_MEMBERSHIP, &args![tenant_id, user_id])
             .await?
-            == 1)
+        else {
+            return Ok(false);
+        };
+        let event = MemberEvent {
+            user_id,
+            role: None,
+            previous_role: Some(row.text(0)?),
+            by: Some(by.to_owned()),
+        };
+        record_event(
+            &mut tx,
+            tenant_id,
+            MEMBER_REMOVED,
+            &user_subject(user_id),
+            &event,
+        )
+        .await?;
+        tx.commit_tx().await?;
+        Ok(true)
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
@@ -168,7 +261,22 @@ impl<S: AuthDialect> AuthStore for S {
             k.created_by,
             k.created_at
         ];
-        self.execute(INSERT_API_KEY, &args).await?;
+        let mut tx = self.begin_tx().await?;
+        tx.execute(INSERT_API_KEY, &args).await?;
+        let event = ApiKeyEvent {
+            key_id: k.id,
+            scopes: Some(k.scopes.clone()),
+            by: k.created_by.map(|u| format!("user {u}")),
+        };
+        record_event(
+            &mut tx,
+            &k.tenant_id,
+            API_KEY_CREATED,
+            &key_subject(k.id),
+            &event,
+        )
+        .await?;
+        tx.commit_tx().await?;
         Ok(())
     }
 
@@ -184,8 +292,32 @@ impl<S: AuthDialect> AuthStore for S {
         rows.iter().map(api_key).collect()
     }
 
-    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid) -> Result<bool> {
-        Ok(self.revoke_key(tenant_id, id).await?.is_some())
+    async fn revoke_api_key(&self, tenant_id: &str, id: Uuid, by: &str) -> Result<bool> {
+        let mut tx = self.begin_tx().await?;
+        let Some(row) = tx
+            .fetch_optional(REVOKE_KEY, &args![tenant_id, id, Arg::Now])
+            .await?
+        else {
+            return Ok(false);
+        };
+        let prefix = row.text(0)?;
+        self.notify_revoked(&mut tx, &prefix).await?;
+        let event = ApiKeyEvent {
+            key_id: id,
+            scopes: None,
+            by: Some(by.to_owned()),
+        };
+        record_event(
+            &mut tx,
+            tenant_id,
+            API_KEY_REVOKED,
+            &key_subject(id),
+            &event,
+        )
+        .await?;
+        tx.commit_tx().await?;
+        self.announce_revoked(prefix);
+        Ok(true)
     }
 
     async fn touch_api_key(&self, id: Uuid) -> Result<()> {
@@ -224,7 +356,16 @@ impl<S: AuthDialect> AuthStore for S {
         let row = self.fetch_optional(REFRESH_BY_HASH, &args[..1]).await?;
         match row.as_ref().map(refresh).transpose()? {
             Some(t) if t.used_at.is_some() || t.revoked_at.is_some() => {
-                self.revoke_family(t.family_id).await?;
+                let mut tx = self.begin_tx().await?;
+                tx.execute(REVOKE_FAMILY, &args![t.family_id, Arg::Now])
+                    .await?;
+                let event = RefreshReuse {
+                    user_id: t.user_id,
+                    family_id: t.family_id,
+                };
+                let subject = user_subject(t.user_id);
+                record_event(&mut tx, &t.tenant_id, REFRESH_REUSE, &subject, &event).await?;
+                tx.commit_tx().await?;
                 Ok(RefreshUse::Reused(t))
             }
             _ => Ok(RefreshUse::Invalid),

@@ -8,15 +8,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pysaas_jobs::billing::{Cadence, Proration};
+use pysaas_jobs::events::{
+    InvoiceEvent, PaymentAttempted, INVOICE_ISSUED, INVOICE_PAID as INVOICE_PAID_EVENT,
+    INVOICE_UNCOLLECTIBLE as INVOICE_UNCOLLECTIBLE_EVENT, INVOICE_VOIDED, PAYMENT_ATTEMPTED,
+};
 use pysaas_jobs::kinds::billing::ChargeInvoice;
 use pysaas_jobs::NewJob;
 use uuid::Uuid;
 
+use super::events::record_event;
 use super::{args, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::billing::{
     parse_interval, terms, BillingRefusal, BillingStore, ChargeFinish, ChargeResult, ChargeStart,
     Invoice, InvoiceLine, InvoiceReason, InvoiceStatus, NewPlan, Notify, Payment, PaymentStatus,
-    Plan, PlanChanged, Renewal, Subscribed, Subscription, SubscriptionStatus,
+    Plan, PlanChanged, Renewal, Subscribed, Subscription, SubscriptionStatus, VoidOutcome,
 };
 use crate::{Result, StoreError};
 
@@ -143,6 +148,10 @@ const INVOICE_PAID: Stmt<'static> = Stmt::write(
 );
 const INVOICE_DECLINED: Stmt<'static> = Stmt::write(
     "UPDATE billing_invoices SET attempt_count = attempt_count + 1, next_attempt_at = $2 \
+     WHERE id = $1 RETURNING *",
+);
+const INVOICE_VOID: Stmt<'static> = Stmt::write(
+    "UPDATE billing_invoices SET status = 'void', next_attempt_at = NULL \
      WHERE id = $1 RETURNING *",
 );
 const INVOICE_UNCOLLECTIBLE: Stmt<'static> = Stmt::write(
@@ -272,6 +281,51 @@ struct Draft<'a> {
     now: DateTime<Utc>,
 }
 
+/// Records `event_type` about `invoice` in `tx`.
+async fn record_invoice<T: SqlTx>(
+    tx: &mut T,
+    invoice: &Invoice,
+    event_type: &str,
+    by: Option<&str>,
+) -> Result<()> {
+    let event = InvoiceEvent {
+        invoice_id: invoice.id,
+        number: invoice.number,
+        subscription_id: invoice.subscription_id,
+        currency: invoice.currency.code().to_owned(),
+        total_minor: invoice.total_minor,
+        period_start: invoice.period_start,
+        period_end: invoice.period_end,
+        by: by.map(str::to_owned),
+    };
+    let subject = format!("invoices/{}", invoice.id);
+    record_event(tx, &invoice.tenant_id, event_type, &subject, &event).await
+}
+
+/// Records the answer to `payment` in `tx`.
+async fn record_attempt<T: SqlTx>(
+    tx: &mut T,
+    payment: &Payment,
+    declined: Option<&str>,
+) -> Result<()> {
+    let event = PaymentAttempted {
+        payment_id: payment.id,
+        invoice_id: payment.invoice_id,
+        attempt: payment.attempt,
+        amount_minor: payment.amount_minor,
+        currency: payment.currency.code().to_owned(),
+        outcome: if declined.is_some() {
+            "declined"
+        } else {
+            "succeeded"
+        }
+        .to_owned(),
+        code: declined.map(str::to_owned),
+    };
+    let subject = format!("invoices/{}", payment.invoice_id);
+    record_event(tx, &payment.tenant_id, PAYMENT_ATTEMPTED, &subject, &event).await
+}
+
 /// Numbers and inserts an invoice with its lines; `None` when the subscription's invoice for
 /// this period exists (the caller rolls back, which gives the number back).
 async fn open_invoice<T: SqlTx>(tx: &mut T, draft: Draft<'_>) -> Result<Option<Invoice>> {
@@ -327,7 +381,12 @@ async fn open_invoice<T: SqlTx>(tx: &mut T, draft: Draft<'_>) -> Result<Option<I
         )
         .await?;
     }
-    Ok(Some(invoice_from(&row)?))
+    let invoice = invoice_from(&row)?;
+    record_invoice(tx, &invoice, INVOICE_ISSUED, None).await?;
+    if invoice.status == InvoiceStatus::Paid {
+        record_invoice(tx, &invoice, INVOICE_PAID_EVENT, None).await?;
+    }
+    Ok(Some(invoice))
 }
 
 async fn plan_in<T: SqlTx>(tx: &mut T, id: &str) -> Result<Option<Plan>> {
@@ -774,6 +833,33 @@ impl<S: SqlBackend> BillingStore for S {
         })
     }
 
+    async fn void_invoice(&self, id: Uuid, by: &str) -> Result<VoidOutcome> {
+        let mut tx = self.begin_tx().await?;
+        let select = locked("billing_invoices", S::FOR_UPDATE);
+        let invoice = match tx.fetch_optional(Stmt::write(&select), &args![id]).await? {
+            Some(row) => invoice_from(&row)?,
+            None => return Ok(VoidOutcome::Missing),
+        };
+        if invoice.status != InvoiceStatus::Open {
+            return Ok(VoidOutcome::NotOpen(invoice.status));
+        }
+        if tx
+            .fetch_optional(PENDING_PAYMENT, &args![id])
+            .await?
+            .is_some()
+        {
+            return Ok(VoidOutcome::ChargeInFlight);
+        }
+        let row = tx
+            .fetch_optional(INVOICE_VOID, &args![id])
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("invoice vanished".into()))?;
+        let voided = invoice_from(&row)?;
+        record_invoice(&mut tx, &voided, INVOICE_VOIDED, Some(by)).await?;
+        tx.commit_tx().await?;
+        Ok(VoidOutcome::Voided(voided))
+    }
+
     async fn finish_charge(
         &self,
         payment_id: Uuid,
@@ -809,6 +895,8 @@ impl<S: SqlBackend> BillingStore for S {
                     tx.fetch_optional(INVOICE_PAID, &args![invoice_id, now])
                         .await?,
                 )?;
+                record_attempt(&mut tx, &payment, None).await?;
+                record_invoice(&mut tx, &invoice, INVOICE_PAID_EVENT, None).await?;
                 tx.execute(REACTIVATE, &args![invoice.subscription_id, now])
                     .await?;
                 ChargeFinish::Paid(invoice)
@@ -829,6 +917,7 @@ impl<S: SqlBackend> BillingStore for S {
                     ],
                 )
                 .await?;
+                record_attempt(&mut tx, &payment, Some(code.as_str())).await?;
                 let select = locked("billing_invoices", "");
                 let current = invoice_row(
                     tx.fetch_optional(Stmt::write(&select), &args![invoice_id])
@@ -866,6 +955,8 @@ impl<S: SqlBackend> BillingStore for S {
                             tx.fetch_optional(INVOICE_UNCOLLECTIBLE, &args![invoice_id])
                                 .await?,
                         )?;
+                        record_invoice(&mut tx, &invoice, INVOICE_UNCOLLECTIBLE_EVENT, None)
+                            .await?;
                         tx.execute(CANCEL_UNPAID, &args![invoice.subscription_id, now])
                             .await?;
                         ChargeFinish::GaveUp {

@@ -164,6 +164,19 @@ pub(crate) async fn restore_recording<S: SqlBackend>(store: &S) -> Result<()> {
     switch(store, on).await
 }
 
+/// [`record_fact`] with the fact's data as a typed event.
+pub(crate) async fn record_event<T: SqlTx, E: serde::Serialize>(
+    tx: &mut T,
+    tenant_id: &str,
+    event_type: &str,
+    subject: &str,
+    event: &E,
+) -> Result<()> {
+    let data = serde_json::to_value(event)
+        .map_err(|e| StoreError::Corrupt(format!("{event_type}: {e}")))?;
+    record_fact(tx, tenant_id, event_type, subject, &data).await
+}
+
 fn entry<R: Columns>(row: &R) -> Result<OutboxEntry> {
     let position = OutboxPosition {
         txid: row.big(0)?,
@@ -283,6 +296,19 @@ impl<S: SqlBackend> EventOutbox for S {
             pending: row.big("n")?,
             oldest: row.opt_time("oldest")?,
         })
+    }
+
+    async fn record_fact(
+        &self,
+        tenant_id: &str,
+        event_type: &str,
+        subject: &str,
+        data: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.begin_tx().await?;
+        record_fact(&mut tx, tenant_id, event_type, subject, data).await?;
+        tx.commit_tx().await?;
+        Ok(())
     }
 
     async fn outbox_prune(&self, before: DateTime<Utc>, n: usize) -> Result<u64> {

@@ -336,8 +336,12 @@ pub trait AuthDialect: SqlBackend {
     /// How long a cached credential may be trusted without a change notice.
     fn cache_ttl(&self) -> Duration;
 
-    /// Revokes a tenant's unrevoked key and tells every cache of it; its prefix, when revoked.
-    async fn revoke_key(&self, tenant_id: &str, id: Uuid) -> Result<Option<String>>;
+    /// Tells every process of the store, once `tx` commits, that the key with `prefix` was
+    /// revoked (PostgreSQL: `NOTIFY` in the transaction; SQLite: nothing, one process).
+    async fn notify_revoked(&self, tx: &mut Self::Tx<'_>, prefix: &str) -> Result<()>;
+
+    /// Tells this process's credential caches that the key with `prefix` was revoked.
+    fn announce_revoked(&self, prefix: String);
 }
 
 /// The scheduler operations whose SQL differs between the backends (locks, clocks, leases).

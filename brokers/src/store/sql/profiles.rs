@@ -8,6 +8,9 @@ use chrono::{DateTime, Utc};
 use pysaas_jobs::{Job, NewJob};
 use uuid::Uuid;
 
+use pysaas_jobs::events::{ProfileEvent, PROFILE_ERASED, PROFILE_EXPORTED};
+
+use super::events::record_event;
 use super::{args, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::profiles::{
     Erasure, PrivacyStore, ProfileExport, ProfileItem, ProfileStore, Versioned,
@@ -36,6 +39,11 @@ const GET_EXPORT: Stmt<'static> = Stmt::read("SELECT * FROM profile_exports WHER
 const FINISH_EXPORT: Stmt<'static> = Stmt::write(
     "UPDATE profile_exports SET status = 'ready', document = $2, completed_at = $3 WHERE id = $1",
 );
+/// A request's tenant and whether it is still pending (read on the writing transaction).
+const EXPORT_STATE: Stmt<'static> =
+    Stmt::write("SELECT tenant_id, status FROM profile_exports WHERE id = $1");
+const ERASURE_STATE: Stmt<'static> =
+    Stmt::write("SELECT tenant_id, status FROM erasures WHERE id = $1");
 const INSERT_ERASURE: Stmt<'static> = Stmt::write(
     "INSERT INTO erasures (id, tenant_id, user_id, status, requested_at) \
      VALUES ($1, $2, $3, 'pending', $4)",
@@ -169,10 +177,23 @@ impl<S: SqlBackend> PrivacyStore for S {
         document: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        Ok(self
-            .execute(FINISH_EXPORT, &args![id, document, now])
-            .await?
-            > 0)
+        let mut tx = self.begin_tx().await?;
+        let Some(state) = tx.fetch_optional(EXPORT_STATE, &args![id]).await? else {
+            return Ok(false);
+        };
+        tx.execute(FINISH_EXPORT, &args![id, document, now]).await?;
+        if state.text(1)? == "pending" {
+            let event = ProfileEvent {
+                item: None,
+                version: None,
+                request_id: Some(id),
+                counts: None,
+            };
+            let subject = format!("exports/{id}");
+            record_event(&mut tx, &state.text(0)?, PROFILE_EXPORTED, &subject, &event).await?;
+        }
+        tx.commit_tx().await?;
+        Ok(true)
     }
 
     async fn create_erasure(&self, e: &Erasure, job: NewJob) -> Result<Vec<Job>> {
@@ -208,10 +229,23 @@ impl<S: SqlBackend> PrivacyStore for S {
         counts: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        Ok(self
-            .execute(FINISH_ERASURE, &args![id, counts, now])
-            .await?
-            > 0)
+        let mut tx = self.begin_tx().await?;
+        let Some(state) = tx.fetch_optional(ERASURE_STATE, &args![id]).await? else {
+            return Ok(false);
+        };
+        tx.execute(FINISH_ERASURE, &args![id, counts, now]).await?;
+        if state.text(1)? == "pending" {
+            let event = ProfileEvent {
+                item: None,
+                version: None,
+                request_id: Some(id),
+                counts: serde_json::from_value(counts.clone()).ok(),
+            };
+            let subject = format!("erasures/{id}");
+            record_event(&mut tx, &state.text(0)?, PROFILE_ERASED, &subject, &event).await?;
+        }
+        tx.commit_tx().await?;
+        Ok(true)
     }
 
     async fn erase_user_rows(

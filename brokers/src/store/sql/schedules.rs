@@ -4,11 +4,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use pysaas_jobs::events::{ScheduleEvent, SCHEDULE_CREATED, SCHEDULE_DELETED, SCHEDULE_UPDATED};
 use pysaas_jobs::{JobState, Schedule};
 use uuid::Uuid;
 
+use super::events::record_event;
 use super::rows::{lease_from_row, schedule_from_row};
-use super::{args, Arg, Columns, ScheduleDialect, Stmt};
+use super::{args, Arg, Columns, ScheduleDialect, SqlTx, Stmt};
 use crate::store::{FireResult, Lease, ScheduleFire, SchedulerStore};
 use crate::Result;
 
@@ -68,10 +70,30 @@ fn schedule_args(s: &Schedule) -> Vec<Arg<'_>> {
     .to_vec()
 }
 
+/// Records `event_type` about `s` as it now is, in `tx`.
+async fn record_schedule<T: SqlTx>(tx: &mut T, s: &Schedule, event_type: &str) -> Result<()> {
+    let event = ScheduleEvent {
+        name: s.spec.name.clone(),
+        kind: Some(s.spec.kind.clone()),
+        cron: Some(s.spec.cron.clone()),
+        timezone: Some(s.spec.timezone.clone()),
+        paused: Some(s.spec.paused),
+        source: Some(s.source.as_str().to_owned()),
+    };
+    let subject = format!("schedules/{}", s.spec.name);
+    record_event(tx, &s.tenant_id, event_type, &subject, &event).await
+}
+
 #[async_trait]
 impl<S: ScheduleDialect> SchedulerStore for S {
     async fn create_schedule(&self, s: &Schedule) -> Result<bool> {
-        Ok(self.execute(CREATE, &schedule_args(s)).await? == 1)
+        let mut tx = self.begin_tx().await?;
+        if tx.execute(CREATE, &schedule_args(s)).await? != 1 {
+            return Ok(false);
+        }
+        record_schedule(&mut tx, s, SCHEDULE_CREATED).await?;
+        tx.commit_tx().await?;
+        Ok(true)
     }
 
     async fn get_schedule(&self, tenant_id: &str, name: &str) -> Result<Option<Schedule>> {
@@ -87,12 +109,33 @@ impl<S: ScheduleDialect> SchedulerStore for S {
     async fn update_schedule(&self, s: &Schedule) -> Result<Option<Schedule>> {
         let mut args = schedule_args(s);
         args.push(Arg::from(s.version));
-        let row = self.fetch_optional(UPDATE, &args).await?;
-        row.as_ref().map(schedule_from_row).transpose()
+        let mut tx = self.begin_tx().await?;
+        let Some(row) = tx.fetch_optional(UPDATE, &args).await? else {
+            return Ok(None);
+        };
+        let updated = schedule_from_row(&row)?;
+        record_schedule(&mut tx, &updated, SCHEDULE_UPDATED).await?;
+        tx.commit_tx().await?;
+        Ok(Some(updated))
     }
 
     async fn delete_schedule(&self, tenant_id: &str, name: &str) -> Result<bool> {
-        Ok(self.execute(DELETE, &args![tenant_id, name]).await? == 1)
+        let mut tx = self.begin_tx().await?;
+        if tx.execute(DELETE, &args![tenant_id, name]).await? != 1 {
+            return Ok(false);
+        }
+        let event = ScheduleEvent {
+            name: name.to_owned(),
+            kind: None,
+            cron: None,
+            timezone: None,
+            paused: None,
+            source: None,
+        };
+        let subject = format!("schedules/{name}");
+        record_event(&mut tx, tenant_id, SCHEDULE_DELETED, &subject, &event).await?;
+        tx.commit_tx().await?;
+        Ok(true)
     }
 
     async fn due_schedules(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<Schedule>> {
