@@ -361,16 +361,65 @@ async fn live_updates_across(db: TestDb, most: i64) {
     );
 }
 
-/// The Audit page (events on, the embedded default): a job's transitions, newest first, found
-/// by its subject and then by type through the page's filters.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_audit_page_shows_a_jobs_transitions() {
+/// The dashboard with events on (the embedded default), every role, and an admin's key and client.
+async fn with_events() -> (pysaas::testing::TestApp, String, reqwest::Client) {
     let ui = std::env::var("PYSAAS_TEST_UI_DIR").expect("PYSAAS_TEST_UI_DIR");
     let mut config = pysaas::Config::default();
     config.api.ui_dir = Some(PathBuf::from(ui));
     config.events.enabled = true;
     let app = common::spawn(pysaas::App::new(config), pysaas::Roles::all()).await;
     let (key, http) = app.admin_client().await.unwrap();
+    (app, key, http)
+}
+
+/// The Overview's Analytics panel (events on, the embedded default): finished jobs per minute
+/// from the analytics consumer's rollups, and for the operator revenue per day — charts that
+/// appear once the stream has something, read from `/v1/analytics/*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_charts_the_analytics_stream() {
+    let (app, key, http) = with_events().await;
+    for _ in 0..5 {
+        common::json_of(
+            http.post(app.url("/v1/jobs"))
+                .json(&serde_json::json!({"kind": "system.noop", "payload": {}})),
+        )
+        .await;
+    }
+    // An invoice paid, as billing records it: revenue recognised on the analytics stream.
+    let paid = pysaas_jobs::events::InvoiceEvent {
+        invoice_id: uuid::Uuid::now_v7(),
+        number: 1,
+        subscription_id: uuid::Uuid::now_v7(),
+        currency: "EUR".into(),
+        total_minor: 1_999,
+        period_start: chrono::Utc::now(),
+        period_end: chrono::Utc::now(),
+        by: None,
+    };
+    app.store
+        .record_fact(
+            "acme",
+            pysaas_jobs::events::INVOICE_PAID,
+            "invoices/x",
+            &serde_json::to_value(&paid).unwrap(),
+        )
+        .await
+        .unwrap();
+    let seen = common::browse("analytics.cjs", &[&app.url(""), &key, "5"]).await;
+    assert_eq!(seen["problems"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["finished"], 5, "{seen}");
+    assert_eq!(seen["revenue"], 1_999, "{seen}");
+    assert!(
+        seen["legend"].as_str().unwrap().contains("succeeded"),
+        "{seen}"
+    );
+}
+
+/// The Audit page (events on, the embedded default): a job's transitions, newest first, found
+/// by its subject and then by type through the page's filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_shows_a_jobs_transitions() {
+    let (app, key, http) = with_events().await;
     let job = common::json_of(
         http.post(app.url("/v1/jobs"))
             .json(&serde_json::json!({"kind": "system.noop", "payload": {}})),

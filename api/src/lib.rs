@@ -196,6 +196,10 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
         .route("/v1/stats", get(routes::stats::stats))
         .route("/v1/audit", get(routes::audit::list_audit))
         .route("/v1/analytics/jobs", get(routes::audit::job_analytics))
+        .route(
+            "/v1/analytics/revenue",
+            get(routes::audit::revenue_analytics),
+        )
         .route("/v1/queues", get(routes::system::queues))
         .route("/v1/queues/{name}/pause", post(routes::system::pause_queue))
         .route(

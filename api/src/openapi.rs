@@ -35,7 +35,7 @@ use crate::routes::{
         profiles::download_export, profiles::get_erasure,
         webhooks::create_endpoint, webhooks::list_endpoints, webhooks::delete_endpoint, webhooks::rotate_secret,
         webhooks::enable_endpoint, webhooks::list_deliveries, webhooks::replay_delivery, webhooks::send_event,
-        audit::list_audit, audit::job_analytics,
+        audit::list_audit, audit::job_analytics, audit::revenue_analytics,
         events::stream, stats::stats, system::queues, system::pause_queue, system::resume_queue, system::workers, system::kinds, system::healthz, system::readyz, system::metrics,
     ),
     components(schemas(
@@ -54,7 +54,7 @@ use crate::routes::{
         profiles::OptOutView, profiles::OptionalCategory, profiles::ChannelName, profiles::ExportView, profiles::ErasureView,
         webhooks::CreateEndpoint, webhooks::EventTypeName, webhooks::EndpointView, webhooks::EndpointList, webhooks::DeliveryView,
         webhooks::DeliveryList, webhooks::SendEvent, webhooks::EventAccepted,
-        audit::AuditEntryView, audit::AuditPage, audit::JobRollupView, audit::SubmissionRollupView, audit::JobAnalytics,
+        audit::AuditEntryView, audit::AuditPage, audit::JobRollupView, audit::SubmissionRollupView, audit::JobAnalytics, audit::RevenueDayView, audit::RevenueAnalytics,
     )),
     tags(
         (name = "auth", description = "Accounts, tokens, API keys and members"),

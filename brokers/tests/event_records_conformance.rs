@@ -29,7 +29,8 @@ macro_rules! on_both {
 
 on_both!(
     the_audit_log_keeps_each_event_once_and_filters,
-    rollups_count_each_event_once_with_durations
+    rollups_count_each_event_once_with_durations,
+    revenue_is_rolled_up_per_day_and_currency_once_per_event
 );
 
 fn event(
@@ -266,5 +267,60 @@ async fn rollups_count_each_event_once_with_durations(db: TestDb) {
     assert_eq!(
         db.store.job_rollups("acme", from, to).await.unwrap(),
         rollups
+    );
+}
+
+/// Revenue per UTC day and currency, over every tenant, each event once however often it
+/// comes; a day outside the window is not in it.
+async fn revenue_is_rolled_up_per_day_and_currency_once_per_event(db: TestDb) {
+    let day = |d: u32, h: u32| -> DateTime<Utc> {
+        format!("2026-03-{d:02}T{h:02}:30:00Z").parse().unwrap()
+    };
+    let paid = |tenant: &str, at: DateTime<Utc>, currency: &str, amount: i64| {
+        event(
+            tenant,
+            pysaas_jobs::events::REVENUE_RECOGNISED,
+            "invoices/x",
+            at,
+            json!({"invoice_id": Uuid::now_v7(), "currency": currency, "amount_minor": amount}),
+        )
+    };
+    let events = vec![
+        paid("acme", day(1, 1), "EUR", 900),
+        paid("globex", day(1, 23), "EUR", 1_100),
+        paid("acme", day(1, 5), "USD", 500),
+        paid("acme", day(2, 0), "EUR", 900),
+        paid("acme", day(9, 0), "EUR", 7),
+    ];
+    let s = &db.store;
+    assert_eq!(s.record_analytics(&events).await.unwrap(), 5);
+    assert_eq!(
+        s.record_analytics(&events[..2]).await.unwrap(),
+        0,
+        "counted once"
+    );
+    let (from, to) = ("2026-03-01T00:00:00Z", "2026-03-03T00:00:00Z");
+    let rows = s
+        .revenue_rollups(from.parse().unwrap(), to.parse().unwrap())
+        .await
+        .unwrap();
+    let got: Vec<(String, &str, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.day.to_rfc3339(),
+                r.currency.as_str(),
+                r.invoices,
+                r.amount_minor,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2026-03-01T00:00:00+00:00".to_owned(), "EUR", 2, 2_000),
+            ("2026-03-01T00:00:00+00:00".to_owned(), "USD", 1, 500),
+            ("2026-03-02T00:00:00+00:00".to_owned(), "EUR", 1, 900),
+        ]
     );
 }

@@ -9,7 +9,7 @@ use pysaas_brokers::store::{AuditEntry, AuditFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{Admin, JobsRead, TenantOf};
+use crate::auth::{Admin, Authorized, JobsRead, TenantOf};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -17,6 +17,8 @@ use crate::AppState;
 const AUDIT_PAGE_MAX: i64 = 500;
 /// The widest analytics window.
 const ANALYTICS_WINDOW_MAX: TimeDelta = TimeDelta::days(7);
+/// The widest revenue window.
+const REVENUE_WINDOW_MAX: TimeDelta = TimeDelta::days(366);
 
 /// `GET /v1/audit` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -233,4 +235,85 @@ pub(crate) async fn job_analytics(
         finished,
         submitted,
     }))
+}
+
+/// `GET /v1/analytics/revenue` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RevenueQuery {
+    /// From this day (RFC 3339; default: 30 days before `to`).
+    from: Option<DateTime<Utc>>,
+    /// Up to this time, excluded (RFC 3339; default: now). The window is at most 366 days: an
+    /// earlier `from` is moved up (the answer's `from` says so).
+    to: Option<DateTime<Utc>>,
+}
+
+/// Revenue recognised on one UTC day in one currency.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RevenueDayView {
+    /// Start of the day (UTC).
+    pub(crate) day: DateTime<Utc>,
+    /// ISO 4217 code.
+    pub(crate) currency: String,
+    /// Invoices paid.
+    pub(crate) invoices: i64,
+    /// Their totals, in minor units.
+    pub(crate) amount_minor: i64,
+}
+
+/// The operator's revenue over a window.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct RevenueAnalytics {
+    /// The window's start.
+    pub(crate) from: DateTime<Utc>,
+    /// Its end (excluded).
+    pub(crate) to: DateTime<Utc>,
+    /// Revenue by day and currency, over every paying tenant.
+    pub(crate) days: Vec<RevenueDayView>,
+}
+
+/// Revenue recognised per day and currency (paid invoices, over every tenant): the rollup the
+/// analytics consumer keeps from the analytics stream. The operator's admins only.
+#[utoipa::path(get, path = "/v1/analytics/revenue", operation_id = "getRevenueAnalytics", tag = "audit", params(RevenueQuery),
+    responses((status = 200, body = RevenueAnalytics),
+              (status = 400, description = "Unknown or malformed parameter", content_type = "application/problem+json"),
+              (status = 403, description = "Not an admin of the operator's tenant", content_type = "application/problem+json")))]
+pub(crate) async fn revenue_analytics(
+    State(state): State<AppState>,
+    Authorized(principal, _): Authorized<Admin>,
+    query: Result<Query<RevenueQuery>, QueryRejection>,
+) -> Result<Json<RevenueAnalytics>, ApiError> {
+    if principal.tenant_id != pysaas_jobs::DEFAULT_TENANT {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "revenue is shown to the operator's admins only (the `default` tenant)",
+        ));
+    }
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let to = match q.to {
+        Some(to) => to,
+        None => state.store().now().await?,
+    };
+    let earliest = to
+        .checked_sub_signed(REVENUE_WINDOW_MAX)
+        .ok_or_else(|| ApiError::bad_request("`to` is out of range"))?;
+    let from = q
+        .from
+        .or_else(|| to.checked_sub_signed(TimeDelta::days(30)))
+        .unwrap_or(earliest)
+        .max(earliest);
+    let days = state
+        .store()
+        .revenue_rollups(from, to)
+        .await?
+        .into_iter()
+        .map(|r| RevenueDayView {
+            day: r.day,
+            currency: r.currency,
+            invoices: r.invoices,
+            amount_minor: r.amount_minor,
+        })
+        .collect();
+    Ok(Json(RevenueAnalytics { from, to, days }))
 }

@@ -69,6 +69,19 @@ pub struct SubmissionRollup {
     pub jobs: i64,
 }
 
+/// Revenue recognised on one UTC day in one currency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevenueRollup {
+    /// Start of the day.
+    pub day: DateTime<Utc>,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Invoices paid.
+    pub invoices: i64,
+    /// Their totals, in minor units.
+    pub amount_minor: i64,
+}
+
 /// Storage of the consumers' results.
 #[async_trait]
 pub trait EventRecords: Send + Sync {
@@ -97,6 +110,14 @@ pub trait EventRecords: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<SubmissionRollup>>;
+
+    /// Revenue recognised on the days in `[from, to)`, over every tenant (the operator's
+    /// revenue), by day and currency.
+    async fn revenue_rollups(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RevenueRollup>>;
 
     /// Forgets counted ids recorded before `before` (an event delivered again after that long
     /// would count twice; Kafka redelivers within minutes, not days).

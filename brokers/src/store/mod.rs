@@ -52,7 +52,9 @@ pub use auth::{
     ApiKeyRow, AuthChange, AuthStore, MembershipRow, RefreshRow, RefreshUse, TenantRow, UserRow,
 };
 pub use billing::BillingStore;
-pub use consumers::{AuditEntry, AuditFilter, EventRecords, JobRollup, SubmissionRollup};
+pub use consumers::{
+    AuditEntry, AuditFilter, EventRecords, JobRollup, RevenueRollup, SubmissionRollup,
+};
 #[cfg(feature = "dynamodb")]
 pub use dynamodb::{DynamoConfig, DynamoProfileStore};
 pub use events::{EventOutbox, OutboxBacklog, OutboxEntry, OutboxPosition};

@@ -5,6 +5,7 @@ import { usePoll } from '@/lib/live';
 import { QueueTable } from '@/components/QueueTable';
 import { ProblemView } from '@/components/ProblemView';
 import { StatsCharts, useStats } from '@/components/StatsCharts';
+import { AnalyticsCharts } from '@/components/AnalyticsCharts';
 
 export default function Overview() {
   const queues = useQuery({
@@ -17,6 +18,7 @@ export default function Overview() {
     <>
       <h1>Overview</h1>
       <StatsCharts />
+      <AnalyticsCharts />
       <section className="panel" aria-label="Queues">
         <ProblemView error={queues.error} />
         <QueueTable queues={queues.data?.queues} rates={rates} />

@@ -4,11 +4,16 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::events::{CloudEvent, JobFinished, JobSubmitted, JOB_FINISHED, JOB_SUBMITTED};
+use pysaas_jobs::events::{
+    CloudEvent, JobFinished, JobSubmitted, RevenueRecognised, JOB_FINISHED, JOB_SUBMITTED,
+    REVENUE_RECOGNISED,
+};
 use pysaas_jobs::JobState;
 
 use super::{args, Arg, Columns, SqlBackend, SqlTx, Stmt};
-use crate::store::consumers::{AuditEntry, AuditFilter, EventRecords, JobRollup, SubmissionRollup};
+use crate::store::consumers::{
+    AuditEntry, AuditFilter, EventRecords, JobRollup, RevenueRollup, SubmissionRollup,
+};
 use crate::store::stats::{bucket_of_ms, minute_of, WAIT_BUCKETS};
 use crate::{Result, StoreError};
 
@@ -51,6 +56,19 @@ const SUBMISSIONS_RANGE: Stmt<'static> = Stmt::read(
     "SELECT minute, kind, queue, jobs FROM analytics_submissions \
      WHERE tenant_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute, kind, queue",
 );
+const REVENUE_ADD: Stmt<'static> = Stmt::write(
+    "INSERT INTO analytics_revenue (tenant_id, day, currency, invoices, amount_minor) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (day, currency, tenant_id) DO UPDATE SET \
+         invoices = analytics_revenue.invoices + excluded.invoices, \
+         amount_minor = analytics_revenue.amount_minor + excluded.amount_minor",
+);
+const REVENUE_RANGE: Stmt<'static> = Stmt::read(
+    "SELECT day, currency, CAST(sum(invoices) AS BIGINT) AS invoices, \
+            CAST(sum(amount_minor) AS BIGINT) AS amount_minor \
+     FROM analytics_revenue WHERE day >= $1 AND day < $2 \
+     GROUP BY day, currency ORDER BY day, currency",
+);
 const SEEN_PRUNE: Stmt<'static> = Stmt::write("DELETE FROM analytics_seen WHERE seen_at < $1");
 
 fn limit(n: usize) -> i64 {
@@ -72,6 +90,12 @@ fn parse<T: serde::de::DeserializeOwned>(event: &CloudEvent) -> Option<T> {
 /// Keys of the rows an analytics batch adds to.
 type JobKey = (String, DateTime<Utc>, String, String, JobState, i16);
 type SubmissionKey = (String, DateTime<Utc>, String, String);
+type RevenueKey = (DateTime<Utc>, String, String);
+
+/// The start of `t`'s UTC day.
+fn day_of(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.date_naive().and_time(chrono::NaiveTime::MIN).and_utc()
+}
 
 #[async_trait]
 impl<S: SqlBackend> EventRecords for S {
@@ -132,6 +156,7 @@ impl<S: SqlBackend> EventRecords for S {
         let mut tx = self.begin_tx().await?;
         let mut jobs: BTreeMap<JobKey, (i64, i64, i64)> = BTreeMap::new();
         let mut submissions: BTreeMap<SubmissionKey, i64> = BTreeMap::new();
+        let mut revenue: BTreeMap<RevenueKey, (i64, i64)> = BTreeMap::new();
         let mut new = 0;
         for e in events {
             if tx.execute(SEEN, &[e.id.into(), Arg::Now]).await? == 0 {
@@ -169,6 +194,16 @@ impl<S: SqlBackend> EventRecords for S {
                         .entry((e.tenantid.clone(), minute, s.kind, s.queue))
                         .or_default() += 1;
                 }
+                REVENUE_RECOGNISED => {
+                    let Some(r) = parse::<RevenueRecognised>(e) else {
+                        continue;
+                    };
+                    let row = revenue
+                        .entry((day_of(e.time), r.currency, e.tenantid.clone()))
+                        .or_default();
+                    row.0 += 1;
+                    row.1 += r.amount_minor;
+                }
                 // A type this version does not count: recorded as seen, counted nowhere.
                 _ => {}
             }
@@ -196,6 +231,13 @@ impl<S: SqlBackend> EventRecords for S {
             tx.execute(
                 SUBMISSIONS_ADD,
                 &args![tenant.as_str(), *minute, kind.as_str(), queue.as_str(), *n],
+            )
+            .await?;
+        }
+        for ((day, currency, tenant), (invoices, amount)) in &revenue {
+            tx.execute(
+                REVENUE_ADD,
+                &args![tenant.as_str(), *day, currency.as_str(), *invoices, *amount],
             )
             .await?;
         }
@@ -266,6 +308,24 @@ impl<S: SqlBackend> EventRecords for S {
                     kind: r.text(1)?,
                     queue: r.text(2)?,
                     jobs: r.big(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn revenue_rollups(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<RevenueRollup>> {
+        let rows = self.fetch_all(REVENUE_RANGE, &args![from, to]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RevenueRollup {
+                    day: r.time(0)?,
+                    currency: r.text(1)?,
+                    invoices: r.big(2)?,
+                    amount_minor: r.big(3)?,
                 })
             })
             .collect()
