@@ -641,10 +641,39 @@ async fn invoices_and_payments_are_audit_facts_and_void_only_when_open(db: TestD
     .await
     .invoice
     .unwrap();
+    // Declined once: past due; voided, nothing else is owed and it is active again.
+    let ChargeStart::Attempt { payment, .. } =
+        s.begin_charge(other.id, "local", now).await.unwrap()
+    else {
+        panic!("no attempt");
+    };
+    let declined = ChargeResult::Declined {
+        provider_ref: None,
+        code: "card_declined".into(),
+        message: "Your card was declined.".into(),
+    };
+    s.finish_charge(payment.id, declined, now, &DUNNING, &no_notice)
+        .await
+        .unwrap();
+    let status = |s: Arc<dyn JobStore>, id| async move {
+        s.get_subscription("globex", id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(
+        status(db.store.clone(), other.subscription_id).await,
+        SubscriptionStatus::PastDue
+    );
     let VoidOutcome::Voided(voided) = s.void_invoice(other.id, "user op").await.unwrap() else {
         panic!("not voided");
     };
     assert_eq!(voided.status, InvoiceStatus::Void);
+    assert_eq!(
+        status(db.store.clone(), other.subscription_id).await,
+        SubscriptionStatus::Active
+    );
     assert_eq!(
         s.begin_charge(other.id, "local", now).await.unwrap(),
         ChargeStart::Settled(InvoiceStatus::Void)
@@ -671,6 +700,7 @@ async fn invoices_and_payments_are_audit_facts_and_void_only_when_open(db: TestD
             ("acme", "pysaas.billing.payment_attempted"),
             ("acme", "pysaas.billing.invoice_paid"),
             ("globex", "pysaas.billing.invoice_issued"),
+            ("globex", "pysaas.billing.payment_attempted"),
             ("globex", "pysaas.billing.invoice_voided"),
         ]
     );
@@ -685,7 +715,7 @@ async fn invoices_and_payments_are_audit_facts_and_void_only_when_open(db: TestD
         (Some("declined"), Some("card_declined"))
     );
     assert_eq!(facts[2].data["attempt"], 2);
-    assert_eq!(facts[5].data["by"], "user op");
+    assert_eq!(facts[6].data["by"], "user op");
     for fact in &facts {
         assert!(!fact.data.to_string().contains("pm_card"), "{}", fact.data);
     }

@@ -242,7 +242,7 @@ pub(crate) async fn job_analytics(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RevenueQuery {
-    /// From this day (RFC 3339; default: 30 days before `to`).
+    /// From the start of this time's UTC day (RFC 3339; default: 30 days before `to`).
     from: Option<DateTime<Utc>>,
     /// Up to this time, excluded (RFC 3339; default: now). The window is at most 366 days: an
     /// earlier `from` is moved up (the answer's `from` says so).
@@ -298,11 +298,13 @@ pub(crate) async fn revenue_analytics(
     let earliest = to
         .checked_sub_signed(REVENUE_WINDOW_MAX)
         .ok_or_else(|| ApiError::bad_request("`to` is out of range"))?;
+    // Whole days: the day `from` falls in, from its start (UTC).
     let from = q
         .from
         .or_else(|| to.checked_sub_signed(TimeDelta::days(30)))
         .unwrap_or(earliest)
         .max(earliest);
+    let from = from.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
     let days = state
         .store()
         .revenue_rollups(from, to)

@@ -70,9 +70,11 @@ BEGIN
 END $$;
 
 -- Turns recording on or off for every process of the store. Calls queue on the settings row, so
--- a second caller finds the first one's triggers in place.
+-- a second caller finds the first one's triggers in place. It runs with its owner's rights (the
+-- role that migrated, which owns the tables): a runtime role that may not create triggers can
+-- still switch events.
 CREATE FUNCTION event_outbox_switch(turn_on boolean) RETURNS void LANGUAGE plpgsql
-    SET search_path FROM CURRENT AS $$
+    SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE event_settings SET enabled = turn_on;
     IF turn_on = EXISTS (SELECT 1 FROM pg_trigger

@@ -83,6 +83,11 @@ const REACTIVATE: Stmt<'static> = Stmt::write(
     "UPDATE billing_subscriptions SET status = 'active', updated_at = $2 \
      WHERE id = $1 AND status = 'past_due'",
 );
+/// Another open invoice of the subscription (`$2`: the one just settled).
+const OTHER_OPEN: Stmt<'static> = Stmt::write(
+    "SELECT id FROM billing_invoices WHERE subscription_id = $1 AND id <> $2 AND status = 'open' \
+     LIMIT 1",
+);
 const MARK_PAST_DUE: Stmt<'static> = Stmt::write(
     "UPDATE billing_subscriptions SET status = 'past_due', updated_at = $2 \
      WHERE id = $1 AND status = 'active'",
@@ -855,6 +860,15 @@ impl<S: SqlBackend> BillingStore for S {
             .await?
             .ok_or_else(|| StoreError::Corrupt("invoice vanished".into()))?;
         let voided = invoice_from(&row)?;
+        // Past due only for what is still open: with nothing else owed, it is active again.
+        let still_owed = tx
+            .fetch_optional(OTHER_OPEN, &args![voided.subscription_id, id])
+            .await?
+            .is_some();
+        if !still_owed {
+            tx.execute(REACTIVATE, &args![voided.subscription_id, Utc::now()])
+                .await?;
+        }
         record_invoice(&mut tx, &voided, INVOICE_VOIDED, Some(by)).await?;
         tx.commit_tx().await?;
         Ok(VoidOutcome::Voided(voided))

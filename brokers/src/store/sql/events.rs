@@ -44,7 +44,8 @@ const READ_SQLITE: Stmt<'static> = read_after!("");
 
 const SWITCH_PG: Stmt<'static> = Stmt::write("SELECT event_outbox_switch($1)");
 const SET_ENABLED: Stmt<'static> = Stmt::write("UPDATE event_settings SET enabled = $1");
-const ENABLED: Stmt<'static> = Stmt::read("SELECT enabled FROM event_settings");
+/// Read on the writing transaction.
+const ENABLED: Stmt<'static> = Stmt::write("SELECT enabled FROM event_settings");
 
 /// The columns a job transition is recorded in, and their values from the job's row `NEW` (SQLite).
 macro_rules! sqlite_recording {
@@ -139,29 +140,49 @@ pub(crate) async fn record_fact<T: SqlTx>(
 }
 
 /// Creates (SQLite: the triggers are the store's, not a migration's) or drops the recording
-/// triggers, and sets the flag application facts go by, in one transaction.
+/// triggers, and sets the flag application facts go by, in one transaction. On PostgreSQL the
+/// switch takes the job tables' locks in its own order, which a transaction taking them the
+/// other way round can deadlock with: it is tried again then.
 async fn switch<S: SqlBackend>(store: &S, on: bool) -> Result<()> {
     if S::NAME == "postgres" {
-        store.fetch_optional(SWITCH_PG, &args![on]).await?;
-        return Ok(());
+        let mut tries = 0;
+        loop {
+            match store.fetch_optional(SWITCH_PG, &args![on]).await {
+                Ok(_) => return Ok(()),
+                Err(err) if tries < 3 && err.to_string().contains("deadlock") => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
     let mut tx = store.begin_tx().await?;
     tx.execute(SET_ENABLED, &args![on]).await?;
-    for stmt in if on { SQLITE_TRIGGERS } else { SQLITE_DROPS } {
-        tx.execute(stmt, &[]).await?;
-    }
+    sqlite_triggers(&mut tx, on).await?;
     tx.commit_tx().await?;
     Ok(())
 }
 
-/// After migrating: the recording triggers as the flag says (a migration that replaced them
-/// leaves them to the store on SQLite; PostgreSQL's migration restores its own).
+async fn sqlite_triggers<T: SqlTx>(tx: &mut T, on: bool) -> Result<()> {
+    for stmt in if on { SQLITE_TRIGGERS } else { SQLITE_DROPS } {
+        tx.execute(stmt, &[]).await?;
+    }
+    Ok(())
+}
+
+/// After migrating (SQLite): the recording triggers as the flag says, read in the same write
+/// transaction, so another process turning events on meanwhile is never undone. PostgreSQL's
+/// migration restores its own.
 pub(crate) async fn restore_recording<S: SqlBackend>(store: &S) -> Result<()> {
-    let on = match store.fetch_optional(ENABLED, &[]).await? {
+    let mut tx = store.begin_tx().await?;
+    let on = match tx.fetch_optional(ENABLED, &[]).await? {
         Some(row) => row.flag(0)?,
         None => false,
     };
-    switch(store, on).await
+    sqlite_triggers(&mut tx, on).await?;
+    tx.commit_tx().await?;
+    Ok(())
 }
 
 /// [`record_fact`] with the fact's data as a typed event.

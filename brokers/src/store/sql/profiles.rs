@@ -39,11 +39,11 @@ const GET_EXPORT: Stmt<'static> = Stmt::read("SELECT * FROM profile_exports WHER
 const FINISH_EXPORT: Stmt<'static> = Stmt::write(
     "UPDATE profile_exports SET status = 'ready', document = $2, completed_at = $3 WHERE id = $1",
 );
-/// A request's tenant and whether it is still pending (read on the writing transaction).
-const EXPORT_STATE: Stmt<'static> =
-    Stmt::write("SELECT tenant_id, status FROM profile_exports WHERE id = $1");
-const ERASURE_STATE: Stmt<'static> =
-    Stmt::write("SELECT tenant_id, status FROM erasures WHERE id = $1");
+/// A request's tenant and whether it is still pending, read on the writing transaction and
+/// locked with the backend's `FOR UPDATE` (two runs of one job: the second waits, then finds it
+/// done and records no second fact).
+const EXPORT_STATE: &str = "SELECT tenant_id, status FROM profile_exports WHERE id = $1";
+const ERASURE_STATE: &str = "SELECT tenant_id, status FROM erasures WHERE id = $1";
 const INSERT_ERASURE: Stmt<'static> = Stmt::write(
     "INSERT INTO erasures (id, tenant_id, user_id, status, requested_at) \
      VALUES ($1, $2, $3, 'pending', $4)",
@@ -178,7 +178,8 @@ impl<S: SqlBackend> PrivacyStore for S {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.begin_tx().await?;
-        let Some(state) = tx.fetch_optional(EXPORT_STATE, &args![id]).await? else {
+        let select = format!("{EXPORT_STATE}{}", S::FOR_UPDATE);
+        let Some(state) = tx.fetch_optional(Stmt::write(&select), &args![id]).await? else {
             return Ok(false);
         };
         tx.execute(FINISH_EXPORT, &args![id, document, now]).await?;
@@ -230,7 +231,8 @@ impl<S: SqlBackend> PrivacyStore for S {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.begin_tx().await?;
-        let Some(state) = tx.fetch_optional(ERASURE_STATE, &args![id]).await? else {
+        let select = format!("{ERASURE_STATE}{}", S::FOR_UPDATE);
+        let Some(state) = tx.fetch_optional(Stmt::write(&select), &args![id]).await? else {
             return Ok(false);
         };
         tx.execute(FINISH_ERASURE, &args![id, counts, now]).await?;
