@@ -1,15 +1,13 @@
 //! [`EventOutbox`] once for both backends; only what a reader may see differs (PostgreSQL's
 //! transaction horizon, see the migration `0021_event_outbox.sql`), and how recording is turned
-//! on and off (`0023_event_outbox_typed.sql`; on SQLite the triggers below).
+//! on and off (`0023_event_triggers_switched.sql`; on SQLite the triggers below).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pysaas_jobs::events::{Fact, JobTransition, JOB_TYPE_PREFIX};
-use uuid::Uuid;
+use pysaas_jobs::events::Fact;
 
 use super::{args, Arg, Columns, SqlBackend, SqlTx, Stmt};
 use crate::store::events::{EventOutbox, OutboxBacklog, OutboxEntry, OutboxPosition};
-use crate::store::parse_state;
 use crate::{Result, StoreError};
 
 /// `$1`'s cursor as a row value, `(0, 0)` before its first commit.
@@ -24,9 +22,7 @@ macro_rules! read_after {
     ($horizon:literal) => {
         Stmt::read(concat!(
             "SELECT o.txid, o.seq, o.id, o.tenant_id, o.type, o.subject, o.time, o.data, \
-                    o.traceparent, o.job_id, o.kind, o.queue, o.state, o.from_state, o.attempt, \
-                    o.max_attempts, o.worker_id, o.created_at, o.run_at, o.started_at, \
-                    o.finished_at, (SELECT id_salt FROM event_settings) AS salt \
+                    o.traceparent \
              FROM event_outbox o WHERE (o.txid, o.seq) > ",
             cursor_of!(),
             $horizon,
@@ -47,17 +43,22 @@ const SET_ENABLED: Stmt<'static> = Stmt::write("UPDATE event_settings SET enable
 /// Read on the writing transaction.
 const ENABLED: Stmt<'static> = Stmt::write("SELECT enabled FROM event_settings");
 
-/// The columns a job transition is recorded in, and their values from the job's row `NEW` (SQLite).
+/// A job transition's fact, from the job's row `NEW` (SQLite): `$from` is the state it left.
 macro_rules! sqlite_recording {
     ($from:literal) => {
         concat!(
-            "INSERT INTO event_outbox (tenant_id, job_id, kind, queue, state, from_state, attempt, \
-                                       max_attempts, worker_id, created_at, run_at, started_at, \
-                                       finished_at, traceparent) \
-             VALUES (NEW.tenant_id, NEW.id, NEW.kind, NEW.queue, NEW.state, ",
+            "INSERT INTO event_outbox (tenant_id, type, subject, data, traceparent) VALUES ( \
+                 NEW.tenant_id, 'pysaas.job.' || NEW.state, 'jobs/' || NEW.id, \
+                 json_object('job_id', NEW.id, 'kind', NEW.kind, 'queue', NEW.queue, \
+                     'state', NEW.state, 'from', ",
             $from,
-            ", NEW.attempts, NEW.max_attempts, NEW.worker_id, NEW.created_at, NEW.run_at, \
-               NEW.started_at, NEW.finished_at, NEW.trace_context); END"
+            ", 'attempt', NEW.attempts, 'max_attempts', NEW.max_attempts, \
+                     'worker_id', NEW.worker_id, \
+                     'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.created_at / 1000000.0, 'unixepoch'), \
+                     'run_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.run_at / 1000000.0, 'unixepoch'), \
+                     'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.started_at / 1000000.0, 'unixepoch'), \
+                     'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.finished_at / 1000000.0, 'unixepoch')), \
+                 NEW.trace_context); END"
         )
     };
 }
@@ -199,66 +200,21 @@ pub(crate) async fn record_event<T: SqlTx, E: serde::Serialize>(
 }
 
 fn entry<R: Columns>(row: &R) -> Result<OutboxEntry> {
-    let position = OutboxPosition {
-        txid: row.big(0)?,
-        seq: row.big(1)?,
-    };
-    let tenant_id = row.text(3)?;
-    let time = row.time(6)?;
-    let traceparent = row.opt_text(8)?;
-    let fact = match row.opt_uuid(9)? {
-        None => Fact {
+    Ok(OutboxEntry {
+        position: OutboxPosition {
+            txid: row.big(0)?,
+            seq: row.big(1)?,
+        },
+        fact: Fact {
             id: row.uuid(2)?,
-            tenant_id,
+            tenant_id: row.text(3)?,
             event_type: row.text(4)?,
             subject: row.text(5)?,
-            time,
+            time: row.time(6)?,
             data: row.json(7)?,
-            traceparent,
+            traceparent: row.opt_text(8)?,
         },
-        // A job transition: its event made here from the columns the trigger copied.
-        Some(job_id) => {
-            let state = row.text(12)?;
-            let transition = JobTransition {
-                job_id,
-                kind: row.text(10)?,
-                queue: row.text(11)?,
-                state: parse_state(&state)?,
-                from: row.opt_text(13)?.as_deref().map(parse_state).transpose()?,
-                attempt: row.int(14)?,
-                max_attempts: row.int(15)?,
-                worker_id: row.opt_text(16)?,
-                created_at: row.time(17)?,
-                run_at: row.time(18)?,
-                started_at: row.opt_time(19)?,
-                finished_at: row.opt_time(20)?,
-            };
-            Fact {
-                id: transition_id(row.big(21)?, position.seq),
-                tenant_id,
-                event_type: format!("{JOB_TYPE_PREFIX}{state}"),
-                subject: format!("jobs/{job_id}"),
-                time,
-                data: serde_json::to_value(&transition)
-                    .map_err(|e| StoreError::Corrupt(format!("job transition: {e}")))?,
-                traceparent,
-            }
-        }
-    };
-    Ok(OutboxEntry { position, fact })
-}
-
-/// A job transition's event id: the database's salt and the row's sequence number (unique in
-/// the outbox, never handed out twice) as a version 8 UUID, the same at every read.
-fn transition_id(salt: i64, seq: i64) -> Uuid {
-    let mut bytes = [0_u8; 16];
-    bytes[..8].copy_from_slice(&salt.to_be_bytes());
-    // Shifted by two: the analytics events derived from a fact (`events::derived_id`) flip the
-    // low bits of the last byte, which then tell them apart from each other and from the fact's.
-    // The version takes the salt's bits 48–51 and the variant the two top bits, clear below
-    // 2⁶⁰ sequence numbers, so no two numbers share an id.
-    bytes[8..].copy_from_slice(&(seq << 2).to_be_bytes());
-    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    })
 }
 
 fn limit(n: usize) -> i64 {
@@ -334,42 +290,5 @@ impl<S: SqlBackend> EventOutbox for S {
 
     async fn outbox_prune(&self, before: DateTime<Utc>, n: usize) -> Result<u64> {
         self.execute(PRUNE, &args![before, limit(n)]).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// Transition ids, and the analytics ids derived from them, never collide: neither among
-    /// consecutive sequence numbers nor between a submission's and a finish's derived ids.
-    #[test]
-    fn transition_ids_and_their_derived_ids_are_unique() {
-        let salt = 0x1234_5678_9abc_def0_i64 & 4_611_686_018_427_387_903;
-        let mut seen = std::collections::HashSet::new();
-        for seq in 1..2_000 {
-            let state = if seq % 2 == 0 { "queued" } else { "succeeded" };
-            let fact = Fact {
-                id: transition_id(salt, seq),
-                tenant_id: "t".into(),
-                event_type: format!("{JOB_TYPE_PREFIX}{state}"),
-                subject: "jobs/x".into(),
-                time: Utc::now(),
-                data: serde_json::json!({
-                    "job_id": Uuid::nil(), "kind": "k", "queue": "q", "state": state,
-                    "from": if state == "queued" { None } else { Some("running") },
-                    "attempt": 1, "max_attempts": 3, "worker_id": null,
-                    "created_at": "2026-12-02T10:00:00Z", "run_at": "2026-12-02T10:00:00Z",
-                    "started_at": "2026-12-02T10:00:01Z", "finished_at": null,
-                }),
-                traceparent: None,
-            };
-            let events = pysaas_jobs::events::events_of(&fact).unwrap();
-            assert_eq!(events.len(), 2);
-            for (_, event) in events {
-                assert!(seen.insert(event.id), "{seq}: {} twice", event.id);
-            }
-        }
     }
 }
