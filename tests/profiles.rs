@@ -337,6 +337,39 @@ async fn profiles_end_to_end(db: TestDb, dynamo: Option<TestDynamo>) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "another user's export");
+    // Her export is hers in the tenant she asked in only: signed in to another tenant she is a
+    // member of, she cannot download it.
+    let bob_tenant = common::json_of(bob.get(app.url("/v1/me"))).await["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.store
+        .set_membership(&bob_tenant, ada_id.parse().unwrap(), "viewer", "test")
+        .await
+        .unwrap();
+    let tokens: Value = reqwest::Client::new()
+        .post(app.url("/v1/auth/login"))
+        .json(
+            &json!({"email": "ada@example.com", "password": "correct horse battery",
+                      "tenant_id": bob_tenant}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ada_elsewhere = common::bearer_client(tokens["access_token"].as_str().unwrap());
+    let r = ada_elsewhere
+        .get(app.url(&format!("/v1/profile/exports/{export_id}/download")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "her export, from another tenant"
+    );
 
     // Profile jobs are made by the API calls above, never submitted: nobody can name another
     // user's export or erasure.
