@@ -578,13 +578,7 @@ pub(crate) async fn bulk(
         by: Some(principal.actor()),
     };
     // Once done (the action spans many transactions; each job's move has its own event).
-    let recorded = match serde_json::to_value(&fact) {
-        Ok(data) => store.record_fact(&tenant, BULK_ACTION, "jobs", &data).await,
-        Err(e) => Err(pysaas_brokers::StoreError::Corrupt(e.to_string())),
-    };
-    if let Err(error) = recorded {
-        tracing::error!(%error, "a bulk action's audit fact was not recorded");
-    }
+    super::record_after(&state, &tenant, BULK_ACTION, "jobs", &fact).await;
     Ok(Json(BulkResult {
         action: request.action,
         matched,

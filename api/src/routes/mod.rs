@@ -31,6 +31,30 @@ pub(crate) fn user_of(principal: &Principal) -> Result<Uuid, ApiError> {
     })
 }
 
+/// Records an audit fact of a change already made outside one store transaction (a profile in
+/// DynamoDB, a bulk action over many jobs). The change stands whether or not its fact could be
+/// recorded: a failure is logged, not answered.
+pub(crate) async fn record_after(
+    state: &AppState,
+    tenant_id: &str,
+    event_type: &str,
+    subject: &str,
+    event: &impl serde::Serialize,
+) {
+    let recorded = match serde_json::to_value(event) {
+        Ok(data) => {
+            state
+                .store()
+                .record_fact(tenant_id, event_type, subject, &data)
+                .await
+        }
+        Err(e) => Err(pysaas_brokers::StoreError::Corrupt(e.to_string())),
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, event_type, subject, "an audit fact was not recorded");
+    }
+}
+
 /// Publishes the jobs a domain transaction created through the broker (the store dispatcher
 /// was woken by the commit; the relay covers a failed publish).
 pub(crate) async fn dispatch_created(state: &AppState, jobs: &[Job]) {

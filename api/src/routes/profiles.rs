@@ -300,20 +300,8 @@ async fn write_item(
                 counts: None,
             };
             let subject = format!("profiles/{}", item.as_str());
-            // After the write (the profile store and the outbox share no transaction); the
-            // write stands whether or not its fact could be recorded.
-            let recorded = match serde_json::to_value(&event) {
-                Ok(data) => {
-                    state
-                        .store()
-                        .record_fact(tenant_id, PROFILE_UPDATED, &subject, &data)
-                        .await
-                }
-                Err(e) => Err(pysaas_brokers::StoreError::Corrupt(e.to_string())),
-            };
-            if let Err(error) = recorded {
-                tracing::error!(%error, item = item.as_str(), "a profile write's audit fact was not recorded");
-            }
+            // After the write: the profile store and the outbox share no transaction.
+            super::record_after(state, tenant_id, PROFILE_UPDATED, &subject, &event).await;
             return Ok(Versioned {
                 data,
                 version,

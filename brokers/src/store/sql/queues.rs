@@ -30,16 +30,8 @@ async fn with_fact<S: SqlBackend>(
     let mut tx = store.begin_tx().await?;
     let changed = tx.execute(stmt, args).await? > 0;
     if changed {
-        let data = serde_json::to_value(action)
-            .map_err(|e| crate::StoreError::Corrupt(format!("queue action: {e}")))?;
-        super::events::record_fact(
-            &mut tx,
-            OPERATOR_TENANT,
-            event_type,
-            &format!("queues/{}", action.queue),
-            &data,
-        )
-        .await?;
+        let subject = format!("queues/{}", action.queue);
+        super::events::record_event(&mut tx, OPERATOR_TENANT, event_type, &subject, action).await?;
     }
     tx.commit_tx().await?;
     Ok(changed)
