@@ -265,6 +265,14 @@ impl Worker {
             }
             shared.tracker.wait().await;
         }
+        // Every job task has ended and removed itself from the in-flight set: what is still
+        // there was claimed and never started (a race of the shutdown with a claim being
+        // admitted), and is released with the rest.
+        for id in heartbeat::snapshot(&shared.in_flight) {
+            if !unfinished.contains(&id) {
+                unfinished.push(id);
+            }
+        }
         let store = shared.store.clone();
         drop(shared);
         // Every job task has ended, so every outcome is in the channel: flush them before
@@ -489,14 +497,29 @@ async fn fetch_loop(
                         shutdown.clone(),
                     );
                 }
-                for delivery in admitted.now {
+                let mut now = admitted.now.into_iter();
+                for delivery in now.by_ref() {
                     // In flight from the claim on: the heartbeat keeps buffered jobs' leases.
                     if let Ok(mut map) = shared.in_flight.lock() {
                         map.insert(delivery.job.id, CancellationToken::new());
                     }
                     state.buffered.fetch_add(1, Ordering::Relaxed);
-                    if tx.send(delivery).await.is_err() {
-                        break;
+                    if let Err(mpsc::error::SendError(back)) = tx.send(delivery).await {
+                        // The starter stopped (shutdown) while this batch was being admitted:
+                        // the rest of it was claimed but will never start, so it is released
+                        // with what the starter left.
+                        state.buffered.fetch_sub(1, Ordering::Relaxed);
+                        let orphans: Vec<Uuid> = std::iter::once(back.job.id)
+                            .chain(now.by_ref().map(|d| d.job.id))
+                            .collect();
+                        if let Ok(mut map) = shared.in_flight.lock() {
+                            orphans.iter().for_each(|id| {
+                                map.remove(id);
+                            });
+                        }
+                        let mut unstarted = starter.await.unwrap_or_default();
+                        unstarted.extend(orphans);
+                        return unstarted;
                     }
                 }
             }
