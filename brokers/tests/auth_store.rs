@@ -158,11 +158,11 @@ async fn api_keys_are_per_tenant_and_revocation_is_announced(db: TestDb) {
     let mut changes = s.auth_changes();
     let a = key("acme", "pk_acme000001");
     let g = key("globex", "pk_globex0001");
-    s.insert_api_key(&a).await.unwrap();
-    s.insert_api_key(&g).await.unwrap();
+    s.insert_api_key(&a, None).await.unwrap();
+    s.insert_api_key(&g, None).await.unwrap();
     // A prefix is unique across tenants.
     assert!(s
-        .insert_api_key(&key("globex", "pk_acme000001"))
+        .insert_api_key(&key("globex", "pk_acme000001"), None)
         .await
         .is_err());
     assert_eq!(
@@ -268,7 +268,9 @@ async fn credential_changes_are_audit_facts(db: TestDb) {
     assert_eq!(s.login_failed(bob.id).await.unwrap(), 1);
     s.login_succeeded(bob.id, "t_ada").await.unwrap();
     let k = key("t_ada", "pk_ada0000001");
-    s.insert_api_key(&k).await.unwrap();
+    s.insert_api_key(&k, Some("key pk_ci0000001"))
+        .await
+        .unwrap();
     assert!(s.revoke_api_key("t_ada", k.id, "user ada").await.unwrap());
     assert!(!s.revoke_api_key("t_ada", k.id, "user ada").await.unwrap());
     let family = Uuid::now_v7();
@@ -316,6 +318,8 @@ async fn credential_changes_are_audit_facts(db: TestDb) {
     );
     assert_eq!(facts[2].data["failed_logins"], 1);
     assert_eq!(facts[5].subject, format!("api-keys/{}", k.id));
+    // Made by another key: the fact says which (a key has no user to name).
+    assert_eq!(facts[5].data["by"], "key pk_ci0000001");
     assert_eq!(facts[7].data["family_id"], family.to_string());
     for fact in &facts {
         let text = fact.data.to_string();

@@ -486,13 +486,14 @@ fn check<S: RequiredScope>(principal: Principal) -> Result<Authorized<S>, ApiErr
     }
 }
 
-/// Creates an API key for `tenant_id`; returns the stored row and the key, which is shown once.
+/// Creates an API key for `tenant_id` on behalf of `creator` (none from the command line);
+/// returns the stored row and the key, which is shown once.
 pub async fn create_api_key(
     store: &dyn JobStore,
     tenant_id: &str,
     name: &str,
     scopes: &[String],
-    created_by: Option<Uuid>,
+    creator: Option<&Principal>,
 ) -> Result<(ApiKeyRow, String), pysaas_brokers::StoreError> {
     let (prefix, key) = secrets::new_api_key();
     let row = ApiKeyRow {
@@ -502,12 +503,14 @@ pub async fn create_api_key(
         secret_hash: secrets::digest(&key),
         name: name.to_owned(),
         scopes: scopes.to_vec(),
-        created_by,
+        created_by: creator.and_then(Principal::user_id),
         created_at: Utc::now(),
         last_used_at: None,
         revoked_at: None,
     };
-    store.insert_api_key(&row).await?;
+    store
+        .insert_api_key(&row, creator.map(Principal::actor).as_deref())
+        .await?;
     Ok((row, key))
 }
 

@@ -671,7 +671,7 @@ pub(crate) async fn create_key(
         &principal.tenant_id,
         name,
         &scopes,
-        principal.user_id(),
+        Some(&principal),
     )
     .await?;
     let mut view = ApiKeyView::from(row);

@@ -174,8 +174,9 @@ pub trait AuthStore: Send + Sync {
     /// Removes a member; `false` when they were not one.
     async fn remove_membership(&self, tenant_id: &str, user_id: Uuid, by: &str) -> Result<bool>;
 
-    /// Stores a new API key.
-    async fn insert_api_key(&self, key: &ApiKeyRow) -> Result<()>;
+    /// Stores a new API key, created by `by` (`user <id>`, `key <prefix>`; none from the
+    /// command line).
+    async fn insert_api_key(&self, key: &ApiKeyRow, by: Option<&str>) -> Result<()>;
 
     /// A key by its visible prefix (revoked ones too).
     async fn api_key_by_prefix(&self, prefix: &str) -> Result<Option<ApiKeyRow>>;

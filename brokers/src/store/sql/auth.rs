@@ -249,7 +249,7 @@ impl<S: AuthDialect> AuthStore for S {
         Ok(true)
     }
 
-    async fn insert_api_key(&self, k: &ApiKeyRow) -> Result<()> {
+    async fn insert_api_key(&self, k: &ApiKeyRow, by: Option<&str>) -> Result<()> {
         let scopes = k.scopes.join(" ");
         let args = args![
             k.id,
@@ -266,7 +266,7 @@ impl<S: AuthDialect> AuthStore for S {
         let event = ApiKeyEvent {
             key_id: k.id,
             scopes: Some(k.scopes.clone()),
-            by: k.created_by.map(|u| format!("user {u}")),
+            by: by.map(str::to_owned),
         };
         record_event(
             &mut tx,
