@@ -3,9 +3,8 @@
 # two statements (claim 500 queued jobs; move them to the history as succeeded), 20,000 jobs, in
 # schemas migrated as PySaaS migrates them, round by round:
 #   off      — events off (no recording triggers);
-#   on       — events on (a claim's and a finish's rows, as the store records them today);
-#   no-claim — on, but the claim (queued → running) recorded by no row of its own (a row-level
-#              update trigger skips it; the finish carries the attempt's start).
+#   on       — events on, as the store records them (since migration 0025 the claim records
+#              nothing: the finish's fact carries the attempt's start).
 #   bench/outbox-sql.sh
 # Commits do not wait for the WAL flush (`synchronous_commit = off` in the draining session), so
 # the figures are the statements' own work. Env: ROUNDS (3), DATABASE_URL, BATCH (500). Prints
@@ -44,23 +43,7 @@ BEGIN
   END LOOP;
   secs := extract(epoch FROM clock_timestamp() - t0);
 END \$\$;"
-no_claim="
-DROP TRIGGER event_outbox_moved ON jobs;
-CREATE FUNCTION event_outbox_job_row() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS \$\$
-BEGIN
-  INSERT INTO event_outbox (id, tenant_id, type, subject, data, traceparent)
-  VALUES (gen_random_uuid(), NEW.tenant_id, 'pysaas.job.' || NEW.state, 'jobs/' || NEW.id,
-          jsonb_build_object('job_id', NEW.id, 'kind', NEW.kind, 'queue', NEW.queue,
-              'state', NEW.state, 'from', OLD.state, 'attempt', NEW.attempts,
-              'max_attempts', NEW.max_attempts, 'worker_id', NEW.worker_id,
-              'created_at', NEW.created_at, 'run_at', NEW.run_at, 'started_at', NEW.started_at,
-              'finished_at', NEW.finished_at),
-          NEW.trace_context);
-  RETURN NULL;
-END \$\$;
-CREATE TRIGGER event_outbox_moved AFTER UPDATE OF state ON jobs FOR EACH ROW
-  WHEN (OLD.state <> NEW.state AND NEW.state <> 'running') EXECUTE FUNCTION event_outbox_job_row();"
-variants=(off on no-claim)
+variants=(off on)
 declare -A schema
 for v in "${variants[@]}"; do
   s="outboxsql_${v//-/_}_$$"
@@ -72,7 +55,6 @@ for v in "${variants[@]}"; do
   { echo "SET search_path = $s;"; echo "$procedures"; } | q >/dev/null
   case $v in
     on) q -c "SET search_path = $s; SELECT event_outbox_switch(true)" >/dev/null ;;
-    no-claim) { echo "SET search_path = $s; SELECT event_outbox_switch(true);"; echo "$no_claim"; } | q >/dev/null ;;
   esac
 done
 trap 'for v in "${variants[@]}"; do q -c "DROP SCHEMA IF EXISTS ${schema[$v]} CASCADE" >/dev/null 2>&1; done' EXIT

@@ -664,7 +664,8 @@ async fn nothing_is_pruned_before_it_is_published() {
     // Several pruning passes past the retention window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let backlog = db.store.outbox_backlog("kafka").await.unwrap();
-    assert!(backlog.pending >= 3 * 20 * 3, "{backlog:?}");
+    // Two facts per job (submitted, succeeded: the attempt's start is read from the latter).
+    assert!(backlog.pending >= 2 * 20 * 3, "{backlog:?}");
     kafka.set_down(false);
     wait_published(&db, Duration::from_secs(120)).await;
     app.stop().await.unwrap();

@@ -94,7 +94,7 @@ async fn read_all(s: &Arc<dyn JobStore>, consumer: &str) -> Vec<OutboxEntry> {
 async fn every_transition_is_recorded_in_order(db: TestDb) {
     let s = db.store.clone();
     // a: queued → running → succeeded. b: queued → running → retrying → queued → running → dead.
-    // c: queued → cancelled → (retried) queued.
+    // c: queued → cancelled → (retried) queued. d: queued → running → cancelled.
     let a = insert(&s, "q").await;
     let claimed = s.claim("q", 1, "w1", LEASE).await.unwrap();
     assert_eq!(claimed[0].id, a);
@@ -118,6 +118,12 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
     let c = insert(&s, "q").await;
     s.cancel("acme", c).await.unwrap();
     s.retry("acme", c).await.unwrap();
+    // c is queued again: d is the one claimed.
+    s.cancel("acme", c).await.unwrap();
+    let d = insert(&s, "q").await;
+    let d_claim = s.claim("q", 1, "w3", LEASE).await.unwrap();
+    assert_eq!(d_claim[0].id, d);
+    s.cancel("acme", d).await.unwrap();
 
     let entries = read_all(&s, "test").await;
     let positions: Vec<OutboxPosition> = entries.iter().map(|e| e.position).collect();
@@ -125,7 +131,9 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
     sorted.sort();
     sorted.dedup();
     assert_eq!(positions, sorted, "strictly increasing positions");
-    let types = |id: Uuid| -> Vec<String> {
+    // A claim records nothing of its own: the facts are the attempt's ends (and starts recorded
+    // with them where the end's own fact does not hold the attempt: retried, cancelled).
+    let facts = |id: Uuid| -> Vec<String> {
         entries
             .iter()
             .filter(|e| e.fact.subject == format!("jobs/{id}"))
@@ -137,25 +145,33 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
             })
             .collect()
     };
-    assert_eq!(types(a), ["queued", "running", "succeeded"]);
+    assert_eq!(facts(a), ["queued", "succeeded"]);
     assert_eq!(
-        types(b),
-        ["queued", "running", "retrying", "queued", "running", "dead"]
+        facts(b),
+        ["queued", "running", "retrying", "queued", "dead"]
     );
-    assert_eq!(types(c), ["queued", "cancelled", "queued"]);
-    assert_eq!(entries.len(), 12);
-    // Each fact reads as its typed events; no payload leaks into any of them.
+    assert_eq!(facts(c), ["queued", "cancelled", "queued", "cancelled"]);
+    assert_eq!(facts(d), ["queued", "running", "cancelled"]);
+    assert_eq!(entries.len(), 14);
+    // Each fact reads as its typed events; no payload leaks into any of them; the audit stream
+    // holds every transition, each attempt's start included, in order.
     let mut submitted = 0;
     let mut finished = Vec::new();
+    let mut audit: Vec<pysaas_jobs::events::CloudEvent> = Vec::new();
     for e in &entries {
         assert_eq!(e.fact.tenant_id, "acme");
         let events = events_of(&e.fact).unwrap();
-        assert_eq!(events[0].0, Stream::Audit);
         assert!(!serde_json::to_string(&events)
             .unwrap()
             .contains("not in any event"));
-        for (stream, ev) in &events[1..] {
-            assert_eq!(*stream, Stream::Analytics);
+        let mut streams: Vec<Stream> = events.iter().map(|(s, _)| *s).collect();
+        streams.dedup();
+        assert_eq!(streams[0], Stream::Audit, "audit events first");
+        for (stream, ev) in events {
+            if stream == Stream::Audit {
+                audit.push(ev);
+                continue;
+            }
             match ev.event_type.as_str() {
                 JOB_SUBMITTED => submitted += 1,
                 JOB_FINISHED => finished.push(ev.data["outcome"].as_str().unwrap().to_owned()),
@@ -163,23 +179,60 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
             }
         }
     }
-    assert_eq!(submitted, 4, "three submissions and one retry by hand");
-    assert_eq!(finished, ["succeeded", "dead", "cancelled"]);
-    let running_b: Vec<_> = entries
+    assert_eq!(submitted, 5, "four submissions and one retry by hand");
+    assert_eq!(
+        finished,
+        ["succeeded", "dead", "cancelled", "cancelled", "cancelled"]
+    );
+    let transitions = |id: Uuid| -> Vec<String> {
+        audit
+            .iter()
+            .filter(|e| e.subject == format!("jobs/{id}"))
+            .map(|e| e.event_type.trim_start_matches("pysaas.job.").to_owned())
+            .collect()
+    };
+    assert_eq!(transitions(a), ["queued", "running", "succeeded"]);
+    assert_eq!(
+        transitions(b),
+        ["queued", "running", "retrying", "queued", "running", "dead"]
+    );
+    assert_eq!(
+        transitions(c),
+        ["queued", "cancelled", "queued", "cancelled"]
+    );
+    assert_eq!(transitions(d), ["queued", "running", "cancelled"]);
+    let mut ids: Vec<Uuid> = audit.iter().map(|e| e.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), audit.len(), "every event has an id of its own");
+    // Each start as it was: the attempt, its worker, its start time as the event's time.
+    let starts: Vec<_> = audit
         .iter()
-        .filter(|e| {
-            e.fact.subject == format!("jobs/{b}") && e.fact.event_type == "pysaas.job.running"
-        })
+        .filter(|e| e.event_type == "pysaas.job.running")
         .map(|e| {
+            assert_eq!(e.data["state"], "running");
+            assert_eq!(e.data["from"], "queued");
+            assert_eq!(e.data["finished_at"], serde_json::Value::Null);
+            let started: chrono::DateTime<Utc> =
+                serde_json::from_value(e.data["started_at"].clone()).unwrap();
+            // (SQLite's JSON times are to the millisecond.)
+            assert!((e.time - started).num_microseconds().unwrap().abs() < 1000);
             (
-                e.fact.data["attempt"].clone(),
-                e.fact.data["worker_id"].clone(),
+                e.subject.clone(),
+                e.data["attempt"].clone(),
+                e.data["worker_id"].clone(),
             )
         })
         .collect();
+    let subject = |id: Uuid| format!("jobs/{id}");
     assert_eq!(
-        running_b,
-        [(json!(1), json!("w1")), (json!(2), json!("w2"))]
+        starts,
+        [
+            (subject(a), json!(1), json!("w1")),
+            (subject(b), json!(1), json!("w1")),
+            (subject(b), json!(2), json!("w2")),
+            (subject(d), json!(1), json!("w3")),
+        ]
     );
 }
 on_both!(

@@ -74,24 +74,29 @@ impl CloudEvent {
     /// The Kafka protocol binding's binary-mode headers (`ce_*` and `content-type`); the value
     /// is then [`CloudEvent::data`] alone.
     pub fn binary_headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![
-            ("ce_specversion", self.specversion.clone()),
-            ("ce_id", self.id.to_string()),
-            ("ce_source", self.source.clone()),
-            ("ce_type", self.event_type.clone()),
-            ("ce_subject", self.subject.clone()),
-            (
-                "ce_time",
-                self.time
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            ),
-            ("ce_tenantid", self.tenantid.clone()),
-            ("content-type", self.datacontenttype.clone()),
-        ];
-        if let Some(tp) = &self.traceparent {
-            headers.push(("ce_traceparent", tp.clone()));
-        }
+        let mut headers = Vec::with_capacity(9);
+        self.each_binary_header(|key, value| headers.push((key, value.to_owned())));
         headers
+    }
+
+    /// [`CloudEvent::binary_headers`] one by one, borrowed (no copies: a publisher hands them
+    /// straight to its client).
+    pub fn each_binary_header(&self, mut header: impl FnMut(&'static str, &str)) {
+        let mut id = Uuid::encode_buffer();
+        let time = self
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        header("ce_specversion", &self.specversion);
+        header("ce_id", self.id.hyphenated().encode_lower(&mut id));
+        header("ce_source", &self.source);
+        header("ce_type", &self.event_type);
+        header("ce_subject", &self.subject);
+        header("ce_time", &time);
+        header("ce_tenantid", &self.tenantid);
+        header("content-type", &self.datacontenttype);
+        if let Some(tp) = &self.traceparent {
+            header("ce_traceparent", tp);
+        }
     }
 
     /// Reads an event back from binary-mode headers and value.
@@ -627,7 +632,10 @@ fn transition_description(state: JobState) -> &'static str {
         JobState::Queued => {
             "A job is ready to run: submitted, due, retried, or released by its worker."
         }
-        JobState::Running => "A worker claimed a job and started an attempt.",
+        JobState::Running => {
+            "A worker claimed a job and started an attempt. Published when the attempt ends, just \
+             before the event that ends it; `time` is the attempt's start."
+        }
         JobState::Succeeded => "A job finished successfully.",
         JobState::Retrying => "An attempt failed; the job waits for its backoff.",
         JobState::Dead => "A job failed for good.",
@@ -728,25 +736,32 @@ fn derived_id(id: Uuid, salt: u8) -> Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
-/// The events `fact` stands for, on their streams: its audit event, then the analytics events
-/// that follow from it. A job transition whose data does not fit its schema is an error (the
+/// The events `fact` stands for, on their streams: its audit event (after the start of the
+/// attempt it ends, for a finished job's outcome), then the analytics events that follow from it. A job transition whose data does not fit its schema is an error (the
 /// recording triggers and this reader disagree), never published half-read.
 pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
-    let event = |id: Uuid, event_type: &str, data: Value| CloudEvent {
+    into_events(fact.clone())
+}
+
+/// [`events_of`], taking the fact: its data becomes its audit event's data as recorded (checked
+/// against its type, not rebuilt), which spares a publisher a copy per event.
+pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
+    let event_at = |id: Uuid, event_type: &str, data: Value, time: DateTime<Utc>| CloudEvent {
         specversion: SPEC_VERSION.to_owned(),
         id,
         source: SOURCE.to_owned(),
         event_type: event_type.to_owned(),
         subject: fact.subject.clone(),
-        time: fact.time,
+        time,
         datacontenttype: DATA_CONTENT_TYPE.to_owned(),
         tenantid: fact.tenant_id.clone(),
         traceparent: fact.traceparent.clone(),
         data,
     };
-    let mut out = Vec::with_capacity(2);
+    let event = |id: Uuid, event_type: &str, data: Value| event_at(id, event_type, data, fact.time);
+    let mut out = Vec::with_capacity(3);
     if let Some(state) = fact.event_type.strip_prefix(JOB_TYPE_PREFIX) {
-        let t: JobTransition = serde_json::from_value(fact.data.clone())
+        let t = JobTransition::deserialize(&fact.data)
             .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?;
         if t.state.as_str() != state {
             return Err(EventError::Invalid(format!(
@@ -754,8 +769,41 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
                 fact.event_type, t.state
             )));
         }
-        let data = serde_json::to_value(&t).map_err(|e| EventError::Invalid(e.to_string()))?;
-        out.push((Stream::Audit, event(fact.id, &fact.event_type, data)));
+        // A claim records no fact of its own (it is the drain's hottest statement): a finished
+        // attempt's start is read from the fact of its end, which holds the attempt's worker,
+        // start and number, and comes first. (An attempt that ended otherwise — retrying,
+        // re-queued, cancelled — had its start recorded as a fact of its own when it ended.)
+        if matches!(t.state, JobState::Succeeded | JobState::Dead)
+            && t.from == Some(JobState::Running)
+        {
+            let started = JobTransition {
+                state: JobState::Running,
+                from: Some(JobState::Queued),
+                finished_at: None,
+                ..t.clone()
+            };
+            let data =
+                serde_json::to_value(&started).map_err(|e| EventError::Invalid(e.to_string()))?;
+            out.push((
+                Stream::Audit,
+                event_at(
+                    derived_id(fact.id, 4),
+                    &format!("{JOB_TYPE_PREFIX}running"),
+                    data,
+                    t.started_at.unwrap_or(fact.time),
+                ),
+            ));
+        }
+        // A start is recorded when its attempt ends: its time is the attempt's.
+        let time = match t.state {
+            JobState::Running => t.started_at.unwrap_or(fact.time),
+            _ => fact.time,
+        };
+        let data = std::mem::take(&mut fact.data);
+        out.push((
+            Stream::Audit,
+            event_at(fact.id, &fact.event_type, data, time),
+        ));
         if t.from.is_none() && matches!(t.state, JobState::Queued | JobState::Scheduled) {
             let s = JobSubmitted {
                 job_id: t.job_id,
@@ -790,13 +838,17 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
             ));
         }
     } else {
-        out.push((
-            Stream::Audit,
-            event(fact.id, &fact.event_type, fact.data.clone()),
-        ));
-        if fact.event_type == INVOICE_PAID {
-            let paid: InvoiceEvent = serde_json::from_value(fact.data.clone())
-                .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?;
+        let paid = if fact.event_type == INVOICE_PAID {
+            Some(
+                InvoiceEvent::deserialize(&fact.data)
+                    .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?,
+            )
+        } else {
+            None
+        };
+        let data = std::mem::take(&mut fact.data);
+        out.push((Stream::Audit, event(fact.id, &fact.event_type, data)));
+        if let Some(paid) = paid {
             if paid.total_minor > 0 {
                 let r = RevenueRecognised {
                     invoice_id: paid.invoice_id,
@@ -865,9 +917,39 @@ mod tests {
 
         let done = transition("succeeded", Some("running"), 1);
         let events = events_of(&done).unwrap();
-        assert_eq!(events[1].1.event_type, JOB_FINISHED);
-        assert_eq!(events[1].1.data["duration_ms"], 1000);
-        assert_eq!(events[1].1.data["total_ms"], 5000);
+        assert_eq!(events[2].1.event_type, JOB_FINISHED);
+        assert_eq!(events[2].1.data["duration_ms"], 1000);
+        assert_eq!(events[2].1.data["total_ms"], 5000);
+    }
+
+    #[test]
+    fn a_finished_attempt_is_published_with_its_start_first() {
+        let done = transition("succeeded", Some("running"), 2);
+        let events = events_of(&done).unwrap();
+        let types: Vec<&str> = events.iter().map(|(_, e)| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            ["pysaas.job.running", "pysaas.job.succeeded", JOB_FINISHED]
+        );
+        let (stream, start) = &events[0];
+        assert_eq!(*stream, Stream::Audit);
+        assert_eq!(start.time.to_rfc3339(), "2026-12-02T10:00:04+00:00");
+        assert_eq!(start.data["state"], "running");
+        assert_eq!(start.data["from"], "queued");
+        assert_eq!(start.data["attempt"], 2);
+        assert_eq!(start.data["finished_at"], Value::Null);
+        assert_eq!(events_of(&done).unwrap()[0].1.id, start.id, "a stable id");
+        assert!(events.iter().skip(1).all(|(_, e)| e.id != start.id));
+        let typed: JobTransition = serde_json::from_value(start.data.clone()).unwrap();
+        assert_eq!(typed.worker_id, None);
+        // A cancel holds no attempt's start (one that was running had it recorded on its own);
+        // neither does a move out of `running` within the hot table.
+        for (state, from) in [("cancelled", None), ("retrying", Some("running"))] {
+            let events = events_of(&transition(state, from, 1)).unwrap();
+            assert!(events
+                .iter()
+                .all(|(_, e)| e.event_type != "pysaas.job.running"));
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@
 use super::*;
 use crate::store::sql::jobs::transition;
 
-/// A cancelled job moves to the history; `$1` tenant, `$2` id.
 /// Folds the history counters' delta rows into one row per (tenant, queue, state), dropping
 /// groups that sum to nothing; groups already of one row are left alone. A concurrent fold
 /// waits on the rows this one deletes and then skips them, so no delta is counted twice.
@@ -20,10 +19,23 @@ const FOLD_HISTORY_COUNTS: &str = "WITH many AS ( \
      SELECT tenant_id, queue, state, sum(n) FROM gone GROUP BY tenant_id, queue, state \
      HAVING sum(n) <> 0";
 
+/// A cancelled job moves to the history; `$1` tenant, `$2` id. A running job's attempt was
+/// recorded by no claim: while events are on, the cancel records its start (before the history's
+/// trigger records the cancel itself, at the statement's end).
 const CANCEL_SQL: &str = concat!(
     "WITH moved AS (DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 \
                     RETURNING *, 'cancelled'::text AS new_state, NULL::jsonb AS new_result, \
-                              NULL::text AS new_error, NULL::jsonb AS new_detail) ",
+                              NULL::text AS new_error, NULL::jsonb AS new_detail), \
+          started AS (INSERT INTO event_outbox (id, tenant_id, type, subject, data, traceparent) \
+                      SELECT gen_random_uuid(), m.tenant_id, 'pysaas.job.running', 'jobs/' || m.id, \
+                             jsonb_build_object('job_id', m.id, 'kind', m.kind, 'queue', m.queue, \
+                                 'state', 'running', 'from', 'queued', 'attempt', m.attempts, \
+                                 'max_attempts', m.max_attempts, 'worker_id', m.worker_id, \
+                                 'created_at', m.created_at, 'run_at', m.run_at, \
+                                 'started_at', m.started_at, 'finished_at', NULL), \
+                             m.trace_context \
+                      FROM moved m \
+                      WHERE m.state = 'running' AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)) ",
     into_history!(),
     " RETURNING ",
     job_columns!()

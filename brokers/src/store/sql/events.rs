@@ -43,41 +43,92 @@ const SET_ENABLED: Stmt<'static> = Stmt::write("UPDATE event_settings SET enable
 /// Read on the writing transaction.
 const ENABLED: Stmt<'static> = Stmt::write("SELECT enabled FROM event_settings");
 
-/// A job transition's fact, from the job's row `NEW` (SQLite): `$from` is the state it left.
-macro_rules! sqlite_recording {
-    ($from:literal) => {
+/// An `INSERT … SELECT` of a job transition's fact (SQLite) made from the job's row `$row`
+/// (`NEW`, `OLD`, or an alias): `$state` the state it is in, `$from` the one it left,
+/// `$finished` when the job finished. The caller may add `FROM` / `WHERE`.
+macro_rules! sqlite_job_fact {
+    ($row:literal, $state:literal, $from:literal, $finished:literal) => {
         concat!(
-            "INSERT INTO event_outbox (tenant_id, type, subject, data, traceparent) VALUES ( \
-                 NEW.tenant_id, 'pysaas.job.' || NEW.state, 'jobs/' || NEW.id, \
-                 json_object('job_id', NEW.id, 'kind', NEW.kind, 'queue', NEW.queue, \
-                     'state', NEW.state, 'from', ",
+            "INSERT INTO event_outbox (tenant_id, type, subject, data, traceparent) SELECT ",
+            $row,
+            ".tenant_id, 'pysaas.job.' || ",
+            $state,
+            ", 'jobs/' || ",
+            $row,
+            ".id, \
+             json_object('job_id', ",
+            $row,
+            ".id, 'kind', ",
+            $row,
+            ".kind, 'queue', ",
+            $row,
+            ".queue, \
+                 'state', ",
+            $state,
+            ", 'from', ",
             $from,
-            ", 'attempt', NEW.attempts, 'max_attempts', NEW.max_attempts, \
-                     'worker_id', NEW.worker_id, \
-                     'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.created_at / 1000000.0, 'unixepoch'), \
-                     'run_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.run_at / 1000000.0, 'unixepoch'), \
-                     'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.started_at / 1000000.0, 'unixepoch'), \
-                     'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', NEW.finished_at / 1000000.0, 'unixepoch')), \
-                 NEW.trace_context); END"
+            ", 'attempt', ",
+            $row,
+            ".attempts, \
+                 'max_attempts', ",
+            $row,
+            ".max_attempts, 'worker_id', ",
+            $row,
+            ".worker_id, \
+                 'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $row,
+            ".created_at / 1000000.0, 'unixepoch'), \
+                 'run_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $row,
+            ".run_at / 1000000.0, 'unixepoch'), \
+                 'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $row,
+            ".started_at / 1000000.0, 'unixepoch'), \
+                 'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $finished,
+            " / 1000000.0, 'unixepoch')), ",
+            $row,
+            ".trace_context"
         )
     };
 }
 
-/// SQLite's recording triggers (row triggers), created while events are on.
+/// While events are on, the start of a running job's attempt when it is cancelled (claims record
+/// nothing; see the PostgreSQL migration `0025_event_claims_unrecorded.sql`): `?2` tenant, `?3`
+/// id (`?1`, the cancel's time, is not needed), before the cancel moves the job.
+pub(crate) const SQLITE_CANCELLED_START: &str = concat!(
+    sqlite_job_fact!("j", "'running'", "'queued'", "NULL"),
+    " FROM jobs j WHERE ?1 IS NOT NULL AND j.tenant_id = ?2 AND j.id = ?3 AND j.state = 'running' \
+       AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)"
+);
+
+/// SQLite's recording triggers (row triggers), created while events are on. A claim (to
+/// `running`) records nothing: the attempt's start is recorded when it ends — by the reader from
+/// a finished job's fact, by the move out of `running` here, or by the cancel.
 const SQLITE_TRIGGERS: [Stmt<'static>; 3] = [
     Stmt::write(concat!(
         "CREATE TRIGGER IF NOT EXISTS event_outbox_submitted AFTER INSERT ON jobs BEGIN ",
-        sqlite_recording!("NULL")
+        sqlite_job_fact!("NEW", "NEW.state", "NULL", "NEW.finished_at"),
+        "; END"
     )),
     Stmt::write(concat!(
         "CREATE TRIGGER IF NOT EXISTS event_outbox_moved AFTER UPDATE OF state ON jobs \
-         WHEN OLD.state <> NEW.state BEGIN ",
-        sqlite_recording!("OLD.state")
+         WHEN OLD.state <> NEW.state AND NEW.state <> 'running' BEGIN ",
+        sqlite_job_fact!("OLD", "'running'", "'queued'", "NULL"),
+        " WHERE OLD.state = 'running'; ",
+        sqlite_job_fact!("NEW", "NEW.state", "OLD.state", "NEW.finished_at"),
+        "; END"
     )),
     // Succeeded and dead only ever from `running`.
     Stmt::write(concat!(
         "CREATE TRIGGER IF NOT EXISTS event_outbox_finished AFTER INSERT ON job_history BEGIN ",
-        sqlite_recording!("CASE WHEN NEW.state <> 'cancelled' THEN 'running' END")
+        sqlite_job_fact!(
+            "NEW",
+            "NEW.state",
+            "CASE WHEN NEW.state <> 'cancelled' THEN 'running' END",
+            "NEW.finished_at"
+        ),
+        "; END"
     )),
 ];
 const SQLITE_DROPS: [Stmt<'static>; 3] = [

@@ -64,6 +64,7 @@ impl SqliteStore {
     /// transaction; returns the moved job.
     async fn move_job(
         &self,
+        before: Option<&str>,
         insert: &str,
         from: &str,
         tenant_id: &str,
@@ -71,6 +72,14 @@ impl SqliteStore {
     ) -> Result<Option<Job>> {
         let (mut conn, now) = self.write().await?;
         let mut tx = conn.begin().await?;
+        if let Some(before) = before {
+            sqlx::query(before)
+                .bind(now)
+                .bind(tenant_id)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let moved = sqlx::query(insert)
             .bind(now)
             .bind(tenant_id)
@@ -145,13 +154,22 @@ impl JobStore for SqliteStore {
     }
 
     async fn cancel(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
-        let moved = self.move_job(CANCEL_SQL, "jobs", tenant_id, id).await?;
+        let moved = self
+            .move_job(
+                Some(crate::store::sql::events::SQLITE_CANCELLED_START),
+                CANCEL_SQL,
+                "jobs",
+                tenant_id,
+                id,
+            )
+            .await?;
         self.moved(moved, tenant_id, id).await
     }
 
     async fn retry(&self, tenant_id: &str, id: Uuid) -> Result<Transition> {
         let moved = self
             .move_job(
+                None,
                 "INSERT INTO jobs (id, tenant_id, kind, queue, state, priority, attempts, max_attempts, \
                                    payload, result, last_error, timeout_ms, idempotency_key, \
                                    trace_context, request_id, worker_id, created_at, run_at, \
