@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use pysaas_brokers::stream::EventSink;
 use pysaas_brokers::JobStore;
-use pysaas_jobs::events::events_of;
+use pysaas_jobs::events::into_events;
 use tokio_util::sync::CancellationToken;
 
 /// The outbox cursor the publisher reads with.
@@ -55,20 +55,22 @@ pub async fn publish_once(
     let Some(last) = entries.last().map(|e| e.position) else {
         return Ok(0);
     };
-    let mut events = Vec::with_capacity(entries.len() * 2);
-    for entry in &entries {
-        match events_of(&entry.fact) {
+    let facts = entries.len() as u64;
+    let mut events = Vec::with_capacity(entries.len() * 3);
+    for entry in entries {
+        let id = entry.fact.id;
+        match into_events(entry.fact) {
             Ok(of) => events.extend(of),
             // A fact that cannot become an event would block the stream for good: skip it, loudly.
             Err(err) => {
-                tracing::error!(event_id = %entry.fact.id, error = %err, "outbox fact skipped: it does not form an event")
+                tracing::error!(event_id = %id, error = %err, "outbox fact skipped: it does not form an event")
             }
         }
     }
     sink.publish(&events).await?;
     store.outbox_commit(CURSOR, last).await?;
     metrics::counter!("pysaas_events_published_total").increment(events.len() as u64);
-    Ok(entries.len() as u64)
+    Ok(facts)
 }
 
 async fn refresh_gauges(store: &dyn JobStore) {

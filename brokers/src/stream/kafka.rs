@@ -79,6 +79,8 @@ fn kafka_error(what: &str, err: impl std::fmt::Display) -> StoreError {
 /// producer's own retries neither duplicate nor reorder a partition's messages.
 pub struct KafkaSink {
     config: KafkaConfig,
+    /// Each stream's topic name, made once.
+    topics: Vec<(Stream, String)>,
     producer: std::sync::RwLock<FutureProducer>,
 }
 
@@ -94,7 +96,12 @@ impl KafkaSink {
     /// A producer for `config` (connects lazily).
     pub fn new(config: KafkaConfig) -> Result<Self> {
         let producer = std::sync::RwLock::new(Self::producer(&config)?);
-        Ok(KafkaSink { config, producer })
+        let topics = Stream::ALL.iter().map(|s| (*s, config.topic(*s))).collect();
+        Ok(KafkaSink {
+            config,
+            topics,
+            producer,
+        })
     }
 
     fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
@@ -178,15 +185,20 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
 
 /// The message value and headers of `event` in `mode`.
 fn encode(event: &CloudEvent, mode: ContentMode) -> Result<(Vec<u8>, OwnedHeaders)> {
-    let mut headers = OwnedHeaders::new();
+    let mut headers = OwnedHeaders::new_with_capacity(10);
     let value = match mode {
         ContentMode::Binary => {
-            for (key, value) in event.binary_headers() {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_str()),
+            // `insert` takes the list and gives it back.
+            let mut list = Some(headers);
+            event.each_binary_header(|key, value| {
+                list = list.take().map(|l| {
+                    l.insert(Header {
+                        key,
+                        value: Some(value),
+                    })
                 });
-            }
+            });
+            headers = list.unwrap_or_default();
             serde_json::to_vec(&event.data)
         }
         ContentMode::Structured => {
@@ -238,7 +250,7 @@ impl EventSink for KafkaSink {
 
     async fn publish(&self, events: &[(Stream, CloudEvent)]) -> Result<()> {
         let producer = self.current();
-        let published = publish_with(&producer, &self.config, events).await;
+        let published = publish_with(&producer, self, events).await;
         if published.is_err() {
             self.replace_if_fatal(&producer);
         }
@@ -249,14 +261,19 @@ impl EventSink for KafkaSink {
 /// Queues every event on `producer` in order and waits for each acknowledgement.
 async fn publish_with(
     producer: &FutureProducer,
-    config: &KafkaConfig,
+    sink: &KafkaSink,
     events: &[(Stream, CloudEvent)],
 ) -> Result<()> {
     let mut deliveries = Vec::with_capacity(events.len());
     for (stream, event) in events {
-        let topic = config.topic(*stream);
-        let (value, headers) = encode(event, config.mode)?;
-        let mut record = FutureRecord::to(&topic)
+        let topic = sink
+            .topics
+            .iter()
+            .find(|(s, _)| s == stream)
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_default();
+        let (value, headers) = encode(event, sink.config.mode)?;
+        let mut record = FutureRecord::to(topic)
             .key(event.tenantid.as_str())
             .payload(&value)
             .headers(headers);
@@ -390,6 +407,20 @@ impl EventSource for KafkaSource {
     }
 
     async fn commit(&mut self) -> Result<()> {
+        // A partition handed to another member by a rebalance since it was read is that member's
+        // now: committing this member's older offset there would move the group back (its
+        // events read twice). Only what is still assigned here is committed.
+        if let Some(consumer) = &self.consumer {
+            let assigned = consumer
+                .assignment()
+                .map_err(|e| kafka_error("reading the consumer's assignment", e))?;
+            let assigned: std::collections::HashSet<(String, i32)> = assigned
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            self.pending.retain(|key, _| assigned.contains(key));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pysaas_jobs::events::{events_of, CloudEvent, Stream};
+use pysaas_jobs::events::{into_events, CloudEvent, Stream};
 
 use crate::store::{EventOutbox, OutboxPosition};
 use crate::Result;
@@ -120,12 +120,13 @@ impl EventSource for OutboxSource {
             if let Some(last) = fresh.last() {
                 self.read_through = Some(last.position);
                 let mut out = Vec::new();
-                for entry in &fresh {
-                    let events = match events_of(&entry.fact) {
+                for entry in fresh {
+                    let id = entry.fact.id;
+                    let events = match into_events(entry.fact) {
                         Ok(events) => events,
                         // As the publisher does: one bad fact is skipped, loudly, not the batch.
                         Err(err) => {
-                            tracing::error!(event_id = %entry.fact.id, error = %err, "outbox fact skipped: it does not form an event");
+                            tracing::error!(event_id = %id, error = %err, "outbox fact skipped: it does not form an event");
                             continue;
                         }
                     };
