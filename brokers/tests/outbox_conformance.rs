@@ -94,7 +94,8 @@ async fn read_all(s: &Arc<dyn JobStore>, consumer: &str) -> Vec<OutboxEntry> {
 async fn every_transition_is_recorded_in_order(db: TestDb) {
     let s = db.store.clone();
     // a: queued → running → succeeded. b: queued → running → retrying → queued → running → dead.
-    // c: queued → cancelled → (retried) queued. d: queued → running → cancelled.
+    // c: queued → cancelled → (retried) queued. d: queued → running → cancelled (by a user);
+    // e: the same, by its handler.
     let a = insert(&s, "q").await;
     let claimed = s.claim("q", 1, "w1", LEASE).await.unwrap();
     assert_eq!(claimed[0].id, a);
@@ -124,6 +125,9 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
     let d_claim = s.claim("q", 1, "w3", LEASE).await.unwrap();
     assert_eq!(d_claim[0].id, d);
     s.cancel("acme", d).await.unwrap();
+    let e = insert(&s, "q").await;
+    assert_eq!(s.claim("q", 1, "w4", LEASE).await.unwrap()[0].id, e);
+    finish(&s, e, 1, Outcome::Cancelled { error: "x".into() }).await;
 
     let entries = read_all(&s, "test").await;
     let positions: Vec<OutboxPosition> = entries.iter().map(|e| e.position).collect();
@@ -152,7 +156,8 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
     );
     assert_eq!(facts(c), ["queued", "cancelled", "queued", "cancelled"]);
     assert_eq!(facts(d), ["queued", "running", "cancelled"]);
-    assert_eq!(entries.len(), 14);
+    assert_eq!(facts(e), ["queued", "running", "cancelled"]);
+    assert_eq!(entries.len(), 17);
     // Each fact reads as its typed events; no payload leaks into any of them; the audit stream
     // holds every transition, each attempt's start included, in order.
     let mut submitted = 0;
@@ -179,10 +184,17 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
             }
         }
     }
-    assert_eq!(submitted, 5, "four submissions and one retry by hand");
+    assert_eq!(submitted, 6, "five submissions and one retry by hand");
     assert_eq!(
         finished,
-        ["succeeded", "dead", "cancelled", "cancelled", "cancelled"]
+        [
+            "succeeded",
+            "dead",
+            "cancelled",
+            "cancelled",
+            "cancelled",
+            "cancelled"
+        ]
     );
     let transitions = |id: Uuid| -> Vec<String> {
         audit
@@ -201,6 +213,7 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
         ["queued", "cancelled", "queued", "cancelled"]
     );
     assert_eq!(transitions(d), ["queued", "running", "cancelled"]);
+    assert_eq!(transitions(e), ["queued", "running", "cancelled"]);
     let mut ids: Vec<Uuid> = audit.iter().map(|e| e.id).collect();
     ids.sort();
     ids.dedup();
@@ -232,6 +245,7 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
             (subject(b), json!(1), json!("w1")),
             (subject(b), json!(2), json!("w2")),
             (subject(d), json!(1), json!("w3")),
+            (subject(e), json!(1), json!("w4")),
         ]
     );
 }

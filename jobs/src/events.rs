@@ -743,8 +743,8 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
     into_events(fact.clone())
 }
 
-/// [`events_of`], taking the fact: its data becomes its audit event's data as recorded (checked
-/// against its type, not rebuilt), which spares a publisher a copy per event.
+/// [`events_of`], taking the fact: an application fact's data (written by PySaaS from its typed
+/// event) becomes its audit event's data as recorded, which spares a publisher a copy.
 pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
     let event_at = |id: Uuid, event_type: &str, data: Value, time: DateTime<Utc>| CloudEvent {
         specversion: SPEC_VERSION.to_owned(),
@@ -799,7 +799,9 @@ pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventErr
             JobState::Running => t.started_at.unwrap_or(fact.time),
             _ => fact.time,
         };
-        let data = std::mem::take(&mut fact.data);
+        // Made again from the typed transition, not passed on as recorded: PostgreSQL writes
+        // the times in its session's time zone, the event carries them in UTC.
+        let data = serde_json::to_value(&t).map_err(|e| EventError::Invalid(e.to_string()))?;
         out.push((
             Stream::Audit,
             event_at(fact.id, &fact.event_type, data, time),

@@ -19,6 +19,27 @@ const FOLD_HISTORY_COUNTS: &str = "WITH many AS ( \
      SELECT tenant_id, queue, state, sum(n) FROM gone GROUP BY tenant_id, queue, state \
      HAVING sum(n) <> 0";
 
+/// While events are on, the `pysaas.job.running` fact of the attempts `moved` (a CTE of deleted
+/// job rows) ends where `$filter` holds: an attempt that ends cancelled was recorded by no claim,
+/// and a cancelled fact does not tell a running job from a waiting one.
+macro_rules! running_fact_of_moved {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO event_outbox (id, tenant_id, type, subject, data, traceparent) \
+             SELECT gen_random_uuid(), m.tenant_id, 'pysaas.job.running', 'jobs/' || m.id, \
+                    jsonb_build_object('job_id', m.id, 'kind', m.kind, 'queue', m.queue, \
+                        'state', 'running', 'from', 'queued', 'attempt', m.attempts, \
+                        'max_attempts', m.max_attempts, 'worker_id', m.worker_id, \
+                        'created_at', m.created_at, 'run_at', m.run_at, \
+                        'started_at', m.started_at, 'finished_at', NULL), \
+                    m.trace_context \
+             FROM moved m WHERE m.",
+            $filter,
+            " AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)"
+        )
+    };
+}
+
 /// A cancelled job moves to the history; `$1` tenant, `$2` id. A running job's attempt was
 /// recorded by no claim: while events are on, the cancel records its start (before the history's
 /// trigger records the cancel itself, at the statement's end).
@@ -26,16 +47,9 @@ const CANCEL_SQL: &str = concat!(
     "WITH moved AS (DELETE FROM jobs WHERE tenant_id = $1 AND id = $2 \
                     RETURNING *, 'cancelled'::text AS new_state, NULL::jsonb AS new_result, \
                               NULL::text AS new_error, NULL::jsonb AS new_detail), \
-          started AS (INSERT INTO event_outbox (id, tenant_id, type, subject, data, traceparent) \
-                      SELECT gen_random_uuid(), m.tenant_id, 'pysaas.job.running', 'jobs/' || m.id, \
-                             jsonb_build_object('job_id', m.id, 'kind', m.kind, 'queue', m.queue, \
-                                 'state', 'running', 'from', 'queued', 'attempt', m.attempts, \
-                                 'max_attempts', m.max_attempts, 'worker_id', m.worker_id, \
-                                 'created_at', m.created_at, 'run_at', m.run_at, \
-                                 'started_at', m.started_at, 'finished_at', NULL), \
-                             m.trace_context \
-                      FROM moved m \
-                      WHERE m.state = 'running' AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)) ",
+          started AS (",
+    running_fact_of_moved!("state = 'running'"),
+    ") ",
     into_history!(),
     " RETURNING ",
     job_columns!()
@@ -69,6 +83,9 @@ const COMPLETE_SQL: &str = concat!(
                               NULLIF((b.m -> j.id::text) -> 2, 'null'::jsonb) AS new_result, \
                               (b.m -> j.id::text) ->> 3 AS new_error, \
                               NULLIF((b.m -> j.id::text) -> 5, 'null'::jsonb) AS new_detail), \
+          started AS (",
+    running_fact_of_moved!("new_state = 'cancelled'"),
+    "), \
           hist AS (",
     into_history!(),
     " RETURNING 1), \

@@ -102,6 +102,16 @@ pub(crate) const SQLITE_CANCELLED_START: &str = concat!(
        AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)"
 );
 
+/// While events are on, the start of each attempt a completion batch (`?2`, as the completer's
+/// move binds it; `?1` unused) ends as `cancelled` by its handler, before the batch moves.
+pub(crate) const SQLITE_HANDLER_CANCELLED_START: &str = concat!(
+    sqlite_job_fact!("j", "'running'", "'queued'", "NULL"),
+    " FROM json_each(?2) AS c JOIN jobs j ON j.id = c.value ->> 0 AND j.attempts = c.value ->> 1 \
+       AND j.state = 'running' \
+     WHERE ?1 IS NOT NULL AND c.value ->> 2 = 'cancelled' \
+       AND EXISTS (SELECT 1 FROM event_settings WHERE enabled)"
+);
+
 /// SQLite's recording triggers (row triggers), created while events are on. A claim (to
 /// `running`) records nothing: the attempt's start is recorded when it ends — by the reader from
 /// a finished job's fact, by the move out of `running` here, or by the cancel.

@@ -254,8 +254,20 @@ impl JobStore for SqliteStore {
         let retrying = completions
             .iter()
             .any(|c| c.outcome.state() == JobState::Retrying);
+        let cancelled = completions
+            .iter()
+            .any(|c| c.outcome.state() == JobState::Cancelled);
         let (mut conn, now) = self.write().await?;
         let mut tx = conn.begin().await?;
+        if cancelled {
+            // A job its handler cancelled ends its attempt in the history's `cancelled`, whose
+            // fact does not tell a running job from a waiting one: its start is recorded here.
+            sqlx::query(crate::store::sql::events::SQLITE_HANDLER_CANCELLED_START)
+                .bind(now)
+                .bind(&batch)
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut changed = sqlx::query(COMPLETE_MOVE_SQL)
             .bind(now)
             .bind(&batch)
