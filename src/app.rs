@@ -406,6 +406,7 @@ impl App {
                 parts.shutdown.cancel();
                 tasks.close();
                 tasks.wait().await;
+                parts.stopped.cancel();
                 return Err(err);
             }
         };
@@ -448,6 +449,7 @@ impl App {
             store: parts.store.clone(),
             dispatcher: parts.dispatcher.clone(),
             shutdown: parts.shutdown.clone(),
+            stopped: parts.stopped.clone(),
             tasks,
             failed: failed_rx,
         })
@@ -545,6 +547,7 @@ pub struct Running {
     /// The dispatcher every role uses.
     pub dispatcher: Arc<dyn Dispatcher>,
     shutdown: CancellationToken,
+    stopped: CancellationToken,
     tasks: TaskTracker,
     failed: tokio::sync::watch::Receiver<Option<String>>,
 }
@@ -564,6 +567,7 @@ impl Running {
     /// the dispatcher and reports the first failure.
     pub async fn wait(self) -> Result<()> {
         self.tasks.wait().await;
+        self.stopped.cancel();
         self.dispatcher.close().await;
         match self.failed.borrow().clone() {
             Some(message) => bail!(message),
@@ -591,6 +595,8 @@ struct Parts {
     bootstrap_admin_key: bool,
     vault: Option<crate::Vault>,
     shutdown: CancellationToken,
+    /// Cancelled once every role has stopped (after `shutdown`): ends the probe server.
+    stopped: CancellationToken,
 }
 
 impl Parts {
@@ -631,6 +637,7 @@ impl Parts {
             bootstrap_admin_key: app.bootstrap_admin_key,
             vault: app.vault,
             shutdown,
+            stopped: CancellationToken::new(),
         })
     }
 
@@ -766,7 +773,11 @@ impl Parts {
         })
     }
 
-    /// Serves `/metrics` and `/healthz` on `metrics_listen`, if set (worker and scheduler roles).
+    /// Serves `/metrics`, `/healthz`, `/readyz` and `/drain` on `metrics_listen`, if set (every
+    /// role but the API's own port). It keeps serving while the roles drain, until they have
+    /// stopped: `/healthz` stays 200 (a liveness probe must not kill a draining worker), `/readyz`
+    /// turns 503 the moment shutdown begins, and `/drain` begins it (Kubernetes' preStop: stop
+    /// claiming before SIGTERM arrives; in-flight jobs get the shutdown grace from then on).
     async fn serve_metrics(&self) -> Result<()> {
         let config = &self.config;
         let Some(addr) = &config.metrics_listen else {
@@ -776,6 +787,20 @@ impl Parts {
             .await
             .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?;
         let handle = install_metrics();
+        let draining = self.shutdown.clone();
+        let shutdown = self.shutdown.clone();
+        // GET too: a Kubernetes preStop hook can only GET.
+        let drain = move || {
+            let shutdown = shutdown.clone();
+            async move {
+                if !shutdown.is_cancelled() {
+                    tracing::info!("drain requested: no more claims; in-flight jobs finish");
+                    shutdown.cancel();
+                }
+                (axum::http::StatusCode::ACCEPTED, "draining")
+            }
+        };
+        let store = self.store.clone();
         let router = axum::Router::new()
             .route(
                 "/metrics",
@@ -789,12 +814,32 @@ impl Parts {
                     }
                 }),
             )
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
-        tracing::info!(address = %addr, "metrics on /metrics");
-        let shutdown = self.shutdown.clone();
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let (draining, store) = (draining.clone(), store.clone());
+                    async move {
+                        use axum::http::StatusCode;
+                        if draining.is_cancelled() {
+                            return (StatusCode::SERVICE_UNAVAILABLE, "draining");
+                        }
+                        match store.ping().await {
+                            Ok(()) => (StatusCode::OK, "ok"),
+                            Err(err) => {
+                                tracing::warn!(error = %err, "readiness check failed");
+                                (StatusCode::SERVICE_UNAVAILABLE, "job store unreachable")
+                            }
+                        }
+                    }
+                }),
+            )
+            .route("/drain", axum::routing::get(drain.clone()).post(drain));
+        tracing::info!(address = %addr, "metrics and probes on /metrics, /healthz, /readyz");
+        let stopped = self.stopped.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
                 .await;
             if let Err(err) = served {
                 tracing::warn!(error = %err, "metrics server stopped");

@@ -293,6 +293,101 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
     }
 }
 
+/// Graceful scale-in as Kubernetes does it (infra/k8s/base/workers.yaml): preStop `GET /drain` on
+/// the probe port, then SIGTERM. Readiness turns false at once while liveness stays true; nothing
+/// more is claimed; the job that can finish within the grace finishes; the ones that cannot go back
+/// to `queued` without counting the attempt; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_in_drains_readiness_first_then_finishes_or_releases() {
+    let db = TestDb::postgres().await;
+    let long = db
+        .store
+        .insert((0..2).map(|_| sleep_job(30_000)).collect())
+        .await
+        .unwrap();
+    let short = db
+        .store
+        .insert((0..2).map(|_| sleep_job(2_500)).collect())
+        .await
+        .unwrap();
+    let probes = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let probes_addr = probes.to_string();
+    let mut child = worker(
+        &db,
+        4,
+        &[
+            ("PYSAAS_SHUTDOWN_GRACE_MS", "4000"),
+            ("PYSAAS_PREFETCH", "0"),
+            ("PYSAAS_METRICS_LISTEN", &probes_addr),
+        ],
+    );
+    let base = format!("http://{probes_addr}");
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    wait_until(&db, Duration::from_secs(20), "4 jobs running", |j| {
+        count(j, JobState::Running) == 4
+    })
+    .await;
+    assert_eq!(status("/readyz").await, 200, "ready while claiming");
+    // Work that arrives while the worker is full: it must not be claimed after the drain.
+    let waiting = db
+        .store
+        .insert((0..3).map(|_| sleep_job(100)).collect())
+        .await
+        .unwrap();
+
+    // preStop.
+    assert_eq!(status("/drain").await, 202);
+    assert_eq!(status("/readyz").await, 503, "readiness false at once");
+    assert_eq!(
+        status("/healthz").await,
+        200,
+        "liveness stays true while draining"
+    );
+    // The kubelet sends SIGTERM once preStop returns.
+    sigterm(&child);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(15)).success(),
+        "clean exit"
+    );
+    let all = jobs(&db).await;
+    assert_eq!(all.len(), 7, "nothing lost");
+    let of = |id: uuid::Uuid| all.iter().find(|j| j.id == id).unwrap();
+    for job in short.iter().map(|i| of(i.job.id)) {
+        assert_eq!(
+            (job.state, job.attempts),
+            (JobState::Succeeded, 1),
+            "finished within the grace: {job:?}"
+        );
+    }
+    for job in long.iter().map(|i| of(i.job.id)) {
+        assert_eq!(
+            (job.state, job.attempts, job.worker_id.as_deref()),
+            (JobState::Queued, 0, None),
+            "released without counting the attempt: {job:?}"
+        );
+    }
+    for job in waiting.iter().map(|i| of(i.job.id)) {
+        assert_eq!(
+            (job.state, job.attempts),
+            (JobState::Queued, 0),
+            "not claimed after the drain: {job:?}"
+        );
+    }
+}
+
 /// Three worker processes on one queue: the load is shared and every job completes exactly once.
 /// (With RabbitMQ the jobs were never published by an API: the workers' relay announces them.)
 async fn three_workers_share_a_queue(broker: Broker) {
