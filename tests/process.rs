@@ -648,3 +648,155 @@ async fn rate_limit_per_tenant_gives_each_tenant_its_rate(broker: Broker) {
         "the tenants shared one rate: six calls at best within {fastest:?}"
     );
 }
+
+/// One trace from request to webhook: an `api` process and a `worker` process with JSON logs; a
+/// request carrying a caller's `traceparent` submits a webhook job. The API's access log line,
+/// the worker's line for the job and the webhook it sends carry the caller's trace id, each
+/// under a span of its own (the webhook's parent is the worker's span).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
+    let db = TestDb::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["admin", "create-key", "--tenant", DEFAULT_TENANT])
+        .env("PYSAAS_DATABASE_URL", &db.url)
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+
+    let headers: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> = Default::default();
+    let seen = headers.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let tp = h
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                seen.lock().unwrap().push(tp);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+
+    let spawn = |args: &[&str], log: &str, env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_pysaas"))
+            .args(args)
+            .env("PYSAAS_DATABASE_URL", &db.url)
+            .env("PYSAAS_PG_SCHEMA", &db.schema)
+            .env("PYSAAS_LOG_FORMAT", "json")
+            .env("PYSAAS_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut api = spawn(&["api", "--listen", &listen], "api.log", &[]);
+    let mut worker = spawn(
+        &["worker", "--queues", "notifications"],
+        "worker.log",
+        &[("PYSAAS_WEBHOOK_ALLOW_PRIVATE", "true")],
+    );
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{base}/readyz")).await.is_err() {
+        assert!(Instant::now() < deadline, "the API did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let submitted = reqwest::Client::new()
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(&key)
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({
+            "kind": "notification.webhook",
+            "payload": { "url": hook_url, "body": { "hello": "trace" } }
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        submitted.status(),
+        202,
+        "{}",
+        submitted.text().await.unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sent = loop {
+        if let Some(first) = headers.lock().unwrap().first().cloned() {
+            break first;
+        }
+        assert!(Instant::now() < deadline, "the webhook was not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sent = sent.expect("the webhook carries a traceparent");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(
+        parts[1], caller_trace,
+        "the webhook is in the caller's trace"
+    );
+
+    // The log lines: wait for the worker's line (it is written after the webhook returns).
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let span_of = |log: &str, message: &str| -> Option<serde_json::Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["fields"]["message"].as_str() == Some(message)
+                    && l["span"]["trace_id"].as_str() == Some(caller_trace)
+            })
+            .map(|l| l["span"].clone())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job_span = loop {
+        if let Some(span) = span_of(&read("worker.log"), "job succeeded") {
+            break span;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no worker line in the trace: {}",
+            read("worker.log")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let api_span = span_of(&read("api.log"), "finished processing request")
+        .unwrap_or_else(|| panic!("no API line in the trace: {}", read("api.log")));
+    assert_eq!(api_span["path"], "/v1/jobs");
+    let (api_span_id, job_span_id) = (
+        api_span["span_id"].as_str().unwrap().to_owned(),
+        job_span["span_id"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(job_span["kind"], "notification.webhook");
+    // Three spans, each its own: the caller's, the API's, the worker's; the webhook's parent is
+    // the worker's.
+    assert_ne!(api_span_id, caller_span);
+    assert_ne!(job_span_id, api_span_id);
+    assert_eq!(
+        parts[2], job_span_id,
+        "the webhook's parent is the worker's span"
+    );
+    for child in [&mut api, &mut worker] {
+        sigterm(child);
+        assert!(wait_exit(child, Duration::from_secs(15)).success());
+    }
+}

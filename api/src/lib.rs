@@ -19,6 +19,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use pysaas_jobs::trace::TraceParent;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -287,7 +288,9 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
                     // Access log: method, path, request id, tenant, status, latency. Never headers
                     // (they carry credentials) and never the query string.
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, tenant = tracing::field::Empty)
+                    let trace = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
+                    let (trace_id, span_id) = trace.as_ref().map_or(("", ""), |t| (t.trace_id(), t.span_id()));
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id, span_id, tenant = tracing::field::Empty)
                 })
                 .on_response(
                     tower_http::trace::DefaultOnResponse::new()
@@ -295,9 +298,26 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
                         .latency_unit(tower_http::LatencyUnit::Micros),
                 ),
         )
+        .layer(middleware::from_fn(trace_context))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// W3C Trace Context: this request's span is a child of the caller's `traceparent`, or starts a
+/// trace. It replaces the header, so the access log line and every job the request submits
+/// carry it (the job's worker span is its child in turn).
+async fn trace_context(mut req: Request, next: Next) -> Response {
+    let ours = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map_or_else(TraceParent::new_root, |caller| caller.child());
+    if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
+        req.headers_mut().insert("traceparent", value);
+    }
+    next.run(req).await
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {

@@ -31,6 +31,7 @@ mod registry;
 mod retry;
 pub mod schedule;
 mod state;
+pub mod trace;
 
 pub use backoff::Backoff;
 pub use envelope::{Envelope, EnvelopeError, ENVELOPE_VERSION};

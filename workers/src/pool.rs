@@ -16,8 +16,10 @@ use futures::FutureExt;
 use pysaas_brokers::{
     Completion, ConsumerSpec, Delivery, Dispatcher, JobConsumer, JobStore, StoreError,
 };
+use pysaas_jobs::trace::TraceParent;
 use pysaas_jobs::{HandlerError, Outcome, RetryPolicy};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tracing::Instrument;
 
 use std::collections::BTreeSet;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -684,7 +686,14 @@ async fn run_job(
         let wait = (started - job.run_at).to_std().unwrap_or_default();
         metrics.queue_wait.record(wait.as_secs_f64());
     }
-    let ctx = JobContext::of(&job, &shared.store, &shared.profiles);
+    let mut ctx = JobContext::of(&job, &shared.store, &shared.profiles);
+    // This attempt's span: a child of the submitting request's (or a new trace, for a job that
+    // came without one); the handler's outgoing calls carry it on (`ctx.trace_context`).
+    let trace = job
+        .trace_context
+        .as_deref()
+        .and_then(TraceParent::parse)
+        .map_or_else(TraceParent::new_root, |parent| parent.child());
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,
@@ -692,12 +701,17 @@ async fn run_job(
         queue = %job.queue,
         attempt = job.attempts,
         request_id = job.request_id.as_deref().unwrap_or(""),
+        trace_id = trace.trace_id(),
+        span_id = trace.span_id(),
     );
+    ctx.trace_context = Some(trace.to_string());
     let clock = Instant::now();
     let (result, policy) = match shared.handlers.get(&job.kind) {
         Some(registered) => {
             let timeout = Duration::from_millis(u64::try_from(job.timeout_ms).unwrap_or(1).max(1));
-            let call = AssertUnwindSafe(registered.call(&ctx, job.payload.clone())).catch_unwind();
+            let call = AssertUnwindSafe(registered.call(&ctx, job.payload.clone()))
+                .catch_unwind()
+                .instrument(span.clone());
             let result = tokio::select! {
                 outcome = tokio::time::timeout(timeout, call) => match outcome {
                     Ok(Ok(result)) => result,
@@ -729,7 +743,8 @@ async fn run_job(
         .cloned();
     let outcome = Outcome::decide(result, job.attempts, job.max_attempts, &policy, Utc::now());
     span.in_scope(|| match &outcome {
-        Outcome::Succeeded { .. } => tracing::debug!(
+        // One line per job, as Celery and Sidekiq log one (filter with PYSAAS_LOG).
+        Outcome::Succeeded { .. } => tracing::info!(
             elapsed_ms = clock.elapsed().as_millis() as u64,
             "job succeeded"
         ),

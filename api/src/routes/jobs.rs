@@ -70,7 +70,7 @@ fn prepare(
             max_attempts: sub.max_attempts,
             run_at: sub.run_at,
             idempotency_key,
-            trace_context: traceparent(headers).map(str::to_owned),
+            trace_context: traceparent(headers),
             request_id: request_id(headers),
         },
     )
@@ -85,12 +85,13 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A W3C `traceparent` is 55 visible characters; anything else is ignored.
-fn traceparent(headers: &HeaderMap) -> Option<&str> {
+/// The request's W3C `traceparent` (the API's own span: see `trace_context` in `lib.rs`).
+fn traceparent(headers: &HeaderMap) -> Option<String> {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() == 55 && v.split('-').count() == 4)
+        .and_then(pysaas_jobs::trace::TraceParent::parse)
+        .map(|t| t.to_string())
 }
 
 pub(crate) async fn insert(

@@ -16,6 +16,25 @@ use serde_json::{json, Value};
 
 use crate::{JobContext, JobHandler};
 
+/// The sending job's W3C `traceparent`, as a message header (`Traceparent:`), so that a
+/// message can be followed back to the request that caused it.
+#[derive(Debug, Clone)]
+struct Traceparent(String);
+
+impl lettre::message::header::Header for Traceparent {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Traceparent")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Traceparent(s.to_owned()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
 /// Where email goes unless configured: a local SMTP server (a development sink).
 pub const DEFAULT_SMTP_URL: &str = "smtp://127.0.0.1:2525";
 /// The sender of tenants that set none.
@@ -248,6 +267,9 @@ impl JobHandler<Email> for EmailHandler {
             .message_id(Some(message_id.clone()));
         if let Some(reply_to) = reply_to {
             builder = builder.reply_to(reply_to);
+        }
+        if let Some(traceparent) = &ctx.trace_context {
+            builder = builder.header(Traceparent(traceparent.clone()));
         }
         let message = builder
             .multipart(MultiPart::alternative_plain_html(text, html))

@@ -147,18 +147,18 @@ impl JobHandler<WebhookDelivery> for WebhookDeliveryHandler {
         let sent = if refused {
             None
         } else {
-            Some(
-                self.client
-                    .post(url)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(SIGNATURE_HEADER, sign(&endpoint.secret, t, &body))
-                    .header("PySaaS-Event-Id", delivery.event_id.to_string())
-                    .header("PySaaS-Event-Type", delivery.event_type.as_str())
-                    .header("PySaaS-Delivery-Id", delivery.id.to_string())
-                    .body(body)
-                    .send()
-                    .await,
-            )
+            let mut request = self
+                .client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, sign(&endpoint.secret, t, &body))
+                .header("PySaaS-Event-Id", delivery.event_id.to_string())
+                .header("PySaaS-Event-Type", delivery.event_type.as_str())
+                .header("PySaaS-Delivery-Id", delivery.id.to_string());
+            if let Some(traceparent) = &ctx.trace_context {
+                request = request.header("traceparent", traceparent);
+            }
+            Some(request.body(body).send().await)
         };
         let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         // A name resolving to no public address is refused by the client's resolver: as final.

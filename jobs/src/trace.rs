@@ -1,0 +1,132 @@
+//! W3C Trace Context (`traceparent`, version `00`): the API accepts one from the request (or
+//! starts a trace), stores its own span's in the job row, the worker runs the job in a child
+//! span, and webhooks, emails and events carry it on.
+
+use std::fmt;
+
+/// A parsed `traceparent`: `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    trace_id: String,
+    span_id: String,
+    flags: String,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn random_hex(len: usize) -> String {
+    let mut hex = String::with_capacity(len);
+    while hex.len() < len {
+        hex.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    hex.truncate(len);
+    hex
+}
+
+impl TraceParent {
+    /// Parses a header value; `None` for anything the spec says to ignore (wrong lengths,
+    /// upper-case hex, the all-zero ids, version `ff`).
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace_id, span_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        // Version 00 has exactly four fields; later versions may append more.
+        if (version == "00" && parts.next().is_some()) || !is_hex(version, 2) || version == "ff" {
+            return None;
+        }
+        if !is_hex(trace_id, 32) || !is_hex(span_id, 16) || !is_hex(flags, 2) {
+            return None;
+        }
+        if trace_id.bytes().all(|b| b == b'0') || span_id.bytes().all(|b| b == b'0') {
+            return None;
+        }
+        Some(TraceParent {
+            trace_id: trace_id.to_owned(),
+            span_id: span_id.to_owned(),
+            flags: flags.to_owned(),
+        })
+    }
+
+    /// A new trace (sampled), for a request or job that arrived without one.
+    pub fn new_root() -> Self {
+        TraceParent {
+            trace_id: random_hex(32),
+            span_id: random_hex(16),
+            flags: "01".into(),
+        }
+    }
+
+    /// A span of the same trace whose parent is this one.
+    pub fn child(&self) -> Self {
+        TraceParent {
+            trace_id: self.trace_id.clone(),
+            span_id: random_hex(16),
+            flags: self.flags.clone(),
+        }
+    }
+
+    /// The trace id (32 lower-case hex digits).
+    pub fn trace_id(&self) -> &str {
+        &self.trace_id
+    }
+
+    /// This span's id (16 lower-case hex digits).
+    pub fn span_id(&self) -> &str {
+        &self.span_id
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_and_prints_the_spec_example() {
+        let t = TraceParent::parse(EXAMPLE).unwrap();
+        assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.span_id(), "00f067aa0ba902b7");
+        assert_eq!(t.to_string(), EXAMPLE);
+    }
+
+    #[test]
+    fn refuses_what_the_spec_says_to_ignore() {
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad}");
+        }
+        // A later version may carry more fields.
+        assert!(TraceParent::parse(&format!("01{}-more", &EXAMPLE[2..])).is_some());
+    }
+
+    #[test]
+    fn children_keep_the_trace_and_get_a_new_span() {
+        let parent = TraceParent::parse(EXAMPLE).unwrap();
+        let child = parent.child();
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        assert!(TraceParent::parse(&child.to_string()).is_some());
+        let root = TraceParent::new_root();
+        assert!(TraceParent::parse(&root.to_string()).is_some());
+        assert_ne!(root.trace_id(), TraceParent::new_root().trace_id());
+    }
+}
