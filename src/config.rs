@@ -418,6 +418,9 @@ pub struct VaultSection {
     pub addr: Option<String>,
     /// Token auth (`PYSAAS_VAULT_TOKEN`).
     pub token: Option<Secret>,
+    /// Token auth from a file another process keeps current, read at each login (Vault Agent's
+    /// token sink, e.g. `/vault/secrets/token`) (`PYSAAS_VAULT_TOKEN_FILE`).
+    pub token_file: Option<PathBuf>,
     /// AppRole role id (`PYSAAS_VAULT_ROLE_ID`).
     pub role_id: Option<String>,
     /// AppRole secret id (`PYSAAS_VAULT_SECRET_ID`).
@@ -522,6 +525,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("retain_dead_secs", "scheduler.retain_dead_secs"),
     ("vault_addr", "vault.addr"),
     ("vault_token", "vault.token"),
+    ("vault_token_file", "vault.token_file"),
     ("vault_role_id", "vault.role_id"),
     ("vault_secret_id", "vault.secret_id"),
     ("vault_approle_mount", "vault.approle_mount"),
@@ -679,6 +683,7 @@ impl Default for VaultSection {
         VaultSection {
             addr: None,
             token: None,
+            token_file: None,
             role_id: None,
             secret_id: None,
             approle_mount: "approle".into(),
@@ -862,9 +867,10 @@ impl Config {
         self.kafka()?;
         if self.vault.addr.is_some()
             && self.vault.token.is_none()
+            && self.vault.token_file.is_none()
             && (self.vault.role_id.is_none() || self.vault.secret_id.is_none())
         {
-            bail!("vault.addr is set: also set vault.token (PYSAAS_VAULT_TOKEN), or vault.role_id and vault.secret_id");
+            bail!("vault.addr is set: also set vault.token (PYSAAS_VAULT_TOKEN), vault.token_file (PYSAAS_VAULT_TOKEN_FILE), or vault.role_id and vault.secret_id");
         }
         Ok(())
     }

@@ -29,6 +29,9 @@ const FIELDS: [&str; 6] = [
 
 enum Login {
     Token(String),
+    /// A token another process keeps renewed and rewrites (Vault Agent's token sink, e.g.
+    /// `/vault/secrets/token` from the Kubernetes injector): read again at each login.
+    TokenFile(std::path::PathBuf),
     AppRole {
         mount: String,
         role_id: String,
@@ -76,6 +79,15 @@ fn client(addr: &str, token: &str) -> Result<VaultClient> {
 impl VaultSource {
     async fn open_session(addr: &str, login: &Login) -> Result<Session> {
         match login {
+            Login::TokenFile(path) => {
+                let token = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the Vault token file {}", path.display()))?;
+                let token = token.trim();
+                if token.is_empty() {
+                    bail!("the Vault token file {} is empty", path.display());
+                }
+                Box::pin(Self::open_session(addr, &Login::Token(token.to_owned()))).await
+            }
             Login::Token(token) => {
                 let client = client(addr, token)?;
                 let lease = match vaultrs::token::lookup_self(&client).await {
@@ -127,9 +139,12 @@ impl VaultSource {
                 secret_id: secret_id.expose().to_owned(),
             },
             (_, _, Some(token)) => Login::Token(token.expose().to_owned()),
-            _ => bail!(
-                "vault_addr is set: also set vault_token, or vault_role_id and vault_secret_id"
-            ),
+            _ => match &config.vault.token_file {
+                Some(path) => Login::TokenFile(path.clone()),
+                None => bail!(
+                    "vault_addr is set: also set vault_token, vault_token_file, or vault_role_id and vault_secret_id"
+                ),
+            },
         };
         let session = Self::open_session(&addr, &login).await?;
         Ok(Some(Arc::new(VaultSource {

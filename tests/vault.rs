@@ -266,3 +266,73 @@ async fn keys_and_database_url_come_from_openbao_and_rotate_live() {
     let log = std::fs::read_to_string(dir.path().join("api.log")).unwrap();
     assert!(!log.contains("renewal refused"), "{log}");
 }
+
+/// Vault Agent's way (the Kubernetes injector's `agent-inject-token`): a token in a file that
+/// the agent keeps renewed. `vault.token_file` logs in with it and reads the secret; a file
+/// holding a revoked token is refused at start with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_written_by_an_agent_logs_in() {
+    let db = TestDb::postgres().await;
+    let unique = format!("pysaas-test-{}", uuid::Uuid::new_v4().simple());
+    let key = generate_pem();
+    write_secret(&unique, &db, &[&key]).await;
+    bao(reqwest::Method::PUT, &format!("sys/policies/acl/{unique}"),
+        Some(json!({"policy": format!("path \"secret/data/{unique}\" {{ capabilities = [\"read\"] }}")}))).await;
+    let token = bao(
+        reqwest::Method::POST,
+        "auth/token/create",
+        Some(json!({"policies": [unique], "ttl": "10m", "no_default_policy": false})),
+    )
+    .await["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let check = || {
+        Command::new(env!("CARGO_BIN_EXE_pysaas"))
+            .args(["config", "check"])
+            .env_remove("PYSAAS_DATABASE_URL")
+            .env_remove("PYSAAS_VAULT_TOKEN")
+            .env("PYSAAS_VAULT_ADDR", vault_addr())
+            .env("PYSAAS_VAULT_TOKEN_FILE", &file)
+            .env("PYSAAS_VAULT_PATH", &unique)
+            .output()
+            .unwrap()
+    };
+    let out = check();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains(&format!("url = \"{}\"", db.url)),
+        "the database URL came from Vault: {printed}"
+    );
+    assert!(!printed.contains(&token), "the token is never printed");
+
+    bao(
+        reqwest::Method::POST,
+        "auth/token/revoke",
+        Some(json!({"token": token})),
+    )
+    .await;
+    let out = check();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a revoked token is refused");
+    assert!(stderr.contains("Vault token rejected"), "{stderr}");
+    assert!(!stderr.contains(&token), "the token is never printed");
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/v1/secret/metadata/{unique}", vault_addr()))
+        .header("X-Vault-Token", ROOT)
+        .send()
+        .await;
+    let _ = reqwest::Client::new()
+        .delete(format!("{}/v1/sys/policies/acl/{unique}", vault_addr()))
+        .header("X-Vault-Token", ROOT)
+        .send()
+        .await;
+}
