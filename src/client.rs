@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
@@ -821,4 +821,23 @@ pub async fn schedules(args: SchedulesArgs) -> Result<()> {
         }
     };
     client.print(&value, details)
+}
+
+/// `pysaas probe URL`: GET it; Ok on a 2xx answer. The container image's health check.
+pub async fn probe(url: &str, timeout_ms: u64) -> Result<()> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(timeout_ms))
+        .build()
+        .context("building the HTTP client")?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("{url} did not answer"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    println!("{url}: {status}");
+    Ok(())
 }

@@ -35,6 +35,7 @@
 //! See `docs/guides/writing-a-job-kind.md` and the `examples/` crate.
 
 pub mod app;
+pub mod autoscale;
 pub mod bench;
 pub mod client;
 pub mod config;

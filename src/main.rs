@@ -94,6 +94,18 @@ enum Command {
     /// Print the OpenAPI document of the built-in kinds (what `/openapi.json` serves), e.g. to
     /// generate a client.
     Openapi,
+    /// Autoscaling: replay a load ramp through a pool's HPA.
+    #[command(subcommand)]
+    Autoscale(AutoscaleCommand),
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: the image's health check (it has no
+    /// curl), e.g. `pysaas probe http://127.0.0.1:9090/readyz`.
+    Probe {
+        /// The URL.
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Print a shell completion script: `pysaas completions bash > /etc/bash_completion.d/pysaas`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -106,6 +118,14 @@ enum ConfigCommand {
     /// Load the file, environment and Vault, validate, and print the effective configuration as
     /// TOML with secrets and URL passwords redacted.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum AutoscaleCommand {
+    /// Replay a load ramp (by default 1k queued, a surge to about 20k, then nothing) through the
+    /// HPA of one worker pool as the manifest defines it, reading the queue gauges as
+    /// prometheus-adapter does, and print the replica count over time.
+    Simulate(pysaas::autoscale::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +237,8 @@ fn run(cli: Cli) -> Result<()> {
                 pysaas::payments_sim::serve(listener, secret_key, app::shutdown_signal()).await?;
                 Ok(())
             }
+            Command::Autoscale(AutoscaleCommand::Simulate(args)) => pysaas::autoscale::run(&args),
+            Command::Probe { url, timeout_ms } => client::probe(&url, timeout_ms).await,
             Command::Completions { shell } => {
                 use clap::CommandFactory;
                 clap_complete::generate(
@@ -298,6 +320,8 @@ fn run(cli: Cli) -> Result<()> {
                     | Command::Openapi
                     | Command::Events(_)
                     | Command::PaymentsSim { .. }
+                    | Command::Autoscale(_)
+                    | Command::Probe { .. }
                     | Command::Completions { .. } => {
                         unreachable!("handled above")
                     }
