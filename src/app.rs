@@ -790,9 +790,19 @@ impl Parts {
         let draining = self.shutdown.clone();
         let shutdown = self.shutdown.clone();
         // GET too: a Kubernetes preStop hook can only GET.
-        let drain = move || {
+        // Loopback callers only (the container's own preStop exec): a scrape port is reachable
+        // from Prometheus's namespace, and a GET there must not stop a process.
+        let drain = move |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+            std::net::SocketAddr,
+        >| {
             let shutdown = shutdown.clone();
             async move {
+                if !peer.ip().is_loopback() {
+                    return (
+                        axum::http::StatusCode::FORBIDDEN,
+                        "drain is for loopback callers only",
+                    );
+                }
                 if !shutdown.is_cancelled() {
                     tracing::info!("drain requested: no more claims; in-flight jobs finish");
                     shutdown.cancel();
@@ -838,9 +848,12 @@ impl Parts {
         tracing::info!(address = %addr, "metrics and probes on /metrics, /healthz, /readyz");
         let stopped = self.stopped.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped.cancelled().await })
+            .await;
             if let Err(err) = served {
                 tracing::warn!(error = %err, "metrics server stopped");
             }

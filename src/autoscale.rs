@@ -346,16 +346,22 @@ struct Controller {
 
 impl Controller {
     fn new(spec: HpaSpec) -> Self {
-        let up = spec
-            .behavior
-            .scale_up
-            .clone()
-            .unwrap_or_else(Rules::default_up);
-        let down = spec
-            .behavior
-            .scale_down
-            .clone()
-            .unwrap_or_else(Rules::default_down);
+        // As the API server does: what a rule leaves out comes from the defaults.
+        let fill = |rules: Option<Rules>, defaults: Rules| match rules {
+            None => defaults,
+            Some(mut rules) => {
+                if rules.policies.is_empty() {
+                    rules.policies = defaults.policies;
+                }
+                rules.stabilization_window_seconds = rules
+                    .stabilization_window_seconds
+                    .or(defaults.stabilization_window_seconds);
+                rules.select_policy = rules.select_policy.or(defaults.select_policy);
+                rules
+            }
+        };
+        let up = fill(spec.behavior.scale_up.clone(), Rules::default_up());
+        let down = fill(spec.behavior.scale_down.clone(), Rules::default_down());
         Controller {
             spec,
             up,
@@ -416,6 +422,7 @@ impl Controller {
     fn limit(&self, now: u64, current: u32, desired: u32) -> u32 {
         let (lo, hi) = (self.spec.min_replicas.max(1), self.spec.max_replicas);
         let current_i = i64::from(current);
+        // Replicas added and removed within a policy's period: its start is the count before them.
         let changed_within = |period: u64, up: bool| -> i64 {
             self.events
                 .iter()
@@ -423,9 +430,11 @@ impl Controller {
                 .map(|e| e.delta.abs())
                 .sum()
         };
+        let period_start =
+            |period: u64| current_i - changed_within(period, true) + changed_within(period, false);
         let bounded = if desired > current {
             let limits = self.up.policies.iter().map(|p| {
-                let start = current_i - changed_within(p.period_seconds, true);
+                let start = period_start(p.period_seconds);
                 match p.kind.as_str() {
                     "Pods" => start + i64::from(p.value),
                     _ => (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64,
@@ -436,11 +445,13 @@ impl Controller {
                 Some("Min") => limits.min(),
                 _ => limits.max(),
             }
-            .unwrap_or(i64::from(desired));
+            .unwrap_or(i64::from(desired))
+            // A limit never turns a scale-up into a scale-down.
+            .max(current_i);
             i64::from(desired).min(limit).min(i64::from(hi))
         } else if desired < current {
             let limits = self.down.policies.iter().map(|p| {
-                let start = current_i + changed_within(p.period_seconds, false);
+                let start = period_start(p.period_seconds);
                 match p.kind.as_str() {
                     "Pods" => start - i64::from(p.value),
                     _ => (start as f64 * (1.0 - f64::from(p.value) / 100.0)) as i64,
@@ -452,7 +463,8 @@ impl Controller {
                 Some("Min") => limits.max(),
                 _ => limits.min(),
             }
-            .unwrap_or(i64::from(desired));
+            .unwrap_or(i64::from(desired))
+            .min(current_i);
             i64::from(desired).max(limit).max(i64::from(lo))
         } else {
             i64::from(desired)

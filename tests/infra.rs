@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
+
 const OVERLAYS: [&str; 4] = [
     "base",
     "overlays/minikube",
@@ -169,9 +171,35 @@ fn every_pools_hpa_scales_up_and_back_without_flapping() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("base.yaml");
     std::fs::write(&manifest, render("base")).unwrap();
+    let rendered = render("base");
     for pool in ["default", "billing", "notifications", "profiles"] {
+        // The pool's own concurrency, from its Deployment as rendered.
+        let concurrency = serde_norway::Deserializer::from_str(&rendered)
+            .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
+            .find(|d| {
+                d["kind"] == "Deployment"
+                    && d["metadata"]["name"] == format!("pysaas-worker-{pool}")
+            })
+            .and_then(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["env"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| e["name"] == "PYSAAS_CONCURRENCY")?["value"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("{pool}: PYSAAS_CONCURRENCY in its Deployment"));
         let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-            .args(["autoscale", "simulate", "--check", "--pool", pool, "--hpa"])
+            .args([
+                "autoscale",
+                "simulate",
+                "--check",
+                "--pool",
+                pool,
+                "--concurrency",
+                &concurrency,
+                "--hpa",
+            ])
             .arg(&manifest)
             .output()
             .unwrap();

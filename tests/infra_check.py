@@ -116,9 +116,11 @@ def check_deployment(where, dep, config_toml):
         if period * 1000 < grace_ms + MARGIN_S * 1000:
             fail(where, f"terminationGracePeriodSeconds {period} s is not above the worker's "
                         f"shutdown grace {grace_ms} ms + {MARGIN_S} s")
-        pre_stop = main.get("lifecycle", {}).get("preStop", {}).get("httpGet", {})
-        if pre_stop.get("path") != "/drain":
-            fail(where, "preStop does not stop claiming (httpGet /drain)")
+        command = main.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        if not any(c.startswith("http://127.0.0.1:") and c.endswith("/drain") for c in command):
+            fail(where, "preStop does not stop claiming (exec pysaas probe http://127.0.0.1:…/drain)")
+        if "replicas" in dep["spec"]:
+            fail(where, "sets replicas: `kubectl apply` would reset what the autoscaler set")
         if main.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
             fail(where, "readiness is not /readyz (false while draining)")
     if not any(c["name"] == "migrate" and c.get("args") == ["migrate"]
@@ -230,6 +232,9 @@ def check_overlay(infra, overlay):
                 types.update(p["spec"].get("policyTypes", []))
         if types != {"Ingress", "Egress"}:
             fail(overlay, f"{name} is not covered by a default-deny ingress and egress policy")
+    namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"}
+    if len(namespaces) > 1:
+        fail(overlay, f"objects in different namespaces: {sorted(map(str, namespaces))}")
     print(f"{overlay}: {len(objs)} objects, {passed} schema-valid")
     return len(objs)
 

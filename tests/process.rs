@@ -294,7 +294,7 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
 }
 
 /// Graceful scale-in as Kubernetes does it (infra/k8s/base/workers.yaml): preStop `GET /drain` on
-/// the probe port, then SIGTERM. Readiness turns false at once while liveness stays true; nothing
+/// the probe port (from loopback), then SIGTERM. Readiness turns false at once while liveness stays true; nothing
 /// more is claimed; the job that can finish within the grace finishes; the ones that cannot go back
 /// to `queued` without counting the attempt; nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,6 +355,17 @@ async fn scale_in_drains_readiness_first_then_finishes_or_releases() {
         status("/healthz").await,
         200,
         "liveness stays true while draining"
+    );
+    // The short jobs finish and free their slots: a worker still claiming would refill them.
+    let drained = wait_until(&db, Duration::from_secs(10), "the short jobs done", |j| {
+        count(j, JobState::Succeeded) == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(&jobs(&db).await, JobState::Running),
+        2,
+        "nothing claimed after the drain: {drained:?}"
     );
     // The kubelet sends SIGTERM once preStop returns.
     sigterm(&child);

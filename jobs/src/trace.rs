@@ -60,12 +60,14 @@ impl TraceParent {
         }
     }
 
-    /// A span of the same trace whose parent is this one.
+    /// A span of the same trace whose parent is this one (of the flags, only `sampled` carries
+    /// on: the spec has a child zero the bits it does not know).
     pub fn child(&self) -> Self {
+        let sampled = u8::from_str_radix(&self.flags, 16).unwrap_or(0) & 0x01;
         TraceParent {
             trace_id: self.trace_id.clone(),
             span_id: random_hex(16),
-            flags: self.flags.clone(),
+            flags: format!("{sampled:02x}"),
         }
     }
 
@@ -125,6 +127,8 @@ mod tests {
         assert_eq!(child.trace_id(), parent.trace_id());
         assert_ne!(child.span_id(), parent.span_id());
         assert!(TraceParent::parse(&child.to_string()).is_some());
+        let unknown_bits = TraceParent::parse(&EXAMPLE.replace("-01", "-ff")).unwrap();
+        assert!(unknown_bits.child().to_string().ends_with("-01"));
         let root = TraceParent::new_root();
         assert!(TraceParent::parse(&root.to_string()).is_some());
         assert_ne!(root.trace_id(), TraceParent::new_root().trace_id());
