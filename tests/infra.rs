@@ -31,6 +31,17 @@ fn infratools() -> PathBuf {
     )
 }
 
+/// Stdout of a command that must have succeeded (else its output, labelled `what`, fails the test).
+fn succeeded(out: &std::process::Output, what: &str) -> String {
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    printed
+}
+
 fn render(overlay: &str) -> String {
     let out = Command::new("kubectl")
         .arg("kustomize")
@@ -150,12 +161,7 @@ fn the_shipped_config_is_valid() {
             .env_remove("PYSAAS_VAULT_ADDR")
             .output()
             .unwrap();
-        let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{overlay}: {body}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let printed = succeeded(&out, &format!("{overlay}: {body}"));
         assert!(printed.contains("auto_migrate = false"), "{printed}");
         assert!(
             !printed.contains("secret@"),
@@ -203,12 +209,7 @@ fn every_pools_hpa_scales_up_and_back_without_flapping() {
             .arg(&manifest)
             .output()
             .unwrap();
-        let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{pool}: {printed}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let printed = succeeded(&out, pool);
         assert!(printed.contains("check passed"), "{printed}");
     }
     // And the check fails where it must: an HPA that cannot scale down never comes back.
