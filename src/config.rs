@@ -480,6 +480,9 @@ pub struct Config {
     /// `worker` and `scheduler`: serve `/metrics` and `/healthz` here (e.g. `0.0.0.0:9090`)
     /// (`PYSAAS_METRICS_LISTEN`).
     pub metrics_listen: Option<String>,
+    /// Export spans (API requests, job attempts) over OTLP/HTTP to this collector, e.g.
+    /// `http://otel-collector:4318` (`PYSAAS_OTLP_ENDPOINT`); none: no export.
+    pub otlp_endpoint: Option<String>,
     /// `text` or `json` logs (`PYSAAS_LOG_FORMAT`); filter with `PYSAAS_LOG`.
     pub log_format: LogFormat,
     /// Cron schedules (`[[schedules]]` tables), applied when a scheduler starts.
@@ -563,6 +566,7 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("kafka_mode", "events.kafka_mode"),
     ("events_retention_secs", "events.retention_secs"),
     ("metrics_listen", "metrics_listen"),
+    ("otlp_endpoint", "otlp_endpoint"),
     ("log_format", "log_format"),
 ];
 
@@ -726,6 +730,7 @@ impl Default for Config {
             events: EventsSection::default(),
             rate_limits: pysaas_api::ratelimit::Limits::default().plans,
             metrics_listen: None,
+            otlp_endpoint: None,
             log_format: LogFormat::Text,
             schedules: Vec::new(),
         }
@@ -846,6 +851,11 @@ impl Config {
         {
             if !(limit.rate > 0.0 && limit.burst >= 1) {
                 bail!("{plan}: rate must be > 0 and burst at least 1");
+            }
+        }
+        if let Some(url) = &self.otlp_endpoint {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("otlp_endpoint (PYSAAS_OTLP_ENDPOINT) must be an http:// or https:// URL (got `{}`)", redact(url));
             }
         }
         if let Some(addr) = &self.metrics_listen {

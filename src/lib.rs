@@ -39,6 +39,7 @@ pub mod autoscale;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod otel;
 pub mod payments_sim;
 mod progress;
 mod security;

@@ -284,6 +284,23 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let vault = pysaas::apply_vault(&mut config).await?;
                 config.validate()?;
+                // Spans of the long-running roles go to the collector, if one is configured;
+                // the guard flushes them when the role returns.
+                let role = match &command {
+                    Command::Dev { .. } => Some("dev"),
+                    Command::Api { .. } => Some("api"),
+                    Command::Worker { .. } => Some("worker"),
+                    Command::Scheduler => Some("scheduler"),
+                    Command::Analytics => Some("analytics"),
+                    _ => None,
+                };
+                let _otlp = match role {
+                    Some(role) => pysaas::otel::install(
+                        config.otlp_endpoint.as_deref(),
+                        &format!("pysaas-{role}"),
+                    )?,
+                    None => None,
+                };
                 let app = |config| App::new(config).with_vault(vault.clone());
                 match command {
                     Command::Dev { .. } => app(config).run_dev().await,

@@ -663,7 +663,8 @@ async fn rate_limit_per_tenant_gives_each_tenant_its_rate(broker: Broker) {
 /// One trace from request to webhook: an `api` process and a `worker` process with JSON logs; a
 /// request carrying a caller's `traceparent` submits a webhook job. The API's access log line,
 /// the worker's line for the job and the webhook it sends carry the caller's trace id, each
-/// under a span of its own (the webhook's parent is the worker's span).
+/// under a span of its own (the webhook's parent is the worker's span); both processes export
+/// those same spans over OTLP to a collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
     let db = TestDb::postgres().await;
@@ -701,9 +702,27 @@ async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await });
 
+    // An OTLP/HTTP collector: what each process exports (protobuf bodies).
+    let exported: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
+    let sink = exported.clone();
+    let collector = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().extend_from_slice(&body);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
     let spawn = |args: &[&str], log: &str, env: &[(&str, &str)]| {
         Command::new(env!("CARGO_BIN_EXE_pysaas"))
             .args(args)
+            .env("PYSAAS_OTLP_ENDPOINT", &otlp)
             .env("PYSAAS_DATABASE_URL", &db.url)
             .env("PYSAAS_PG_SCHEMA", &db.schema)
             .env("PYSAAS_LOG_FORMAT", "json")
@@ -806,8 +825,39 @@ async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
         parts[2], job_span_id,
         "the webhook's parent is the worker's span"
     );
+    // The job row holds the API's span, the worker's parent.
+    let stored = jobs(&db).await;
+    assert_eq!(
+        stored[0].trace_context.as_deref(),
+        Some(format!("00-{caller_trace}-{api_span_id}-01").as_str())
+    );
     for child in [&mut api, &mut worker] {
         sigterm(child);
         assert!(wait_exit(child, Duration::from_secs(15)).success());
+    }
+    // Both processes flushed their spans at exit, with the ids they logged and propagated (in
+    // protobuf, ids are raw bytes and names plain strings).
+    let body = exported.lock().unwrap().clone();
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    let bytes = |hex: &str| -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    assert!(!body.is_empty(), "spans were exported over OTLP");
+    for (what, needle) in [
+        ("the trace id", bytes(caller_trace)),
+        (
+            "the caller's span id (the API span's parent)",
+            bytes(caller_span),
+        ),
+        ("the API's span id", bytes(&api_span_id)),
+        ("the worker's span id", bytes(&job_span_id)),
+        ("the job span's name", b"job notification.webhook".to_vec()),
+        ("the API's service name", b"pysaas-api".to_vec()),
+        ("the worker's service name", b"pysaas-worker".to_vec()),
+    ] {
+        assert!(has(&needle), "{what} is in the exported spans");
     }
 }

@@ -308,16 +308,45 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
 /// trace. It replaces the header, so the access log line and every job the request submits
 /// carry it (the job's worker span is its child in turn).
 async fn trace_context(mut req: Request, next: Next) -> Response {
-    let ours = req
+    let caller = req
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map_or_else(TraceParent::new_root, |caller| caller.child());
+        .and_then(TraceParent::parse);
+    let ours = caller
+        .as_ref()
+        .map_or_else(TraceParent::new_root, TraceParent::child);
     if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
         req.headers_mut().insert("traceparent", value);
     }
-    next.run(req).await
+    if !pysaas_jobs::trace::exporting() {
+        return next.run(req).await;
+    }
+    let start = std::time::SystemTime::now();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    pysaas_jobs::trace::export(pysaas_jobs::trace::FinishedSpan {
+        context: ours,
+        parent_span_id: caller.map(|c| c.span_id().to_owned()),
+        name: method.clone(),
+        kind: pysaas_jobs::trace::SpanKind::Server,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("http.request.method", method),
+            ("url.path", path),
+            ("http.response.status_code", status.as_u16().to_string()),
+        ],
+        error: status.is_server_error().then(|| {
+            status
+                .canonical_reason()
+                .unwrap_or("server error")
+                .to_owned()
+        }),
+    });
+    response
 }
 
 fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {

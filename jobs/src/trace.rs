@@ -88,6 +88,62 @@ impl fmt::Display for TraceParent {
     }
 }
 
+/// What a span was: a request the API served, or a job attempt a worker ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanKind {
+    /// An HTTP request served.
+    Server,
+    /// A job attempt run (a consumer of the queue).
+    Consumer,
+}
+
+/// A span that has ended, for an exporter: its ids are the ones logged and propagated, so an
+/// exported trace joins the log lines and the outgoing `traceparent` headers.
+#[derive(Debug, Clone)]
+pub struct FinishedSpan {
+    /// This span (trace id, span id, flags).
+    pub context: TraceParent,
+    /// The span it is a child of, if any (the caller's, or the submitting request's).
+    pub parent_span_id: Option<String>,
+    /// Its name, e.g. `POST` or `job notification.webhook`.
+    pub name: String,
+    /// Server or consumer.
+    pub kind: SpanKind,
+    /// When it started.
+    pub start: std::time::SystemTime,
+    /// When it ended.
+    pub end: std::time::SystemTime,
+    /// Its attributes (OpenTelemetry semantic names where there are some).
+    pub attributes: Vec<(&'static str, String)>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Where finished spans go: the binary installs an OTLP exporter when one is configured.
+pub trait SpanExporter: Send + Sync + 'static {
+    /// Takes one span; must not block (exporters batch in the background).
+    fn export(&self, span: FinishedSpan);
+}
+
+static EXPORTER: std::sync::OnceLock<Box<dyn SpanExporter>> = std::sync::OnceLock::new();
+
+/// Installs the process's exporter; `false` if one is installed already.
+pub fn install_exporter(exporter: Box<dyn SpanExporter>) -> bool {
+    EXPORTER.set(exporter).is_ok()
+}
+
+/// Whether spans are exported (build a [`FinishedSpan`] only then).
+pub fn exporting() -> bool {
+    EXPORTER.get().is_some()
+}
+
+/// Hands `span` to the installed exporter, if any.
+pub fn export(span: FinishedSpan) {
+    if let Some(exporter) = EXPORTER.get() {
+        exporter.export(span);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -689,11 +689,11 @@ async fn run_job(
     let mut ctx = JobContext::of(&job, &shared.store, &shared.profiles);
     // This attempt's span: a child of the submitting request's (or a new trace, for a job that
     // came without one); the handler's outgoing calls carry it on (`ctx.trace_context`).
-    let trace = job
-        .trace_context
-        .as_deref()
-        .and_then(TraceParent::parse)
-        .map_or_else(TraceParent::new_root, |parent| parent.child());
+    let parent = job.trace_context.as_deref().and_then(TraceParent::parse);
+    let trace = parent
+        .as_ref()
+        .map_or_else(TraceParent::new_root, TraceParent::child);
+    let started_at = std::time::SystemTime::now();
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,
@@ -742,6 +742,15 @@ async fn run_job(
         .and_then(HandlerError::detail)
         .cloned();
     let outcome = Outcome::decide(result, job.attempts, job.max_attempts, &policy, Utc::now());
+    if pysaas_jobs::trace::exporting() {
+        pysaas_jobs::trace::export(job_span(
+            &job,
+            &trace,
+            parent.as_ref(),
+            started_at,
+            &outcome,
+        ));
+    }
     span.in_scope(|| match &outcome {
         // One line per job, as Celery and Sidekiq log one (filter with PYSAAS_LOG).
         Outcome::Succeeded { .. } => tracing::info!(
@@ -774,6 +783,39 @@ async fn run_job(
     };
     if shared.completions.send(finished).await.is_err() {
         tracing::error!(job_id = %ctx.id, "completer is gone; outcome not recorded (the job will be rescued)");
+    }
+}
+
+/// The attempt as an exported span (OTLP, when configured).
+fn job_span(
+    job: &pysaas_jobs::Job,
+    trace: &TraceParent,
+    parent: Option<&TraceParent>,
+    start: std::time::SystemTime,
+    outcome: &Outcome,
+) -> pysaas_jobs::trace::FinishedSpan {
+    let (result, error) = match outcome {
+        Outcome::Succeeded { .. } => ("succeeded", None),
+        Outcome::Retrying { error, .. } => ("retrying", Some(error.clone())),
+        Outcome::Dead { error } => ("dead", Some(error.clone())),
+        Outcome::Cancelled { error } => ("cancelled", Some(error.clone())),
+    };
+    pysaas_jobs::trace::FinishedSpan {
+        context: trace.clone(),
+        parent_span_id: parent.map(|p| p.span_id().to_owned()),
+        name: format!("job {}", job.kind),
+        kind: pysaas_jobs::trace::SpanKind::Consumer,
+        start,
+        end: std::time::SystemTime::now(),
+        attributes: vec![
+            ("messaging.system", "pysaas".to_owned()),
+            ("messaging.destination.name", job.queue.clone()),
+            ("messaging.message.id", job.id.to_string()),
+            ("pysaas.job.kind", job.kind.clone()),
+            ("pysaas.job.attempt", job.attempts.to_string()),
+            ("pysaas.job.outcome", result.to_owned()),
+        ],
+        error,
     }
 }
 
