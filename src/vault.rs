@@ -41,6 +41,9 @@ enum Login {
 
 struct Session {
     client: VaultClient,
+    /// With `Login::TokenFile`: the token this session was opened with (the file is read again
+    /// before each use, and a changed token opens a new session).
+    file_token: Option<String>,
     /// When the token was obtained or last renewed, and for how long (zero: no expiry).
     renewed_at: Instant,
     lease: Duration,
@@ -86,7 +89,10 @@ impl VaultSource {
                 if token.is_empty() {
                     bail!("the Vault token file {} is empty", path.display());
                 }
-                Box::pin(Self::open_session(addr, &Login::Token(token.to_owned()))).await
+                let mut session =
+                    Box::pin(Self::open_session(addr, &Login::Token(token.to_owned()))).await?;
+                session.file_token = Some(token.to_owned());
+                Ok(session)
             }
             Login::Token(token) => {
                 let client = client(addr, token)?;
@@ -96,6 +102,7 @@ impl VaultSource {
                 };
                 Ok(Session {
                     client,
+                    file_token: None,
                     renewed_at: Instant::now(),
                     lease,
                 })
@@ -116,6 +123,7 @@ impl VaultSource {
                 );
                 Ok(Session {
                     client,
+                    file_token: None,
                     renewed_at: Instant::now(),
                     lease: Duration::from_secs(auth.lease_duration),
                 })
@@ -157,9 +165,21 @@ impl VaultSource {
         })))
     }
 
-    /// Renews the token once half its lease is gone (AppRole logs in again if refused).
+    /// Renews the token once half its lease is gone (AppRole logs in again if refused); with a
+    /// token file, takes up the token the file holds now.
     async fn keep_token_alive(&self) -> Result<()> {
         let mut session = self.session.lock().await;
+        if let Login::TokenFile(path) = &self.login {
+            // The agent owns the token: it renews it and rewrites the file when it logs in
+            // again. Use whatever the file holds now; never renew it ourselves.
+            let current = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the Vault token file {}", path.display()))?;
+            if session.file_token.as_deref() != Some(current.trim()) {
+                tracing::info!("the Vault token file changed; using the new token");
+                *session = Self::open_session(&self.addr, &self.login).await?;
+            }
+            return Ok(());
+        }
         if session.lease.is_zero() || session.renewed_at.elapsed() < session.lease / 2 {
             return Ok(());
         }

@@ -336,3 +336,84 @@ async fn a_token_file_written_by_an_agent_logs_in() {
         .send()
         .await;
 }
+
+/// A running process follows the agent's file: the agent logs in again and rewrites the token
+/// (the old one revoked), and the process reads the secret with the new one — a key rotated
+/// after the switch reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_process_takes_up_the_token_the_agent_rewrites() {
+    let db = TestDb::postgres().await;
+    let unique = format!("pysaas-test-{}", uuid::Uuid::new_v4().simple());
+    let (old, new) = (generate_pem(), generate_pem());
+    write_secret(&unique, &db, &[&old]).await;
+    bao(reqwest::Method::PUT, &format!("sys/policies/acl/{unique}"),
+        Some(json!({"policy": format!("path \"secret/data/{unique}\" {{ capabilities = [\"read\"] }}")}))).await;
+    let token = async || {
+        bao(
+            reqwest::Method::POST,
+            "auth/token/create",
+            Some(json!({"policies": [unique], "ttl": "10m"})),
+        )
+        .await["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let first = token().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, &first).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("PYSAAS_DATABASE_URL")
+        .env_remove("PYSAAS_VAULT_TOKEN")
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .env("PYSAAS_DATA_DIR", dir.path())
+        .env("PYSAAS_VAULT_ADDR", vault_addr())
+        .env("PYSAAS_VAULT_TOKEN_FILE", &file)
+        .env("PYSAAS_VAULT_PATH", &unique)
+        .env("PYSAAS_VAULT_REFRESH_SECS", "1")
+        .env("PYSAAS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("api.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let _cleanup = Cleanup {
+        child,
+        path: unique.clone(),
+        role: unique.clone(),
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    until("the API starts", async || {
+        reqwest::get(format!("{base}/healthz")).await.is_ok()
+    })
+    .await;
+    assert_eq!(jwks_kids(&base).await, vec![kid(&old)]);
+
+    // The agent's new login: a new token in the file, the old one revoked.
+    let second = token().await;
+    std::fs::write(&file, format!("{second}\n")).unwrap();
+    bao(
+        reqwest::Method::POST,
+        "auth/token/revoke",
+        Some(json!({"token": first})),
+    )
+    .await;
+    write_secret(&unique, &db, &[&new, &old]).await;
+    let log = dir.path().join("api.log");
+    until("the rotated key, read with the new token", async || {
+        let kids = jwks_kids(&base).await;
+        kids.len() == 2 && kids.contains(&kid(&new))
+    })
+    .await;
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        !log.contains(&first) && !log.contains(&second),
+        "tokens are never logged"
+    );
+}
