@@ -15,7 +15,7 @@ import yaml
 K8S_VERSION = "1.30.0"
 # CustomResourceDefinitions whose schemas are not shipped: kubernetes-validate knows only the
 # built-in kinds. They get the structural checks below instead (check_scaled_object).
-CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject")}
+CRD_KINDS = {("keda.sh/v1alpha1", "ScaledObject"), ("monitoring.coreos.com/v1", "PodMonitor")}
 DEFAULT_GRACE_MS = 25_000  # workers::DEFAULT_SHUTDOWN_GRACE
 # The kubelet's countdown starts with preStop; the drain starts with it too (/drain), so the
 # grace period must cover the worker's own grace plus this margin.
@@ -208,6 +208,18 @@ def check_overlay(infra, overlay):
     for w in workers:
         if w not in scaled:
             fail(overlay, f"worker Deployment {w} is not autoscaled")
+    for pm in by_kind.get("PodMonitor", []):
+        selector = pm["spec"].get("selector", {})
+        ports = [e.get("port") for e in pm["spec"].get("podMetricsEndpoints", [])]
+        for name, d in deployments.items():
+            if not is_pysaas(d):
+                continue
+            pod = d["spec"]["template"]
+            if not selects(selector, pod["metadata"]["labels"]):
+                fail(overlay, f"PodMonitor {pm['metadata']['name']} does not select {name}")
+            names = [p.get("name") for p in pod["spec"]["containers"][0].get("ports", [])]
+            if not set(ports) & set(names):
+                fail(overlay, f"PodMonitor {pm['metadata']['name']} scrapes no port of {name} ({ports} vs {names})")
     sched = deployments.get("pysaas-scheduler")
     if not sched or sched["spec"].get("replicas", 1) < 2:
         fail(overlay, "the scheduler does not run 2 replicas (leader election)")
