@@ -85,13 +85,14 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The request's W3C `traceparent` (the API's own span: see `trace_context` in `lib.rs`).
+/// The request's W3C `traceparent`: the API's own span, which the `trace_context` middleware
+/// (`lib.rs`) parsed or made and wrote back, so it is taken as it is (once per job of a batch).
 fn traceparent(headers: &HeaderMap) -> Option<String> {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(pysaas_jobs::trace::TraceParent::parse)
-        .map(|t| t.to_string())
+        .filter(|v| v.len() == 55)
+        .map(str::to_owned)
 }
 
 pub(crate) async fn insert(
