@@ -159,6 +159,7 @@ on_every_transport!(three_workers_share_a_queue);
 on_every_transport!(paused_queue_is_not_claimed);
 on_every_transport!(rate_limit_holds_across_two_workers);
 on_every_transport!(rate_limit_per_tenant_gives_each_tenant_its_rate);
+on_every_transport!(scale_in_drains_readiness_first_then_finishes_or_releases);
 
 /// kill -9 a worker in the middle of `system.sleep` jobs, start another: every job ends
 /// `succeeded` exactly once, and the interrupted ones record a second attempt.
@@ -296,13 +297,13 @@ async fn sigterm_releases_jobs_that_outlast_the_grace_period() {
 /// Graceful scale-in as Kubernetes does it (infra/k8s/base/workers.yaml): preStop `GET /drain` on
 /// the probe port (from loopback), then SIGTERM. Readiness turns false at once while liveness stays true; nothing
 /// more is claimed; the job that can finish within the grace finishes; the ones that cannot go back
-/// to `queued` without counting the attempt; nothing is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_in_drains_readiness_first_then_finishes_or_releases() {
+/// to `queued` without counting the attempt; nothing is lost (a new worker runs them). On every
+/// transport: RabbitMQ and Redis deliveries the draining worker held go back to their queue.
+async fn scale_in_drains_readiness_first_then_finishes_or_releases(broker: Broker) {
     let db = TestDb::postgres().await;
     let long = db
         .store
-        .insert((0..2).map(|_| sleep_job(30_000)).collect())
+        .insert((0..2).map(|_| sleep_job(6_000)).collect())
         .await
         .unwrap();
     let short = db
@@ -315,8 +316,9 @@ async fn scale_in_drains_readiness_first_then_finishes_or_releases() {
         .local_addr()
         .unwrap();
     let probes_addr = probes.to_string();
-    let mut child = worker(
+    let mut child = worker_on(
         &db,
+        &broker,
         4,
         &[
             ("PYSAAS_SHUTDOWN_GRACE_MS", "4000"),
@@ -397,6 +399,23 @@ async fn scale_in_drains_readiness_first_then_finishes_or_releases() {
             "not claimed after the drain: {job:?}"
         );
     }
+    // Nothing is lost: a new worker runs what was released, each in a first counted attempt.
+    let mut next = worker_on(&db, &broker, 4, &[("PYSAAS_PREFETCH", "0")]);
+    let done = wait_until(&db, Duration::from_secs(40), "every job succeeded", |j| {
+        count(j, JobState::Succeeded) == 7
+    })
+    .await;
+    for job in long
+        .iter()
+        .map(|i| done.iter().find(|j| j.id == i.job.id).unwrap())
+    {
+        assert_eq!(
+            job.attempts, 1,
+            "the released attempt did not count: {job:?}"
+        );
+    }
+    sigterm(&next);
+    assert!(wait_exit(&mut next, Duration::from_secs(15)).success());
 }
 
 /// Three worker processes on one queue: the load is shared and every job completes exactly once.
