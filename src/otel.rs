@@ -36,6 +36,22 @@ thread_local! {
     static GIVEN: std::cell::Cell<Option<(TraceId, SpanId)>> = const { std::cell::Cell::new(None) };
 }
 
+/// Sets the ids the next span on this thread gets; clears them when dropped (also on unwind).
+struct Given;
+
+impl Given {
+    fn set(trace: TraceId, span: SpanId) -> Given {
+        GIVEN.set(Some((trace, span)));
+        Given
+    }
+}
+
+impl Drop for Given {
+    fn drop(&mut self) {
+        GIVEN.set(None);
+    }
+}
+
 /// The SDK asks its id generator for a span's ids while starting it, on the starting thread:
 /// this one answers with the ids PySaaS already gave the span (falling back to random ones).
 #[derive(Debug, Default)]
@@ -57,6 +73,10 @@ impl opentelemetry_sdk::trace::IdGenerator for GivenIds {
 
 impl SpanExporter for Otlp {
     fn export(&self, span: FinishedSpan) {
+        // The caller decided not to sample this trace: its spans stay unexported.
+        if !span.context.sampled() {
+            return;
+        }
         let (Ok(trace_id), Ok(span_id)) = (
             TraceId::from_hex(span.context.trace_id()),
             SpanId::from_hex(span.context.span_id()),
@@ -92,9 +112,10 @@ impl SpanExporter for Otlp {
                     .into_iter()
                     .map(|(k, v)| KeyValue::new(k, v)),
             );
-        GIVEN.set(Some((trace_id, span_id)));
-        let mut exported = builder.start_with_context(&self.tracer, &parent);
-        GIVEN.set(None);
+        let mut exported = {
+            let _given = Given::set(trace_id, span_id);
+            builder.start_with_context(&self.tracer, &parent)
+        };
         if let Some(error) = span.error {
             exported.set_status(Status::error(error));
         }
@@ -113,7 +134,7 @@ pub fn install(endpoint: Option<&str>, service: &str) -> Result<Option<OtlpGuard
         .with_http()
         .with_endpoint(url.clone())
         .build()
-        .with_context(|| format!("the OTLP exporter for {url}"))?;
+        .with_context(|| format!("the OTLP exporter for {}", crate::config::redact(&url)))?;
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_id_generator(GivenIds::default())
@@ -125,7 +146,7 @@ pub fn install(endpoint: Option<&str>, service: &str) -> Result<Option<OtlpGuard
         .build();
     let tracer = provider.tracer("pysaas");
     if pysaas_jobs::trace::install_exporter(Box::new(Otlp { tracer })) {
-        tracing::info!(endpoint = %url, service, "exporting spans over OTLP");
+        tracing::info!(endpoint = %crate::config::redact(&url), service, "exporting spans over OTLP");
     }
     Ok(Some(OtlpGuard { provider }))
 }

@@ -171,12 +171,21 @@ impl VaultSource {
         let mut session = self.session.lock().await;
         if let Login::TokenFile(path) = &self.login {
             // The agent owns the token: it renews it and rewrites the file when it logs in
-            // again. Use whatever the file holds now; never renew it ourselves.
-            let current = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the Vault token file {}", path.display()))?;
-            if session.file_token.as_deref() != Some(current.trim()) {
+            // again. Use whatever the file holds now; never renew it ourselves. A file missing
+            // or empty for a moment (a writer that truncates first) keeps the current session.
+            let current = match std::fs::read_to_string(path) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                Ok(_) | Err(_) => {
+                    tracing::debug!(path = %path.display(), "Vault token file unreadable or empty; keeping the current token");
+                    return Ok(());
+                }
+            };
+            if session.file_token.as_deref() != Some(current.as_str()) {
                 tracing::info!("the Vault token file changed; using the new token");
-                *session = Self::open_session(&self.addr, &self.login).await?;
+                let mut fresh =
+                    Self::open_session(&self.addr, &Login::Token(current.clone())).await?;
+                fresh.file_token = Some(current);
+                *session = fresh;
             }
             return Ok(());
         }

@@ -47,9 +47,12 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = podman(&["rm", "-f", "-v", &self.container]);
+        // Never panics (it may run while a failed assertion unwinds).
+        let _ = Command::new("podman")
+            .args(["rm", "-f", "-v", &self.container])
+            .output();
         for image in &self.images {
-            let _ = podman(&["rmi", "-f", image]);
+            let _ = Command::new("podman").args(["rmi", "-f", image]).output();
         }
     }
 }
@@ -211,8 +214,21 @@ async fn the_image_builds_and_runs_read_only_as_its_declared_user() {
     );
     let uid = ok(podman(&["exec", &container, "id", "-u"]), "id -u");
     assert_eq!(uid, "65532", "runs as the declared user");
-    let write = podman(&["exec", &container, "touch", "/usr/local/bin/x"]);
+    // As root inside the container, so that only the read-only mount can refuse it.
+    let write = podman(&[
+        "exec",
+        "--user",
+        "0",
+        &container,
+        "touch",
+        "/usr/local/bin/x",
+    ]);
     assert!(!write.status.success(), "the root filesystem is read-only");
+    assert!(
+        String::from_utf8_lossy(&write.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
     ok(
         podman(&["exec", &container, "touch", "/var/lib/pysaas/x"]),
         "the data volume is writable",

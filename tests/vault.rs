@@ -378,7 +378,7 @@ async fn a_running_process_takes_up_the_token_the_agent_rewrites() {
         .env("PYSAAS_VAULT_TOKEN_FILE", &file)
         .env("PYSAAS_VAULT_PATH", &unique)
         .env("PYSAAS_VAULT_REFRESH_SECS", "1")
-        .env("PYSAAS_LOG", "warn")
+        .env("PYSAAS_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("api.log")).unwrap())
         .spawn()

@@ -319,7 +319,8 @@ async fn trace_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
         req.headers_mut().insert("traceparent", value);
     }
-    if !pysaas_jobs::trace::exporting() {
+    // Exported: calls of the API, not probes, metrics or the dashboard's files.
+    if !pysaas_jobs::trace::exporting() || !req.uri().path().starts_with("/v1/") {
         return next.run(req).await;
     }
     let start = std::time::SystemTime::now();

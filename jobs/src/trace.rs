@@ -80,6 +80,11 @@ impl TraceParent {
     pub fn span_id(&self) -> &str {
         &self.span_id
     }
+
+    /// Whether the trace is sampled (the caller's decision, kept by every child).
+    pub fn sampled(&self) -> bool {
+        u8::from_str_radix(&self.flags, 16).is_ok_and(|f| f & 0x01 == 0x01)
+    }
 }
 
 impl fmt::Display for TraceParent {
@@ -185,6 +190,12 @@ mod tests {
         assert!(TraceParent::parse(&child.to_string()).is_some());
         let unknown_bits = TraceParent::parse(&EXAMPLE.replace("-01", "-ff")).unwrap();
         assert!(unknown_bits.child().to_string().ends_with("-01"));
+        assert!(parent.sampled() && child.sampled());
+        let unsampled = TraceParent::parse(&EXAMPLE.replace("-01", "-00")).unwrap();
+        assert!(
+            !unsampled.child().sampled(),
+            "a caller's unsampled decision carries on"
+        );
         let root = TraceParent::new_root();
         assert!(TraceParent::parse(&root.to_string()).is_some());
         assert_ne!(root.trace_id(), TraceParent::new_root().trace_id());
