@@ -679,6 +679,16 @@ async fn rate_limit_per_tenant_gives_each_tenant_its_rate(broker: Broker) {
     );
 }
 
+/// A child process killed when dropped (a no-op once it has exited).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One trace from request to webhook: an `api` process and a `worker` process with JSON logs; a
 /// request carrying a caller's `traceparent` submits a webhook job. The API's access log line,
 /// the worker's line for the job and the webhook it sends carry the caller's trace id, each
@@ -758,12 +768,13 @@ async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut api = spawn(&["api", "--listen", &listen], "api.log", &[]);
-    let mut worker = spawn(
+    // Killed if an assertion fails before they are stopped (none is left behind).
+    let mut api = Reaped(spawn(&["api", "--listen", &listen], "api.log", &[]));
+    let mut worker = Reaped(spawn(
         &["worker", "--queues", "notifications"],
         "worker.log",
         &[("PYSAAS_WEBHOOK_ALLOW_PRIVATE", "true")],
-    );
+    ));
     let base = format!("http://{listen}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while reqwest::get(format!("{base}/readyz")).await.is_err() {
@@ -850,7 +861,7 @@ async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
         stored[0].trace_context.as_deref(),
         Some(format!("00-{caller_trace}-{api_span_id}-01").as_str())
     );
-    for child in [&mut api, &mut worker] {
+    for child in [&mut api.0, &mut worker.0] {
         sigterm(child);
         assert!(wait_exit(child, Duration::from_secs(15)).success());
     }
