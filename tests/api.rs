@@ -1593,11 +1593,7 @@ async fn store_outage_is_503_not_500() {
 /// default; `metrics_listen` does, with jobs counted as they enter `queued` by source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_stay_off_the_public_port_by_default() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let config = pysaas::Config {
         metrics_listen: Some(format!("127.0.0.1:{port}")),
         ..pysaas::Config::default()

@@ -956,11 +956,7 @@ async fn dev_bootstraps_an_admin_key_once() {
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let start = || {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
             .args([
                 "dev",

@@ -170,6 +170,16 @@ fn the_shipped_config_is_valid() {
     }
 }
 
+/// `pysaas autoscale simulate --check --hpa <manifest>` with `args`.
+fn simulate(manifest: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["autoscale", "simulate", "--check", "--hpa"])
+        .arg(manifest)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// Each pool's HPA, as rendered, under the default ramp (1k queued, a surge to about 20k, then
 /// nothing): up under the backlog, back to the minimum, within bounds, no flapping.
 #[test]
@@ -195,20 +205,7 @@ fn every_pools_hpa_scales_up_and_back_without_flapping() {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| panic!("{pool}: PYSAAS_CONCURRENCY in its Deployment"));
-        let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-            .args([
-                "autoscale",
-                "simulate",
-                "--check",
-                "--pool",
-                pool,
-                "--concurrency",
-                &concurrency,
-                "--hpa",
-            ])
-            .arg(&manifest)
-            .output()
-            .unwrap();
+        let out = simulate(&manifest, &["--pool", pool, "--concurrency", &concurrency]);
         let printed = succeeded(&out, pool);
         assert!(printed.contains("check passed"), "{printed}");
     }
@@ -218,18 +215,7 @@ fn every_pools_hpa_scales_up_and_back_without_flapping() {
         "stabilizationWindowSeconds: 3600",
     );
     std::fs::write(&manifest, stuck).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-        .args([
-            "autoscale",
-            "simulate",
-            "--check",
-            "--pool",
-            "default",
-            "--hpa",
-        ])
-        .arg(&manifest)
-        .output()
-        .unwrap();
+    let out = simulate(&manifest, &["--pool", "default"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("did not come back to the minimum"),

@@ -311,11 +311,7 @@ async fn scale_in_drains_readiness_first_then_finishes_or_releases(broker: Broke
         .insert((0..2).map(|_| sleep_job(2_500)).collect())
         .await
         .unwrap();
-    let probes = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let probes_addr = probes.to_string();
+    let probes_addr = format!("127.0.0.1:{}", common::free_port());
     let mut child = worker_on(
         &db,
         &broker,
@@ -762,11 +758,7 @@ async fn one_trace_runs_from_the_request_through_the_worker_to_the_webhook() {
             .spawn()
             .unwrap()
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     // Killed if an assertion fails before they are stopped (none is left behind).
     let mut api = Reaped(spawn(&["api", "--listen", &listen], "api.log", &[]));

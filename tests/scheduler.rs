@@ -394,11 +394,7 @@ async fn the_leader_exports_queue_depth_gauges() {
         ..delayed(Duration::from_secs(3600))
     });
     db.store.insert(queued).await.unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let config = config_file("");
     let listen = format!("127.0.0.1:{port}");
     let _children = Children(vec![spawn(

@@ -120,6 +120,44 @@ async fn status_of(base: &str, token: &str) -> StatusCode {
         .status()
 }
 
+/// A `pysaas api` process with no database URL and no keys of its own: both come from the
+/// OpenBao secret `path`, logged in with `login` (PYSAAS_VAULT_* variables), re-read every
+/// second. Its stderr goes to `dir/api.log` at `log` level. Returns once it answers.
+async fn api_from_vault(
+    db: &TestDb,
+    dir: &std::path::Path,
+    path: &str,
+    login: &[(&str, &String)],
+    log: &str,
+) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
+        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("PYSAAS_DATABASE_URL")
+        .env_remove("PYSAAS_VAULT_TOKEN")
+        .env("PYSAAS_PG_SCHEMA", &db.schema)
+        .env("PYSAAS_DATA_DIR", dir)
+        .env("PYSAAS_VAULT_ADDR", vault_addr())
+        .envs(login.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("PYSAAS_VAULT_PATH", path)
+        .env("PYSAAS_VAULT_REFRESH_SECS", "1")
+        .env("PYSAAS_LOG", log)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("api.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    until("the API starts", async || {
+        reqwest::get(format!("{base}/healthz")).await.is_ok()
+    })
+    .await;
+    (child, base)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_database_url_come_from_openbao_and_rotate_live() {
     let db = TestDb::postgres().await;
@@ -160,38 +198,24 @@ async fn keys_and_database_url_come_from_openbao_and_rotate_live() {
         .unwrap()
         .to_owned();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
-        // No database URL and no keys here: both come from OpenBao.
-        .env_remove("PYSAAS_DATABASE_URL")
-        .env("PYSAAS_PG_SCHEMA", &db.schema)
-        .env("PYSAAS_DATA_DIR", dir.path())
-        .env("PYSAAS_VAULT_ADDR", vault_addr())
-        .env("PYSAAS_VAULT_ROLE_ID", &role_id)
-        .env("PYSAAS_VAULT_SECRET_ID", &secret_id)
-        .env("PYSAAS_VAULT_PATH", &unique)
-        .env("PYSAAS_VAULT_REFRESH_SECS", "1")
-        .env("PYSAAS_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("api.log")).unwrap())
-        .spawn()
-        .unwrap();
+    // No database URL and no keys here: both come from OpenBao.
+    let (child, base) = api_from_vault(
+        &db,
+        dir.path(),
+        &unique,
+        &[
+            ("PYSAAS_VAULT_ROLE_ID", &role_id),
+            ("PYSAAS_VAULT_SECRET_ID", &secret_id),
+        ],
+        "warn",
+    )
+    .await;
     let _cleanup = Cleanup {
         child,
         path: unique.clone(),
         role: unique.clone(),
     };
-    let base = format!("http://127.0.0.1:{port}");
-    until("the API starts", async || {
-        reqwest::get(format!("{base}/healthz")).await.is_ok()
-    })
-    .await;
 
     assert_eq!(
         jwks_kids(&base).await,
@@ -363,36 +387,20 @@ async fn a_running_process_takes_up_the_token_the_agent_rewrites() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, &first).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_pysaas"))
-        .args(["api", "--listen", &format!("127.0.0.1:{port}")])
-        .env_remove("PYSAAS_DATABASE_URL")
-        .env_remove("PYSAAS_VAULT_TOKEN")
-        .env("PYSAAS_PG_SCHEMA", &db.schema)
-        .env("PYSAAS_DATA_DIR", dir.path())
-        .env("PYSAAS_VAULT_ADDR", vault_addr())
-        .env("PYSAAS_VAULT_TOKEN_FILE", &file)
-        .env("PYSAAS_VAULT_PATH", &unique)
-        .env("PYSAAS_VAULT_REFRESH_SECS", "1")
-        .env("PYSAAS_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("api.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let file_env = file.to_str().unwrap().to_owned();
+    let (child, base) = api_from_vault(
+        &db,
+        dir.path(),
+        &unique,
+        &[("PYSAAS_VAULT_TOKEN_FILE", &file_env)],
+        "info",
+    )
+    .await;
     let _cleanup = Cleanup {
         child,
         path: unique.clone(),
         role: unique.clone(),
     };
-    let base = format!("http://127.0.0.1:{port}");
-    until("the API starts", async || {
-        reqwest::get(format!("{base}/healthz")).await.is_ok()
-    })
-    .await;
     assert_eq!(jwks_kids(&base).await, vec![kid(&old)]);
 
     // The agent's new login: a new token in the file, the old one revoked.

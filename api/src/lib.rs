@@ -288,8 +288,9 @@ pub fn router_with(state: AppState, gateway: &GatewayConfig) -> Router {
                     // Access log: method, path, request id, tenant, status, latency. Never headers
                     // (they carry credentials) and never the query string.
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let trace = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(TraceParent::parse);
-                    let (trace_id, span_id) = trace.as_ref().map_or(("", ""), |t| (t.trace_id(), t.span_id()));
+                    // This request's span, as `trace_context` (the layer outside) made it.
+                    let trace = req.extensions().get::<TraceParent>();
+                    let (trace_id, span_id) = trace.map_or(("", ""), |t| (t.trace_id(), t.span_id()));
                     tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, trace_id, span_id, tenant = tracing::field::Empty)
                 })
                 .on_response(
@@ -319,6 +320,7 @@ async fn trace_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&ours.to_string()) {
         req.headers_mut().insert("traceparent", value);
     }
+    req.extensions_mut().insert(ours.clone());
     // Exported: calls of the API, not probes, metrics or the dashboard's files.
     if !pysaas_jobs::trace::exporting() || !req.uri().path().starts_with("/v1/") {
         return next.run(req).await;

@@ -2,6 +2,15 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test binary uses a part; test code.
 
+/// A loopback port free right now (for a child process to listen on).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// An HTTP client that sends `key` (API key or access token) as a bearer credential.
 pub(crate) fn bearer_client(key: &str) -> reqwest::Client {
     pysaas::testing::bearer_client(key).unwrap()

@@ -693,7 +693,6 @@ async fn run_job(
     let trace = parent
         .as_ref()
         .map_or_else(TraceParent::new_root, TraceParent::child);
-    let started_at = std::time::SystemTime::now();
     let span = tracing::info_span!(
         "job",
         job_id = %job.id,
@@ -743,6 +742,7 @@ async fn run_job(
         .cloned();
     let outcome = Outcome::decide(result, job.attempts, job.max_attempts, &policy, Utc::now());
     if pysaas_jobs::trace::exporting() {
+        let started_at = std::time::SystemTime::now() - clock.elapsed();
         pysaas_jobs::trace::export(job_span(
             &job,
             &trace,
