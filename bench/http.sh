@@ -125,7 +125,8 @@ for run in $(seq 1 "$runs"); do
   watch_rss & watcher=$!
   read -r rate p50 p99 bad < <(wrk_run "$work/single.lua" "$conns")
   kill "$watcher" 2>/dev/null || true
-  echo "http submit ($store_label, wrk -t2 -c$conns -d${seconds}s): $rate jobs/s, p50 $p50 ms, p99 $p99 ms, non-2xx $bad, api peak RSS $(( $(cat "$work/rss") / 1024 )) MB"
+  rss=$(cat "$work/rss" 2>/dev/null || true)  # empty when the watcher had not written yet
+  echo "http submit ($store_label, wrk -t2 -c$conns -d${seconds}s): $rate jobs/s, p50 $p50 ms, p99 $p99 ms, non-2xx $bad, api peak RSS $(( ${rss:-0} / 1024 )) MB"
   read -r brate bp50 bp99 bbad < <(wrk_run "$work/batch.lua" "$batch_conns" /batch)
   echo "http batch  ($store_label, 1,000 jobs per request, wrk -t2 -c$batch_conns): $(( ${brate%.*} * 1000 )) jobs/s, p50 $bp50 ms, p99 $bp99 ms, non-2xx $bbad"
   if [ "$mode" = pg ]; then
