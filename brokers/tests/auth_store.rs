@@ -316,11 +316,11 @@ async fn credential_changes_are_audit_facts(db: TestDb) {
         serde_json::json!({"user_id": bob.id, "role": "admin", "previous_role": "viewer",
                            "by": "user ada"})
     );
-    assert_eq!(facts[2].data["failed_logins"], 1);
+    assert_eq!(facts[2].data.to_value()["failed_logins"], 1);
     assert_eq!(facts[5].subject, format!("api-keys/{}", k.id));
     // Made by another key: the fact says which (a key has no user to name).
-    assert_eq!(facts[5].data["by"], "key pk_ci0000001");
-    assert_eq!(facts[7].data["family_id"], family.to_string());
+    assert_eq!(facts[5].data.to_value()["by"], "key pk_ci0000001");
+    assert_eq!(facts[7].data.to_value()["family_id"], family.to_string());
     for fact in &facts {
         let text = fact.data.to_string();
         assert!(

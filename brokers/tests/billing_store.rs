@@ -705,17 +705,17 @@ async fn invoices_and_payments_are_audit_facts_and_void_only_when_open(db: TestD
         ]
     );
     assert_eq!(facts[0].subject, format!("invoices/{}", invoice.id));
-    assert_eq!(facts[0].data["total_minor"], 900);
-    assert_eq!(facts[0].data["currency"], "EUR");
+    assert_eq!(facts[0].data.to_value()["total_minor"], 900);
+    assert_eq!(facts[0].data.to_value()["currency"], "EUR");
     assert_eq!(
         (
-            facts[1].data["outcome"].as_str(),
-            facts[1].data["code"].as_str()
+            facts[1].data.to_value()["outcome"].as_str(),
+            facts[1].data.to_value()["code"].as_str()
         ),
         (Some("declined"), Some("card_declined"))
     );
-    assert_eq!(facts[2].data["attempt"], 2);
-    assert_eq!(facts[6].data["by"], "user op");
+    assert_eq!(facts[2].data.to_value()["attempt"], 2);
+    assert_eq!(facts[6].data.to_value()["by"], "user op");
     for fact in &facts {
         assert!(!fact.data.to_string().contains("pm_card"), "{}", fact.data);
     }

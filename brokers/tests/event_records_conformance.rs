@@ -50,7 +50,7 @@ fn event(
         datacontenttype: "application/json".into(),
         tenantid: tenant.into(),
         traceparent: None,
-        data,
+        data: data.into(),
     }
 }
 
@@ -118,7 +118,7 @@ async fn the_audit_log_keeps_each_event_once_and_filters(db: TestDb) {
     assert_eq!(
         window
             .iter()
-            .map(|e| e.data["i"].clone())
+            .map(|e| e.data.to_value()["i"].clone())
             .collect::<Vec<_>>(),
         [json!(2), json!(1)]
     );

@@ -27,7 +27,7 @@ fn event(tenant: &str, n: usize) -> CloudEvent {
         tenantid: tenant.into(),
         traceparent: (n % 2 == 0)
             .then(|| "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        data: serde_json::json!({ "n": n, "tenant": tenant }),
+        data: serde_json::json!({ "n": n, "tenant": tenant }).into(),
     }
 }
 

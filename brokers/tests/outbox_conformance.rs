@@ -179,7 +179,9 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
             }
             match ev.event_type.as_str() {
                 JOB_SUBMITTED => submitted += 1,
-                JOB_FINISHED => finished.push(ev.data["outcome"].as_str().unwrap().to_owned()),
+                JOB_FINISHED => {
+                    finished.push(ev.data.to_value()["outcome"].as_str().unwrap().to_owned())
+                }
                 other => panic!("unexpected {other}"),
             }
         }
@@ -223,17 +225,17 @@ async fn every_transition_is_recorded_in_order(db: TestDb) {
         .iter()
         .filter(|e| e.event_type == "pysaas.job.running")
         .map(|e| {
-            assert_eq!(e.data["state"], "running");
-            assert_eq!(e.data["from"], "queued");
-            assert_eq!(e.data["finished_at"], serde_json::Value::Null);
+            assert_eq!(e.data.to_value()["state"], "running");
+            assert_eq!(e.data.to_value()["from"], "queued");
+            assert_eq!(e.data.to_value()["finished_at"], serde_json::Value::Null);
             let started: chrono::DateTime<Utc> =
-                serde_json::from_value(e.data["started_at"].clone()).unwrap();
+                serde_json::from_value(e.data.to_value()["started_at"].clone()).unwrap();
             // (SQLite's JSON times are to the millisecond.)
             assert!((e.time - started).num_microseconds().unwrap().abs() < 1000);
             (
                 e.subject.clone(),
-                e.data["attempt"].clone(),
-                e.data["worker_id"].clone(),
+                e.data.to_value()["attempt"].clone(),
+                e.data.to_value()["worker_id"].clone(),
             )
         })
         .collect();

@@ -6,8 +6,11 @@
 //! follow from it (a submission, a finished job). An analytics event's id is derived from its
 //! fact's, so publishing a fact twice publishes the same ids twice, which consumers drop.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -47,11 +50,11 @@ impl Stream {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CloudEvent {
     /// Always [`SPEC_VERSION`].
-    pub specversion: String,
+    pub specversion: Cow<'static, str>,
     /// Unique per event; a consumer that sees an id again drops it.
     pub id: Uuid,
     /// Always [`SOURCE`].
-    pub source: String,
+    pub source: Cow<'static, str>,
     /// What happened, e.g. `pysaas.job.succeeded` ([`catalog`]).
     #[serde(rename = "type")]
     pub event_type: String,
@@ -60,14 +63,100 @@ pub struct CloudEvent {
     /// When it happened (the recording transaction's time).
     pub time: DateTime<Utc>,
     /// Always [`DATA_CONTENT_TYPE`].
-    pub datacontenttype: String,
+    pub datacontenttype: Cow<'static, str>,
     /// The tenant (extension attribute; also the Kafka key, so a tenant's events stay in order).
     pub tenantid: String,
     /// The W3C trace context of the request that caused it, when there was one (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     /// The event's data, of the type's schema.
-    pub data: Value,
+    pub data: Data,
+}
+
+/// A fact's or an event's data: its JSON text as written, parsed only by whoever needs its
+/// members. A publisher passes it on as the message's value, the audit log stores it as it came.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Data(Box<RawValue>);
+
+impl Data {
+    /// `value` as JSON.
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Data, EventError> {
+        serde_json::value::to_raw_value(value)
+            .map(Data)
+            .map_err(|e| EventError::Invalid(e.to_string()))
+    }
+
+    /// JSON text, checked.
+    pub fn from_text(text: String) -> Result<Data, EventError> {
+        RawValue::from_string(text)
+            .map(Data)
+            .map_err(|e| EventError::Invalid(e.to_string()))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The JSON text, as serde_json's raw value.
+    pub fn as_raw(&self) -> &RawValue {
+        &self.0
+    }
+
+    /// The data as `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The data as a JSON value.
+    pub fn to_value(&self) -> Value {
+        self.parse().unwrap_or(Value::Null)
+    }
+}
+
+impl From<Box<RawValue>> for Data {
+    fn from(raw: Box<RawValue>) -> Self {
+        Data(raw)
+    }
+}
+
+impl From<&Value> for Data {
+    fn from(value: &Value) -> Self {
+        // A `Value` always serializes (its keys are strings).
+        Data::new(value).unwrap_or_else(|_| Data(RawValue::NULL.to_owned()))
+    }
+}
+
+impl From<Value> for Data {
+    fn from(value: Value) -> Self {
+        Data::from(&value)
+    }
+}
+
+/// Equal as JSON values (the same document may be written with other spacing or key order).
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<Value> for Data {
+    fn eq(&self, other: &Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl CloudEvent {
@@ -113,18 +202,21 @@ impl CloudEvent {
         };
         let time = get("ce_time")?;
         Ok(CloudEvent {
-            specversion: get("ce_specversion")?,
+            specversion: get("ce_specversion")?.into(),
             id: Uuid::parse_str(&get("ce_id")?).map_err(|e| EventError::Invalid(e.to_string()))?,
-            source: get("ce_source")?,
+            source: get("ce_source")?.into(),
             event_type: get("ce_type")?,
             subject: get("ce_subject")?,
             time: DateTime::parse_from_rfc3339(&time)
                 .map_err(|e| EventError::Invalid(e.to_string()))?
                 .with_timezone(&Utc),
-            datacontenttype: get("content-type")?,
+            datacontenttype: get("content-type")?.into(),
             tenantid: get("ce_tenantid")?,
             traceparent: get("ce_traceparent").ok(),
-            data: serde_json::from_slice(value).map_err(|e| EventError::Invalid(e.to_string()))?,
+            data: Data::from_text(
+                String::from_utf8(value.to_vec())
+                    .map_err(|e| EventError::Invalid(e.to_string()))?,
+            )?,
         })
     }
 }
@@ -154,7 +246,7 @@ pub struct Fact {
     /// When it was recorded.
     pub time: DateTime<Utc>,
     /// The audit event's data.
-    pub data: Value,
+    pub data: Data,
     /// The trace context, when there was one.
     pub traceparent: Option<String>,
 }
@@ -188,6 +280,55 @@ pub struct JobTransition {
     pub started_at: Option<DateTime<Utc>>,
     /// When it finished, once it has.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job transition as the store records it: [`JobTransition`]'s members in order, unnamed
+/// (half the bytes, and cheaper for the recording statement to build).
+#[derive(Debug, Deserialize)]
+pub struct RecordedTransition(
+    Uuid,
+    String,
+    String,
+    JobState,
+    Option<JobState>,
+    i32,
+    i32,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+impl From<RecordedTransition> for JobTransition {
+    fn from(r: RecordedTransition) -> Self {
+        JobTransition {
+            job_id: r.0,
+            kind: r.1,
+            queue: r.2,
+            state: r.3,
+            from: r.4,
+            attempt: r.5,
+            max_attempts: r.6,
+            worker_id: r.7,
+            created_at: r.8,
+            run_at: r.9,
+            started_at: r.10,
+            finished_at: r.11,
+        }
+    }
+}
+
+impl JobTransition {
+    /// Reads a recorded transition: positional ([`RecordedTransition`]), or an object with its
+    /// members named (as recorded before).
+    pub fn from_recorded(data: &Data) -> Result<JobTransition, serde_json::Error> {
+        if data.as_str().trim_start().starts_with('[') {
+            data.parse::<RecordedTransition>().map(JobTransition::from)
+        } else {
+            data.parse()
+        }
+    }
 }
 
 /// A job was submitted, or a finished one retried by hand, which submits it again
@@ -743,30 +884,44 @@ pub fn events_of(fact: &Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
     into_events(fact.clone())
 }
 
-/// [`events_of`], taking the fact: an application fact's data (written by PySaaS from its typed
-/// event) becomes its audit event's data as recorded, which spares a publisher a copy.
-pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
-    let event_at = |id: Uuid, event_type: &str, data: Value, time: DateTime<Utc>| CloudEvent {
-        specversion: SPEC_VERSION.to_owned(),
+/// [`events_of`], taking the fact: its data goes on as written (an application fact's becomes
+/// its audit event's), and a job transition's events are written from the typed transition, with
+/// no JSON tree in between.
+pub fn into_events(fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventError> {
+    let Fact {
         id,
-        source: SOURCE.to_owned(),
-        event_type: event_type.to_owned(),
-        subject: fact.subject.clone(),
-        time,
-        datacontenttype: DATA_CONTENT_TYPE.to_owned(),
-        tenantid: fact.tenant_id.clone(),
-        traceparent: fact.traceparent.clone(),
+        tenant_id,
+        event_type,
+        subject,
+        time: recorded,
         data,
-    };
-    let event = |id: Uuid, event_type: &str, data: Value| event_at(id, event_type, data, fact.time);
+        traceparent,
+    } = fact;
     let mut out = Vec::with_capacity(3);
-    if let Some(state) = fact.event_type.strip_prefix(JOB_TYPE_PREFIX) {
-        let t = JobTransition::deserialize(&fact.data)
-            .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?;
+    let mut push = |stream: Stream, id: Uuid, event_type: String, data: Data, time| {
+        out.push((
+            stream,
+            CloudEvent {
+                specversion: Cow::Borrowed(SPEC_VERSION),
+                id,
+                source: Cow::Borrowed(SOURCE),
+                event_type,
+                subject: subject.clone(),
+                time,
+                datacontenttype: Cow::Borrowed(DATA_CONTENT_TYPE),
+                tenantid: tenant_id.clone(),
+                traceparent: traceparent.clone(),
+                data,
+            },
+        ));
+    };
+    if let Some(state) = event_type.strip_prefix(JOB_TYPE_PREFIX) {
+        let t = JobTransition::from_recorded(&data)
+            .map_err(|e| EventError::Invalid(format!("{event_type}: {e}")))?;
         if t.state.as_str() != state {
             return Err(EventError::Invalid(format!(
-                "{} carries state {}",
-                fact.event_type, t.state
+                "{event_type} carries state {}",
+                t.state
             )));
         }
         // A claim records no fact of its own (it is the drain's hottest statement): a finished
@@ -782,30 +937,22 @@ pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventErr
                 finished_at: None,
                 ..t.clone()
             };
-            let data =
-                serde_json::to_value(&started).map_err(|e| EventError::Invalid(e.to_string()))?;
-            out.push((
+            push(
                 Stream::Audit,
-                event_at(
-                    derived_id(fact.id, 4),
-                    &format!("{JOB_TYPE_PREFIX}running"),
-                    data,
-                    t.started_at.unwrap_or(fact.time),
-                ),
-            ));
+                derived_id(id, 4),
+                format!("{JOB_TYPE_PREFIX}running"),
+                Data::new(&started)?,
+                t.started_at.unwrap_or(recorded),
+            );
         }
         // A start is recorded when its attempt ends: its time is the attempt's.
         let time = match t.state {
-            JobState::Running => t.started_at.unwrap_or(fact.time),
-            _ => fact.time,
+            JobState::Running => t.started_at.unwrap_or(recorded),
+            _ => recorded,
         };
-        // Made again from the typed transition, not passed on as recorded: PostgreSQL writes
+        // Written again from the typed transition, not passed on as recorded: PostgreSQL writes
         // the times in its session's time zone, the event carries them in UTC.
-        let data = serde_json::to_value(&t).map_err(|e| EventError::Invalid(e.to_string()))?;
-        out.push((
-            Stream::Audit,
-            event_at(fact.id, &fact.event_type, data, time),
-        ));
+        push(Stream::Audit, id, event_type, Data::new(&t)?, time);
         if t.from.is_none() && matches!(t.state, JobState::Queued | JobState::Scheduled) {
             let s = JobSubmitted {
                 job_id: t.job_id,
@@ -813,14 +960,16 @@ pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventErr
                 queue: t.queue.clone(),
                 scheduled: t.state == JobState::Scheduled,
             };
-            let data = serde_json::to_value(&s).map_err(|e| EventError::Invalid(e.to_string()))?;
-            out.push((
+            push(
                 Stream::Analytics,
-                event(derived_id(fact.id, 1), JOB_SUBMITTED, data),
-            ));
+                derived_id(id, 1),
+                JOB_SUBMITTED.to_owned(),
+                Data::new(&s)?,
+                recorded,
+            );
         }
         if t.state.is_finished() {
-            let finished = t.finished_at.unwrap_or(fact.time);
+            let finished = t.finished_at.unwrap_or(recorded);
             let f = JobFinished {
                 job_id: t.job_id,
                 kind: t.kind,
@@ -833,37 +982,37 @@ pub fn into_events(mut fact: Fact) -> Result<Vec<(Stream, CloudEvent)>, EventErr
                     .map(|s| (finished - s).num_milliseconds().max(0)),
                 total_ms: (finished - t.created_at).num_milliseconds().max(0),
             };
-            let data = serde_json::to_value(&f).map_err(|e| EventError::Invalid(e.to_string()))?;
-            out.push((
+            push(
                 Stream::Analytics,
-                event(derived_id(fact.id, 2), JOB_FINISHED, data),
-            ));
+                derived_id(id, 2),
+                JOB_FINISHED.to_owned(),
+                Data::new(&f)?,
+                recorded,
+            );
         }
     } else {
-        let paid = if fact.event_type == INVOICE_PAID {
+        let paid = if event_type == INVOICE_PAID {
             Some(
-                InvoiceEvent::deserialize(&fact.data)
-                    .map_err(|e| EventError::Invalid(format!("{}: {e}", fact.event_type)))?,
+                data.parse::<InvoiceEvent>()
+                    .map_err(|e| EventError::Invalid(format!("{event_type}: {e}")))?,
             )
         } else {
             None
         };
-        let data = std::mem::take(&mut fact.data);
-        out.push((Stream::Audit, event(fact.id, &fact.event_type, data)));
-        if let Some(paid) = paid {
-            if paid.total_minor > 0 {
-                let r = RevenueRecognised {
-                    invoice_id: paid.invoice_id,
-                    currency: paid.currency,
-                    amount_minor: paid.total_minor,
-                };
-                let data =
-                    serde_json::to_value(&r).map_err(|e| EventError::Invalid(e.to_string()))?;
-                out.push((
-                    Stream::Analytics,
-                    event(derived_id(fact.id, 3), REVENUE_RECOGNISED, data),
-                ));
-            }
+        push(Stream::Audit, id, event_type, data, recorded);
+        if let Some(paid) = paid.filter(|p| p.total_minor > 0) {
+            let r = RevenueRecognised {
+                invoice_id: paid.invoice_id,
+                currency: paid.currency,
+                amount_minor: paid.total_minor,
+            };
+            push(
+                Stream::Analytics,
+                derived_id(id, 3),
+                REVENUE_RECOGNISED.to_owned(),
+                Data::new(&r)?,
+                recorded,
+            );
         }
     }
     Ok(out)
@@ -881,13 +1030,13 @@ mod tests {
             event_type: format!("pysaas.job.{state}"),
             subject: "jobs/x".into(),
             time: "2026-12-02T10:00:05Z".parse().unwrap(),
-            data: serde_json::json!({
+            data: Data::from(serde_json::json!({
                 "job_id": Uuid::nil(), "kind": "system.noop", "queue": "default",
                 "state": state, "from": from, "attempt": attempt, "max_attempts": 3,
                 "worker_id": null, "created_at": "2026-12-02T10:00:00Z",
                 "run_at": "2026-12-02T10:00:00Z", "started_at": "2026-12-02T10:00:04Z",
                 "finished_at": "2026-12-02T10:00:05Z",
-            }),
+            })),
             traceparent: None,
         }
     }
@@ -920,8 +1069,8 @@ mod tests {
         let done = transition("succeeded", Some("running"), 1);
         let events = events_of(&done).unwrap();
         assert_eq!(events[2].1.event_type, JOB_FINISHED);
-        assert_eq!(events[2].1.data["duration_ms"], 1000);
-        assert_eq!(events[2].1.data["total_ms"], 5000);
+        assert_eq!(events[2].1.data.to_value()["duration_ms"], 1000);
+        assert_eq!(events[2].1.data.to_value()["total_ms"], 5000);
     }
 
     #[test]
@@ -936,13 +1085,13 @@ mod tests {
         let (stream, start) = &events[0];
         assert_eq!(*stream, Stream::Audit);
         assert_eq!(start.time.to_rfc3339(), "2026-12-02T10:00:04+00:00");
-        assert_eq!(start.data["state"], "running");
-        assert_eq!(start.data["from"], "queued");
-        assert_eq!(start.data["attempt"], 2);
-        assert_eq!(start.data["finished_at"], Value::Null);
+        assert_eq!(start.data.to_value()["state"], "running");
+        assert_eq!(start.data.to_value()["from"], "queued");
+        assert_eq!(start.data.to_value()["attempt"], 2);
+        assert_eq!(start.data.to_value()["finished_at"], Value::Null);
         assert_eq!(events_of(&done).unwrap()[0].1.id, start.id, "a stable id");
         assert!(events.iter().skip(1).all(|(_, e)| e.id != start.id));
-        let typed: JobTransition = serde_json::from_value(start.data.clone()).unwrap();
+        let typed: JobTransition = start.data.parse().unwrap();
         assert_eq!(typed.worker_id, None);
         // A cancel holds no attempt's start (one that was running had it recorded on its own);
         // neither does a move out of `running` within the hot table.
@@ -955,9 +1104,54 @@ mod tests {
     }
 
     #[test]
+    fn a_positional_record_reads_as_the_named_one() {
+        let named = transition("succeeded", Some("running"), 2);
+        let mut positional = named.clone();
+        positional.data = Data::from(serde_json::json!([
+            Uuid::nil(),
+            "system.noop",
+            "default",
+            "succeeded",
+            "running",
+            2,
+            3,
+            null,
+            "2026-12-02T10:00:00+00:00",
+            "2026-12-02T10:00:00+00:00",
+            "2026-12-02T10:00:04+00:00",
+            "2026-12-02T10:00:05+00:00"
+        ]));
+        assert_eq!(events_of(&positional).unwrap(), events_of(&named).unwrap());
+        // One member too many or too few: the store and this reader disagree.
+        for data in [
+            serde_json::json!([
+                Uuid::nil(),
+                "k",
+                "q",
+                "succeeded",
+                "running",
+                2,
+                3,
+                null,
+                "2026-12-02T10:00:00Z",
+                "2026-12-02T10:00:00Z",
+                null,
+                null,
+                1
+            ]),
+            serde_json::json!([Uuid::nil(), "k", "q", "succeeded", "running", 2, 3, null]),
+        ] {
+            positional.data = Data::from(data);
+            assert!(events_of(&positional).is_err());
+        }
+    }
+
+    #[test]
     fn a_transition_that_does_not_fit_its_schema_is_refused() {
         let mut fact = transition("queued", None, 0);
-        fact.data["surprise"] = serde_json::json!(1);
+        let mut data = fact.data.to_value();
+        data["surprise"] = serde_json::json!(1);
+        fact.data = Data::from(data);
         assert!(events_of(&fact).is_err());
         let mut fact = transition("queued", None, 0);
         fact.event_type = "pysaas.job.running".into();
@@ -974,7 +1168,7 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.into_bytes()))
             .collect();
-        let value = serde_json::to_vec(&event.data).unwrap();
+        let value = event.data.as_str().as_bytes().to_vec();
         assert_eq!(CloudEvent::from_binary(&headers, &value).unwrap(), event);
     }
 

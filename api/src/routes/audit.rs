@@ -69,7 +69,7 @@ impl From<AuditEntry> for AuditEntryView {
             event_type: e.event_type,
             subject: e.subject,
             time: e.time,
-            data: e.data,
+            data: e.data.to_value(),
             traceparent: e.traceparent,
         }
     }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use pysaas_jobs::events::Data;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row};
@@ -37,6 +38,11 @@ impl Columns for PgRow {
     fn opt_json<'c>(&self, i: impl Into<Col<'c>>) -> Result<Option<serde_json::Value>> {
         Ok(self.try_get(i.into())?)
     }
+
+    fn data<'c>(&self, i: impl Into<Col<'c>>) -> Result<Data> {
+        let raw: sqlx::types::Json<Box<serde_json::value::RawValue>> = self.try_get(i.into())?;
+        Ok(Data::from(raw.0))
+    }
 }
 
 pub(super) fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgres, PgArguments> {
@@ -44,6 +50,7 @@ pub(super) fn query<'q>(stmt: Stmt<'q>, args: &'q [Arg<'q>]) -> Query<'q, Postgr
         Arg::Time(v) => q.bind(*v),
         Arg::Uuid(v) => q.bind(*v),
         Arg::Json(v) => q.bind(*v),
+        Arg::Data(v) => q.bind(sqlx::types::Json(v.as_raw())),
         Arg::Now => q.bind(Utc::now()),
     })
 }

@@ -27,11 +27,9 @@ macro_rules! running_fact_of_moved {
         concat!(
             "INSERT INTO event_outbox (id, tenant_id, type, subject, data, traceparent) \
              SELECT gen_random_uuid(), m.tenant_id, 'pysaas.job.running', 'jobs/' || m.id, \
-                    jsonb_build_object('job_id', m.id, 'kind', m.kind, 'queue', m.queue, \
-                        'state', 'running', 'from', 'queued', 'attempt', m.attempts, \
-                        'max_attempts', m.max_attempts, 'worker_id', m.worker_id, \
-                        'created_at', m.created_at, 'run_at', m.run_at, \
-                        'started_at', m.started_at, 'finished_at', NULL), \
+                    json_build_array(m.id, m.kind, m.queue, 'running', 'queued', m.attempts, \
+                        m.max_attempts, m.worker_id, m.created_at, m.run_at, m.started_at, \
+                        NULL), \
                     m.trace_context \
              FROM moved m WHERE m.",
             $filter,

@@ -78,7 +78,7 @@ fn limit(n: usize) -> i64 {
 /// The event's data as `T`; an event that does not fit (a newer producer's, a bad one) is
 /// logged and counted nowhere, rather than stopping the consumer on it for good.
 fn parse<T: serde::de::DeserializeOwned>(event: &CloudEvent) -> Option<T> {
-    match serde_json::from_value(event.data.clone()) {
+    match event.data.parse() {
         Ok(data) => Some(data),
         Err(err) => {
             tracing::error!(event_id = %event.id, event_type = %event.event_type, error = %err, "analytics event skipped: its data does not fit its type");
@@ -112,7 +112,7 @@ impl<S: SqlBackend> EventRecords for S {
                         e.event_type.as_str().into(),
                         e.subject.as_str().into(),
                         e.time.into(),
-                        Arg::Json(&e.data),
+                        Arg::Data(&e.data),
                         e.traceparent.as_deref().into(),
                     ],
                 )
@@ -145,7 +145,7 @@ impl<S: SqlBackend> EventRecords for S {
                     event_type: r.text(2)?,
                     subject: r.text(3)?,
                     time: r.time(4)?,
-                    data: r.json(5)?,
+                    data: r.data(5)?,
                     traceparent: r.opt_text(6)?,
                 })
             })

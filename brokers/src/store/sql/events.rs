@@ -43,7 +43,19 @@ const SET_ENABLED: Stmt<'static> = Stmt::write("UPDATE event_settings SET enable
 /// Read on the writing transaction.
 const ENABLED: Stmt<'static> = Stmt::write("SELECT enabled FROM event_settings");
 
-/// An `INSERT … SELECT` of a job transition's fact (SQLite) made from the job's row `$row`
+/// A time column (microseconds) as the RFC 3339 text a JSON document holds.
+macro_rules! sqlite_json_time {
+    ($col:expr) => {
+        concat!(
+            "strftime('%Y-%m-%dT%H:%M:%fZ', ",
+            $col,
+            " / 1000000.0, 'unixepoch')"
+        )
+    };
+}
+
+/// An `INSERT … SELECT` of a job transition's fact (SQLite), positional as on PostgreSQL
+/// (`RecordedTransition`), made from the job's row `$row`
 /// (`NEW`, `OLD`, or an alias): `$state` the state it is in, `$from` the one it left,
 /// `$finished` when the job finished. The caller may add `FROM` / `WHERE`.
 macro_rules! sqlite_job_fact {
@@ -55,38 +67,31 @@ macro_rules! sqlite_job_fact {
             $state,
             ", 'jobs/' || ",
             $row,
-            ".id, \
-             json_object('job_id', ",
+            ".id, json_array(",
             $row,
-            ".id, 'kind', ",
+            ".id, ",
             $row,
-            ".kind, 'queue', ",
+            ".kind, ",
             $row,
-            ".queue, \
-                 'state', ",
+            ".queue, ",
             $state,
-            ", 'from', ",
+            ", ",
             $from,
-            ", 'attempt', ",
+            ", ",
             $row,
-            ".attempts, \
-                 'max_attempts', ",
+            ".attempts, ",
             $row,
-            ".max_attempts, 'worker_id', ",
+            ".max_attempts, ",
             $row,
-            ".worker_id, \
-                 'created_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
-            $row,
-            ".created_at / 1000000.0, 'unixepoch'), \
-                 'run_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
-            $row,
-            ".run_at / 1000000.0, 'unixepoch'), \
-                 'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
-            $row,
-            ".started_at / 1000000.0, 'unixepoch'), \
-                 'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', ",
-            $finished,
-            " / 1000000.0, 'unixepoch')), ",
+            ".worker_id, ",
+            sqlite_json_time!(concat!($row, ".created_at")),
+            ", ",
+            sqlite_json_time!(concat!($row, ".run_at")),
+            ", ",
+            sqlite_json_time!(concat!($row, ".started_at")),
+            ", ",
+            sqlite_json_time!($finished),
+            "), ",
             $row,
             ".trace_context"
         )
@@ -226,9 +231,12 @@ async fn switch<S: SqlBackend>(store: &S, on: bool) -> Result<()> {
     Ok(())
 }
 
+/// Drops the recording triggers, and with `on` creates them as this build records (a store
+/// made by an older one gets the current ones).
 async fn sqlite_triggers<T: SqlTx>(tx: &mut T, on: bool) -> Result<()> {
-    for stmt in if on { SQLITE_TRIGGERS } else { SQLITE_DROPS } {
-        tx.execute(stmt, &[]).await?;
+    let creates: &[Stmt<'static>] = if on { &SQLITE_TRIGGERS } else { &[] };
+    for stmt in SQLITE_DROPS.iter().chain(creates) {
+        tx.execute(*stmt, &[]).await?;
     }
     Ok(())
 }
@@ -272,7 +280,7 @@ fn entry<R: Columns>(row: &R) -> Result<OutboxEntry> {
             event_type: row.text(4)?,
             subject: row.text(5)?,
             time: row.time(6)?,
-            data: row.json(7)?,
+            data: row.data(7)?,
             traceparent: row.opt_text(8)?,
         },
     })

@@ -85,6 +85,8 @@ pub enum Arg<'a> {
     Uuid(Option<Uuid>),
     /// A JSON document.
     Json(&'a serde_json::Value),
+    /// A JSON document as its text (an event's data, stored as it came).
+    Data(&'a pysaas_jobs::events::Data),
     /// The time of this write: the writer's clock once it holds the write lock (SQLite), the
     /// process's clock (PostgreSQL, where these statements are not ordered by it).
     Now,
@@ -119,6 +121,7 @@ arg_from! {
     Uuid => Uuid (Some),
     Option<Uuid> => Uuid,
     &'a serde_json::Value => Json,
+    &'a pysaas_jobs::events::Data => Data,
 }
 
 /// Binds `args` to `$query`: the kinds both backends bind alike here, the rest by `$arms`
@@ -210,6 +213,8 @@ pub trait Columns: sqlx::Row + Sized {
     fn json<'c>(&self, i: impl Into<Col<'c>>) -> Result<serde_json::Value>;
     /// A nullable JSON document.
     fn opt_json<'c>(&self, i: impl Into<Col<'c>>) -> Result<Option<serde_json::Value>>;
+    /// A JSON document as its text, checked but not parsed into a tree.
+    fn data<'c>(&self, i: impl Into<Col<'c>>) -> Result<pysaas_jobs::events::Data>;
 }
 
 /// The [`Columns`] whose types both backends decode alike.

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use pysaas_jobs::events::Data;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
@@ -56,6 +57,13 @@ impl Columns for SqliteRow {
         let text: Option<&str> = self.try_get(i)?;
         text.map(|t| parse_json(t, &i)).transpose()
     }
+
+    fn data<'c>(&self, i: impl Into<Col<'c>>) -> Result<Data> {
+        let i = i.into();
+        let text: &str = self.try_get(i)?;
+        Data::from_text(text.to_owned())
+            .map_err(|e| StoreError::Corrupt(format!("{i:?}: invalid JSON: {e}")))
+    }
 }
 
 /// `now`: the writer's clock for writes (microseconds).
@@ -68,6 +76,7 @@ pub(super) fn query<'q>(
         Arg::Time(v) => q.bind(v.map(micros)),
         Arg::Uuid(v) => q.bind(v.map(|id| id.to_string())),
         Arg::Json(v) => q.bind(v.to_string()),
+        Arg::Data(v) => q.bind(v.as_str()),
         Arg::Now => q.bind(now),
     })
 }
