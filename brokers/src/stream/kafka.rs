@@ -4,18 +4,20 @@
 //! Each stream is one topic (`<prefix>pysaas.audit.v1`, `<prefix>pysaas.analytics.v1`), keyed by
 //! tenant id, so a tenant's events land on one partition in the order they were recorded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::join_all;
 use pysaas_jobs::events::{CloudEvent, Stream};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::{ContentMode, EventSink, EventSource, Received};
@@ -81,7 +83,79 @@ pub struct KafkaSink {
     config: KafkaConfig,
     /// Each stream's topic name, made once.
     topics: Vec<(Stream, String)>,
-    producer: std::sync::RwLock<FutureProducer>,
+    producer: std::sync::RwLock<EventProducer>,
+    /// One publish at a time: a producer counts the acknowledgements of one batch.
+    publishing: tokio::sync::Mutex<()>,
+}
+
+/// The producer: rdkafka's own thread polls it and reports each message's fate to [`Acks`].
+type EventProducer = ThreadedProducer<Acks>;
+
+/// Counts the acknowledgements of the batch being published (one callback per message, on the
+/// producer's poll thread; no future or channel per message). Reports for a batch that was given
+/// up on (its publish dropped) are told apart by the batch's number and ignored.
+#[derive(Default)]
+struct Acks {
+    state: Mutex<AckState>,
+    answered: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct AckState {
+    /// The batch being published.
+    batch: usize,
+    /// Its messages answered so far.
+    answered: usize,
+    /// Its first failure.
+    failed: Option<KafkaError>,
+}
+
+impl Acks {
+    fn state(&self) -> std::sync::MutexGuard<'_, AckState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a new batch: its number, for each of its messages.
+    fn begin(&self) -> usize {
+        let mut state = self.state();
+        state.batch = state.batch.wrapping_add(1);
+        state.answered = 0;
+        state.failed = None;
+        state.batch
+    }
+
+    /// Waits until `sent` messages of the current batch are answered; the first failure, if any.
+    async fn wait(&self, sent: usize) -> std::result::Result<(), KafkaError> {
+        loop {
+            // A report between this check and the wait leaves a permit: no wake-up is missed.
+            {
+                let mut state = self.state();
+                if state.answered >= sent {
+                    return state.failed.take().map_or(Ok(()), Err);
+                }
+            }
+            self.answered.notified().await;
+        }
+    }
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: usize) {
+        let mut state = self.state();
+        if state.batch != batch {
+            return;
+        }
+        state.answered += 1;
+        if let Err((err, _)) = result {
+            state.failed.get_or_insert_with(|| err.clone());
+        }
+        drop(state);
+        self.answered.notify_one();
+    }
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -101,12 +175,13 @@ impl KafkaSink {
             config,
             topics,
             producer,
+            publishing: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn producer(config: &KafkaConfig) -> Result<FutureProducer> {
-        config
-            .client()
+    fn producer(config: &KafkaConfig) -> Result<EventProducer> {
+        let mut client = config.client();
+        client
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
@@ -114,13 +189,13 @@ impl KafkaSink {
             .set(
                 "message.timeout.ms",
                 config.message_timeout.as_millis().to_string(),
-            )
-            .create()
+            );
+        EventProducer::from_config_and_context(&client, Acks::default())
             .map_err(|e| kafka_error("creating the Kafka producer", e))
     }
 
     /// The current producer (a cheap handle).
-    fn current(&self) -> FutureProducer {
+    fn current(&self) -> EventProducer {
         self.producer
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -130,7 +205,7 @@ impl KafkaSink {
     /// After a failed publish: an idempotent producer that hit a fatal error (its sequence
     /// state lost, say) refuses everything from then on, so it is replaced by a new one, and
     /// the batch is published again through that.
-    fn replace_if_fatal(&self, failed: &FutureProducer) {
+    fn replace_if_fatal(&self, failed: &EventProducer) {
         if let Some((code, reason)) = failed.client().fatal_error() {
             tracing::error!(code = ?code, reason = %reason, "the Kafka producer hit a fatal error; replacing it");
             match Self::producer(&self.config) {
@@ -183,8 +258,9 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<()> {
     Ok(())
 }
 
-/// The message value and headers of `event` in `mode`.
-fn encode(event: &CloudEvent, mode: ContentMode) -> Result<(Vec<u8>, OwnedHeaders)> {
+/// The message value and headers of `event` in `mode` (binary mode's value is the event's data
+/// as it is).
+fn encode(event: &CloudEvent, mode: ContentMode) -> Result<(Cow<'_, [u8]>, OwnedHeaders)> {
     let mut headers = OwnedHeaders::new_with_capacity(10);
     let value = match mode {
         ContentMode::Binary => {
@@ -199,17 +275,18 @@ fn encode(event: &CloudEvent, mode: ContentMode) -> Result<(Vec<u8>, OwnedHeader
                 });
             });
             headers = list.unwrap_or_default();
-            serde_json::to_vec(&event.data)
+            Cow::Borrowed(event.data.as_str().as_bytes())
         }
         ContentMode::Structured => {
             headers = headers.insert(Header {
                 key: "content-type",
                 value: Some(STRUCTURED_CONTENT_TYPE),
             });
-            serde_json::to_vec(event)
+            Cow::Owned(serde_json::to_vec(event).map_err(|e| {
+                StoreError::Corrupt(format!("event {} does not serialize: {e}", event.id))
+            })?)
         }
-    }
-    .map_err(|e| StoreError::Corrupt(format!("event {} does not serialize: {e}", event.id)))?;
+    };
     Ok((value, headers))
 }
 
@@ -260,11 +337,13 @@ impl EventSink for KafkaSink {
 
 /// Queues every event on `producer` in order and waits for each acknowledgement.
 async fn publish_with(
-    producer: &FutureProducer,
+    producer: &EventProducer,
     sink: &KafkaSink,
     events: &[(Stream, CloudEvent)],
 ) -> Result<()> {
-    let mut deliveries = Vec::with_capacity(events.len());
+    let _one_at_a_time = sink.publishing.lock().await;
+    let acks = producer.context();
+    let batch = acks.begin();
     for (stream, event) in events {
         let topic = sink
             .topics
@@ -273,16 +352,13 @@ async fn publish_with(
             .map(|(_, t)| t.as_str())
             .unwrap_or_default();
         let (value, headers) = encode(event, sink.config.mode)?;
-        let mut record = FutureRecord::to(topic)
+        let mut record = BaseRecord::with_opaque_to(topic, batch)
             .key(event.tenantid.as_str())
-            .payload(&value)
+            .payload(value.as_ref())
             .headers(headers);
         loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
+            match producer.send(record) {
+                Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
@@ -291,14 +367,9 @@ async fn publish_with(
             }
         }
     }
-    for outcome in join_all(deliveries).await {
-        match outcome {
-            Ok(Ok(_)) => {}
-            Ok(Err((err, _))) => return Err(kafka_error("publishing an event", err)),
-            Err(_) => return Err(StoreError::Stream("the producer was dropped".into())),
-        }
-    }
-    Ok(())
+    acks.wait(events.len())
+        .await
+        .map_err(|err| kafka_error("publishing an event", err))
 }
 
 /// A consumer group member reading the streams' topics; offsets are committed by hand, after the
