@@ -106,6 +106,8 @@ struct AckState {
     batch: usize,
     /// Its messages answered so far.
     answered: usize,
+    /// How many it holds, once all are sent: the publish is woken when the last is answered.
+    sent: Option<usize>,
     /// Its first failure.
     failed: Option<KafkaError>,
 }
@@ -120,16 +122,19 @@ impl Acks {
         let mut state = self.state();
         state.batch = state.batch.wrapping_add(1);
         state.answered = 0;
+        state.sent = None;
         state.failed = None;
         state.batch
     }
 
-    /// Waits until `sent` messages of the current batch are answered; the first failure, if any.
+    /// Waits until `sent` messages of the current batch are answered (woken once, by the last
+    /// report); the first failure, if any.
     async fn wait(&self, sent: usize) -> std::result::Result<(), KafkaError> {
         loop {
             // A report between this check and the wait leaves a permit: no wake-up is missed.
             {
                 let mut state = self.state();
+                state.sent = Some(sent);
                 if state.answered >= sent {
                     return state.failed.take().map_or(Ok(()), Err);
                 }
@@ -153,8 +158,11 @@ impl ProducerContext for Acks {
         if let Err((err, _)) = result {
             state.failed.get_or_insert_with(|| err.clone());
         }
+        let complete = state.sent.is_some_and(|sent| state.answered >= sent);
         drop(state);
-        self.answered.notify_one();
+        if complete {
+            self.answered.notify_one();
+        }
     }
 }
 
